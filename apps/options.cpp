@@ -1,0 +1,204 @@
+#include "apps/options.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <stdexcept>
+
+namespace gpt {
+
+namespace {
+
+std::string flag_name(const std::string& key) {
+  std::string f = "--" + key;
+  for (char& c : f)
+    if (c == '_') c = '-';
+  return f;
+}
+
+std::string kind_name(int k) {
+  static const char* names[] = {"an integer", "an integer", "a number", "a string", "a boolean"};
+  return names[k];
+}
+
+}  // namespace
+
+void Options::add_field(const std::string& name, Kind kind, void* ptr, const std::string& help) {
+  for (const Field& f : fields_)
+    if (f.name == name) throw std::logic_error("Options: duplicate option " + name);
+  fields_.push_back(Field{name, kind, ptr, help, "", nullptr});
+}
+
+void Options::add(const std::string& n, int* v, const std::string& h) { add_field(n, Kind::Int, v, h); }
+void Options::add(const std::string& n, long* v, const std::string& h) { add_field(n, Kind::Long, v, h); }
+void Options::add(const std::string& n, float* v, const std::string& h) { add_field(n, Kind::Float, v, h); }
+void Options::add(const std::string& n, std::string* v, const std::string& h) {
+  add_field(n, Kind::String, v, h);
+}
+void Options::add(const std::string& n, bool* v, const std::string& h) { add_field(n, Kind::Bool, v, h); }
+
+Options::Field* Options::find(const std::string& name) {
+  for (Field& f : fields_)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+void Options::register_flags(CLI::App& app) {
+  config_option_ = app.add_option("--config", config_path_,
+                                  "JSON file of settings (keys are these flags' names with "
+                                  "underscores; flags given here override it)");
+  for (Field& f : fields_) {
+    std::string help = f.help;
+    nlohmann::json current = to_json()[f.name];
+    help += " [default: " + (f.kind == Kind::String ? current.get<std::string>() : current.dump()) + "]";
+    f.option = app.add_option(flag_name(f.name), f.flag_value, help);
+    switch (f.kind) {
+      case Kind::Int:
+      case Kind::Long: f.option->type_name("INT"); break;
+      case Kind::Float: f.option->type_name("FLOAT"); break;
+      case Kind::Bool: f.option->type_name("BOOL"); break;
+      case Kind::String: f.option->type_name("TEXT"); break;
+    }
+  }
+}
+
+bool Options::given_on_command_line(const std::string& name) const {
+  for (const Field& f : fields_)
+    if (f.name == name) return f.option && f.option->count() > 0;
+  return false;
+}
+
+void Options::resolve() {
+  if (!config_path_.empty()) load_json_file(config_path_);
+  for (Field& f : fields_) {
+    if (f.option && f.option->count() > 0) set_from_string(f, f.flag_value, flag_name(f.name));
+  }
+}
+
+void Options::set_from_string(Field& f, const std::string& text, const std::string& source) {
+  auto bad = [&]() {
+    throw std::invalid_argument(source + ": expected " + kind_name(static_cast<int>(f.kind)) +
+                                ", got '" + text + "'");
+  };
+  errno = 0;
+  char* end = nullptr;
+  switch (f.kind) {
+    case Kind::Int:
+    case Kind::Long: {
+      long long v = std::strtoll(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || errno == ERANGE) bad();
+      if (f.kind == Kind::Int) {
+        if (v < INT32_MIN || v > INT32_MAX) bad();
+        *static_cast<int*>(f.ptr) = static_cast<int>(v);
+      } else {
+        *static_cast<long*>(f.ptr) = static_cast<long>(v);
+      }
+      break;
+    }
+    case Kind::Float: {
+      double v = std::strtod(text.c_str(), &end);
+      if (text.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(v)) bad();
+      *static_cast<float*>(f.ptr) = static_cast<float>(v);
+      break;
+    }
+    case Kind::String: *static_cast<std::string*>(f.ptr) = text; break;
+    case Kind::Bool:
+      if (text == "true" || text == "1" || text == "yes" || text == "on")
+        *static_cast<bool*>(f.ptr) = true;
+      else if (text == "false" || text == "0" || text == "no" || text == "off")
+        *static_cast<bool*>(f.ptr) = false;
+      else
+        bad();
+      break;
+  }
+}
+
+void Options::set_from_json(Field& f, const nlohmann::json& v, const std::string& source) {
+  const std::string where = source + ": key '" + f.name + "'";
+  auto bad = [&]() {
+    throw std::invalid_argument(where + ": expected " + kind_name(static_cast<int>(f.kind)) +
+                                ", got " + v.dump());
+  };
+  switch (f.kind) {
+    case Kind::Int:
+    case Kind::Long: {
+      if (!v.is_number_integer()) bad();
+      const long long x = v.get<long long>();
+      if (f.kind == Kind::Int) {
+        if (x < INT32_MIN || x > INT32_MAX) bad();
+        *static_cast<int*>(f.ptr) = static_cast<int>(x);
+      } else {
+        *static_cast<long*>(f.ptr) = static_cast<long>(x);
+      }
+      break;
+    }
+    case Kind::Float:
+      if (!v.is_number()) bad();
+      *static_cast<float*>(f.ptr) = v.get<float>();
+      break;
+    case Kind::String:
+      if (!v.is_string()) bad();
+      *static_cast<std::string*>(f.ptr) = v.get<std::string>();
+      break;
+    case Kind::Bool:
+      if (!v.is_boolean()) bad();
+      *static_cast<bool*>(f.ptr) = v.get<bool>();
+      break;
+  }
+}
+
+void Options::apply_json(const nlohmann::json& j, const std::string& source) {
+  if (!j.is_object()) throw std::invalid_argument(source + ": expected a JSON object");
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    Field* f = find(it.key());
+    if (!f) {
+      throw std::invalid_argument(source + ": unknown key '" + it.key() + "'");
+    }
+    set_from_json(*f, it.value(), source);
+  }
+}
+
+void Options::load_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument(path + ": cannot open config file");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in, nullptr, true, /*ignore_comments=*/true);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw std::invalid_argument(path + ": malformed JSON: " + e.what());
+  }
+  apply_json(j, path);
+}
+
+nlohmann::json Options::to_json() const {
+  nlohmann::json j = nlohmann::json::object();
+  for (const Field& f : fields_) {
+    switch (f.kind) {
+      case Kind::Int: j[f.name] = *static_cast<const int*>(f.ptr); break;
+      case Kind::Long: j[f.name] = *static_cast<const long*>(f.ptr); break;
+      case Kind::Float: {
+        // Shortest decimal that reads back as the same float (0.1f prints as 0.1).
+        char buf[32];
+        std::snprintf(buf, sizeof(buf), "%.9g", static_cast<double>(*static_cast<const float*>(f.ptr)));
+        for (int digits = 1; digits <= 9; ++digits) {
+          char shorter[32];
+          std::snprintf(shorter, sizeof(shorter), "%.*g", digits,
+                        static_cast<double>(*static_cast<const float*>(f.ptr)));
+          if (std::strtof(shorter, nullptr) == *static_cast<const float*>(f.ptr)) {
+            std::snprintf(buf, sizeof(buf), "%s", shorter);
+            break;
+          }
+        }
+        j[f.name] = std::strtod(buf, nullptr);
+        break;
+      }
+      case Kind::String: j[f.name] = *static_cast<const std::string*>(f.ptr); break;
+      case Kind::Bool: j[f.name] = *static_cast<const bool*>(f.ptr); break;
+    }
+  }
+  return j;
+}
+
+}  // namespace gpt

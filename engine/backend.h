@@ -1,0 +1,124 @@
+// The Backend interface: one method per op (forward and backward) plus memory management. The
+// model (models/) is written once against it; the CPU backend (engine/cpu_backend.*) runs the
+// reference kernels of kernels/*.cpp, the CUDA backend runs kernels/*.cu.
+//
+// Every op method is a checked entry point: it asserts the shapes and dtypes of its tensors and
+// throws ShapeError naming the argument that was wrong, then calls the kernel.
+//
+// dtypes: a backend has one compute dtype (f32 or f64 on the CPU; bf16 or f32 on CUDA) used by
+// parameters, gradients and activations, and a statistics dtype (LayerNorm mean/rstd, attention
+// logsumexp, per-token losses): f32, or f64 when the compute dtype is f64. Tokens and targets are
+// i32. Optimizer state (m, v, master weights) is always in the statistics dtype.
+//
+// Gradient rule (the kernels' headers say it per op): parameter gradients accumulate (+=);
+// activation gradients are overwritten (=), except the residual stream's, which accumulates.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/tensor.h"
+
+namespace gpt {
+
+enum class DeviceKind { cpu, cuda };
+
+// Whether the fused classifier also writes dlogits (training) or only the losses (evaluation).
+enum class LossGrad { none, write };
+
+struct AdamWStep {
+  float lr = 0.0f;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;
+  float grad_scale = 1.0f;  // gradient clipping factor, applied to the gradient before the moments
+  long step = 1;            // 1-based, for bias correction
+  uint64_t seed = 0;        // stochastic rounding seed (bf16 parameters only)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual DeviceKind device() const = 0;
+  virtual DType dtype() const = 0;       // compute dtype
+  virtual DType stat_dtype() const = 0;  // statistics and optimizer-state dtype
+  virtual std::string description() const = 0;  // one line for the start-up log
+
+  // ---- memory ---------------------------------------------------------------------------------
+  virtual void* allocate(size_t bytes) = 0;  // zero-filled; throws std::bad_alloc-like on failure
+  virtual void release(void* ptr) = 0;
+  virtual void copy_from_host(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void copy_to_host(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // device to device
+  virtual void fill_zero(void* dst, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+  // Converts between the compute dtype and host fp32 (initialisation, checkpoints, logits).
+  virtual void upload_f32(Tensor dst, const float* host_src) = 0;
+  virtual void download_f32(float* host_dst, const Tensor& src) = 0;
+  // Largest number of bytes allocated at once so far (peak memory report).
+  virtual size_t peak_bytes() const = 0;
+
+  // ---- ops (see kernels/<op>.h for the math) --------------------------------------------------
+  // out (B,T,C) = wte[tokens] + wpe[:T]; tokens (B,T) i32; wte (Vp,C); wpe (maxT,C)
+  virtual void encoder_forward(Tensor out, const Tensor& tokens, const Tensor& wte,
+                               const Tensor& wpe) = 0;
+  // dwte, dwpe += (either may be empty to skip)
+  virtual void encoder_backward(Tensor dwte, Tensor dwpe, const Tensor& dout,
+                                const Tensor& tokens) = 0;
+
+  // inp, out (N,C); weight, bias (C); mean, rstd (N) in stat dtype
+  virtual void layernorm_forward(Tensor out, Tensor mean, Tensor rstd, const Tensor& inp,
+                                 const Tensor& weight, const Tensor& bias) = 0;
+  // dinp +=, dweight +=, dbias += (dweight/dbias may be empty)
+  virtual void layernorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout,
+                                  const Tensor& inp, const Tensor& weight, const Tensor& mean,
+                                  const Tensor& rstd) = 0;
+
+  // out (N,OC) = inp (N,C) · weightᵀ (OC,C) + bias (OC, may be empty)
+  virtual void matmul_forward(Tensor out, const Tensor& inp, const Tensor& weight,
+                              const Tensor& bias) = 0;
+  // dinp =, dweight +=, dbias += (each may be empty)
+  virtual void matmul_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout,
+                               const Tensor& inp, const Tensor& weight) = 0;
+
+  virtual void gelu_forward(Tensor out, const Tensor& inp) = 0;
+  // dinp = dout · gelu'(inp)
+  virtual void gelu_backward(Tensor dinp, const Tensor& inp, const Tensor& dout) = 0;
+
+  // out = a + b
+  virtual void residual_forward(Tensor out, const Tensor& a, const Tensor& b) = 0;
+
+  // qkv (B,T,3C); out (B,T,C); lse (B,NH,T) in stat dtype
+  virtual void attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int n_head) = 0;
+  // dqkv (B,T,3C) =
+  virtual void attention_backward(Tensor dqkv, const Tensor& dout, const Tensor& qkv,
+                                  const Tensor& out, const Tensor& lse, int n_head) = 0;
+
+  // logits (N,Vp), targets (N) i32 (kIgnoreIndex = -1 masks), losses (N) stat dtype.
+  // With LossGrad::write, dlogits are written in place of the logits, scaled by dloss.
+  virtual void crossentropy(Tensor losses, Tensor logits, const Tensor& targets, int vocab_size,
+                            float dloss, LossGrad grad) = 0;
+
+  // Sum of squares of x (any length, compute dtype), in double on the host. Deterministic.
+  virtual double sum_of_squares(const Tensor& x) = 0;
+  // Sum of x (stat dtype, e.g. per-token losses), in double on the host. Deterministic.
+  virtual double sum(const Tensor& x) = 0;
+
+  // One AdamW step on one parameter tensor. m, v (and master, used when the compute dtype is bf16)
+  // are in the stat dtype and have the parameter's element count.
+  virtual void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor master,
+                            const AdamWStep& step) = 0;
+};
+
+// Creates a backend: "cpu" (dtype f32 or f64), "cuda" (bf16 or f32), "auto" (cuda when a device is
+// present and the build has CUDA, else cpu). Throws std::invalid_argument for an unknown device or a
+// dtype the device does not support, std::runtime_error when CUDA is asked for and absent.
+std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype);
+// Whether a CUDA device is usable from this build.
+bool cuda_available();
+
+}  // namespace gpt

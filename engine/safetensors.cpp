@@ -1,0 +1,175 @@
+#include "engine/safetensors.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace gpt {
+
+namespace {
+
+size_t dtype_bytes(const std::string& d) {
+  if (d == "F64" || d == "I64" || d == "U64") return 8;
+  if (d == "F32" || d == "I32" || d == "U32") return 4;
+  if (d == "BF16" || d == "F16" || d == "I16" || d == "U16") return 2;
+  if (d == "I8" || d == "U8" || d == "BOOL") return 1;
+  return 0;
+}
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw std::runtime_error(path + ": " + what);
+}
+
+}  // namespace
+
+int64_t SafeTensor::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+const SafeTensor* SafeTensorsFile::find(const std::string& name) const {
+  for (const auto& [n, t] : tensors)
+    if (n == name) return &t;
+  return nullptr;
+}
+
+void write_safetensors(const std::string& path, const SafeTensorsFile& file) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!file.metadata.empty()) {
+    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : file.metadata) meta[k] = v;
+    header["__metadata__"] = meta;
+  }
+  size_t offset = 0;
+  for (const auto& [name, t] : file.tensors) {
+    const size_t expected = static_cast<size_t>(t.numel()) * dtype_bytes(t.dtype);
+    if (dtype_bytes(t.dtype) == 0) fail(path, "tensor '" + name + "': unknown dtype " + t.dtype);
+    if (expected != t.data.size()) fail(path, "tensor '" + name + "': data size does not match shape");
+    header[name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + expected}}};
+    offset += expected;
+  }
+  std::string h = header.dump();
+  while (h.size() % 8 != 0) h.push_back(' ');  // the format pads the header with spaces
+  const uint64_t n = h.size();
+
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail(tmp, "cannot create");
+    uint8_t len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
+    out.write(reinterpret_cast<const char*>(len), 8);
+    out.write(h.data(), static_cast<std::streamsize>(h.size()));
+    for (const auto& [name, t] : file.tensors)
+      out.write(reinterpret_cast<const char*>(t.data.data()), static_cast<std::streamsize>(t.data.size()));
+    out.flush();
+    if (!out) {
+      ::unlink(tmp.c_str());
+      fail(tmp, "write failed (disk full?)");
+    }
+  }
+  int fd = ::open(tmp.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    fail(path, std::string("rename failed: ") + std::strerror(errno));
+  }
+}
+
+SafeTensorsFile read_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) fail(path, "cannot open");
+  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  if (file_size < 8) fail(path, "truncated: shorter than the 8-byte header length");
+  uint8_t len[8];
+  in.read(reinterpret_cast<char*>(len), 8);
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(len[i]) << (8 * i);
+  if (n > file_size - 8 || n > (100u << 20)) fail(path, "header length " + std::to_string(n) + " exceeds the file");
+  std::string h(n, '\0');
+  in.read(h.data(), static_cast<std::streamsize>(n));
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(h);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail(path, std::string("malformed header JSON: ") + e.what());
+  }
+  if (!header.is_object()) fail(path, "header is not a JSON object");
+  const uint64_t data_bytes = file_size - 8 - n;
+  SafeTensorsFile file;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      if (!it.value().is_object()) fail(path, "__metadata__ is not an object");
+      for (auto m = it.value().begin(); m != it.value().end(); ++m) {
+        if (!m.value().is_string()) fail(path, "__metadata__ value for '" + m.key() + "' is not a string");
+        file.metadata[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    const std::string& name = it.key();
+    const auto& e = it.value();
+    try {
+      SafeTensor t;
+      t.dtype = e.at("dtype").get<std::string>();
+      t.shape = e.at("shape").get<std::vector<int64_t>>();
+      const auto offs = e.at("data_offsets").get<std::vector<uint64_t>>();
+      if (offs.size() != 2 || offs[0] > offs[1] || offs[1] > data_bytes)
+        fail(path, "tensor '" + name + "': data_offsets outside the file (truncated?)");
+      if (dtype_bytes(t.dtype) == 0) fail(path, "tensor '" + name + "': unknown dtype " + t.dtype);
+      for (int64_t d : t.shape)
+        if (d < 0) fail(path, "tensor '" + name + "': negative dimension");
+      if (offs[1] - offs[0] != static_cast<uint64_t>(t.numel()) * dtype_bytes(t.dtype))
+        fail(path, "tensor '" + name + "': byte size does not match its shape and dtype");
+      t.data.resize(offs[1] - offs[0]);
+      in.seekg(static_cast<std::streamoff>(8 + n + offs[0]));
+      in.read(reinterpret_cast<char*>(t.data.data()), static_cast<std::streamsize>(t.data.size()));
+      if (!in) fail(path, "tensor '" + name + "': read failed (truncated?)");
+      file.tensors.emplace_back(name, std::move(t));
+    } catch (const nlohmann::json::exception& ex) {
+      fail(path, "tensor '" + name + "': malformed entry: " + ex.what());
+    }
+  }
+  return file;
+}
+
+SafeTensor make_f32_tensor(const std::vector<int64_t>& shape, const float* data) {
+  SafeTensor t;
+  t.dtype = "F32";
+  t.shape = shape;
+  t.data.resize(static_cast<size_t>(t.numel()) * 4);
+  std::memcpy(t.data.data(), data, t.data.size());
+  return t;
+}
+
+std::vector<float> tensor_as_f32(const SafeTensor& t, const std::string& what) {
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  if (t.dtype == "F32") {
+    std::memcpy(out.data(), t.data.data(), t.data.size());
+  } else if (t.dtype == "BF16") {
+    for (size_t i = 0; i < out.size(); ++i) {
+      uint32_t bits = static_cast<uint32_t>(t.data[2 * i] | (t.data[2 * i + 1] << 8)) << 16;
+      std::memcpy(&out[i], &bits, 4);
+    }
+  } else if (t.dtype == "F64") {
+    for (size_t i = 0; i < out.size(); ++i) {
+      double d;
+      std::memcpy(&d, t.data.data() + 8 * i, 8);
+      out[i] = static_cast<float>(d);
+    }
+  } else {
+    throw std::runtime_error(what + ": cannot convert dtype " + t.dtype + " to f32");
+  }
+  return out;
+}
+
+}  // namespace gpt

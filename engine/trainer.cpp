@@ -1,0 +1,158 @@
+#include "engine/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace gpt {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string format_duration(double seconds) {
+  char buf[32];
+  const long s = static_cast<long>(seconds + 0.5);
+  if (s >= 3600)
+    std::snprintf(buf, sizeof(buf), "%ldh%02ldm", s / 3600, (s / 60) % 60);
+  else if (s >= 60)
+    std::snprintf(buf, sizeof(buf), "%ldm%02lds", s / 60, s % 60);
+  else
+    std::snprintf(buf, sizeof(buf), "%lds", s);
+  return buf;
+}
+
+}  // namespace
+
+std::string format_exact(double v) {
+  char buf[40];
+  for (int digits = 6; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof(buf), "%.*g", digits, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
+Trainer::Trainer(TrainableModel& model, AdamW& optimizer, const TrainerConfig& config,
+                 BatchFn next_batch, EvalFn evaluate)
+    : model_(model), optimizer_(optimizer), config_(config), next_batch_(std::move(next_batch)),
+      evaluate_(std::move(evaluate)) {
+  const long micro = static_cast<long>(config_.batch_size) * config_.seq_len;
+  if (micro <= 0) throw std::invalid_argument("batch_size and seq_len must be positive");
+  if (config_.total_batch_tokens == 0) config_.total_batch_tokens = micro;
+  if (config_.total_batch_tokens % micro != 0) {
+    throw std::invalid_argument("total_batch_tokens (" + std::to_string(config_.total_batch_tokens) +
+                                ") must be a multiple of batch_size * seq_len (" +
+                                std::to_string(micro) + ")");
+  }
+  grad_accum_ = static_cast<int>(config_.total_batch_tokens / micro);
+  tokens_.resize(static_cast<size_t>(config_.total_batch_tokens));
+  targets_.resize(static_cast<size_t>(config_.total_batch_tokens));
+}
+
+StepRecord Trainer::train_step() {
+  const auto t0 = Clock::now();
+  const int B = config_.batch_size, T = config_.seq_len;
+  const size_t micro = static_cast<size_t>(B) * T;
+  for (int k = 0; k < grad_accum_; ++k) next_batch_(tokens_.data() + k * micro, targets_.data() + k * micro);
+  int64_t count = 0;
+  for (int32_t t : targets_) count += t >= 0;
+  const long step_index = optimizer_.step_count();  // 0-based index of the step being taken
+  StepRecord r;
+  r.step = step_index + 1;
+  if (count == 0) throw std::runtime_error("step " + std::to_string(r.step) + ": every target is masked");
+
+  model_.zero_grad();
+  const float dloss = static_cast<float>(1.0 / static_cast<double>(count));
+  double loss_sum = 0.0;
+  for (int k = 0; k < grad_accum_; ++k) {
+    loss_sum += model_.forward_backward(tokens_.data() + k * micro, targets_.data() + k * micro, B, T, dloss);
+  }
+  r.train_loss = loss_sum / static_cast<double>(count);
+  if (!std::isfinite(r.train_loss)) {
+    throw std::runtime_error("non-finite training loss (" + format_exact(r.train_loss) + ") at step " +
+                             std::to_string(r.step));
+  }
+  r.lr = learning_rate(step_index, config_.steps, config_.warmup_steps, config_.lr, config_.min_lr);
+  try {
+    r.grad_norm = optimizer_.step(r.lr);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string(e.what()) + " at step " + std::to_string(r.step));
+  }
+  model_.backend().synchronize();
+  r.step_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  r.tokens_per_s = static_cast<double>(config_.total_batch_tokens) / (r.step_ms / 1000.0);
+  return r;
+}
+
+void Trainer::log(const StepRecord& r) {
+  if (config_.out_dir.empty()) return;
+  nlohmann::ordered_json j;
+  j["step"] = r.step;
+  if (r.step > 0 || !r.has_val) {
+    j["train_loss"] = r.train_loss;
+    j["lr"] = r.lr;
+    j["grad_norm"] = r.grad_norm;
+    j["tokens_per_s"] = r.tokens_per_s;
+  }
+  if (r.has_val) {
+    j["val_loss"] = r.val.loss;
+    if (r.val.bits_per_byte > 0) j["val_bpb"] = r.val.bits_per_byte;
+  }
+  std::ofstream out(config_.out_dir + "/log.jsonl", std::ios::app);
+  if (!out) throw std::runtime_error(config_.out_dir + "/log.jsonl: cannot write the log");
+  out << j.dump() << "\n";
+  if (!out.flush()) throw std::runtime_error(config_.out_dir + "/log.jsonl: write failed (disk full?)");
+}
+
+void Trainer::run() {
+  auto print_val = [&](long step, const EvalResult& v) {
+    if (v.bits_per_byte > 0)
+      std::fprintf(stderr, "step %5ld/%ld | val loss %.4f | val bpb %.4f\n", step, config_.steps,
+                   v.loss, v.bits_per_byte);
+    else
+      std::fprintf(stderr, "step %5ld/%ld | val loss %.4f\n", step, config_.steps, v.loss);
+  };
+  if (optimizer_.step_count() == 0 && evaluate_) {
+    StepRecord r0;
+    r0.step = 0;
+    r0.has_val = true;
+    r0.val = evaluate_();
+    print_val(0, r0.val);
+    log(r0);
+    history_.push_back(r0);
+  }
+  double time_sum = 0.0;
+  long timed = 0;
+  while (optimizer_.step_count() < config_.steps) {
+    StepRecord r = train_step();
+    if (r.step > 1) {  // the first step warms caches up; keep it out of the ETA
+      time_sum += r.step_ms;
+      ++timed;
+    }
+    const double mean_ms = timed ? time_sum / timed : r.step_ms;
+    const double eta = mean_ms * static_cast<double>(config_.steps - r.step) / 1000.0;
+    char mfu[32] = "";
+    if (config_.flops_per_token > 0 && config_.peak_flops > 0) {
+      std::snprintf(mfu, sizeof(mfu), " | MFU %4.1f%%",
+                    100.0 * r.tokens_per_s * config_.flops_per_token / config_.peak_flops);
+    }
+    std::fprintf(stderr,
+                 "step %5ld/%ld | loss %.4f | lr %.2e | norm %6.3f | %8.0f tok/s | %7.1f ms%s | ETA %s\n",
+                 r.step, config_.steps, r.train_loss, r.lr, r.grad_norm, r.tokens_per_s, r.step_ms, mfu,
+                 format_duration(eta).c_str());
+    const bool last = r.step == config_.steps;
+    if (evaluate_ && ((config_.eval_every > 0 && r.step % config_.eval_every == 0) || last)) {
+      r.has_val = true;
+      r.val = evaluate_();
+      print_val(r.step, r.val);
+    }
+    log(r);
+    history_.push_back(r);
+  }
+}
+
+}  // namespace gpt

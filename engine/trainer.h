@@ -1,0 +1,80 @@
+// The training loop, independent of any particular model or data format: the app hands it a model,
+// an optimizer and two callbacks (next training micro-batch, validation pass).
+//
+// One optimizer step = grad_accum micro-batches of (B, T), grad_accum = total_batch_tokens / (B·T).
+// All micro-batches of a step are fetched first so that the number of unmasked targets of the whole
+// step is known before any backward pass: each token's loss is scaled by 1 / (that count), which
+// makes the step's loss the mean over all unmasked targets of the step (not a mean of per-micro-
+// batch means), and gradient accumulation over micro-batches exactly equals one big batch.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "engine/model_interface.h"
+#include "engine/optimizer.h"
+
+namespace gpt {
+
+struct TrainerConfig {
+  long steps = 1000;
+  int batch_size = 8;
+  int seq_len = 256;
+  long total_batch_tokens = 0;  // 0: one micro-batch per step (B·T)
+  float lr = 1e-3f;
+  float min_lr = 1e-4f;
+  long warmup_steps = 0;
+  long eval_every = 0;   // 0: validate only at the start and the end
+  std::string out_dir;   // log.jsonl goes here (empty: no log file)
+  double flops_per_token = 0.0;  // for MFU (0: not reported)
+  double peak_flops = 0.0;       // device peak for MFU (0: not reported)
+};
+
+struct EvalResult {
+  double loss = 0.0;           // mean over all targets of the validation set
+  double bits_per_byte = 0.0;  // 0 when unknown
+};
+
+struct StepRecord {
+  long step = 0;  // 1-based
+  double train_loss = 0.0;
+  float lr = 0.0f;
+  double grad_norm = 0.0;
+  double tokens_per_s = 0.0;
+  double step_ms = 0.0;
+  bool has_val = false;
+  EvalResult val;
+};
+
+class Trainer {
+ public:
+  using BatchFn = std::function<void(int32_t* tokens, int32_t* targets)>;
+  using EvalFn = std::function<EvalResult()>;
+
+  Trainer(TrainableModel& model, AdamW& optimizer, const TrainerConfig& config, BatchFn next_batch,
+          EvalFn evaluate);
+  int grad_accum() const { return grad_accum_; }
+  // Runs from the optimizer's current step to config.steps. Throws std::runtime_error naming the
+  // step on a non-finite loss or gradient norm.
+  void run();
+  // One optimizer step (fetch, forward/backward, clip, AdamW). Returns its record.
+  StepRecord train_step();
+  const std::vector<StepRecord>& history() const { return history_; }
+
+ private:
+  void log(const StepRecord& r);
+  TrainableModel& model_;
+  AdamW& optimizer_;
+  TrainerConfig config_;
+  BatchFn next_batch_;
+  EvalFn evaluate_;
+  int grad_accum_ = 1;
+  std::vector<int32_t> tokens_, targets_;
+  std::vector<StepRecord> history_;
+};
+
+// Formats a double so that it reads back exactly (17 significant digits, shortest form).
+std::string format_exact(double v);
+
+}  // namespace gpt

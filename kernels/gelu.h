@@ -1,0 +1,21 @@
+// GELU, tanh approximation (GPT-2's "gelu_new"):
+//
+//   gelu(x)  = 0.5 · x · (1 + tanh(u)),     u = sqrt(2/π) · (x + 0.044715 · x³)
+//   gelu'(x) = 0.5 · (1 + tanh(u)) + 0.5 · x · (1 - tanh²(u)) · sqrt(2/π) · (1 + 3 · 0.044715 · x²)
+//
+//   backward: dinp[i] = dout[i] · gelu'(inp[i])          (activation gradient: OVERWRITES, =)
+//
+// Elementwise over N values; memory bound. dinp may alias dout.
+#pragma once
+
+#include <cstddef>
+
+namespace gpt::cpu {
+
+template <typename F>
+void gelu_forward(F* out, const F* inp, size_t N);
+
+template <typename F>
+void gelu_backward(F* dinp, const F* inp, const F* dout, size_t N);
+
+}  // namespace gpt::cpu

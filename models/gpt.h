@@ -1,0 +1,123 @@
+// The GPT-2 model: pre-LN transformer blocks, learned position embeddings, tied input/output
+// embeddings, a 4x GELU MLP, the vocabulary padded to a multiple of 128 (the padded logits are
+// excluded from the softmax). Explicit forward and backward passes, written once against the Backend
+// interface, so the same code runs on the CPU (f32, or f64 for gradient checks) and on CUDA.
+//
+//   x   = wte[tokens] + wpe[0:T]
+//   for each layer l:
+//     x = x + attn_proj(attention(qkv(ln1(x))))
+//     x = x + fc_proj(gelu(fc(ln2(x))))
+//   logits = lnf(x) · wteᵀ          (N, Vp), columns >= V masked in the loss
+//
+// Memory: parameters, gradients and activations each live in one arena allocated at construction
+// for a maximum batch (max_batch, max_seq); forward/backward accept any B <= max_batch and
+// T <= max_seq and allocate nothing.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/arena.h"
+#include "engine/backend.h"
+#include "engine/model_interface.h"
+
+namespace gpt {
+
+struct GptConfig {
+  int n_layer = 12;
+  int n_head = 12;
+  int n_embd = 768;
+  int max_seq_len = 1024;
+  int vocab_size = 50257;
+
+  static constexpr int kVocabMultiple = 128;
+  int padded_vocab_size() const {
+    return (vocab_size + kVocabMultiple - 1) / kVocabMultiple * kVocabMultiple;
+  }
+  int head_size() const { return n_embd / n_head; }
+  // Throws std::invalid_argument naming the field (non-positive sizes, n_embd % n_head != 0).
+  void validate() const;
+  // Parameter count (with the padded vocabulary rows, which are kept at zero... see gpt.cpp).
+  int64_t num_parameters() const;
+  // Training FLOPs per token (forward + backward, as in the PaLM paper's MFU accounting):
+  // 6·N_params(non-embedding + lm head) + 12·L·T·C for attention.
+  double flops_per_token(int seq_len) const;
+};
+
+// Names of the parameter tensors, in arena order. Shapes in comments (L = n_layer, C = n_embd,
+// Vp = padded vocab, maxT = max_seq_len). Weight matrices are (out, in) like PyTorch's Linear.
+enum class Param : int {
+  wte = 0,    // (Vp, C)   token embedding, tied with the output layer
+  wpe,        // (maxT, C) position embedding
+  ln1_w,      // (L, C)
+  ln1_b,      // (L, C)
+  qkv_w,      // (L, 3C, C)
+  qkv_b,      // (L, 3C)
+  attproj_w,  // (L, C, C)
+  attproj_b,  // (L, C)
+  ln2_w,      // (L, C)
+  ln2_b,      // (L, C)
+  fc_w,       // (L, 4C, C)
+  fc_b,       // (L, 4C)
+  fcproj_w,   // (L, C, 4C)
+  fcproj_b,   // (L, C)
+  lnf_w,      // (C)
+  lnf_b,      // (C)
+  count
+};
+constexpr int kNumParams = static_cast<int>(Param::count);
+const char* param_name(Param p);  // "wte", "ln1_w", ...
+
+class GptModel : public TrainableModel {
+ public:
+  GptModel(const GptConfig& config, Backend& backend, int max_batch, int max_seq);
+  ~GptModel() override;
+
+  const GptConfig& config() const { return config_; }
+  Backend& backend() override { return backend_; }
+  int max_batch() const { return max_batch_; }
+  int max_seq() const { return max_seq_; }
+
+  // GPT-2 initialisation: normal(0, 0.02) for weights and embeddings, residual projections
+  // (attproj_w, fcproj_w) scaled by 1/sqrt(2·n_layer), zeros for biases, ones for LayerNorm
+  // weights; padded vocabulary rows are zero. Deterministic in `seed`.
+  void init_weights(uint64_t seed);
+
+  // ---- TrainableModel ------------------------------------------------------------------------
+  // tokens, targets: host (B,T) int32; targets may be null (logits only). Returns the sum of the
+  // per-token losses over unmasked targets (0 when targets is null).
+  double forward(const int32_t* tokens, const int32_t* targets, int B, int T) override;
+  // Forward with the fused classifier writing dlogits scaled by dloss, then the full backward.
+  // Gradients ACCUMULATE into the gradient arena (call zero_grad() once per optimizer step).
+  // Returns the sum of the per-token losses over unmasked targets.
+  double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                          float dloss) override;
+  void zero_grad() override;
+  std::vector<ParamGroup> parameters() override;
+
+  // The logits of the last forward, copied to the host as fp32 (B, T, Vp).
+  std::vector<float> logits_to_host(int B, int T);
+  // Parameter views, e.g. for tests and checkpoints.
+  Tensor param(Param p) const;
+  Tensor grad(Param p) const;
+  Arena& param_arena() { return *params_; }
+  Arena& grad_arena() { return *grads_; }
+
+ private:
+  struct Activations;
+  void forward_impl(int B, int T);
+  void backward_impl(int B, int T);
+  void upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T);
+
+  GptConfig config_;
+  Backend& backend_;
+  int max_batch_;
+  int max_seq_;
+  std::unique_ptr<Arena> params_;
+  std::unique_ptr<Arena> grads_;
+  std::unique_ptr<Activations> acts_;
+};
+
+}  // namespace gpt

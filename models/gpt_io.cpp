@@ -1,0 +1,72 @@
+#include "models/gpt_io.h"
+
+#include <stdexcept>
+#include <vector>
+
+#include "engine/safetensors.h"
+
+namespace gpt {
+
+nlohmann::json gpt_config_to_json(const GptConfig& c) {
+  return nlohmann::json{{"n_layer", c.n_layer},
+                        {"n_head", c.n_head},
+                        {"n_embd", c.n_embd},
+                        {"max_seq_len", c.max_seq_len},
+                        {"vocab_size", c.vocab_size}};
+}
+
+GptConfig gpt_config_from_json(const nlohmann::json& j, const std::string& source) {
+  if (!j.is_object()) throw std::invalid_argument(source + ": model config is not a JSON object");
+  GptConfig c;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    int* field = nullptr;
+    if (it.key() == "n_layer") field = &c.n_layer;
+    else if (it.key() == "n_head") field = &c.n_head;
+    else if (it.key() == "n_embd") field = &c.n_embd;
+    else if (it.key() == "max_seq_len") field = &c.max_seq_len;
+    else if (it.key() == "vocab_size") field = &c.vocab_size;
+    else throw std::invalid_argument(source + ": unknown model config key '" + it.key() + "'");
+    if (!it.value().is_number_integer())
+      throw std::invalid_argument(source + ": key '" + it.key() + "': expected an integer");
+    *field = it.value().get<int>();
+  }
+  c.validate();
+  return c;
+}
+
+void save_gpt_weights(const std::string& path, GptModel& model) {
+  SafeTensorsFile file;
+  file.metadata["format"] = "gpt-engine";
+  file.metadata["config"] = gpt_config_to_json(model.config()).dump();
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const Param p = static_cast<Param>(pi);
+    Tensor t = model.param(p);
+    std::vector<float> host(static_cast<size_t>(t.numel()));
+    model.backend().download_f32(host.data(), t);
+    std::vector<int64_t> shape;
+    for (int d = 0; d < t.shape.ndim(); ++d) shape.push_back(t.shape[d]);
+    file.tensors.emplace_back(param_name(p), make_f32_tensor(shape, host.data()));
+  }
+  write_safetensors(path, file);
+}
+
+void load_gpt_weights(const std::string& path, GptModel& model) {
+  SafeTensorsFile file = read_safetensors(path);
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const Param p = static_cast<Param>(pi);
+    Tensor t = model.param(p);
+    const SafeTensor* st = file.find(param_name(p));
+    if (!st) throw std::runtime_error(path + ": missing tensor '" + std::string(param_name(p)) + "'");
+    std::vector<int64_t> shape;
+    for (int d = 0; d < t.shape.ndim(); ++d) shape.push_back(t.shape[d]);
+    if (st->shape != shape) {
+      throw std::runtime_error(path + ": tensor '" + std::string(param_name(p)) + "' has shape " +
+                               nlohmann::json(st->shape).dump() + ", the model expects " +
+                               nlohmann::json(shape).dump());
+    }
+    std::vector<float> host = tensor_as_f32(*st, path + ": tensor '" + param_name(p) + "'");
+    model.backend().upload_f32(t, host.data());
+  }
+}
+
+}  // namespace gpt
