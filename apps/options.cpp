@@ -48,12 +48,14 @@ Options::Field* Options::find(const std::string& name) {
 void Options::register_flags(CLI::App& app) {
   config_option_ = app.add_option("--config", config_path_,
                                   "JSON file of settings (keys are these flags' names with "
-                                  "underscores; flags given here override it)");
+                                  "underscores; flags given here override it)")
+                       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   for (Field& f : fields_) {
     std::string help = f.help;
     nlohmann::json current = to_json()[f.name];
     help += " [default: " + (f.kind == Kind::String ? current.get<std::string>() : current.dump()) + "]";
-    f.option = app.add_option(flag_name(f.name), f.flag_value, help);
+    f.option = app.add_option(flag_name(f.name), f.flag_value, help)
+                   ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     switch (f.kind) {
       case Kind::Int:
       case Kind::Long: f.option->type_name("INT"); break;

@@ -128,25 +128,13 @@ int run(int argc, char** argv) {
     throw std::invalid_argument("seq_len (" + std::to_string(s.seq_len) + ") exceeds max_seq_len (" +
                                 std::to_string(s.max_seq_len) + ")");
 
-  fs::create_directories(s.out);
-  const nlohmann::json resolved = options.to_json();
-  {
-    std::ofstream out(s.out + "/config.json");
-    out << resolved.dump(2) << "\n";
-    if (!out) throw std::runtime_error(s.out + "/config.json: cannot write");
-  }
-  fs::remove(s.out + "/log.jsonl");
-  std::cerr << "config: " << resolved.dump() << "\n";
-
-  gpt::DType dtype;
-  if (s.dtype == "auto") {
-    const bool cuda = s.device == "cuda" || (s.device == "auto" && gpt::cuda_available());
-    dtype = cuda ? gpt::DType::bf16 : gpt::DType::f32;
-  } else {
-    dtype = gpt::dtype_from_name(s.dtype);
-  }
-  auto backend = gpt::make_backend(s.device, dtype);
-  std::cerr << "backend: " << backend->description() << "\n";
+  if (s.steps <= 0) throw std::invalid_argument("steps must be positive");
+  if (s.batch_size <= 0 || s.seq_len <= 0) throw std::invalid_argument("batch_size and seq_len must be positive");
+  const long micro_tokens = static_cast<long>(s.batch_size) * s.seq_len;
+  if (s.total_batch_tokens < 0 || s.total_batch_tokens % micro_tokens != 0)
+    throw std::invalid_argument("total_batch_tokens (" + std::to_string(s.total_batch_tokens) +
+                                ") must be a multiple of batch_size * seq_len (" +
+                                std::to_string(micro_tokens) + ")");
 
   gpt::GptConfig mc;
   mc.n_layer = s.n_layer;
@@ -156,10 +144,31 @@ int run(int argc, char** argv) {
   mc.vocab_size = s.vocab_size;
   mc.validate();
 
+  // Everything that can fail on bad input is checked before anything is printed or written.
+  gpt::DType dtype;
+  if (s.dtype == "auto") {
+    const bool cuda = s.device == "cuda" || (s.device == "auto" && gpt::cuda_available());
+    dtype = cuda ? gpt::DType::bf16 : gpt::DType::f32;
+  } else {
+    dtype = gpt::dtype_from_name(s.dtype);
+  }
   gpt::TrainLoader loader(s.train_data, s.batch_size, s.seq_len, mc.vocab_size, s.shuffle,
                           static_cast<uint64_t>(s.seed));
   std::unique_ptr<gpt::ValidationSet> val;
   if (!s.val_data.empty()) val = std::make_unique<gpt::ValidationSet>(s.val_data, s.batch_size, s.seq_len, mc.vocab_size);
+
+  auto backend = gpt::make_backend(s.device, dtype);
+
+  const nlohmann::json resolved = options.to_json();
+  fs::create_directories(s.out);
+  {
+    std::ofstream out(s.out + "/config.json");
+    out << resolved.dump(2) << "\n";
+    if (!out) throw std::runtime_error(s.out + "/config.json: cannot write");
+  }
+  fs::remove(s.out + "/log.jsonl");
+  std::cerr << "config: " << resolved.dump() << "\n";
+  std::cerr << "backend: " << backend->description() << "\n";
 
   gpt::GptModel model(mc, *backend, s.batch_size, s.seq_len);
   model.init_weights(static_cast<uint64_t>(s.seed));

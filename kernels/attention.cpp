@@ -1,0 +1,164 @@
+// Causal attention on the CPU, one (batch, head) pair per OpenMP iteration.
+//
+// Q, K and V of a head are read in place from the packed qkv tensor: row t of Q starts at
+// qkv[b, t, h·HS] and consecutive rows are 3C apart, so every product is a gemm with leading
+// dimension 3C (no copies). Queries are processed in tiles of kQueryTile rows; a tile [t0, t1)
+// needs the keys [0, t1), so its score block S is (t1 - t0) × t1, lives in a per-thread scratch
+// buffer, and holds zeros above the diagonal once turned into probabilities.
+//
+// Inside the parallel region OpenBLAS (OpenMP build) and the plain-loop gemm run single-threaded,
+// and each (b, h) pair is handled by exactly one thread in a fixed order of tiles, so the results do
+// not depend on the thread count.
+#include "kernels/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "kernels/matmul.h"
+
+namespace gpt::cpu {
+namespace {
+
+constexpr int kQueryTile = 64;
+
+// A per-thread scratch buffer of at least n elements (grows, never shrinks).
+template <typename F>
+F* scratch(std::vector<F>& buffer, size_t n) {
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
+// S (rows × cols, ld = cols) = scale · Q_tile · K[0:cols]ᵀ.
+template <typename F>
+void scores(F* S, const F* q_tile, const F* k, int rows, int cols, int HS, int ld_qkv, F scale) {
+  gemm(Transpose::no, Transpose::yes, rows, cols, HS, scale, q_tile, ld_qkv, k, ld_qkv, F(0), S,
+       cols);
+}
+
+}  // namespace
+
+template <typename F>
+void attention_forward(F* out, F* lse, const F* qkv, int B, int T, int C, int NH) {
+  const int HS = C / NH;  // head size
+  const int ld_qkv = 3 * C;
+  const F scale = static_cast<F>(1.0 / std::sqrt(static_cast<double>(HS)));
+#pragma omp parallel for schedule(static)
+  for (int bh = 0; bh < B * NH; ++bh) {
+    thread_local std::vector<F> score_buffer;
+    F* P = scratch(score_buffer, static_cast<size_t>(kQueryTile) * T);
+    const int b = bh / NH;
+    const int h = bh % NH;
+    const F* q = qkv + static_cast<size_t>(b) * T * ld_qkv + static_cast<size_t>(h) * HS;
+    const F* k = q + C;
+    const F* v = q + 2 * C;
+    F* out_bh = out + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS;
+    F* lse_bh = lse + static_cast<size_t>(bh) * T;
+    for (int t0 = 0; t0 < T; t0 += kQueryTile) {
+      const int t1 = std::min(t0 + kQueryTile, T);
+      const int rows = t1 - t0;
+      scores(P, q + static_cast<size_t>(t0) * ld_qkv, k, rows, t1, HS, ld_qkv, scale);
+      for (int r = 0; r < rows; ++r) {
+        const int t = t0 + r;
+        F* p = P + static_cast<size_t>(r) * t1;
+        F max_s = p[0];
+        for (int u = 1; u <= t; ++u) max_s = p[u] > max_s ? p[u] : max_s;
+        double sum = 0.0;
+        for (int u = 0; u <= t; ++u) {
+          p[u] = std::exp(p[u] - max_s);
+          sum += p[u];
+        }
+        const F inv_sum = static_cast<F>(1.0 / sum);
+        for (int u = 0; u <= t; ++u) p[u] *= inv_sum;
+        for (int u = t + 1; u < t1; ++u) p[u] = 0;  // causal mask
+        lse_bh[t] = static_cast<F>(max_s + std::log(sum));
+      }
+      // out_tile (rows × HS) = P (rows × t1) · V[0:t1] (t1 × HS)
+      gemm(Transpose::no, Transpose::no, rows, HS, t1, F(1), P, t1, v, ld_qkv, F(0),
+           out_bh + static_cast<size_t>(t0) * C, C);
+    }
+  }
+}
+
+template <typename F>
+void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, int B,
+                        int T, int C, int NH) {
+  const int HS = C / NH;
+  const int ld_qkv = 3 * C;
+  const F scale = static_cast<F>(1.0 / std::sqrt(static_cast<double>(HS)));
+#pragma omp parallel for schedule(static)
+  for (int bh = 0; bh < B * NH; ++bh) {
+    thread_local std::vector<F> p_buffer;
+    thread_local std::vector<F> ds_buffer;
+    F* P = scratch(p_buffer, static_cast<size_t>(kQueryTile) * T);
+    F* dS = scratch(ds_buffer, static_cast<size_t>(kQueryTile) * T);
+    const int b = bh / NH;
+    const int h = bh % NH;
+    const size_t qkv_offset = static_cast<size_t>(b) * T * ld_qkv + static_cast<size_t>(h) * HS;
+    const size_t out_offset = static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS;
+    const F* q = qkv + qkv_offset;
+    const F* k = q + C;
+    const F* v = q + 2 * C;
+    F* dq = dqkv + qkv_offset;
+    F* dk = dq + C;
+    F* dv = dq + 2 * C;
+    const F* dout_bh = dout + out_offset;
+    const F* out_bh = out + out_offset;
+    const F* lse_bh = lse + static_cast<size_t>(bh) * T;
+    // dK and dV gather contributions from every query tile: start them at zero (this pair owns
+    // these columns of dqkv for all t).
+    for (int t = 0; t < T; ++t) {
+      F* dk_t = dk + static_cast<size_t>(t) * ld_qkv;
+      F* dv_t = dv + static_cast<size_t>(t) * ld_qkv;
+      for (int c = 0; c < HS; ++c) dk_t[c] = dv_t[c] = 0;
+    }
+    for (int t0 = 0; t0 < T; t0 += kQueryTile) {
+      const int t1 = std::min(t0 + kQueryTile, T);
+      const int rows = t1 - t0;
+      const F* q_tile = q + static_cast<size_t>(t0) * ld_qkv;
+      const F* dout_tile = dout_bh + static_cast<size_t>(t0) * C;
+      // P = exp(S - lse), recomputed; zero above the diagonal.
+      scores(P, q_tile, k, rows, t1, HS, ld_qkv, scale);
+      for (int r = 0; r < rows; ++r) {
+        const int t = t0 + r;
+        F* p = P + static_cast<size_t>(r) * t1;
+        const F lse_t = lse_bh[t];
+        for (int u = 0; u <= t; ++u) p[u] = std::exp(p[u] - lse_t);
+        for (int u = t + 1; u < t1; ++u) p[u] = 0;
+      }
+      // dV[0:t1] += Pᵀ · dout_tile
+      gemm(Transpose::yes, Transpose::no, t1, HS, rows, F(1), P, t1, dout_tile, C, F(1), dv,
+           ld_qkv);
+      // dP = dout_tile · V[0:t1]ᵀ, then dS = P ⊙ (dP - D) · scale with D_t = dout_t · out_t.
+      // The scale of S = scale · Q Kᵀ is folded into dS here.
+      gemm(Transpose::no, Transpose::yes, rows, t1, HS, F(1), dout_tile, C, v, ld_qkv, F(0), dS,
+           t1);
+      for (int r = 0; r < rows; ++r) {
+        const int t = t0 + r;
+        const F* do_t = dout_bh + static_cast<size_t>(t) * C;
+        const F* o_t = out_bh + static_cast<size_t>(t) * C;
+        F D = 0;
+        for (int c = 0; c < HS; ++c) D += do_t[c] * o_t[c];
+        const F* p = P + static_cast<size_t>(r) * t1;
+        F* ds = dS + static_cast<size_t>(r) * t1;
+        for (int u = 0; u < t1; ++u) ds[u] = p[u] * (ds[u] - D) * scale;
+      }
+      // dQ_tile = dS · K[0:t1]   (each query row belongs to exactly one tile: overwrite)
+      gemm(Transpose::no, Transpose::no, rows, HS, t1, F(1), dS, t1, k, ld_qkv, F(0),
+           dq + static_cast<size_t>(t0) * ld_qkv, ld_qkv);
+      // dK[0:t1] += dSᵀ · Q_tile
+      gemm(Transpose::yes, Transpose::no, t1, HS, rows, F(1), dS, t1, q_tile, ld_qkv, F(1), dk,
+           ld_qkv);
+    }
+  }
+}
+
+template void attention_forward<float>(float*, float*, const float*, int, int, int, int);
+template void attention_forward<double>(double*, double*, const double*, int, int, int, int);
+template void attention_backward<float>(float*, const float*, const float*, const float*,
+                                        const float*, int, int, int, int);
+template void attention_backward<double>(double*, const double*, const double*, const double*,
+                                         const double*, int, int, int, int);
+
+}  // namespace gpt::cpu

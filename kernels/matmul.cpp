@@ -1,0 +1,218 @@
+// CPU matmuls: the Linear layer (forward, backward) and the general strided gemm used by attention.
+//
+// float goes through CBLAS sgemm when the build found OpenBLAS (GPT_HAVE_CBLAS); double, and float
+// without CBLAS, go through plain loops. The plain loops parallelise over output rows and reduce
+// every output element over k in a fixed order. The sgemm path splits C into blocks that depend on
+// the shape only (see sgemm_blocked). Either way the bits of the result do not depend on the thread
+// count (the determinism test in tests/test_kernels.cpp checks it).
+#include "kernels/matmul.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <type_traits>
+
+#ifdef GPT_HAVE_CBLAS
+#include <cblas.h>
+extern "C" char* openblas_get_config(void);
+#endif
+
+namespace gpt::cpu {
+namespace {
+
+// Below this many multiply-adds a product runs on the calling thread (no OpenMP team).
+constexpr long kParallelMinWork = 1L << 15;
+
+// Dot product with 8 independent partial sums: the compiler can keep them in one vector register
+// without reassociating anything, and the order of the additions is fixed by n alone.
+template <typename F>
+F dot(const F* a, const F* b, int n) {
+  constexpr int kLanes = 8;
+  F lane[kLanes] = {};
+  int k = 0;
+  for (; k + kLanes <= n; k += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lane[l] += a[k + l] * b[k + l];
+  }
+  for (int l = 0; k < n; ++k, ++l) lane[l] += a[k] * b[k];
+  F sum = 0;
+  for (int l = 0; l < kLanes; ++l) sum += lane[l];
+  return sum;
+}
+
+// C (M,N) = alpha · op(A) (M,K) · op(B) (K,N) + beta · C, row-major, in plain loops. As in BLAS,
+// beta == 0 ignores whatever C held (NaN included).
+template <typename F>
+void gemm_loops(Transpose trans_a, Transpose trans_b, int M, int N, int K, F alpha, const F* A,
+                int lda, const F* Bm, int ldb, F beta, F* Cm, int ldc) {
+  const bool a_t = trans_a == Transpose::yes;
+  const bool b_t = trans_b == Transpose::yes;
+  const long work = static_cast<long>(M) * N * K;
+#pragma omp parallel for schedule(static) if (work > kParallelMinWork)
+  for (int i = 0; i < M; ++i) {
+    F* c_row = Cm + static_cast<size_t>(i) * ldc;
+    if (beta == F(0)) {
+      for (int j = 0; j < N; ++j) c_row[j] = 0;
+    } else if (beta != F(1)) {
+      for (int j = 0; j < N; ++j) c_row[j] *= beta;
+    }
+    if (b_t) {
+      // op(B)[k,j] = B[j,k]: each output is a dot product of two contiguous rows (A's row needs
+      // gathering first when A is transposed).
+      if (!a_t) {
+        const F* a_row = A + static_cast<size_t>(i) * lda;
+        for (int j = 0; j < N; ++j) {
+          c_row[j] += alpha * dot(a_row, Bm + static_cast<size_t>(j) * ldb, K);
+        }
+      } else {
+        for (int j = 0; j < N; ++j) {
+          const F* b_row = Bm + static_cast<size_t>(j) * ldb;
+          F sum = 0;
+          for (int k = 0; k < K; ++k) sum += A[static_cast<size_t>(k) * lda + i] * b_row[k];
+          c_row[j] += alpha * sum;
+        }
+      }
+    } else {
+      // op(B)[k,:] is a contiguous row: C's row += op(A)[i,k] · B's row k, k in order (vectorises
+      // over j).
+      for (int k = 0; k < K; ++k) {
+        const F a_ik = alpha * (a_t ? A[static_cast<size_t>(k) * lda + i]
+                                    : A[static_cast<size_t>(i) * lda + k]);
+        const F* b_row = Bm + static_cast<size_t>(k) * ldb;
+        for (int j = 0; j < N; ++j) c_row[j] += a_ik * b_row[j];
+      }
+    }
+  }
+}
+
+#ifdef GPT_HAVE_CBLAS
+void sgemm(Transpose trans_a, Transpose trans_b, int M, int N, int K, float alpha, const float* A,
+           int lda, const float* Bm, int ldb, float beta, float* Cm, int ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a == Transpose::yes ? CblasTrans : CblasNoTrans,
+              trans_b == Transpose::yes ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, Bm,
+              ldb, beta, Cm, ldc);
+}
+
+// OpenBLAS's own threading splits C by the thread count, and its edge micro-kernels reduce in a
+// different order from the main one, so the bits of C would depend on the number of threads. We
+// split C ourselves instead, into blocks whose size depends on M and N only, and call sgemm once
+// per block from inside the parallel region (where the OpenMP build of OpenBLAS runs on the calling
+// thread alone).
+void sgemm_blocked(Transpose trans_a, Transpose trans_b, int M, int N, int K, float alpha,
+                   const float* A, int lda, const float* Bm, int ldb, float beta, float* Cm,
+                   int ldc) {
+  constexpr int kMinTasks = 32;
+  int block = 512;
+  auto tasks = [&](int b) { return ((M + b - 1) / b) * static_cast<long>((N + b - 1) / b); };
+  while (block > 64 && tasks(block) < kMinTasks) block /= 2;
+  const int row_blocks = (M + block - 1) / block;
+  const int col_blocks = (N + block - 1) / block;
+#pragma omp parallel for schedule(dynamic)
+  for (int blk = 0; blk < row_blocks * col_blocks; ++blk) {
+    const int i0 = (blk / col_blocks) * block;
+    const int j0 = (blk % col_blocks) * block;
+    const int rows = std::min(block, M - i0);
+    const int cols = std::min(block, N - j0);
+    // Rows i0.. of op(A) and columns j0.. of op(B).
+    const float* a = trans_a == Transpose::no ? A + static_cast<size_t>(i0) * lda : A + i0;
+    const float* b = trans_b == Transpose::no ? Bm + j0 : Bm + static_cast<size_t>(j0) * ldb;
+    sgemm(trans_a, trans_b, rows, cols, K, alpha, a, lda, b, ldb, beta,
+          Cm + static_cast<size_t>(i0) * ldc + j0, ldc);
+  }
+}
+#endif
+
+}  // namespace
+
+template <typename F>
+void gemm(Transpose trans_a, Transpose trans_b, int M, int N, int K, F alpha, const F* A, int lda,
+          const F* Bm, int ldb, F beta, F* Cm, int ldc) {
+  if (M <= 0 || N <= 0) return;
+#ifdef GPT_HAVE_CBLAS
+  if constexpr (std::is_same_v<F, float>) {
+    if (K <= 0) {  // BLAS would leave C alone; we want C = beta · C like the loops
+      gemm_loops(trans_a, trans_b, M, N, 0, alpha, A, lda, Bm, ldb, beta, Cm, ldc);
+    } else if (omp_get_level() > 0) {
+      // Already inside a parallel region (attention's loop over heads): one call on this thread.
+      sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, Bm, ldb, beta, Cm, ldc);
+    } else {
+      sgemm_blocked(trans_a, trans_b, M, N, K, alpha, A, lda, Bm, ldb, beta, Cm, ldc);
+    }
+    return;
+  }
+#endif
+  gemm_loops(trans_a, trans_b, M, N, K, alpha, A, lda, Bm, ldb, beta, Cm, ldc);
+}
+
+template <typename F>
+void matmul_forward(F* out, const F* inp, const F* weight, const F* bias, int N, int C, int OC) {
+  F beta = 0;
+  if (bias != nullptr) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; ++n) {
+      F* out_row = out + static_cast<size_t>(n) * OC;
+      for (int o = 0; o < OC; ++o) out_row[o] = bias[o];
+    }
+    beta = 1;
+  }
+  // out (N,OC) = inp (N,C) · weightᵀ (C,OC) + beta · out
+  gemm(Transpose::no, Transpose::yes, N, OC, C, F(1), inp, C, weight, C, beta, out, OC);
+}
+
+template <typename F>
+void matmul_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* inp, const F* weight,
+                     int N, int C, int OC) {
+  if (dinp != nullptr) {
+    // dinp (N,C) = dout (N,OC) · weight (OC,C)
+    gemm(Transpose::no, Transpose::no, N, C, OC, F(1), dout, OC, weight, C, F(0), dinp, C);
+  }
+  if (dweight != nullptr) {
+    // dweight (OC,C) += doutᵀ (OC,N) · inp (N,C)
+    gemm(Transpose::yes, Transpose::no, OC, C, N, F(1), dout, OC, inp, C, F(1), dweight, C);
+  }
+  if (dbias != nullptr) {
+    // Column sums over rows in order; each block of columns has one owner.
+    constexpr int kBlock = 16;
+    const int num_blocks = (OC + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < num_blocks; ++blk) {
+      const int o0 = blk * kBlock;
+      const int width = OC - o0 < kBlock ? OC - o0 : kBlock;
+      F sum[kBlock] = {};
+      for (int n = 0; n < N; ++n) {
+        const F* dout_row = dout + static_cast<size_t>(n) * OC + o0;
+        for (int o = 0; o < width; ++o) sum[o] += dout_row[o];
+      }
+      for (int o = 0; o < width; ++o) dbias[o0 + o] += sum[o];
+    }
+  }
+}
+
+const char* cpu_blas_description() {
+#ifdef GPT_HAVE_CBLAS
+  static const std::string description = [] {
+    std::string config = openblas_get_config();
+    return config.rfind("OpenBLAS", 0) == 0 ? config : "OpenBLAS " + config;
+  }();
+  return description.c_str();
+#else
+  return "plain loops (no CBLAS found)";
+#endif
+}
+
+template void gemm<float>(Transpose, Transpose, int, int, int, float, const float*, int,
+                          const float*, int, float, float*, int);
+template void gemm<double>(Transpose, Transpose, int, int, int, double, const double*, int,
+                           const double*, int, double, double*, int);
+template void matmul_forward<float>(float*, const float*, const float*, const float*, int, int,
+                                    int);
+template void matmul_forward<double>(double*, const double*, const double*, const double*, int,
+                                     int, int);
+template void matmul_backward<float>(float*, float*, float*, const float*, const float*,
+                                     const float*, int, int, int);
+template void matmul_backward<double>(double*, double*, double*, const double*, const double*,
+                                      const double*, int, int, int);
+
+}  // namespace gpt::cpu
