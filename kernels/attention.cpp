@@ -7,8 +7,8 @@
 // buffer, and holds zeros above the diagonal once turned into probabilities.
 //
 // Inside the parallel region OpenBLAS (OpenMP build) and the plain-loop gemm run single-threaded,
-// and each (b, h) pair is handled by exactly one thread in a fixed order of tiles, so the results do
-// not depend on the thread count.
+// and each (b, h) pair is handled by exactly one thread in a fixed order of tiles, so the results
+// do not depend on the thread count.
 #include "kernels/attention.h"
 
 #include <algorithm>

@@ -58,9 +58,9 @@ void crossentropy_forward_backward(F* losses, F* dlogits, const F* logits, const
   }
 }
 
-template void crossentropy_forward_backward<float>(float*, float*, const float*, const int32_t*, int,
-                                                   int, int, float);
-template void crossentropy_forward_backward<double>(double*, double*, const double*,
-                                                    const int32_t*, int, int, int, double);
+template void crossentropy_forward_backward<float>(float*, float*, const float*, const int32_t*,
+                                                   int, int, int, float);
+template void crossentropy_forward_backward<double>(double*, double*, const double*, const int32_t*,
+                                                    int, int, int, double);
 
 }  // namespace gpt::cpu

@@ -9,8 +9,8 @@
 namespace gpt::cpu {
 
 template <typename F>
-void layernorm_forward(F* out, F* mean, F* rstd, const F* inp, const F* weight, const F* bias, int N,
-                       int C) {
+void layernorm_forward(F* out, F* mean, F* rstd, const F* inp, const F* weight, const F* bias,
+                       int N, int C) {
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < N; ++i) {
     const F* x = inp + static_cast<size_t>(i) * C;

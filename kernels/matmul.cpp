@@ -208,8 +208,8 @@ template void gemm<double>(Transpose, Transpose, int, int, int, double, const do
                            const double*, int, double, double*, int);
 template void matmul_forward<float>(float*, const float*, const float*, const float*, int, int,
                                     int);
-template void matmul_forward<double>(double*, const double*, const double*, const double*, int,
-                                     int, int);
+template void matmul_forward<double>(double*, const double*, const double*, const double*, int, int,
+                                     int);
 template void matmul_backward<float>(float*, float*, float*, const float*, const float*,
                                      const float*, int, int, int);
 template void matmul_backward<double>(double*, double*, double*, const double*, const double*,

@@ -10,7 +10,10 @@
 // FLOPs: 2·N·C·OC forward, 4·N·C·OC backward. Compute bound for every GPT shape.
 // float goes through CBLAS sgemm (OpenBLAS) when the build found one, else through plain loops with
 // OpenMP over rows; double (gradient checks) always uses the plain loops. Either way each output
-// element is reduced in one fixed order, so results do not depend on the thread count.
+// element is reduced in one fixed order, so results do not depend on the thread count. (For sgemm
+// this needs care: OpenBLAS's own threading splits C by the thread count and its edge kernels add
+// in another order, so the CPU code splits C into blocks fixed by the shape and runs one
+// single-threaded sgemm per block; called inside a parallel region, gemm runs on that thread.)
 #pragma once
 
 namespace gpt::cpu {

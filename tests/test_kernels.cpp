@@ -47,7 +47,9 @@ Vec random_vector(size_t n, std::mt19937_64& rng, double lo = -1.0, double hi = 
   return v;
 }
 
-std::vector<float> to_float(const Vec& v) { return std::vector<float>(v.begin(), v.end()); }
+std::vector<float> to_float(const Vec& v) {
+  return std::vector<float>(v.begin(), v.end());
+}
 
 // ‖a − ref‖ / ‖ref‖ (‖a‖ when ref is all zeros); infinity when a holds a NaN or sizes differ.
 template <typename T>
@@ -291,8 +293,8 @@ TEST(Matmul, BackwardMatchesFiniteDifferences) {
     const Vec R = random_vector(static_cast<size_t>(N) * OC, rng);
     Vec out(R.size());
     auto loss = [&] {
-      matmul_forward(out.data(), inp.data(), weight.data(), with_bias ? bias.data() : nullptr, N,
-                     C, OC);
+      matmul_forward(out.data(), inp.data(), weight.data(), with_bias ? bias.data() : nullptr, N, C,
+                     OC);
       return dot(out, R);
     };
     const Vec num_dinp = numeric_gradient(inp, loss);
@@ -364,8 +366,8 @@ void check_gemm(Transpose ta, Transpose tb, int M, int N, int K, double alpha, d
     }
   const std::vector<F> Af(A.begin(), A.end()), Bf(Bm.begin(), Bm.end());
   std::vector<F> Cf(C0.begin(), C0.end());
-  gemm(ta, tb, M, N, K, static_cast<F>(alpha), Af.data(), lda, Bf.data(), ldb,
-       static_cast<F>(beta), Cf.data(), ldc);
+  gemm(ta, tb, M, N, K, static_cast<F>(alpha), Af.data(), lda, Bf.data(), ldb, static_cast<F>(beta),
+       Cf.data(), ldc);
   // The columns [N, ldc) of C are outside the product and must keep their values.
   Vec body, ref_body;
   for (int i = 0; i < M; ++i)
@@ -384,9 +386,8 @@ TEST(Matmul, GemmAllTransposesStrided) {
   for (const Transpose ta : {Transpose::no, Transpose::yes})
     for (const Transpose tb : {Transpose::no, Transpose::yes})
       for (const double beta : {0.0, 1.0, 0.3}) {
-        SCOPED_TRACE("trans_a=" + std::to_string(ta == Transpose::yes) +
-                     " trans_b=" + std::to_string(tb == Transpose::yes) +
-                     " beta=" + std::to_string(beta));
+        SCOPED_TRACE("trans_a=" + std::to_string(ta == Transpose::yes) + " trans_b=" +
+                     std::to_string(tb == Transpose::yes) + " beta=" + std::to_string(beta));
         check_gemm<double>(ta, tb, 5, 7, 11, 0.7, beta, kDoubleTol);
         check_gemm<float>(ta, tb, 5, 7, 11, 0.7, beta, kFloatTol);
         // Large enough for the float path to split C into several blocks, with ragged edges.
@@ -807,8 +808,7 @@ ReductionResults run_reductions() {
     std::vector<float> out(B * T * C), lse(B * NH * T);
     attention_forward(out.data(), lse.data(), qkv.data(), B, T, C, NH);
     r.dqkv.assign(qkv.size(), NAN);
-    attention_backward(r.dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), B, T, C,
-                       NH);
+    attention_backward(r.dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), B, T, C, NH);
   }
   {
     // Large enough for OpenBLAS to use several threads.
