@@ -9,6 +9,8 @@
 # preset's step count, e.g. STEPS=100 for a smoke run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# GNU OpenMP busy-waits by default, which is several times slower on a shared machine.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 ROOT=$(pwd)
 BUILD_DIR=${BUILD_DIR:-build}
 OUT=${OUT:-runs/quickstart}

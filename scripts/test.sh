@@ -5,8 +5,12 @@
 # found), JOBS (default: number of cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# GNU OpenMP busy-waits by default, which is several times slower on a shared machine.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 bash scripts/setup.sh
+# Python reference packages (tiktoken, tokenizers, safetensors) in .venv; their checks skip without them.
+bash scripts/python_deps.sh
 
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}

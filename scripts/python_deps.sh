@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates the repository's Python environment (.venv) and installs the reference packages the
+# cross-checks use: tiktoken (GPT-2 tokenizer reference) and tokenizers (Hugging Face). Idempotent:
+# does nothing when they are already there. Versions are pinned so a new Unicode version in a
+# later release cannot change the reference under our feet (see scripts/gen_unicode_table.py).
+# Failing to install (no network) is not an error: the checks that need them skip themselves.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PACKAGES=(tiktoken==0.14.0 tokenizers==0.23.3)
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv || { echo "python_deps.sh: cannot create .venv (python3-venv missing?)" >&2; exit 0; }
+fi
+if .venv/bin/python -c "import tiktoken, tokenizers" 2>/dev/null; then
+  echo "python_deps.sh: .venv has tiktoken and tokenizers"
+  exit 0
+fi
+if ! .venv/bin/pip install -q "${PACKAGES[@]}"; then
+  echo "python_deps.sh: pip install ${PACKAGES[*]} failed; the reference checks will be skipped" >&2
+fi
+exit 0
