@@ -108,6 +108,16 @@ class Backend {
   // Sum of x (stat dtype, e.g. per-token losses), in double on the host. Deterministic.
   virtual double sum(const Tensor& x) = 0;
 
+  // ---- ops with a portable default ------------------------------------------------------------
+  // These have a host fallback (copy to the host, run the CPU kernel in f32, copy back) so that a
+  // backend works before it has its own kernel; backends override them with device kernels.
+
+  // out = s · in (any shape; out may alias in). Used by LoRA's scaled low-rank path.
+  virtual void scale(Tensor out, const Tensor& in, float s);
+  // One generation step with a KV cache: out (B, C) for the query at position pos of
+  // qkv_cache (B, Tmax, 3C), attending positions 0..pos (kernels/attention.h).
+  virtual void attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head);
+
   // One AdamW step on one parameter tensor. m, v (and master, used when the compute dtype is bf16)
   // are in the stat dtype and have the parameter's element count.
   virtual void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor master,

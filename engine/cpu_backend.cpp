@@ -280,6 +280,30 @@ void CpuBackend::crossentropy(Tensor losses, Tensor logits, const Tensor& target
   });
 }
 
+void CpuBackend::scale(Tensor out, const Tensor& in, float s) {
+  check_shape(out, in.shape, "scale out");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    const F* src = p<F>(in);
+    F* dst = p<F>(out);
+    const int64_t n = in.numel();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<F>(s) * src[i];
+  });
+}
+
+void CpuBackend::attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head) {
+  if (qkv_cache.shape.ndim() != 3) throw ShapeError("attention_decode: cache must be (B, Tmax, 3C)");
+  const int B = as_int(qkv_cache.shape[0], "cache"), Tmax = as_int(qkv_cache.shape[1], "cache");
+  const int C = as_int(qkv_cache.shape[2] / 3, "cache");
+  if (pos < 0 || pos >= Tmax) throw ShapeError("attention_decode: position outside the cache");
+  check_shape(out, Shape{B, C}, "attention_decode out");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cpu::attention_decode<F>(p<F>(out), p<F>(qkv_cache), B, Tmax, C, n_head, pos);
+  });
+}
+
 double CpuBackend::sum_of_squares(const Tensor& x) {
   double result = 0.0;
   dispatch(x.dtype, [&](auto tag) {
@@ -331,7 +355,8 @@ std::unique_ptr<Backend> make_cuda_backend(DType dtype);  // engine/cuda_backend
 std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype) {
   if (device == "cpu") return std::make_unique<CpuBackend>(dtype);
   if (device == "cuda" || device == "auto") {
-    if (cuda_available()) {
+    // auto with f64 (gradient checks) stays on the CPU: the CUDA backend runs bf16 and f32 only.
+    if (cuda_available() && (device == "cuda" || dtype != DType::f64)) {
 #ifdef GPT_HAVE_CUDA
       return make_cuda_backend(dtype);
 #endif

@@ -51,6 +51,8 @@ class CpuBackend final : public Backend {
                           const Tensor& lse, int n_head) override;
   void crossentropy(Tensor losses, Tensor logits, const Tensor& targets, int vocab_size,
                     float dloss, LossGrad grad) override;
+  void scale(Tensor out, const Tensor& in, float s) override;
+  void attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head) override;
   double sum_of_squares(const Tensor& x) override;
   double sum(const Tensor& x) override;
   void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor master,

@@ -154,6 +154,39 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, cons
   }
 }
 
+template <typename F>
+void attention_decode(F* out, const F* qkv_cache, int B, int Tmax, int C, int NH, int pos) {
+  const int HS = C / NH;
+  const size_t ld = static_cast<size_t>(3) * C;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(HS));
+#pragma omp parallel for schedule(static)
+  for (int bh = 0; bh < B * NH; ++bh) {
+    thread_local std::vector<double> weights;
+    if (weights.size() < static_cast<size_t>(pos) + 1) weights.resize(static_cast<size_t>(pos) + 1);
+    const int b = bh / NH, h = bh % NH;
+    const F* base = qkv_cache + static_cast<size_t>(b) * Tmax * ld + static_cast<size_t>(h) * HS;
+    const F* q = base + static_cast<size_t>(pos) * ld;
+    double max_s = -INFINITY;
+    for (int u = 0; u <= pos; ++u) {
+      const F* k = base + static_cast<size_t>(u) * ld + C;
+      double s = 0.0;
+      for (int i = 0; i < HS; ++i) s += static_cast<double>(q[i]) * k[i];
+      weights[u] = s * scale;
+      max_s = std::max(max_s, weights[u]);
+    }
+    double sum = 0.0;
+    for (int u = 0; u <= pos; ++u) sum += (weights[u] = std::exp(weights[u] - max_s));
+    F* o = out + static_cast<size_t>(b) * C + static_cast<size_t>(h) * HS;
+    for (int i = 0; i < HS; ++i) {
+      double acc = 0.0;
+      for (int u = 0; u <= pos; ++u) acc += weights[u] * base[static_cast<size_t>(u) * ld + 2 * C + i];
+      o[i] = static_cast<F>(acc / sum);
+    }
+  }
+}
+
+template void attention_decode<float>(float*, const float*, int, int, int, int, int);
+template void attention_decode<double>(double*, const double*, int, int, int, int, int);
 template void attention_forward<float>(float*, float*, const float*, int, int, int, int);
 template void attention_forward<double>(double*, double*, const double*, int, int, int, int);
 template void attention_backward<float>(float*, const float*, const float*, const float*,

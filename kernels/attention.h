@@ -32,4 +32,11 @@ template <typename F>
 void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, int B,
                         int T, int C, int NH);
 
+// One decoding step with a KV cache (generation): for each batch row b, the query stored at
+// position pos of qkv_cache (B, Tmax, 3C) attends the keys and values at positions 0..pos of the
+// same cache; out (B, C) receives the heads' outputs. Costs O(pos · C) per row: the cache holds the
+// projections of every earlier token, so nothing before pos is recomputed.
+template <typename F>
+void attention_decode(F* out, const F* qkv_cache, int B, int Tmax, int C, int NH, int pos);
+
 }  // namespace gpt::cpu

@@ -1,10 +1,12 @@
 #include "models/gpt.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <vector>
 
 #include "engine/rng.h"
+#include "models/gpt_internal.h"
 
 namespace gpt {
 
@@ -14,37 +16,18 @@ constexpr const char* kParamNames[kNumParams] = {
     "wte",   "wpe",  "ln1_w", "ln1_b",    "qkv_w",    "qkv_b", "attproj_w", "attproj_b",
     "ln2_w", "ln2_b", "fc_w", "fc_b", "fcproj_w", "fcproj_b", "lnf_w", "lnf_b"};
 
-// Per-layer activations kept from forward to backward, stacked over layers.
-enum Act : int {
-  kTokens = 0,  // (B, T) i32
-  kTargets,     // (B, T) i32
-  kEncoded,     // (B, T, C)
-  kLn1,         // (L, B, T, C)
-  kLn1Mean,     // (L, B, T)     stat dtype
-  kLn1Rstd,     // (L, B, T)     stat dtype
-  kQkv,         // (L, B, T, 3C)
-  kAtty,        // (L, B, T, C)  attention output, before the projection
-  kAttLse,      // (L, B, NH, T) stat dtype
-  kResidual2,   // (L, B, T, C)  stream after the attention block
-  kLn2,         // (L, B, T, C)
-  kLn2Mean,     // (L, B, T)
-  kLn2Rstd,     // (L, B, T)
-  kFch,         // (L, B, T, 4C) fc output, before GELU
-  kFchGelu,     // (L, B, T, 4C)
-  kResidual3,   // (L, B, T, C)  stream after the MLP block
-  kLnf,         // (B, T, C)
-  kLnfMean,     // (B, T)
-  kLnfRstd,     // (B, T)
-  kLogits,      // (B, T, Vp)    overwritten in place by dlogits during training
-  kLosses,      // (B, T)        stat dtype
-  // backward scratch, reused by every layer
-  kDResidual,   // (B, T, C)     gradient of the residual stream (accumulates)
-  kDLn,         // (B, T, C)     gradient at a LayerNorm output
-  kDQkv,        // (B, T, 3C)
-  kDAtty,       // (B, T, C)
-  kDFch,        // (B, T, 4C)
-  kNumActs
-};
+}  // namespace
+
+namespace {
+
+bool is_stacked(Param p) {
+  return p != Param::wte && p != Param::wpe && p != Param::lnf_w && p != Param::lnf_b;
+}
+
+bool is_decayed(Param p) {
+  return p == Param::wte || p == Param::qkv_w || p == Param::attproj_w || p == Param::fc_w ||
+         p == Param::fcproj_w;
+}
 
 }  // namespace
 
@@ -78,12 +61,6 @@ double GptConfig::flops_per_token(int seq_len) const {
   const double matmul_params = L * 12.0 * C * C + V * C;  // block matrices + the tied lm head
   return 6.0 * matmul_params + 6.0 * L * T * C;            // 6·N + attention (causal half of 12·L·T·C)
 }
-
-struct GptModel::Activations {
-  std::unique_ptr<Arena> arena;
-  // Per-layer stride (in elements) of each stacked entry, for the maximum (B, T).
-  std::vector<int64_t> layer_numel;
-};
 
 GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int max_seq)
     : config_(config), backend_(backend), max_batch_(max_batch), max_seq_(max_seq) {
@@ -122,6 +99,8 @@ GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int
   };
   params_ = std::make_unique<Arena>(backend_, param_layout());
   grads_ = std::make_unique<Arena>(backend_, param_layout());
+  for (int pi = 0; pi < kNumParams; ++pi)
+    trainable_.emplace_back(is_stacked(static_cast<Param>(pi)) ? config_.n_layer : 1, 1);
 
   const int64_t B = max_batch, T = max_seq;
   ArenaLayout a;
@@ -164,18 +143,6 @@ GptModel::~GptModel() = default;
 Tensor GptModel::param(Param p) const { return (*params_)[static_cast<int>(p)]; }
 Tensor GptModel::grad(Param p) const { return (*grads_)[static_cast<int>(p)]; }
 
-namespace {
-
-// View of activation `idx` for layer l (or the whole entry for unstacked ones) with shape s.
-Tensor act_view(const Arena& arena, const std::vector<int64_t>& layer_numel, int idx, int l,
-                Shape s) {
-  Tensor base = arena[idx];
-  const size_t offset = static_cast<size_t>(l) * layer_numel[idx] * dtype_size(base.dtype);
-  return Tensor(static_cast<char*>(base.data) + offset, base.dtype, s);
-}
-
-}  // namespace
-
 void GptModel::init_weights(uint64_t seed) {
   Rng rng(seed);
   const int L = config_.n_layer, C = config_.n_embd, V = config_.vocab_size;
@@ -217,22 +184,68 @@ void GptModel::init_weights(uint64_t seed) {
   grads_->zero();
 }
 
+Tensor GptModel::grad_for(Param p, int layer) const {
+  const int pi = static_cast<int>(p);
+  if (!is_stacked(p)) return trainable_[pi][0] ? grad(p) : Tensor();
+  return trainable_[pi][layer] ? layer_view(grad(p), layer) : Tensor();
+}
+
+bool GptModel::is_trainable(Param p, int layer) const {
+  const auto& t = trainable_.at(static_cast<int>(p));
+  return is_stacked(p) ? t.at(layer) != 0 : t.at(0) != 0;
+}
+
+bool GptModel::embeddings_need_grad() const {
+  return trainable_[static_cast<int>(Param::wte)][0] || trainable_[static_cast<int>(Param::wpe)][0];
+}
+
+// The lowest layer whose backward must run: the lowest layer with a trainable parameter or an
+// adapter (0 when the embeddings train; L when nothing below the final LayerNorm trains).
+int GptModel::lowest_layer_needing_grad() const {
+  if (embeddings_need_grad()) return 0;
+  for (int l = 0; l < config_.n_layer; ++l) {
+    if (lora_ && lora_->trainable) return l;
+    for (int pi = 0; pi < kNumParams; ++pi)
+      if (is_stacked(static_cast<Param>(pi)) && trainable_[pi][l]) return l;
+  }
+  return config_.n_layer;
+}
+
 std::vector<ParamGroup> GptModel::parameters() {
   std::vector<ParamGroup> groups;
   for (int pi = 0; pi < kNumParams; ++pi) {
     const Param p = static_cast<Param>(pi);
-    ParamGroup g;
-    g.name = param_name(p);
-    g.param = param(p);
-    g.grad = grad(p);
-    g.weight_decay = p == Param::wte || p == Param::qkv_w || p == Param::attproj_w ||
-                     p == Param::fc_w || p == Param::fcproj_w;
-    groups.push_back(g);
+    const auto& t = trainable_[pi];
+    const bool uniform = std::all_of(t.begin(), t.end(), [&](uint8_t x) { return x == t[0]; });
+    if (uniform) {
+      groups.push_back(ParamGroup{param_name(p), param(p), grad(p), is_decayed(p), t[0] != 0});
+    } else {  // mixed trainability over layers: one group per layer
+      for (int l = 0; l < config_.n_layer; ++l) {
+        groups.push_back(ParamGroup{std::string(param_name(p)) + "." + std::to_string(l),
+                                    layer_view(param(p), l), layer_view(grad(p), l), is_decayed(p),
+                                    t[l] != 0});
+      }
+    }
+  }
+  if (head_) {
+    groups.push_back(ParamGroup{"cls_w", (*head_->params)[0], (*head_->grads)[0], true, head_->trainable});
+    groups.push_back(ParamGroup{"cls_b", (*head_->params)[1], (*head_->grads)[1], false, head_->trainable});
+  }
+  if (lora_) {
+    const auto& layout = lora_->params->layout();
+    for (int i = 0; i < layout.size(); ++i) {
+      groups.push_back(ParamGroup{"lora." + layout.entry(i).name, (*lora_->params)[i],
+                                  (*lora_->grads)[i], false, lora_->trainable});
+    }
   }
   return groups;
 }
 
-void GptModel::zero_grad() { grads_->zero(); }
+void GptModel::zero_grad() {
+  grads_->zero();
+  if (head_) head_->grads->zero();
+  if (lora_) lora_->grads->zero();
+}
 
 void GptModel::upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T) {
   if (B <= 0 || B > max_batch_ || T <= 0 || T > max_seq_) {
@@ -253,11 +266,12 @@ void GptModel::upload_batch(const int32_t* tokens, const int32_t* targets, int B
   if (targets) backend_.copy_from_host(a[kTargets].data, targets, n * sizeof(int32_t));
 }
 
-void GptModel::forward_impl(int B, int T) {
+void GptModel::forward_impl(int B, int T, bool lm_logits) {
   const Arena& a = *acts_->arena;
   const auto& ln = acts_->layer_numel;
   const int L = config_.n_layer, C = config_.n_embd, NH = config_.n_head;
   const int Vp = config_.padded_vocab_size();
+  const int N = B * T;
   auto A = [&](int idx, int l, Shape s) { return act_view(a, ln, idx, l, s); };
   const Shape btc{B, T, C};
 
@@ -280,31 +294,50 @@ void GptModel::forward_impl(int B, int T) {
                                layer_view(param(Param::ln1_b), l));
     backend_.matmul_forward(qkv, ln1, layer_view(param(Param::qkv_w), l),
                             layer_view(param(Param::qkv_b), l));
+    if (lora_on(LoraTarget::qkv)) lora_forward(LoraTarget::qkv, l, ln1, qkv, N);
     backend_.attention_forward(atty, lse, qkv, NH);
     backend_.matmul_forward(residual2, atty, layer_view(param(Param::attproj_w), l),
                             layer_view(param(Param::attproj_b), l));
+    if (lora_on(LoraTarget::attproj)) lora_forward(LoraTarget::attproj, l, atty, residual2, N);
     backend_.residual_forward(residual2, residual2, residual);
     backend_.layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, layer_view(param(Param::ln2_w), l),
                                layer_view(param(Param::ln2_b), l));
     backend_.matmul_forward(fch, ln2, layer_view(param(Param::fc_w), l),
                             layer_view(param(Param::fc_b), l));
+    if (lora_on(LoraTarget::fc)) lora_forward(LoraTarget::fc, l, ln2, fch, N);
     backend_.gelu_forward(fch_gelu, fch);
     backend_.matmul_forward(residual3, fch_gelu, layer_view(param(Param::fcproj_w), l),
                             layer_view(param(Param::fcproj_b), l));
+    if (lora_on(LoraTarget::fcproj)) lora_forward(LoraTarget::fcproj, l, fch_gelu, residual3, N);
     backend_.residual_forward(residual3, residual3, residual2);
     residual = residual3;
   }
   Tensor lnf = A(kLnf, 0, btc);
   backend_.layernorm_forward(lnf, A(kLnfMean, 0, {B, T}), A(kLnfRstd, 0, {B, T}), residual,
                              param(Param::lnf_w), param(Param::lnf_b));
-  backend_.matmul_forward(A(kLogits, 0, {B, T, Vp}), lnf, param(Param::wte), Tensor());
+  if (lm_logits) backend_.matmul_forward(A(kLogits, 0, {B, T, Vp}), lnf, param(Param::wte), Tensor());
 }
 
+// Backward from the LM head: dlogits (in the logits buffer) -> dlnf, then the rest.
 void GptModel::backward_impl(int B, int T) {
   const Arena& a = *acts_->arena;
   const auto& ln = acts_->layer_numel;
+  const int C = config_.n_embd, Vp = config_.padded_vocab_size();
+  auto A = [&](int idx, int l, Shape s) { return act_view(a, ln, idx, l, s); };
+  const Shape btc{B, T, C};
+  // Classifier: logits = lnf · wteᵀ; the logits buffer holds dlogits now.
+  backend_.matmul_backward(A(kDLn, 0, btc), grad_for(Param::wte, -1), Tensor(),
+                           A(kLogits, 0, {B, T, Vp}), A(kLnf, 0, btc), param(Param::wte));
+  backward_from_lnf(B, T);
+}
+
+// Backward from the gradient at the final LayerNorm's output (in the kDLn buffer) down to the
+// lowest layer that needs it.
+void GptModel::backward_from_lnf(int B, int T) {
+  const Arena& a = *acts_->arena;
+  const auto& ln = acts_->layer_numel;
   const int L = config_.n_layer, C = config_.n_embd, NH = config_.n_head;
-  const int Vp = config_.padded_vocab_size();
+  const int N = B * T;
   auto A = [&](int idx, int l, Shape s) { return act_view(a, ln, idx, l, s); };
   const Shape btc{B, T, C};
 
@@ -313,16 +346,18 @@ void GptModel::backward_impl(int B, int T) {
   Tensor dqkv = A(kDQkv, 0, {B, T, 3 * C});
   Tensor datty = A(kDAtty, 0, btc);
   Tensor dfch = A(kDFch, 0, {B, T, 4 * C});
+  const int lowest = lowest_layer_needing_grad();
+  const bool lnf_trains = trainable_[static_cast<int>(Param::lnf_w)][0] ||
+                          trainable_[static_cast<int>(Param::lnf_b)][0];
+  if (lowest >= L && !lnf_trains) return;
+
   backend_.fill_zero(dresidual.data, dresidual.bytes());
-
   Tensor last_residual = L > 0 ? A(kResidual3, L - 1, btc) : A(kEncoded, 0, btc);
-  // Classifier: logits = lnf · wteᵀ; the logits buffer holds dlogits now.
-  backend_.matmul_backward(dln, grad(Param::wte), Tensor(), A(kLogits, 0, {B, T, Vp}),
-                           A(kLnf, 0, btc), param(Param::wte));
-  backend_.layernorm_backward(dresidual, grad(Param::lnf_w), grad(Param::lnf_b), dln, last_residual,
-                              param(Param::lnf_w), A(kLnfMean, 0, {B, T}), A(kLnfRstd, 0, {B, T}));
+  backend_.layernorm_backward(dresidual, grad_for(Param::lnf_w, -1), grad_for(Param::lnf_b, -1), dln,
+                              last_residual, param(Param::lnf_w), A(kLnfMean, 0, {B, T}),
+                              A(kLnfRstd, 0, {B, T}));
 
-  for (int l = L - 1; l >= 0; --l) {
+  for (int l = L - 1; l >= lowest; --l) {
     Tensor residual = l == 0 ? A(kEncoded, 0, btc) : A(kResidual3, l - 1, btc);
     Tensor ln1 = A(kLn1, l, btc), ln1_mean = A(kLn1Mean, l, {B, T}), ln1_rstd = A(kLn1Rstd, l, {B, T});
     Tensor qkv = A(kQkv, l, {B, T, 3 * C});
@@ -333,32 +368,39 @@ void GptModel::backward_impl(int B, int T) {
     Tensor fch = A(kFch, l, {B, T, 4 * C}), fch_gelu = A(kFchGelu, l, {B, T, 4 * C});
 
     // MLP block: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
-    backend_.matmul_backward(dfch, layer_view(grad(Param::fcproj_w), l),
-                             layer_view(grad(Param::fcproj_b), l), dresidual, fch_gelu,
-                             layer_view(param(Param::fcproj_w), l));
+    backend_.matmul_backward(dfch, grad_for(Param::fcproj_w, l), grad_for(Param::fcproj_b, l),
+                             dresidual, fch_gelu, layer_view(param(Param::fcproj_w), l));
+    if (lora_on(LoraTarget::fcproj)) lora_backward(LoraTarget::fcproj, l, fch_gelu, dresidual, dfch, N);
     backend_.gelu_backward(dfch, fch, dfch);
-    backend_.matmul_backward(dln, layer_view(grad(Param::fc_w), l), layer_view(grad(Param::fc_b), l),
-                             dfch, ln2, layer_view(param(Param::fc_w), l));
-    backend_.layernorm_backward(dresidual, layer_view(grad(Param::ln2_w), l),
-                                layer_view(grad(Param::ln2_b), l), dln, residual2,
-                                layer_view(param(Param::ln2_w), l), ln2_mean, ln2_rstd);
+    backend_.matmul_backward(dln, grad_for(Param::fc_w, l), grad_for(Param::fc_b, l), dfch, ln2,
+                             layer_view(param(Param::fc_w), l));
+    if (lora_on(LoraTarget::fc)) lora_backward(LoraTarget::fc, l, ln2, dfch, dln, N);
+    backend_.layernorm_backward(dresidual, grad_for(Param::ln2_w, l), grad_for(Param::ln2_b, l), dln,
+                                residual2, layer_view(param(Param::ln2_w), l), ln2_mean, ln2_rstd);
     // Attention block: residual2 = residual + attproj(attention(qkv(ln1(residual))))
-    backend_.matmul_backward(datty, layer_view(grad(Param::attproj_w), l),
-                             layer_view(grad(Param::attproj_b), l), dresidual, atty,
-                             layer_view(param(Param::attproj_w), l));
+    backend_.matmul_backward(datty, grad_for(Param::attproj_w, l), grad_for(Param::attproj_b, l),
+                             dresidual, atty, layer_view(param(Param::attproj_w), l));
+    if (lora_on(LoraTarget::attproj)) lora_backward(LoraTarget::attproj, l, atty, dresidual, datty, N);
     backend_.attention_backward(dqkv, datty, qkv, atty, lse, NH);
-    backend_.matmul_backward(dln, layer_view(grad(Param::qkv_w), l), layer_view(grad(Param::qkv_b), l),
-                             dqkv, ln1, layer_view(param(Param::qkv_w), l));
-    backend_.layernorm_backward(dresidual, layer_view(grad(Param::ln1_w), l),
-                                layer_view(grad(Param::ln1_b), l), dln, residual,
-                                layer_view(param(Param::ln1_w), l), ln1_mean, ln1_rstd);
+    backend_.matmul_backward(dln, grad_for(Param::qkv_w, l), grad_for(Param::qkv_b, l), dqkv, ln1,
+                             layer_view(param(Param::qkv_w), l));
+    if (lora_on(LoraTarget::qkv)) lora_backward(LoraTarget::qkv, l, ln1, dqkv, dln, N);
+    backend_.layernorm_backward(dresidual, grad_for(Param::ln1_w, l), grad_for(Param::ln1_b, l), dln,
+                                residual, layer_view(param(Param::ln1_w), l), ln1_mean, ln1_rstd);
   }
-  backend_.encoder_backward(grad(Param::wte), grad(Param::wpe), dresidual, A(kTokens, 0, {B, T}));
+  if (embeddings_need_grad()) {
+    backend_.encoder_backward(grad_for(Param::wte, -1), grad_for(Param::wpe, -1), dresidual,
+                              A(kTokens, 0, {B, T}));
+  }
 }
 
 double GptModel::forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
   upload_batch(tokens, targets, B, T);
-  forward_impl(B, T);
+  if (head_) {
+    forward_impl(B, T, /*lm_logits=*/false);
+    return class_head_forward(targets, B, T, 1.0f, LossGrad::none);
+  }
+  forward_impl(B, T, /*lm_logits=*/true);
   if (!targets) return 0.0;
   const Arena& a = *acts_->arena;
   const auto& ln = acts_->layer_numel;
@@ -373,7 +415,13 @@ double GptModel::forward_backward(const int32_t* tokens, const int32_t* targets,
                                   float dloss) {
   if (!targets) throw std::invalid_argument("forward_backward needs targets");
   upload_batch(tokens, targets, B, T);
-  forward_impl(B, T);
+  if (head_) {
+    forward_impl(B, T, /*lm_logits=*/false);
+    const double loss_sum = class_head_forward(targets, B, T, dloss, LossGrad::write);
+    backward_from_lnf(B, T);
+    return loss_sum;
+  }
+  forward_impl(B, T, /*lm_logits=*/true);
   const Arena& a = *acts_->arena;
   const auto& ln = acts_->layer_numel;
   Tensor losses = act_view(a, ln, kLosses, 0, {B * T});

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,17 @@
 #include "engine/model_interface.h"
 
 namespace gpt {
+
+struct LoraConfig {
+  int rank = 8;
+  float alpha = 16.0f;
+  // Which block matrices get adapters.
+  bool qkv = true;
+  bool attproj = true;
+  bool fc = false;
+  bool fcproj = false;
+  float scale() const { return alpha / static_cast<float>(rank); }
+};
 
 struct GptConfig {
   int n_layer = 12;
@@ -99,6 +111,45 @@ class GptModel : public TrainableModel {
 
   // The logits of the last forward, copied to the host as fp32 (B, T, Vp).
   std::vector<float> logits_to_host(int B, int T);
+
+  // ---- fine-tuning ----------------------------------------------------------------------------
+  // Which parameters train. The predicate gets the parameter's name (param_name) and its layer
+  // (-1 for tensors that are not stacked over layers); frozen parameters get no gradient (their
+  // backward work is skipped, and backpropagation stops below the lowest trainable layer) and no
+  // optimizer state. Default: everything trains. Call before creating the optimizer.
+  void set_trainable(const std::function<bool(const std::string& name, int layer)>& predicate);
+  bool is_trainable(Param p, int layer) const;
+  int64_t num_trainable_parameters() const;
+
+  // LoRA (Hu et al. 2021) on the chosen block matrices: W x + (alpha / rank) · B (A x), A (rank, in)
+  // initialised uniform(±1/sqrt(in)) as PEFT does, B (out, rank) zero, so the model is unchanged at
+  // the start. Freezes every base parameter (set_trainable afterwards to train some of them too).
+  void enable_lora(const LoraConfig& lora, uint64_t seed);
+  bool lora_enabled() const;
+  const LoraConfig& lora_config() const;
+  // W += (alpha / rank) · B A for every adapted matrix, then B = 0, so the adapters can be dropped
+  // (or kept: they are the identity now).
+  void merge_lora();
+  // Adapter tensors ("lora.<target>.A" (L, rank, in), "lora.<target>.B" (L, out, rank)).
+  std::vector<std::pair<std::string, Tensor>> lora_tensors() const;
+
+  // A classification head on the final hidden state of one position per row: logits (B, K) =
+  // lnf(x)[b, pos_b] · cls_wᵀ + cls_b. In this mode forward/forward_backward read the class label
+  // from `targets`: each row has exactly one target >= 0, at the position to classify (the last
+  // non-pad token), holding the class id; rows with every target masked are padding rows.
+  void enable_class_head(int num_classes, uint64_t seed);
+  int num_classes() const { return num_classes_; }
+  Tensor class_param(int i) const;  // 0: cls_w (K, C), 1: cls_b (K)
+  // Class logits (B, K) of the last forward in class-head mode.
+  std::vector<float> class_logits_to_host(int B);
+
+  // ---- generation with a KV cache ----------------------------------------------------------------
+  // Runs the prompt (B, P) through the model, keeps every layer's q, k, v in the cache, and returns
+  // the next-token logits (B, Vp) at position P-1.
+  std::vector<float> prefill(const int32_t* tokens, int B, int P);
+  // Feeds token (B) at position pos (= tokens so far) and returns the logits (B, Vp) for position
+  // pos + 1. Costs O(pos) attention work per layer: earlier positions come from the cache.
+  std::vector<float> decode(const int32_t* tokens, int B, int pos);
   // Parameter views, e.g. for tests and checkpoints.
   Tensor param(Param p) const;
   Tensor grad(Param p) const;
@@ -107,9 +158,20 @@ class GptModel : public TrainableModel {
 
  private:
   struct Activations;
-  void forward_impl(int B, int T);
+  struct Lora;
+  struct ClassHead;
+  enum class LoraTarget : int { qkv = 0, attproj, fc, fcproj, count };
+  void forward_impl(int B, int T, bool lm_logits);
   void backward_impl(int B, int T);
+  void backward_from_lnf(int B, int T);
   void upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T);
+  double class_head_forward(const int32_t* targets, int B, int T, float dloss, LossGrad grad);
+  Tensor grad_for(Param p, int layer) const;  // empty when frozen
+  int lowest_layer_needing_grad() const;
+  bool embeddings_need_grad() const;
+  void lora_forward(LoraTarget t, int l, const Tensor& x, Tensor out, int N);
+  void lora_backward(LoraTarget t, int l, const Tensor& x, const Tensor& dout, Tensor dx, int N);
+  bool lora_on(LoraTarget t) const;
 
   GptConfig config_;
   Backend& backend_;
@@ -118,6 +180,11 @@ class GptModel : public TrainableModel {
   std::unique_ptr<Arena> params_;
   std::unique_ptr<Arena> grads_;
   std::unique_ptr<Activations> acts_;
+  std::vector<std::vector<uint8_t>> trainable_;  // [Param][layer] (one entry for unstacked)
+  std::unique_ptr<Lora> lora_;
+  std::unique_ptr<ClassHead> head_;
+  int num_classes_ = 0;
+  std::unique_ptr<Arena> kv_cache_;  // (L, B, Tmax, 3C), allocated by the first prefill
 };
 
 }  // namespace gpt
