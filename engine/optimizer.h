@@ -44,6 +44,7 @@ class AdamW {
   Tensor v(int i) const;
   Tensor master(int i) const;
   const AdamWConfig& config() const { return config_; }
+  Backend& backend() const { return backend_; }
 
  private:
   Backend& backend_;

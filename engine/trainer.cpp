@@ -152,6 +152,7 @@ void Trainer::run() {
     }
     log(r);
     history_.push_back(r);
+    if (after_step_ && after_step_(r) == StepAction::stop) break;
   }
 }
 

@@ -47,17 +47,24 @@ struct StepRecord {
   EvalResult val;
 };
 
+// What run() does after a step's callback: go on, or return early (checkpoint-and-exit on a signal).
+enum class StepAction { keep_going, stop };
+
 class Trainer {
  public:
   using BatchFn = std::function<void(int32_t* tokens, int32_t* targets)>;
   using EvalFn = std::function<EvalResult()>;
+  // Called by run() after every step, once the step is logged (and validated, when due).
+  using AfterStepFn = std::function<StepAction(const StepRecord&)>;
 
   Trainer(TrainableModel& model, AdamW& optimizer, const TrainerConfig& config, BatchFn next_batch,
           EvalFn evaluate);
   int grad_accum() const { return grad_accum_; }
-  // Runs from the optimizer's current step to config.steps. Throws std::runtime_error naming the
-  // step on a non-finite loss or gradient norm.
+  // Runs from the optimizer's current step to config.steps (a resumed run continues where its
+  // checkpoint stopped), or until the after-step callback says stop. Throws std::runtime_error naming
+  // the step on a non-finite loss or gradient norm.
   void run();
+  void set_after_step(AfterStepFn fn) { after_step_ = std::move(fn); }
   // One optimizer step (fetch, forward/backward, clip, AdamW). Returns its record.
   StepRecord train_step();
   const std::vector<StepRecord>& history() const { return history_; }
@@ -69,6 +76,7 @@ class Trainer {
   TrainerConfig config_;
   BatchFn next_batch_;
   EvalFn evaluate_;
+  AfterStepFn after_step_;
   int grad_accum_ = 1;
   std::vector<int32_t> tokens_, targets_;
   std::vector<StepRecord> history_;

@@ -98,9 +98,9 @@ GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int
     return layout;
   };
   params_ = std::make_unique<Arena>(backend_, param_layout());
-  grads_ = std::make_unique<Arena>(backend_, param_layout());
   for (int pi = 0; pi < kNumParams; ++pi)
     trainable_.emplace_back(is_stacked(static_cast<Param>(pi)) ? config_.n_layer : 1, 1);
+  allocate_grads();
 
   const int64_t B = max_batch, T = max_seq;
   ArenaLayout a;
@@ -141,7 +141,25 @@ GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int
 GptModel::~GptModel() = default;
 
 Tensor GptModel::param(Param p) const { return (*params_)[static_cast<int>(p)]; }
-Tensor GptModel::grad(Param p) const { return (*grads_)[static_cast<int>(p)]; }
+Tensor GptModel::grad(Param p) const {
+  const int i = grad_index_[static_cast<int>(p)];
+  return i < 0 ? Tensor() : (*grads_)[i];
+}
+
+// Gradients exist only for tensors with something to train (any layer of a stacked tensor), so
+// frozen parts and LoRA's frozen base cost no gradient memory.
+void GptModel::allocate_grads() {
+  const Arena& params = *params_;
+  ArenaLayout layout;
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const auto& t = trainable_[pi];
+    const bool any = std::any_of(t.begin(), t.end(), [](uint8_t x) { return x != 0; });
+    const auto& e = params.layout().entry(pi);
+    grad_index_[pi] = any ? layout.add(e.name, e.dtype, e.shape) : -1;
+  }
+  grads_.reset();  // release the old arena before allocating the new one
+  grads_ = std::make_unique<Arena>(backend_, std::move(layout));
+}
 
 void GptModel::init_weights(uint64_t seed) {
   Rng rng(seed);

@@ -152,7 +152,7 @@ class GptModel : public TrainableModel {
   std::vector<float> decode(const int32_t* tokens, int B, int pos);
   // Parameter views, e.g. for tests and checkpoints.
   Tensor param(Param p) const;
-  Tensor grad(Param p) const;
+  Tensor grad(Param p) const;  // empty when no layer of p trains
   Arena& param_arena() { return *params_; }
   Arena& grad_arena() { return *grads_; }
 
@@ -167,6 +167,7 @@ class GptModel : public TrainableModel {
   void upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T);
   double class_head_forward(const int32_t* targets, int B, int T, float dloss, LossGrad grad);
   Tensor grad_for(Param p, int layer) const;  // empty when frozen
+  void allocate_grads();
   int lowest_layer_needing_grad() const;
   bool embeddings_need_grad() const;
   void lora_forward(LoraTarget t, int l, const Tensor& x, Tensor out, int N);
@@ -178,7 +179,8 @@ class GptModel : public TrainableModel {
   int max_batch_;
   int max_seq_;
   std::unique_ptr<Arena> params_;
-  std::unique_ptr<Arena> grads_;
+  std::unique_ptr<Arena> grads_;      // only the tensors that have something to train
+  int grad_index_[kNumParams] = {};
   std::unique_ptr<Activations> acts_;
   std::vector<std::vector<uint8_t>> trainable_;  // [Param][layer] (one entry for unstacked)
   std::unique_ptr<Lora> lora_;

@@ -44,7 +44,7 @@ extra=()
 if [[ -n ${STEPS:-} ]]; then extra+=(--steps "$STEPS"); fi
 "$BUILD_DIR/apps/gpt-pretrain" --config configs/tiny-cpu.json \
   --train-data "$DATA_DIR/train_*.bin" --val-data "$DATA_DIR/val_*.bin" \
-  --out "$OUT/tiny" --device "$device" "${extra[@]}"
+  --out "$OUT/tiny" --overwrite true --device "$device" "${extra[@]}"
 
 echo "== validation loss curve ($OUT/tiny/log.jsonl)"
 python3 - "$OUT/tiny/log.jsonl" <<'PY'

@@ -109,11 +109,9 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
     }
     EXPECT_LT(std::sqrt(diff_sq) / std::max(std::sqrt(num_sq), 1e-12), 1e-6) << g.name;
   }
-  // The frozen base got no gradient at all.
-  for (int pi = 0; pi < kNumParams; ++pi) {
-    Tensor gt = model.grad(static_cast<Param>(pi));
-    for (int64_t i = 0; i < gt.numel(); ++i) ASSERT_EQ(gt.ptr<double>()[i], 0.0) << param_name(static_cast<Param>(pi));
-  }
+  // The frozen base has no gradient memory at all: gradients scale with the adapters.
+  for (int pi = 0; pi < kNumParams; ++pi)
+    EXPECT_TRUE(model.grad(static_cast<Param>(pi)).empty()) << param_name(static_cast<Param>(pi));
 }
 
 TEST(Lora, MergedEqualsUnmerged) {

@@ -1,0 +1,630 @@
+#include "models/gpt_interop.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+#include "engine/checkpoint.h"
+#include "models/gpt_io.h"
+
+namespace gpt {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw std::runtime_error(path + ": " + what);
+}
+
+std::string shape_text(const std::vector<int64_t>& s) {
+  return nlohmann::json(s).dump();
+}
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      exp = 127 - 15 + 1;
+      while ((mant & 0x400) == 0) {
+        mant <<= 1;
+        --exp;
+      }
+      bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+std::vector<float> to_f32(const SafeTensor& t, const std::string& what) {
+  if (t.dtype != "F16") return tensor_as_f32(t, what);
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = half_to_float(static_cast<uint16_t>(t.data[2 * i] | (t.data[2 * i + 1] << 8)));
+  return out;
+}
+
+float bf16_to_float(uint16_t b) {
+  const uint32_t bits = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// dst (cols, rows) = srcᵀ where src is (rows, cols), both row-major.
+void transpose(const float* src, float* dst, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+}
+
+// Writes bytes to path atomically (path.tmp, fsync, rename).
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail(tmp, "cannot create");
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) {
+      ::unlink(tmp.c_str());
+      fail(tmp, "write failed (disk full?)");
+    }
+  }
+  const int fd = ::open(tmp.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    fail(path, std::string("rename failed: ") + std::strerror(errno));
+  }
+}
+
+void check_sizes(const GptWeights& w, const char* who) {
+  if (w.params.size() != static_cast<size_t>(kNumParams))
+    throw std::invalid_argument(std::string(who) + ": expected " + std::to_string(kNumParams) +
+                                " tensors");
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    int64_t n = 1;
+    for (int64_t d : gpt_param_shape(w.config, static_cast<Param>(pi))) n *= d;
+    if (static_cast<int64_t>(w.params[pi].size()) != n)
+      throw std::invalid_argument(std::string(who) + ": tensor " +
+                                  param_name(static_cast<Param>(pi)) + " has the wrong size");
+  }
+}
+
+// How one HF tensor maps onto ours: parameter, layer (-1: not stacked), transposed (Conv1D).
+struct HfEntry {
+  std::string name;  // without the "transformer." prefix
+  Param param;
+  int layer;
+  bool transposed;
+};
+
+std::vector<HfEntry> hf_entries(const GptConfig& c) {
+  std::vector<HfEntry> e = {{"wte.weight", Param::wte, -1, false},
+                            {"wpe.weight", Param::wpe, -1, false}};
+  for (int l = 0; l < c.n_layer; ++l) {
+    const std::string h = "h." + std::to_string(l) + ".";
+    e.push_back({h + "ln_1.weight", Param::ln1_w, l, false});
+    e.push_back({h + "ln_1.bias", Param::ln1_b, l, false});
+    e.push_back({h + "attn.c_attn.weight", Param::qkv_w, l, true});
+    e.push_back({h + "attn.c_attn.bias", Param::qkv_b, l, false});
+    e.push_back({h + "attn.c_proj.weight", Param::attproj_w, l, true});
+    e.push_back({h + "attn.c_proj.bias", Param::attproj_b, l, false});
+    e.push_back({h + "ln_2.weight", Param::ln2_w, l, false});
+    e.push_back({h + "ln_2.bias", Param::ln2_b, l, false});
+    e.push_back({h + "mlp.c_fc.weight", Param::fc_w, l, true});
+    e.push_back({h + "mlp.c_fc.bias", Param::fc_b, l, false});
+    e.push_back({h + "mlp.c_proj.weight", Param::fcproj_w, l, true});
+    e.push_back({h + "mlp.c_proj.bias", Param::fcproj_b, l, false});
+  }
+  e.push_back({"ln_f.weight", Param::lnf_w, -1, false});
+  e.push_back({"ln_f.bias", Param::lnf_b, -1, false});
+  return e;
+}
+
+// The shape of layer `layer`'s slice of parameter p (our layout), or all of an unstacked one.
+std::vector<int64_t> slice_shape(const GptConfig& c, Param p, int layer) {
+  std::vector<int64_t> s = gpt_param_shape(c, p);
+  if (layer >= 0) s.erase(s.begin());
+  return s;
+}
+
+int64_t numel(const std::vector<int64_t>& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+// HF's shape of an entry: Conv1D weights transposed; wte with V rows.
+std::vector<int64_t> hf_shape(const GptConfig& c, const HfEntry& e) {
+  std::vector<int64_t> s = slice_shape(c, e.param, e.layer);
+  if (e.param == Param::wte) s[0] = c.vocab_size;
+  if (e.transposed) std::swap(s[0], s[1]);
+  return s;
+}
+
+bool is_attention_buffer(const std::string& name) {
+  // h.{l}.attn.bias / h.{l}.attn.masked_bias: causal-mask buffers of older transformers.
+  if (name.rfind("h.", 0) != 0) return false;
+  const size_t dot = name.find('.', 2);
+  if (dot == std::string::npos) return false;
+  const std::string rest = name.substr(dot + 1);
+  return rest == "attn.bias" || rest == "attn.masked_bias";
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail(path, "cannot open");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail(path, std::string("malformed JSON: ") + e.what());
+  }
+}
+
+}  // namespace
+
+std::vector<int64_t> gpt_param_shape(const GptConfig& c, Param p) {
+  const int64_t L = c.n_layer, C = c.n_embd, Vp = c.padded_vocab_size(), T = c.max_seq_len;
+  switch (p) {
+    case Param::wte:
+      return {Vp, C};
+    case Param::wpe:
+      return {T, C};
+    case Param::ln1_w:
+    case Param::ln1_b:
+    case Param::attproj_b:
+    case Param::ln2_w:
+    case Param::ln2_b:
+    case Param::fcproj_b:
+      return {L, C};
+    case Param::qkv_w:
+      return {L, 3 * C, C};
+    case Param::qkv_b:
+      return {L, 3 * C};
+    case Param::attproj_w:
+      return {L, C, C};
+    case Param::fc_w:
+      return {L, 4 * C, C};
+    case Param::fc_b:
+      return {L, 4 * C};
+    case Param::fcproj_w:
+      return {L, C, 4 * C};
+    case Param::lnf_w:
+    case Param::lnf_b:
+      return {C};
+    case Param::count:
+      break;
+  }
+  throw std::invalid_argument("gpt_param_shape: bad parameter");
+}
+
+// ---- device <-> host ----------------------------------------------------------------------------
+
+namespace {
+GptWeights download_arena(GptModel& model, bool grads) {
+  GptWeights w;
+  w.config = model.config();
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const Tensor t =
+        grads ? model.grad(static_cast<Param>(pi)) : model.param(static_cast<Param>(pi));
+    std::vector<float> host(static_cast<size_t>(t.numel()));
+    model.backend().download_f32(host.data(), t);
+    w.params.push_back(std::move(host));
+  }
+  return w;
+}
+}  // namespace
+
+GptWeights download_weights(GptModel& model) {
+  return download_arena(model, false);
+}
+GptWeights download_grads(GptModel& model) {
+  return download_arena(model, true);
+}
+
+void upload_weights(GptModel& model, const GptWeights& w) {
+  const GptConfig& a = model.config();
+  const GptConfig& b = w.config;
+  if (a.n_layer != b.n_layer || a.n_head != b.n_head || a.n_embd != b.n_embd ||
+      a.max_seq_len != b.max_seq_len || a.vocab_size != b.vocab_size)
+    throw std::invalid_argument("upload_weights: the weights' model config " +
+                                gpt_config_to_json(b).dump() + " differs from the model's " +
+                                gpt_config_to_json(a).dump());
+  check_sizes(w, "upload_weights");
+  for (int pi = 0; pi < kNumParams; ++pi)
+    model.backend().upload_f32(model.param(static_cast<Param>(pi)), w.params[pi].data());
+}
+
+// ---- formats ------------------------------------------------------------------------------------
+
+const char* weights_format_name(WeightsFormat f) {
+  switch (f) {
+    case WeightsFormat::checkpoint:
+      return "checkpoint";
+    case WeightsFormat::hf:
+      return "Hugging Face";
+    case WeightsFormat::llmc:
+      return "llm.c";
+  }
+  return "?";
+}
+
+WeightsFormat detect_weights_format(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    if (fs::exists(fs::path(path) / "trainer_state.json", ec) ||
+        fs::exists(fs::path(path) / "latest", ec))
+      return WeightsFormat::checkpoint;
+    if (fs::exists(fs::path(path) / "config.json", ec) &&
+        fs::exists(fs::path(path) / "model.safetensors", ec))
+      return WeightsFormat::hf;
+    fail(path,
+         "neither a checkpoint (trainer_state.json or a 'latest' pointer) nor a Hugging Face GPT-2 "
+         "directory (config.json + model.safetensors)");
+  }
+  if (!fs::is_regular_file(path, ec)) fail(path, "no such file or directory");
+  const std::string base = fs::path(path).filename().string();
+  if (base == "latest" || base == "best") return WeightsFormat::checkpoint;
+  std::ifstream in(path, std::ios::binary);
+  int32_t magic = 0;
+  in.read(reinterpret_cast<char*>(&magic), 4);
+  if (in && magic == kLlmcMagic) return WeightsFormat::llmc;
+  fail(path, "not an llm.c model file (magic " + std::to_string(magic) + ", expected " +
+                 std::to_string(kLlmcMagic) + "), a checkpoint or a Hugging Face directory");
+}
+
+GptWeights load_weights(const std::string& path) {
+  switch (detect_weights_format(path)) {
+    case WeightsFormat::checkpoint:
+      return read_checkpoint_weights(path);
+    case WeightsFormat::hf:
+      return read_hf_gpt2(path);
+    case WeightsFormat::llmc:
+      return read_llmc_gpt2(path);
+  }
+  fail(path, "unknown format");
+}
+
+// ---- our naming ---------------------------------------------------------------------------------
+
+SafeTensorsFile gpt_weights_to_safetensors(const GptWeights& w) {
+  check_sizes(w, "gpt_weights_to_safetensors");
+  SafeTensorsFile file;
+  file.metadata["format"] = "gpt-engine";
+  file.metadata["config"] = gpt_config_to_json(w.config).dump();
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const Param p = static_cast<Param>(pi);
+    file.tensors.emplace_back(param_name(p),
+                              make_f32_tensor(gpt_param_shape(w.config, p), w.params[pi].data()));
+  }
+  return file;
+}
+
+GptWeights gpt_weights_from_safetensors(const SafeTensorsFile& file, const GptConfig& config,
+                                        const std::string& path) {
+  GptWeights w;
+  w.config = config;
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const Param p = static_cast<Param>(pi);
+    const std::vector<int64_t> shape = gpt_param_shape(config, p);
+    const SafeTensor* t = file.find(param_name(p));
+    if (!t) fail(path, std::string("missing tensor '") + param_name(p) + "'");
+    if (t->shape != shape)
+      fail(path, std::string("tensor '") + param_name(p) + "' has shape " + shape_text(t->shape) +
+                     ", the model config implies " + shape_text(shape));
+    w.params.push_back(to_f32(*t, path + ": tensor '" + param_name(p) + "'"));
+  }
+  for (const auto& [name, t] : file.tensors) {
+    bool known = false;
+    for (int pi = 0; pi < kNumParams; ++pi)
+      known = known || name == param_name(static_cast<Param>(pi));
+    if (!known) fail(path, "unexpected tensor '" + name + "' (not a GPT parameter)");
+  }
+  return w;
+}
+
+GptWeights read_checkpoint_weights(const std::string& path) {
+  const Checkpoint ck = Checkpoint::open(resolve_checkpoint(path));
+  const GptConfig config =
+      gpt_config_from_json(ck.field("model_config"), ck.path("trainer_state.json"));
+  return gpt_weights_from_safetensors(ck.read_tensors("model.safetensors"), config,
+                                      ck.path("model.safetensors"));
+}
+
+// ---- Hugging Face -------------------------------------------------------------------------------
+
+GptConfig gpt_config_from_hf_json(const nlohmann::json& j, const std::string& source) {
+  if (!j.is_object()) fail(source, "not a JSON object");
+  auto field = [&](const char* key) -> const nlohmann::json* {
+    return j.contains(key) && !j[key].is_null() ? &j[key] : nullptr;
+  };
+  auto integer = [&](const char* key, int fallback) {
+    const nlohmann::json* v = field(key);
+    if (!v) return fallback;
+    if (!v->is_number_integer())
+      fail(source, std::string("field '") + key + "': expected an integer, got " + v->dump());
+    return v->get<int>();
+  };
+  auto flag = [&](const char* key, bool fallback) {
+    const nlohmann::json* v = field(key);
+    if (!v) return fallback;
+    if (!v->is_boolean())
+      fail(source, std::string("field '") + key + "': expected true or false, got " + v->dump());
+    return v->get<bool>();
+  };
+  if (const nlohmann::json* t = field("model_type"); t && *t != "gpt2")
+    fail(source, "field 'model_type': " + t->dump() + " is not supported (expected \"gpt2\")");
+  GptConfig c;  // defaults of transformers' GPT2Config
+  c.vocab_size = integer("vocab_size", 50257);
+  c.max_seq_len = integer("n_positions", 1024);
+  c.n_embd = integer("n_embd", 768);
+  c.n_layer = integer("n_layer", 12);
+  c.n_head = integer("n_head", 12);
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    fail(source, e.what());
+  }
+  if (const nlohmann::json* v = field("n_inner");
+      v && (!v->is_number_integer() || v->get<int>() != 4 * c.n_embd))
+    fail(source, "field 'n_inner': " + v->dump() +
+                     " is not supported (the MLP width must be 4*n_embd = " +
+                     std::to_string(4 * c.n_embd) + ")");
+  if (const nlohmann::json* v = field("activation_function");
+      v && *v != "gelu_new" && *v != "gelu_pytorch_tanh")
+    fail(source, "field 'activation_function': " + v->dump() +
+                     " is not supported (expected \"gelu_new\", the tanh approximation)");
+  if (const nlohmann::json* v = field("layer_norm_epsilon");
+      v && (!v->is_number() || std::abs(v->get<double>() - 1e-5) > 1e-12))
+    fail(source, "field 'layer_norm_epsilon': " + v->dump() + " is not supported (expected 1e-05)");
+  if (!flag("tie_word_embeddings", true))
+    fail(source,
+         "field 'tie_word_embeddings': false is not supported (the output layer is the token "
+         "embedding)");
+  if (!flag("scale_attn_weights", true))
+    fail(source,
+         "field 'scale_attn_weights': false is not supported (attention scores are scaled by "
+         "1/sqrt(head size))");
+  if (flag("scale_attn_by_inverse_layer_idx", false))
+    fail(source, "field 'scale_attn_by_inverse_layer_idx': true is not supported");
+  if (flag("add_cross_attention", false))
+    fail(source, "field 'add_cross_attention': true is not supported");
+  return c;
+}
+
+nlohmann::json hf_config_json(const GptConfig& c) {
+  nlohmann::ordered_json j;
+  j["architectures"] = {"GPT2LMHeadModel"};
+  j["model_type"] = "gpt2";
+  j["vocab_size"] = c.vocab_size;
+  j["n_positions"] = c.max_seq_len;
+  j["n_ctx"] = c.max_seq_len;
+  j["n_embd"] = c.n_embd;
+  j["n_layer"] = c.n_layer;
+  j["n_head"] = c.n_head;
+  j["n_inner"] = nullptr;
+  j["activation_function"] = "gelu_new";
+  j["layer_norm_epsilon"] = 1e-5;
+  // The engine trains without dropout; these only matter if the model is trained further in HF.
+  j["resid_pdrop"] = 0.0;
+  j["embd_pdrop"] = 0.0;
+  j["attn_pdrop"] = 0.0;
+  j["initializer_range"] = 0.02;
+  j["scale_attn_weights"] = true;
+  j["scale_attn_by_inverse_layer_idx"] = false;
+  j["reorder_and_upcast_attn"] = false;
+  j["tie_word_embeddings"] = true;
+  j["use_cache"] = true;
+  // GPT-2's <|endoftext|> (50256) and the byte tokenizer's (256) are both the last id.
+  j["bos_token_id"] = c.vocab_size - 1;
+  j["eos_token_id"] = c.vocab_size - 1;
+  j["torch_dtype"] = "float32";
+  return nlohmann::json(j);
+}
+
+SafeTensorsFile hf_tensors_from_weights(const GptWeights& w) {
+  check_sizes(w, "hf_tensors_from_weights");
+  const GptConfig& c = w.config;
+  SafeTensorsFile file;
+  file.metadata["format"] = "pt";  // transformers refuses safetensors files without it
+  for (const HfEntry& e : hf_entries(c)) {
+    const std::vector<int64_t> ours = slice_shape(c, e.param, e.layer);
+    const std::vector<int64_t> theirs = hf_shape(c, e);
+    const int64_t n = numel(theirs);
+    const float* src =
+        w.params[static_cast<int>(e.param)].data() + (e.layer >= 0 ? e.layer * numel(ours) : 0);
+    std::vector<float> out(static_cast<size_t>(n));
+    if (e.transposed)
+      transpose(src, out.data(), ours[0], ours[1]);
+    else
+      std::memcpy(out.data(), src, static_cast<size_t>(n) * 4);  // wte: the first V rows
+    file.tensors.emplace_back("transformer." + e.name, make_f32_tensor(theirs, out.data()));
+  }
+  return file;
+}
+
+GptWeights weights_from_hf_tensors(const SafeTensorsFile& file, const GptConfig& c,
+                                   const std::string& path) {
+  std::string prefix;
+  for (const auto& [name, t] : file.tensors)
+    if (name.rfind("transformer.", 0) == 0) prefix = "transformer.";
+  const std::vector<HfEntry> entries = hf_entries(c);
+  // Every tensor must be known: a parameter, the tied lm_head, or an attention buffer.
+  for (const auto& [name, t] : file.tensors) {
+    if (name == "lm_head.weight") continue;
+    const std::string bare = name.rfind(prefix, 0) == 0 ? name.substr(prefix.size()) : name;
+    if (is_attention_buffer(bare)) continue;
+    bool known = false;
+    for (const HfEntry& e : entries) known = known || (prefix + e.name) == name;
+    if (!known)
+      fail(path, "unexpected tensor '" + name +
+                     "' (not a parameter of a GPT2LMHeadModel with n_layer=" +
+                     std::to_string(c.n_layer) + ")");
+  }
+  GptWeights w;
+  w.config = c;
+  for (int pi = 0; pi < kNumParams; ++pi)
+    w.params.emplace_back(static_cast<size_t>(numel(gpt_param_shape(c, static_cast<Param>(pi)))),
+                          0.0f);
+  for (const HfEntry& e : entries) {
+    const std::string name = prefix + e.name;
+    const SafeTensor* t = file.find(name);
+    if (!t) fail(path, "missing tensor '" + name + "'");
+    const std::vector<int64_t> theirs = hf_shape(c, e);
+    if (t->shape != theirs)
+      fail(path, "tensor '" + name + "' has shape " + shape_text(t->shape) +
+                     ", but config.json implies " + shape_text(theirs));
+    const std::vector<float> v = to_f32(*t, path + ": tensor '" + name + "'");
+    const std::vector<int64_t> ours = slice_shape(c, e.param, e.layer);
+    float* dst =
+        w.params[static_cast<int>(e.param)].data() + (e.layer >= 0 ? e.layer * numel(ours) : 0);
+    if (e.transposed)
+      transpose(v.data(), dst, theirs[0], theirs[1]);
+    else
+      std::memcpy(dst, v.data(), v.size() * 4);  // wte: rows V..Vp-1 stay zero
+  }
+  if (const SafeTensor* head = file.find("lm_head.weight")) {
+    const std::vector<int64_t> want = {c.vocab_size, c.n_embd};
+    if (head->shape != want)
+      fail(path, "tensor 'lm_head.weight' has shape " + shape_text(head->shape) + ", expected " +
+                     shape_text(want));
+    const std::vector<float> v = to_f32(*head, path + ": tensor 'lm_head.weight'");
+    if (std::memcmp(v.data(), w.params[static_cast<int>(Param::wte)].data(), v.size() * 4) != 0)
+      fail(path, "tensor 'lm_head.weight' differs from '" + prefix +
+                     "wte.weight': untied output layers are not supported (GPT-2 ties them)");
+  }
+  return w;
+}
+
+GptWeights read_hf_gpt2(const std::string& dir) {
+  const std::string config_path = dir + "/config.json";
+  const GptConfig c = gpt_config_from_hf_json(read_json_file(config_path), config_path);
+  const std::string weights_path = dir + "/model.safetensors";
+  std::error_code ec;
+  if (!fs::exists(weights_path, ec)) {
+    if (fs::exists(dir + "/model.safetensors.index.json", ec))
+      fail(dir, "sharded safetensors (model.safetensors.index.json) are not supported");
+    fail(weights_path, "missing (only safetensors weights are read, not pytorch_model.bin)");
+  }
+  return weights_from_hf_tensors(read_safetensors(weights_path), c, weights_path);
+}
+
+void write_hf_gpt2(const std::string& dir, const GptWeights& w) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail(dir, "cannot create the directory: " + ec.message());
+  write_safetensors(dir + "/model.safetensors", hf_tensors_from_weights(w));
+  write_file_atomic(dir + "/config.json", hf_config_json(w.config).dump(2) + "\n");
+}
+
+// ---- llm.c --------------------------------------------------------------------------------------
+
+GptWeights read_llmc_gpt2(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) fail(path, "cannot open");
+  const uint64_t size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  int32_t h[256];
+  if (size < sizeof(h)) fail(path, "truncated: shorter than the 1024-byte llm.c header");
+  in.read(reinterpret_cast<char*>(h), sizeof(h));
+  if (h[0] != kLlmcMagic)
+    fail(path,
+         "bad magic " + std::to_string(h[0]) + " (expected " + std::to_string(kLlmcMagic) + ")");
+  const int version = h[1];
+  if (version != 3 && version != 5)
+    fail(path, "version " + std::to_string(version) + " is not supported (3: fp32, 5: bf16)");
+  const char* names[] = {"maxT", "V", "L", "NH", "C", "Vp"};
+  for (int i = 2; i < 8; ++i)
+    if (h[i] <= 0)
+      fail(path, std::string("header field ") + names[i - 2] + " = " + std::to_string(h[i]) +
+                     " is not positive");
+  GptConfig c;
+  c.max_seq_len = h[2];
+  c.vocab_size = h[3];
+  c.n_layer = h[4];
+  c.n_head = h[5];
+  c.n_embd = h[6];
+  const int64_t file_vp = h[7];
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    fail(path, std::string("header: ") + e.what());
+  }
+  if (file_vp < c.vocab_size)
+    fail(path, "header: padded vocabulary Vp = " + std::to_string(file_vp) +
+                   " is smaller than V = " + std::to_string(c.vocab_size));
+  const size_t elem = version == 3 ? 4 : 2;
+  uint64_t total = 0;
+  std::vector<int64_t> counts;
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    std::vector<int64_t> s = gpt_param_shape(c, static_cast<Param>(pi));
+    if (pi == static_cast<int>(Param::wte)) s[0] = file_vp;
+    counts.push_back(numel(s));
+    total += static_cast<uint64_t>(numel(s));
+  }
+  const uint64_t want = sizeof(h) + total * elem;
+  if (size != want)
+    fail(path, "size " + std::to_string(size) + " bytes, the header implies " +
+                   std::to_string(want) +
+                   (size < want ? " (truncated)"
+                                : " (trailing data, or a header that does not match the weights)"));
+  GptWeights w;
+  w.config = c;
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const int64_t n = counts[pi];
+    std::vector<float> v(static_cast<size_t>(n));
+    if (version == 3) {
+      in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * 4));
+    } else {
+      std::vector<uint16_t> raw(static_cast<size_t>(n));
+      in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(n * 2));
+      for (int64_t i = 0; i < n; ++i) v[i] = bf16_to_float(raw[i]);
+    }
+    if (!in) fail(path, std::string("read failed in tensor ") + param_name(static_cast<Param>(pi)));
+    if (pi == static_cast<int>(Param::wte)) {  // keep the V real rows; our padding is zero
+      v.resize(static_cast<size_t>(c.vocab_size) * c.n_embd);
+      v.resize(static_cast<size_t>(c.padded_vocab_size()) * c.n_embd, 0.0f);
+    }
+    w.params.push_back(std::move(v));
+  }
+  return w;
+}
+
+void write_llmc_gpt2(const std::string& path, const GptWeights& w) {
+  check_sizes(w, "write_llmc_gpt2");
+  const GptConfig& c = w.config;
+  int32_t h[256] = {};
+  h[0] = kLlmcMagic;
+  h[1] = 3;
+  h[2] = c.max_seq_len;
+  h[3] = c.vocab_size;
+  h[4] = c.n_layer;
+  h[5] = c.n_head;
+  h[6] = c.n_embd;
+  h[7] = c.padded_vocab_size();
+  std::string bytes(reinterpret_cast<const char*>(h), sizeof(h));
+  for (const auto& t : w.params)
+    bytes.append(reinterpret_cast<const char*>(t.data()), t.size() * 4);
+  write_file_atomic(path, bytes);
+}
+
+}  // namespace gpt

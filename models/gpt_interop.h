@@ -1,0 +1,89 @@
+// GPT-2 weights in and out of the engine: our checkpoints, Hugging Face GPT2LMHeadModel directories
+// and llm.c's gpt2_*.bin files, all through one host-side form, GptWeights (the 16 tensors of
+// models/gpt.h in Param order, f32, our shapes).
+//
+// Hugging Face (config.json + model.safetensors, GPT2LMHeadModel naming):
+//   transformer.wte.weight (V, C)          ours wte (Vp, C): rows V..Vp-1 are zero
+//   transformer.wpe.weight (maxT, C)       wpe
+//   transformer.h.{l}.ln_1.{weight,bias}   ln1_w[l], ln1_b[l]
+//   transformer.h.{l}.attn.c_attn.weight   (C, 3C) = qkv_w[l]ᵀ    HF's Conv1D stores (in, out):
+//   transformer.h.{l}.attn.c_attn.bias     (3C)    = qkv_b[l]     y = x·W + b, ours y = x·Wᵀ + b
+//   transformer.h.{l}.attn.c_proj.weight   (C, C)  = attproj_w[l]ᵀ
+//   transformer.h.{l}.ln_2.{weight,bias}   ln2_w[l], ln2_b[l]
+//   transformer.h.{l}.mlp.c_fc.weight      (C, 4C) = fc_w[l]ᵀ
+//   transformer.h.{l}.mlp.c_proj.weight    (4C, C) = fcproj_w[l]ᵀ
+//   transformer.ln_f.{weight,bias}         lnf_w, lnf_b
+//   lm_head.weight                         tied to wte: usually absent, else equal to it
+// Files written by GPT2Model (no "transformer." prefix, as on the Hub's gpt2) are read too; the
+// attention buffers attn.bias / attn.masked_bias (older transformers) are not weights and are
+// skipped. F32, F16, BF16 and F64 tensors are read; export writes F32 with config.json.
+//
+// llm.c (.bin): a header of 256 int32 {20240326, version, maxT, V, L, NH, C, Vp, 0...}, then the 16
+// tensors in exactly our order and shapes, fp32 (version 3) or bf16 (version 5). Export writes
+// version 3.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/safetensors.h"
+#include "models/gpt.h"
+
+namespace gpt {
+
+struct GptWeights {
+  GptConfig config;
+  std::vector<std::vector<float>> params;  // kNumParams tensors, Param order, our shapes
+};
+
+// Our shape of parameter p, e.g. qkv_w: {L, 3C, C}; wte has the padded Vp rows.
+std::vector<int64_t> gpt_param_shape(const GptConfig& c, Param p);
+
+// Device <-> host. upload_weights throws std::invalid_argument when the configs differ.
+GptWeights download_weights(GptModel& model);
+GptWeights download_grads(GptModel& model);  // the gradients, in the same form (for tests)
+void upload_weights(GptModel& model, const GptWeights& w);
+
+// ---- where weights come from
+// ---------------------------------------------------------------------
+enum class WeightsFormat { checkpoint, hf, llmc };
+const char* weights_format_name(WeightsFormat f);
+// A checkpoint (directory, `latest` pointer or run directory), a Hugging Face directory
+// (config.json + model.safetensors) or an llm.c .bin. Throws naming the path when it is none.
+WeightsFormat detect_weights_format(const std::string& path);
+// Detects the format and reads the weights, fully validated (checksums, every tensor present with
+// the shape the config implies). Throws std::runtime_error naming the file and the tensor or field.
+GptWeights load_weights(const std::string& path);
+
+// ---- our naming (model.safetensors in checkpoints)
+// ------------------------------------------------
+SafeTensorsFile gpt_weights_to_safetensors(const GptWeights& w);
+GptWeights gpt_weights_from_safetensors(const SafeTensorsFile& file, const GptConfig& config,
+                                        const std::string& path);
+// model.safetensors of a checkpoint, with the model shape from its trainer_state.json.
+GptWeights read_checkpoint_weights(const std::string& path);
+
+// ---- Hugging Face
+// --------------------------------------------------------------------------------- config.json ->
+// GptConfig; rejects what our model cannot represent (untied head, another activation,
+// layer_norm_epsilon other than 1e-5, n_inner other than 4·n_embd, ...), naming the field.
+GptConfig gpt_config_from_hf_json(const nlohmann::json& j, const std::string& source);
+nlohmann::json hf_config_json(const GptConfig& c);
+// Our weights in HF naming and layout (V rows of wte, Conv1D weights transposed), without lm_head.
+SafeTensorsFile hf_tensors_from_weights(const GptWeights& w);
+GptWeights weights_from_hf_tensors(const SafeTensorsFile& file, const GptConfig& config,
+                                   const std::string& path);
+GptWeights read_hf_gpt2(const std::string& dir);
+// Writes dir/config.json and dir/model.safetensors (dir is created; files are replaced atomically).
+void write_hf_gpt2(const std::string& dir, const GptWeights& w);
+
+// ---- llm.c
+// ----------------------------------------------------------------------------------------
+constexpr int32_t kLlmcMagic = 20240326;
+GptWeights read_llmc_gpt2(const std::string& path);
+// Writes version 3 (fp32), atomically.
+void write_llmc_gpt2(const std::string& path, const GptWeights& w);
+
+}  // namespace gpt
