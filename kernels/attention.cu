@@ -1,0 +1,348 @@
+// Causal multi-head attention on the GPU, unfused (math and gradient rule: kernels/attention.h).
+//
+// This is the straightforward formulation through an explicit T×T score matrix per (batch, head),
+// kept as the correct baseline that a fused flash-style kernel will be compared with. Per chunk of
+// batches (the score matrices of a chunk fit in chunk_limit_bytes):
+//
+//   forward                                       backward (P recomputed from lse)
+//   Q, K, V  = split_heads(qkv)  (B,NH,T,HS)      Q, K, V, dO = split_heads(qkv, dout)
+//   S  = Q·Kᵀ / sqrt(HS)   batched gemm, fp32     S  = Q·Kᵀ / sqrt(HS)
+//   P, lse = causal_softmax(S)                    P  = exp(S - lse) below the diagonal, 0 above
+//   O  = P·V               batched gemm           dV = Pᵀ·dO
+//   out = merge_heads(O)                          dP = dO·Vᵀ                (fp32, into S's buffer)
+//                                                 dS = P ⊙ (dP - D) / sqrt(HS), D_t = dout_t·out_t
+//                                                 dQ = dS·K,  dK = dSᵀ·Q
+//                                                 dqkv = merge_heads(dQ, dK, dV)
+//
+// Scores and dP are kept in fp32 (the products accumulate in fp32 and write fp32), so lse and the
+// softmax see unrounded scores; P and dS are stored in the compute type because they feed the next
+// products. Every entry above the diagonal of P and dS is written as an exact zero, so the full
+// (masked) products are correct without any triangular gemm. Costs: twice the causal FLOPs (the
+// masked half is computed), and 4·T² bytes of fp32 scores per (batch, head) through DRAM.
+//
+// The head split/merge kernels copy 16-byte packets (HS must be a multiple of the packet); the
+// softmax kernels use one warp per score row.
+#include <cfloat>
+
+#include "kernels/cuda_kernels.cuh"
+
+namespace gpt::cuda {
+namespace {
+
+constexpr int kBlock = 256;
+constexpr int kWarpsPerBlock = kBlock / kWarpSize;
+
+size_t align256(size_t n) {
+  return (n + 255) / 256 * 256;
+}
+
+template <typename F>
+constexpr cudaDataType_t data_type();
+template <>
+constexpr cudaDataType_t data_type<float>() {
+  return CUDA_R_32F;
+}
+template <>
+constexpr cudaDataType_t data_type<bf16>() {
+  return CUDA_R_16BF;
+}
+
+// Row-major, batched: C_i (M×N, ldc) = alpha · op_a(A_i) (M×K) · op_b(B_i) (K×N) + beta · C_i, for
+// i < batch, with A_i = A + i·stride_a etc. (strides in elements). cuBLAS is column-major, where a
+// row-major X is Xᵀ: compute C_iᵀ = op_b(B_i)ᵀ · op_a(A_i)ᵀ by swapping the operands and M with N.
+struct Operand {
+  const void* ptr;
+  cudaDataType_t type;
+  int ld;
+  long long stride;
+};
+void rowmajor_batched_gemm(cublasHandle_t handle, cublasOperation_t op_a, cublasOperation_t op_b,
+                           int M, int N, int K, float alpha, Operand A, Operand B, float beta,
+                           void* C, cudaDataType_t c_type, int ldc, long long stride_c, int batch) {
+  GPT_CUDA_CHECK(cublasGemmStridedBatchedEx(
+      handle, op_b, op_a, N, M, K, &alpha, B.ptr, B.type, B.ld, B.stride, A.ptr, A.type, A.ld,
+      A.stride, &beta, C, c_type, ldc, stride_c, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+// dst (B, NH, T, HS) <- the head columns of src: dst[b,h,t,c] = src[(b·T + t)·src_ld + col0 + h·HS
+// + c]
+template <typename F>
+__global__ void split_heads_kernel(F* dst, const F* src, int B, int T, int NH, int HS, int src_ld,
+                                   int col0) {
+  constexpr int x = pack_size<F>();
+  const int64_t e = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * x;
+  if (e >= static_cast<int64_t>(B) * NH * T * HS) return;
+  const int c = static_cast<int>(e % HS);
+  const int64_t r = e / HS;  // (b·NH + h)·T + t
+  const int t = static_cast<int>(r % T);
+  const int64_t bh = r / T;
+  const int h = static_cast<int>(bh % NH);
+  const int64_t b = bh / NH;
+  store128(dst + e,
+           load128cs(src + (b * T + t) * src_ld + col0 + static_cast<int64_t>(h) * HS + c));
+}
+
+// The inverse: dst[(b·T + t)·dst_ld + col0 + h·HS + c] = src[b,h,t,c]
+template <typename F>
+__global__ void merge_heads_kernel(F* dst, const F* src, int B, int T, int NH, int HS, int dst_ld,
+                                   int col0) {
+  constexpr int x = pack_size<F>();
+  const int64_t e = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * x;
+  if (e >= static_cast<int64_t>(B) * NH * T * HS) return;
+  const int c = static_cast<int>(e % HS);
+  const int64_t r = e / HS;
+  const int t = static_cast<int>(r % T);
+  const int64_t bh = r / T;
+  const int h = static_cast<int>(bh % NH);
+  const int64_t b = bh / NH;
+  store128(dst + (b * T + t) * dst_ld + col0 + static_cast<int64_t>(h) * HS + c,
+           load128cs(src + e));
+}
+
+// One warp per score row r = (b·NH + h)·T + t of the chunk: lse_r = log Σ_{u<=t} exp(S_ru) (online
+// max and sum per lane, then the lanes merged), P_ru = exp(S_ru - lse_r) for u <= t and 0 above.
+template <typename F>
+__global__ void causal_softmax_kernel(F* P, float* lse, const float* S, int rows, int T) {
+  const int lane = threadIdx.x % kWarpSize;
+  const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / kWarpSize;
+  if (row >= rows) return;
+  const int t = row % T;
+  const float* s = S + static_cast<int64_t>(row) * T;
+  F* p = P + static_cast<int64_t>(row) * T;
+  // -FLT_MAX rather than -inf: merging two empty lanes must not compute exp(-inf + inf).
+  float m = -FLT_MAX;
+  float sum = 0.0f;
+  for (int u = lane; u <= t; u += kWarpSize) {
+    const float v = s[u];
+    if (v > m) {
+      sum = sum * expf(m - v) + 1.0f;
+      m = v;
+    } else {
+      sum += expf(v - m);
+    }
+  }
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+    const float m_other = __shfl_xor_sync(0xffffffffu, m, offset);
+    const float sum_other = __shfl_xor_sync(0xffffffffu, sum, offset);
+    const float m_new = fmaxf(m, m_other);
+    sum = sum * expf(m - m_new) + sum_other * expf(m_other - m_new);
+    m = m_new;
+  }
+  const float l = m + logf(sum);
+  for (int u = lane; u < T; u += kWarpSize) p[u] = from_float<F>(u <= t ? expf(s[u] - l) : 0.0f);
+  if (lane == 0) lse[row] = l;
+}
+
+// Backward: P_ru = exp(S_ru - lse_r) for u <= t, 0 above (one warp per row).
+template <typename F>
+__global__ void causal_probs_kernel(F* P, const float* S, const float* lse, int rows, int T) {
+  const int lane = threadIdx.x % kWarpSize;
+  const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / kWarpSize;
+  if (row >= rows) return;
+  const int t = row % T;
+  const float l = lse[row];
+  const float* s = S + static_cast<int64_t>(row) * T;
+  F* p = P + static_cast<int64_t>(row) * T;
+  for (int u = lane; u < T; u += kWarpSize) p[u] = from_float<F>(u <= t ? expf(s[u] - l) : 0.0f);
+}
+
+// Backward: dS_ru = P_ru · (dP_ru - D_r) · scale, written over P (each element is read and written
+// by one thread). D_r = dout_t · out_t over head h's HS channels, read from the (B,T,C) tensors.
+// b0 is the chunk's first batch.
+template <typename F>
+__global__ void softmax_backward_kernel(F* P_to_dS, const float* dP, const F* dout, const F* out,
+                                        int rows, int b0, int T, int C, int NH, int HS,
+                                        float scale) {
+  const int lane = threadIdx.x % kWarpSize;
+  const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / kWarpSize;
+  if (row >= rows) return;
+  const int t = row % T;
+  const int bh = row / T;
+  const int64_t b = b0 + bh / NH;
+  const int h = bh % NH;
+  const int64_t offset = (b * T + t) * C + static_cast<int64_t>(h) * HS;
+  float D = 0.0f;
+  for (int c = lane; c < HS; c += kWarpSize)
+    D += to_float(dout[offset + c]) * to_float(out[offset + c]);
+  D = warp_sum(D);
+  const float* dp = dP + static_cast<int64_t>(row) * T;
+  F* ds = P_to_dS + static_cast<int64_t>(row) * T;
+  for (int u = lane; u < T; u += kWarpSize) {
+    ds[u] = from_float<F>(u <= t ? to_float(ds[u]) * (dp[u] - D) * scale : 0.0f);
+  }
+}
+
+// The scratch regions, in order, each 256-byte aligned: S (fp32) and P for one chunk, then the
+// per-head tensors (B, NH, T, HS): 4 of them forward (Q, K, V, O), 7 backward (Q, K, V, dO, dQ, dK,
+// dV).
+struct ScratchLayout {
+  size_t s_offset = 0, p_offset = 0, heads_offset = 0, head_bytes = 0, total = 0;
+};
+ScratchLayout scratch_layout(AttentionPass pass, int B, int T, int C, int NH, size_t elem_bytes,
+                             size_t chunk_limit_bytes) {
+  const size_t bc = static_cast<size_t>(attention_batch_chunk(B, T, NH, chunk_limit_bytes));
+  const size_t scores = bc * NH * static_cast<size_t>(T) * T;
+  ScratchLayout l;
+  l.s_offset = 0;
+  l.p_offset = align256(scores * sizeof(float));
+  l.heads_offset = l.p_offset + align256(scores * elem_bytes);
+  l.head_bytes = align256(static_cast<size_t>(B) * T * C * elem_bytes);
+  l.total = l.heads_offset + (pass == AttentionPass::forward ? 4 : 7) * l.head_bytes;
+  return l;
+}
+
+template <typename F>
+unsigned head_grid(int B, int T, int C) {
+  const int64_t packs = static_cast<int64_t>(B) * T * C / pack_size<F>();
+  return static_cast<unsigned>(ceil_div<int64_t>(packs, kBlock));
+}
+
+}  // namespace
+
+int attention_batch_chunk(int B, int T, int NH, size_t chunk_limit_bytes) {
+  const size_t per_batch = static_cast<size_t>(NH) * T * T * sizeof(float);
+  const size_t fit = per_batch > 0 ? chunk_limit_bytes / per_batch : static_cast<size_t>(B);
+  if (fit < 1) return 1;
+  return fit > static_cast<size_t>(B) ? B : static_cast<int>(fit);
+}
+
+size_t attention_scratch_bytes(AttentionPass pass, int B, int T, int C, int NH, size_t elem_bytes,
+                               size_t chunk_limit_bytes) {
+  return scratch_layout(pass, B, T, C, NH, elem_bytes, chunk_limit_bytes).total;
+}
+
+template <typename F>
+void attention_forward(cublasHandle_t handle, F* out, float* lse, const F* qkv, int B, int T, int C,
+                       int NH, void* scratch, size_t chunk_limit_bytes, cudaStream_t stream) {
+  if (B == 0 || T == 0) return;
+  const int HS = C / NH;
+  const ScratchLayout layout =
+      scratch_layout(AttentionPass::forward, B, T, C, NH, sizeof(F), chunk_limit_bytes);
+  char* base = static_cast<char*>(scratch);
+  float* S = reinterpret_cast<float*>(base + layout.s_offset);
+  F* P = reinterpret_cast<F*>(base + layout.p_offset);
+  F* Q = reinterpret_cast<F*>(base + layout.heads_offset);
+  F* K = reinterpret_cast<F*>(base + layout.heads_offset + layout.head_bytes);
+  F* V = reinterpret_cast<F*>(base + layout.heads_offset + 2 * layout.head_bytes);
+  F* O = reinterpret_cast<F*>(base + layout.heads_offset + 3 * layout.head_bytes);
+
+  const unsigned grid = head_grid<F>(B, T, C);
+  F* heads[3] = {Q, K, V};
+  for (int i = 0; i < 3; ++i) {
+    split_heads_kernel<F><<<grid, kBlock, 0, stream>>>(heads[i], qkv, B, T, NH, HS, 3 * C, i * C);
+    GPT_CUDA_CHECK_LAUNCH();
+  }
+  GPT_CUDA_CHECK(cublasSetStream(handle, stream));
+  const cudaDataType_t ft = data_type<F>();
+  const float scale = 1.0f / sqrtf(static_cast<float>(HS));
+  const long long head_stride = static_cast<long long>(T) * HS;
+  const long long score_stride = static_cast<long long>(T) * T;
+  const int bc = attention_batch_chunk(B, T, NH, chunk_limit_bytes);
+  for (int b0 = 0; b0 < B; b0 += bc) {
+    const int nb = B - b0 < bc ? B - b0 : bc;
+    const int batch = nb * NH;
+    const int rows = batch * T;
+    const int64_t head0 = static_cast<int64_t>(b0) * NH * T * HS;
+    // S = scale · Q·Kᵀ
+    rowmajor_batched_gemm(handle, CUBLAS_OP_N, CUBLAS_OP_T, T, T, HS, scale,
+                          {Q + head0, ft, HS, head_stride}, {K + head0, ft, HS, head_stride}, 0.0f,
+                          S, CUDA_R_32F, T, score_stride, batch);
+    causal_softmax_kernel<F><<<ceil_div(rows, kWarpsPerBlock), kBlock, 0, stream>>>(
+        P, lse + static_cast<int64_t>(b0) * NH * T, S, rows, T);
+    GPT_CUDA_CHECK_LAUNCH();
+    // O = P·V
+    rowmajor_batched_gemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, T, HS, T, 1.0f,
+                          {P, ft, T, score_stride}, {V + head0, ft, HS, head_stride}, 0.0f,
+                          O + head0, ft, HS, head_stride, batch);
+  }
+  merge_heads_kernel<F><<<grid, kBlock, 0, stream>>>(out, O, B, T, NH, HS, C, 0);
+  GPT_CUDA_CHECK_LAUNCH();
+}
+
+template <typename F>
+void attention_backward(cublasHandle_t handle, F* dqkv, const F* dout, const F* qkv, const F* out,
+                        const float* lse, int B, int T, int C, int NH, void* scratch,
+                        size_t chunk_limit_bytes, cudaStream_t stream) {
+  if (B == 0 || T == 0) return;
+  const int HS = C / NH;
+  const ScratchLayout layout =
+      scratch_layout(AttentionPass::backward, B, T, C, NH, sizeof(F), chunk_limit_bytes);
+  char* base = static_cast<char*>(scratch);
+  float* S = reinterpret_cast<float*>(base + layout.s_offset);  // S, then dP
+  F* P = reinterpret_cast<F*>(base + layout.p_offset);          // P, then dS
+  F* head[7];
+  for (int i = 0; i < 7; ++i)
+    head[i] = reinterpret_cast<F*>(base + layout.heads_offset + i * layout.head_bytes);
+  F* Q = head[0];
+  F* K = head[1];
+  F* V = head[2];
+  F* dO = head[3];
+  F* dQ = head[4];
+  F* dK = head[5];
+  F* dV = head[6];
+
+  const unsigned grid = head_grid<F>(B, T, C);
+  for (int i = 0; i < 3; ++i) {
+    split_heads_kernel<F><<<grid, kBlock, 0, stream>>>(head[i], qkv, B, T, NH, HS, 3 * C, i * C);
+    GPT_CUDA_CHECK_LAUNCH();
+  }
+  split_heads_kernel<F><<<grid, kBlock, 0, stream>>>(dO, dout, B, T, NH, HS, C, 0);
+  GPT_CUDA_CHECK_LAUNCH();
+  GPT_CUDA_CHECK(cublasSetStream(handle, stream));
+  const cudaDataType_t ft = data_type<F>();
+  const float scale = 1.0f / sqrtf(static_cast<float>(HS));
+  const long long head_stride = static_cast<long long>(T) * HS;
+  const long long score_stride = static_cast<long long>(T) * T;
+  const int bc = attention_batch_chunk(B, T, NH, chunk_limit_bytes);
+  for (int b0 = 0; b0 < B; b0 += bc) {
+    const int nb = B - b0 < bc ? B - b0 : bc;
+    const int batch = nb * NH;
+    const int rows = batch * T;
+    const int64_t head0 = static_cast<int64_t>(b0) * NH * T * HS;
+    const unsigned row_grid = static_cast<unsigned>(ceil_div(rows, kWarpsPerBlock));
+    // S = scale · Q·Kᵀ, P = exp(S - lse)
+    rowmajor_batched_gemm(handle, CUBLAS_OP_N, CUBLAS_OP_T, T, T, HS, scale,
+                          {Q + head0, ft, HS, head_stride}, {K + head0, ft, HS, head_stride}, 0.0f,
+                          S, CUDA_R_32F, T, score_stride, batch);
+    causal_probs_kernel<F>
+        <<<row_grid, kBlock, 0, stream>>>(P, S, lse + static_cast<int64_t>(b0) * NH * T, rows, T);
+    GPT_CUDA_CHECK_LAUNCH();
+    // dV = Pᵀ·dO
+    rowmajor_batched_gemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, T, HS, T, 1.0f,
+                          {P, ft, T, score_stride}, {dO + head0, ft, HS, head_stride}, 0.0f,
+                          dV + head0, ft, HS, head_stride, batch);
+    // dP = dO·Vᵀ (into S's buffer)
+    rowmajor_batched_gemm(handle, CUBLAS_OP_N, CUBLAS_OP_T, T, T, HS, 1.0f,
+                          {dO + head0, ft, HS, head_stride}, {V + head0, ft, HS, head_stride}, 0.0f,
+                          S, CUDA_R_32F, T, score_stride, batch);
+    // dS = P ⊙ (dP - D) · scale (over P)
+    softmax_backward_kernel<F>
+        <<<row_grid, kBlock, 0, stream>>>(P, S, dout, out, rows, b0, T, C, NH, HS, scale);
+    GPT_CUDA_CHECK_LAUNCH();
+    // dQ = dS·K, dK = dSᵀ·Q
+    rowmajor_batched_gemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, T, HS, T, 1.0f,
+                          {P, ft, T, score_stride}, {K + head0, ft, HS, head_stride}, 0.0f,
+                          dQ + head0, ft, HS, head_stride, batch);
+    rowmajor_batched_gemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, T, HS, T, 1.0f,
+                          {P, ft, T, score_stride}, {Q + head0, ft, HS, head_stride}, 0.0f,
+                          dK + head0, ft, HS, head_stride, batch);
+  }
+  F* grads[3] = {dQ, dK, dV};
+  for (int i = 0; i < 3; ++i) {
+    merge_heads_kernel<F><<<grid, kBlock, 0, stream>>>(dqkv, grads[i], B, T, NH, HS, 3 * C, i * C);
+    GPT_CUDA_CHECK_LAUNCH();
+  }
+}
+
+template void attention_forward<float>(cublasHandle_t, float*, float*, const float*, int, int, int,
+                                       int, void*, size_t, cudaStream_t);
+template void attention_forward<bf16>(cublasHandle_t, bf16*, float*, const bf16*, int, int, int,
+                                      int, void*, size_t, cudaStream_t);
+template void attention_backward<float>(cublasHandle_t, float*, const float*, const float*,
+                                        const float*, const float*, int, int, int, int, void*,
+                                        size_t, cudaStream_t);
+template void attention_backward<bf16>(cublasHandle_t, bf16*, const bf16*, const bf16*, const bf16*,
+                                       const float*, int, int, int, int, void*, size_t,
+                                       cudaStream_t);
+
+}  // namespace gpt::cuda

@@ -1,0 +1,333 @@
+// The Linear layer on the GPU through cuBLASLt (math and gradient rule: kernels/matmul.h).
+//
+// Row-major to column-major: cuBLASLt is column-major, and a row-major matrix X (r×c, leading
+// dimension ld) is the column-major matrix Xᵀ with the same ld. So the row-major product
+// D = op_a(A) · op_b(B) (M×N, inner K) is computed as the column-major Dᵀ = op_b(B)ᵀ · op_a(A)ᵀ:
+// swap the operands and M with N, keep the transpose flags (rowmajor_matmul below). Then:
+//
+//   forward   out (N,OC)    = inp (N,C) · Wᵀ              A = inp, B = W (transposed), + bias
+//   dinp      dinp (N,C)    = dout (N,OC) · W (OC,C)       beta = 0 (overwrite)
+//   dweight   dweight (OC,C) += doutᵀ (OC,N) · inp (N,C)   beta = 1 (accumulate), + BGRADB
+//
+// Epilogues: the forward bias is cuBLASLt's BIAS epilogue (added to every row of the row-major
+// output). The bias gradient rides on the dweight product as the BGRADB epilogue, which reduces
+// the row-major doutᵀ over its inner dimension (the N rows of dout): dbias_o = Σ_n dout[n,o]. The
+// epilogue overwrites its output and our rule is +=, so it writes to scratch and a small kernel
+// adds the scratch into dbias. Where cuBLASLt offers no algorithm for an epilogue, or on request
+// (BiasGradPath::kernel), a deterministic column-sum kernel computes the bias gradient instead.
+//
+// Numerics: fp32 accumulation always (CUBLAS_COMPUTE_32F, never TF32, so the fp32 mode matches
+// the CPU at fp32 tolerance); inputs and outputs in the storage type. cuBLASLt is deterministic
+// for a given problem, algorithm and device. Algorithms are chosen once per problem by the
+// heuristic and cached; the heuristic is told the real alignment of every pointer (it otherwise
+// assumes 256 bytes, which per-layer views of small models do not have).
+#include <map>
+#include <tuple>
+
+#include "kernels/cuda_kernels.cuh"
+
+namespace gpt::cuda {
+
+struct MatmulAlgoCache {
+  // (type, transa, transb, m, n, k, lda, ldb, ldd, epilogue, alignments A, B, D, bias)
+  using Key = std::tuple<int, int, int, int, int, int, int, int, int, int, int, int, int, int>;
+  struct Entry {
+    bool found = false;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  std::map<Key, Entry> entries;
+};
+
+MatmulAlgoCache* create_matmul_algo_cache() {
+  return new MatmulAlgoCache();
+}
+void destroy_matmul_algo_cache(MatmulAlgoCache* cache) {
+  delete cache;
+}
+
+namespace {
+
+constexpr int kBlock = 256;
+constexpr int kWarpsPerBlock = kBlock / kWarpSize;
+constexpr int kRowsPerChunk = 64;
+
+template <typename F>
+constexpr cudaDataType_t data_type();
+template <>
+constexpr cudaDataType_t data_type<float>() {
+  return CUDA_R_32F;
+}
+template <>
+constexpr cudaDataType_t data_type<bf16>() {
+  return CUDA_R_16BF;
+}
+
+// Largest power of two (at most 256) dividing the address; 256 for null.
+uint32_t alignment_of(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t align = 256;
+  while (align > 1 && a % align != 0) align /= 2;
+  return align;
+}
+
+// RAII owners of the cuBLASLt descriptors (a failed destroy is reported, not thrown).
+struct MatmulDesc {
+  cublasLtMatmulDesc_t desc = nullptr;
+  MatmulDesc() { GPT_CUDA_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F)); }
+  ~MatmulDesc() { GPT_CUDA_WARN(cublasLtMatmulDescDestroy(desc)); }
+  MatmulDesc(const MatmulDesc&) = delete;
+  MatmulDesc& operator=(const MatmulDesc&) = delete;
+  template <typename T>
+  void set(cublasLtMatmulDescAttributes_t attr, const T& value) {
+    GPT_CUDA_CHECK(cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value)));
+  }
+};
+struct Layout {
+  cublasLtMatrixLayout_t layout = nullptr;
+  Layout(cudaDataType_t type, int rows, int cols, int ld) {
+    GPT_CUDA_CHECK(cublasLtMatrixLayoutCreate(&layout, type, static_cast<uint64_t>(rows),
+                                              static_cast<uint64_t>(cols),
+                                              static_cast<int64_t>(ld)));
+  }
+  ~Layout() { GPT_CUDA_WARN(cublasLtMatrixLayoutDestroy(layout)); }
+  Layout(const Layout&) = delete;
+  Layout& operator=(const Layout&) = delete;
+};
+struct Preference {
+  cublasLtMatmulPreference_t pref = nullptr;
+  Preference() { GPT_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref)); }
+  ~Preference() { GPT_CUDA_WARN(cublasLtMatmulPreferenceDestroy(pref)); }
+  Preference(const Preference&) = delete;
+  Preference& operator=(const Preference&) = delete;
+  template <typename T>
+  void set(cublasLtMatmulPreferenceAttributes_t attr, const T& value) {
+    GPT_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)));
+  }
+};
+
+// Column-major D (m×n, ld ldd) = op(A) · op(B) + beta · D, with an optional epilogue whose vector
+// is `bias`. Returns false (doing nothing) when cuBLASLt has no algorithm for the problem.
+bool lt_matmul(const MatmulContext& ctx, cudaDataType_t type, cublasOperation_t transa,
+               cublasOperation_t transb, int m, int n, int k, const void* A, int lda, const void* B,
+               int ldb, void* D, int ldd, float beta, cublasLtEpilogue_t epilogue, void* bias) {
+  MatmulDesc desc;
+  desc.set(CUBLASLT_MATMUL_DESC_TRANSA, static_cast<int32_t>(transa));
+  desc.set(CUBLASLT_MATMUL_DESC_TRANSB, static_cast<int32_t>(transb));
+  if (epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+    desc.set(CUBLASLT_MATMUL_DESC_EPILOGUE, static_cast<uint32_t>(epilogue));
+    desc.set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
+  }
+  // Stored shapes: op(A) is m×k, so A is k×m when transposed; op(B) is k×n.
+  const Layout a_layout(type, transa == CUBLAS_OP_N ? m : k, transa == CUBLAS_OP_N ? k : m, lda);
+  const Layout b_layout(type, transb == CUBLAS_OP_N ? k : n, transb == CUBLAS_OP_N ? n : k, ldb);
+  const Layout d_layout(type, m, n, ldd);
+
+  const uint32_t align_a = alignment_of(A), align_b = alignment_of(B), align_d = alignment_of(D);
+  const uint32_t align_bias = epilogue != CUBLASLT_EPILOGUE_DEFAULT ? alignment_of(bias) : 256;
+  const MatmulAlgoCache::Key key{static_cast<int>(type),
+                                 static_cast<int>(transa),
+                                 static_cast<int>(transb),
+                                 m,
+                                 n,
+                                 k,
+                                 lda,
+                                 ldb,
+                                 ldd,
+                                 static_cast<int>(epilogue),
+                                 static_cast<int>(align_a),
+                                 static_cast<int>(align_b),
+                                 static_cast<int>(align_d),
+                                 static_cast<int>(align_bias)};
+  auto it = ctx.cache->entries.find(key);
+  if (it == ctx.cache->entries.end()) {
+    Preference pref;
+    pref.set(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, static_cast<uint64_t>(ctx.workspace_bytes));
+    pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a);
+    pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b);
+    pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d);
+    pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d);
+    cublasLtMatmulHeuristicResult_t result{};
+    int count = 0;
+    const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+        ctx.lt, desc.desc, a_layout.layout, b_layout.layout, d_layout.layout, d_layout.layout,
+        pref.pref, 1, &result, &count);
+    if (status != CUBLAS_STATUS_NOT_SUPPORTED) GPT_CUDA_CHECK(status);
+    MatmulAlgoCache::Entry entry;
+    entry.found =
+        status == CUBLAS_STATUS_SUCCESS && count > 0 && result.state == CUBLAS_STATUS_SUCCESS;
+    if (entry.found) entry.algo = result.algo;
+    it = ctx.cache->entries.emplace(key, entry).first;
+  }
+  if (!it->second.found) return false;
+  const float alpha = 1.0f;
+  const cublasStatus_t status = cublasLtMatmul(
+      ctx.lt, desc.desc, &alpha, A, a_layout.layout, B, b_layout.layout, &beta, D, d_layout.layout,
+      D, d_layout.layout, &it->second.algo, ctx.workspace, ctx.workspace_bytes, ctx.stream);
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED) {  // the heuristic promised more than the library has
+    it->second.found = false;
+    return false;
+  }
+  GPT_CUDA_CHECK(status);
+  return true;
+}
+
+// Row-major D (M×N, ld ldd) = op_a(A) (M×K) · op_b(B) (K×N) + beta · D. Epilogue vectors in
+// row-major terms: BIAS adds bias[j] to column j of D (length N); BGRADB writes
+// bias[i] = Σ_k op_a(A)[i,k] (length M).
+template <typename F>
+bool rowmajor_matmul(const MatmulContext& ctx, cublasOperation_t op_a, cublasOperation_t op_b,
+                     int M, int N, int K, const F* A, int lda, const F* B, int ldb, F* D, int ldd,
+                     float beta, cublasLtEpilogue_t epilogue, void* bias) {
+  return lt_matmul(ctx, data_type<F>(), op_b, op_a, N, M, K, B, ldb, A, lda, D, ldd, beta, epilogue,
+                   bias);
+}
+
+// out[n, :] = bias, the fallback when no BIAS-epilogue algorithm exists (then out += inp · Wᵀ).
+template <typename F>
+__global__ void broadcast_rows_kernel(F* out, const F* bias, int N, int OC) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<int64_t>(N) * OC) return;
+  out[idx] = bias[idx % OC];
+}
+
+// Column sums of dout (N, OC) in two deterministic passes (as layernorm.cu's parameter gradients):
+// partial[chunk, o] over the rows of each chunk of kRowsPerChunk rows (warps in order), then
+// dbias[o] += Σ_chunk partial[chunk, o] in chunk order.
+template <typename F>
+__global__ void column_partials_kernel(float* partial, const F* dout, int N, int OC) {
+  constexpr int x = pack_size<F>();
+  __shared__ float shared[kWarpsPerBlock][kWarpSize * x];
+  const int lane = threadIdx.x % kWarpSize;
+  const int warp = threadIdx.x / kWarpSize;
+  const int col = (blockIdx.x * kWarpSize + lane) * x;
+  const int row_begin = blockIdx.y * kRowsPerChunk;
+  const int row_end = min(row_begin + kRowsPerChunk, N);
+  float acc[x];
+#pragma unroll
+  for (int k = 0; k < x; ++k) acc[k] = 0.0f;
+  if (col < OC) {
+    for (int row = row_begin + warp; row < row_end; row += kWarpsPerBlock) {
+      const Packed128<F> d = load128cs(dout + static_cast<int64_t>(row) * OC + col);
+#pragma unroll
+      for (int k = 0; k < x; ++k) acc[k] += to_float(d[k]);
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < x; ++k) shared[warp][lane * x + k] = acc[k];
+  __syncthreads();
+  const int chunk_width = kWarpSize * x;
+  for (int i = threadIdx.x; i < chunk_width; i += blockDim.x) {
+    const int o = blockIdx.x * chunk_width + i;
+    if (o >= OC) break;
+    float total = shared[0][i];
+    for (int w = 1; w < kWarpsPerBlock; ++w) total += shared[w][i];
+    partial[static_cast<int64_t>(blockIdx.y) * OC + o] = total;
+  }
+}
+
+template <typename F>
+__global__ void column_finish_kernel(F* dbias, const float* partial, int num_chunks, int OC) {
+  const int o = blockIdx.x * blockDim.x + threadIdx.x;
+  if (o >= OC) return;
+  float total = 0.0f;
+  for (int chunk = 0; chunk < num_chunks; ++chunk)
+    total += partial[static_cast<int64_t>(chunk) * OC + o];
+  dbias[o] = from_float<F>(to_float(dbias[o]) + total);
+}
+
+template <typename F>
+void bias_grad_kernel_path(F* dbias, const F* dout, int N, int OC, void* scratch,
+                           cudaStream_t stream) {
+  constexpr int x = pack_size<F>();
+  const int num_chunks = ceil_div(N, kRowsPerChunk);
+  if (num_chunks > 65535) throw std::invalid_argument("matmul_backward: too many rows for dbias");
+  float* partial = static_cast<float*>(scratch);
+  const dim3 grid(static_cast<unsigned>(ceil_div(OC, kWarpSize * x)),
+                  static_cast<unsigned>(num_chunks));
+  column_partials_kernel<F><<<grid, kBlock, 0, stream>>>(partial, dout, N, OC);
+  GPT_CUDA_CHECK_LAUNCH();
+  column_finish_kernel<F>
+      <<<ceil_div(OC, kBlock), kBlock, 0, stream>>>(dbias, partial, num_chunks, OC);
+  GPT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+template <typename F>
+void matmul_forward(const MatmulContext& ctx, F* out, const F* inp, const F* weight, const F* bias,
+                    int N, int C, int OC) {
+  if (N == 0 || OC == 0) return;
+  // out (N,OC) = inp (N,C) · weightᵀ, weight stored (OC,C)
+  if (bias != nullptr) {
+    if (rowmajor_matmul<F>(ctx, CUBLAS_OP_N, CUBLAS_OP_T, N, OC, C, inp, C, weight, C, out, OC,
+                           0.0f, CUBLASLT_EPILOGUE_BIAS, const_cast<F*>(bias))) {
+      return;
+    }
+    const int64_t total = static_cast<int64_t>(N) * OC;
+    broadcast_rows_kernel<F>
+        <<<static_cast<unsigned>(ceil_div<int64_t>(total, kBlock)), kBlock, 0, ctx.stream>>>(
+            out, bias, N, OC);
+    GPT_CUDA_CHECK_LAUNCH();
+  }
+  if (!rowmajor_matmul<F>(ctx, CUBLAS_OP_N, CUBLAS_OP_T, N, OC, C, inp, C, weight, C, out, OC,
+                          bias != nullptr ? 1.0f : 0.0f, CUBLASLT_EPILOGUE_DEFAULT, nullptr)) {
+    throw CudaError("matmul_forward: cuBLASLt has no algorithm for N=" + std::to_string(N) +
+                    " C=" + std::to_string(C) + " OC=" + std::to_string(OC));
+  }
+}
+
+size_t matmul_backward_scratch_bytes(int N, int OC) {
+  // The kernel path's partial sums; the epilogue path needs OC elements, fewer.
+  return static_cast<size_t>(ceil_div(N, kRowsPerChunk)) * OC * sizeof(float);
+}
+
+template <typename F>
+BiasGradPath matmul_backward(const MatmulContext& ctx, F* dinp, F* dweight, F* dbias, const F* dout,
+                             const F* inp, const F* weight, int N, int C, int OC, BiasGradPath path,
+                             void* scratch) {
+  if (N == 0) return path;
+  if (dinp != nullptr) {
+    // dinp (N,C) = dout (N,OC) · weight (OC,C)
+    if (!rowmajor_matmul<F>(ctx, CUBLAS_OP_N, CUBLAS_OP_N, N, C, OC, dout, OC, weight, C, dinp, C,
+                            0.0f, CUBLASLT_EPILOGUE_DEFAULT, nullptr)) {
+      throw CudaError("matmul_backward (dinp): cuBLASLt has no algorithm");
+    }
+  }
+  BiasGradPath taken = BiasGradPath::kernel;
+  if (dweight != nullptr) {
+    // dweight (OC,C) += doutᵀ (OC,N) · inp (N,C); with BGRADB: scratch (OC) = Σ_n dout[n, :]
+    bool fused = false;
+    if (dbias != nullptr && path == BiasGradPath::cublaslt_epilogue) {
+      fused = rowmajor_matmul<F>(ctx, CUBLAS_OP_T, CUBLAS_OP_N, OC, C, N, dout, OC, inp, C, dweight,
+                                 C, 1.0f, CUBLASLT_EPILOGUE_BGRADB, scratch);
+    }
+    if (fused) {
+      taken = BiasGradPath::cublaslt_epilogue;
+    } else if (!rowmajor_matmul<F>(ctx, CUBLAS_OP_T, CUBLAS_OP_N, OC, C, N, dout, OC, inp, C,
+                                   dweight, C, 1.0f, CUBLASLT_EPILOGUE_DEFAULT, nullptr)) {
+      throw CudaError("matmul_backward (dweight): cuBLASLt has no algorithm");
+    }
+  }
+  if (dbias != nullptr) {
+    if (taken == BiasGradPath::cublaslt_epilogue) {
+      residual_forward<F>(dbias, dbias, static_cast<const F*>(scratch), static_cast<size_t>(OC),
+                          ctx.stream);
+    } else {
+      bias_grad_kernel_path<F>(dbias, dout, N, OC, scratch, ctx.stream);
+    }
+  }
+  return taken;
+}
+
+template void matmul_forward<float>(const MatmulContext&, float*, const float*, const float*,
+                                    const float*, int, int, int);
+template void matmul_forward<bf16>(const MatmulContext&, bf16*, const bf16*, const bf16*,
+                                   const bf16*, int, int, int);
+template BiasGradPath matmul_backward<float>(const MatmulContext&, float*, float*, float*,
+                                             const float*, const float*, const float*, int, int,
+                                             int, BiasGradPath, void*);
+template BiasGradPath matmul_backward<bf16>(const MatmulContext&, bf16*, bf16*, bf16*, const bf16*,
+                                            const bf16*, const bf16*, int, int, int, BiasGradPath,
+                                            void*);
+
+}  // namespace gpt::cuda

@@ -1,0 +1,237 @@
+// The whole GPT on the CUDA backend. Skipped where no CUDA device is usable.
+//
+//   Fp32MatchesCpu          fp32 GPU against the CPU backend from identical weights and batches:
+//                           logits, loss, every parameter gradient, then ten AdamW steps.
+//   Bf16TracksFp32          bf16 training follows fp32 training on learnable data: the mean train
+//                           loss over steps 150-200 within 0.03 nats.
+//   RunsAreBitwiseIdentical two identical runs (bf16 and fp32) give identical bits.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/optimizer.h"
+#include "engine/rng.h"
+#include "models/gpt.h"
+
+namespace gpt {
+namespace {
+
+// fp32 tolerance of reductions and matmuls (tests/test_cuda_ops.cpp), for outputs and gradients
+// of the whole model.
+constexpr double kFp32Tol = 1e-4;
+// After ten AdamW steps: Adam's first updates are lr·sign(g) for each element, so an element whose
+// gradient is zero up to rounding can step the other way; such rare elements move a tensor's
+// relative error by ~1e-4, so the parameters get ten times the margin of the losses.
+constexpr double kAfterStepsTol = 1e-3;
+
+double rel_error(const std::vector<float>& a, const std::vector<float>& ref) {
+  if (a.size() != ref.size()) return std::numeric_limits<double>::infinity();
+  double diff = 0.0, norm = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) || std::isnan(ref[i])) return std::numeric_limits<double>::infinity();
+    diff += (static_cast<double>(a[i]) - ref[i]) * (static_cast<double>(a[i]) - ref[i]);
+    norm += static_cast<double>(ref[i]) * ref[i];
+  }
+  return norm > 0.0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+}
+
+std::vector<float> to_host(Backend& backend, const Tensor& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  backend.download_f32(v.data(), t);
+  return v;
+}
+
+GptConfig small_config() {
+  GptConfig c;
+  c.n_layer = 2;
+  c.n_head = 4;
+  c.n_embd = 64;  // head size 16: a multiple of the kernels' packets
+  c.max_seq_len = 32;
+  c.vocab_size = 300;  // padded to 384: the padded columns are exercised
+  return c;
+}
+
+// Random weights larger than GPT-2's init, so that every path (biases, LayerNorm affine) carries
+// signal; the same host values go to both backends.
+void randomize(GptModel& model, uint64_t seed, double scale) {
+  Rng rng(seed);
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const Param p = static_cast<Param>(pi);
+    Tensor t = model.param(p);
+    std::vector<float> host(static_cast<size_t>(t.numel()));
+    for (auto& x : host) x = static_cast<float>(rng.normal() * scale);
+    if (p == Param::ln1_w || p == Param::ln2_w || p == Param::lnf_w)
+      for (auto& x : host) x += 1.0f;
+    model.backend().upload_f32(t, host.data());
+  }
+}
+
+void random_batch(Rng& rng, int n, int vocab, double mask_fraction, std::vector<int32_t>& tokens,
+                  std::vector<int32_t>& targets) {
+  tokens.resize(n);
+  targets.resize(n);
+  for (int i = 0; i < n; ++i) {
+    tokens[i] = static_cast<int32_t>(rng.below(vocab));
+    targets[i] = rng.uniform() < mask_fraction ? -1 : static_cast<int32_t>(rng.below(vocab));
+  }
+}
+
+class CudaModel : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
+  }
+};
+
+TEST_F(CudaModel, Fp32MatchesCpu) {
+  auto cpu = make_backend("cpu", DType::f32);
+  auto gpu = make_backend("cuda", DType::f32);
+  const GptConfig cfg = small_config();
+  const int B = 4, T = 32, n = B * T;
+  GptModel cpu_model(cfg, *cpu, B, T);
+  GptModel gpu_model(cfg, *gpu, B, T);
+  randomize(cpu_model, 5, 0.1);
+  randomize(gpu_model, 5, 0.1);
+  Rng rng(9);
+  std::vector<int32_t> tokens, targets;
+  random_batch(rng, n, cfg.vocab_size, 0.1, tokens, targets);
+  int count = 0;
+  for (int32_t t : targets) count += t >= 0;
+  ASSERT_GT(count, 0);
+
+  // Logits and loss.
+  const double cpu_loss = cpu_model.forward(tokens.data(), targets.data(), B, T);
+  const double gpu_loss = gpu_model.forward(tokens.data(), targets.data(), B, T);
+  EXPECT_LT(std::abs(gpu_loss - cpu_loss) / std::abs(cpu_loss), kFp32Tol);
+  EXPECT_LT(rel_error(gpu_model.logits_to_host(B, T), cpu_model.logits_to_host(B, T)), kFp32Tol);
+
+  // Every gradient.
+  cpu_model.zero_grad();
+  gpu_model.zero_grad();
+  const float dloss = 1.0f / count;
+  cpu_model.forward_backward(tokens.data(), targets.data(), B, T, dloss);
+  gpu_model.forward_backward(tokens.data(), targets.data(), B, T, dloss);
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const Param p = static_cast<Param>(pi);
+    EXPECT_LT(rel_error(to_host(*gpu, gpu_model.grad(p)), to_host(*cpu, cpu_model.grad(p))),
+              kFp32Tol)
+        << "gradient of " << param_name(p);
+  }
+
+  // Ten AdamW steps on fresh batches.
+  AdamW cpu_opt(*cpu, cpu_model.parameters(), AdamWConfig{});
+  AdamW gpu_opt(*gpu, gpu_model.parameters(), AdamWConfig{});
+  for (int step = 0; step < 10; ++step) {
+    random_batch(rng, n, cfg.vocab_size, 0.1, tokens, targets);
+    count = 0;
+    for (int32_t t : targets) count += t >= 0;
+    ASSERT_GT(count, 0);
+    cpu_model.zero_grad();
+    gpu_model.zero_grad();
+    const double cl = cpu_model.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / count);
+    const double gl = gpu_model.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / count);
+    EXPECT_LT(std::abs(gl - cl) / std::abs(cl), kFp32Tol) << "loss of step " << step;
+    const double cn = cpu_opt.step(1e-3f);
+    const double gn = gpu_opt.step(1e-3f);
+    EXPECT_LT(std::abs(gn - cn) / cn, kFp32Tol) << "gradient norm of step " << step;
+  }
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const Param p = static_cast<Param>(pi);
+    EXPECT_LT(rel_error(to_host(*gpu, gpu_model.param(p)), to_host(*cpu, cpu_model.param(p))),
+              kAfterStepsTol)
+        << "parameter " << param_name(p) << " after ten steps";
+  }
+}
+
+// Learnable but not trivial data: a Markov chain over the vocabulary whose next token is one of
+// four successors of the current one, chosen uniformly, so the best achievable loss is ln 4.
+void markov_batch(uint64_t seed, int n, int vocab, std::vector<int32_t>& tokens,
+                  std::vector<int32_t>& targets) {
+  Rng rng(seed);
+  std::vector<int32_t> stream(static_cast<size_t>(n) + 1);
+  stream[0] = static_cast<int32_t>(rng.below(vocab));
+  for (int i = 1; i <= n; ++i) {
+    stream[i] =
+        static_cast<int32_t>((stream[i - 1] * 7 + 3 + 11 * static_cast<int>(rng.below(4))) % vocab);
+  }
+  tokens.assign(stream.begin(), stream.end() - 1);
+  targets.assign(stream.begin() + 1, stream.end());
+}
+
+struct TrainResult {
+  std::vector<double> losses;
+  std::vector<std::vector<uint8_t>> param_bytes;  // raw device bytes of every parameter
+};
+
+TrainResult train(DType dtype, int steps) {
+  auto backend = make_backend("cuda", dtype);
+  GptConfig cfg;
+  cfg.n_layer = 2;
+  cfg.n_head = 4;
+  cfg.n_embd = 128;
+  cfg.max_seq_len = 64;
+  cfg.vocab_size = 64;
+  const int B = 8, T = 64, n = B * T;
+  GptModel model(cfg, *backend, B, T);
+  model.init_weights(42);
+  AdamW opt(*backend, model.parameters(), AdamWConfig{});
+  TrainResult result;
+  std::vector<int32_t> tokens, targets;
+  for (int step = 0; step < steps; ++step) {
+    markov_batch(1000 + step, n, cfg.vocab_size, tokens, targets);
+    model.zero_grad();
+    const double loss = model.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / n) / n;
+    opt.step(learning_rate(step, steps, 20, 3e-3f, 3e-4f));
+    result.losses.push_back(loss);
+  }
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const Tensor t = model.param(static_cast<Param>(pi));
+    std::vector<uint8_t> bytes(t.bytes());
+    backend->copy_to_host(bytes.data(), t.data, bytes.size());
+    result.param_bytes.push_back(std::move(bytes));
+  }
+  return result;
+}
+
+double mean_loss(const std::vector<double>& losses, int begin, int end) {
+  double sum = 0.0;
+  for (int i = begin; i < end; ++i) sum += losses[i];
+  return sum / (end - begin);
+}
+
+TEST_F(CudaModel, Bf16TracksFp32) {
+  const TrainResult fp32 = train(DType::f32, 200);
+  const TrainResult bf16 = train(DType::bf16, 200);
+  const double fp32_loss = mean_loss(fp32.losses, 150, 200);
+  const double bf16_loss = mean_loss(bf16.losses, 150, 200);
+  std::printf("mean train loss over steps 150-200: fp32 %.4f, bf16 %.4f (floor ln 4 = %.4f)\n",
+              fp32_loss, bf16_loss, std::log(4.0));
+  EXPECT_LT(fp32_loss, 0.5 * fp32.losses.front()) << "the data must be learnable";
+  EXPECT_LT(std::abs(bf16_loss - fp32_loss), 0.03);
+}
+
+TEST_F(CudaModel, RunsAreBitwiseIdentical) {
+  for (DType dtype : {DType::bf16, DType::f32}) {
+    const TrainResult a = train(dtype, 15);
+    const TrainResult b = train(dtype, 15);
+    ASSERT_EQ(a.losses.size(), b.losses.size());
+    for (size_t i = 0; i < a.losses.size(); ++i) {
+      EXPECT_EQ(std::memcmp(&a.losses[i], &b.losses[i], sizeof(double)), 0)
+          << dtype_name(dtype) << " loss of step " << i;
+    }
+    for (int pi = 0; pi < kNumParams; ++pi) {
+      EXPECT_TRUE(a.param_bytes[pi] == b.param_bytes[pi])
+          << dtype_name(dtype) << " parameter " << param_name(static_cast<Param>(pi));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gpt
