@@ -1,110 +1,257 @@
-// gpt-prepare: turn text into token shards for gpt-pretrain.
+// gpt-prepare: text -> token shards for gpt-pretrain, and fine-tuning examples -> token shards
+// with loss masks. A thin command line over data/prepare.h and data/finetune.h; docs/data.md
+// describes every format and shows a command for each data set in ../shared/data.
 //
-//   gpt-prepare --tokenizer bytes --input input.txt --out data/shakespeare
+//   gpt-prepare --input input.txt --out data/ts                                  # bytes tokenizer
+//   gpt-prepare --train-tokenizer --vocab-size 4096 --input input.txt --out data/ts
+//   gpt-prepare --tokenizer gpt2 --input 'books/*.txt' --split-docs blank-lines --out data/books
+//   gpt-prepare --task sft --format gsm8k --tokenizer gpt2 --input train.jsonl --out data/gsm8k
+//   gpt-prepare --task classify --format sst2 --label-words negative,positive --input train.tsv ...
 //
-// Writes OUT/train_000000.bin, ..., OUT/val_000000.bin, ... in llm.c's shard format and
-// OUT/meta.json (tokenizer, vocab_size, token and byte counts, used for bits per byte).
-// Each input file is one document; an end-of-text token precedes every document. The validation
-// split is the last --val-fraction of the token stream.
+// Errors are one line, `gpt-prepare: error: <file>:<line>: <what>`, with a non-zero exit, and
+// nothing is written into --out unless everything was read and tokenized.
+#include "data/prepare.h"
+
+#include <omp.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <iostream>
-#include <nlohmann/json.hpp>
-#include <sstream>
+#include <string>
+#include <vector>
 
-#include "data/shard.h"
-
-namespace fs = std::filesystem;
+#include "data/finetune.h"
 
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open input file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+struct Flags {
+  std::vector<std::string> inputs;
+  std::string out;
+  std::string task = "pretrain";
+  std::string format;
+  std::string field = "text";
+  std::string split_docs = "file";
+  std::string tokenizer = "bytes";
+  bool train_tokenizer = false;
+  int vocab_size = 0;
+  double val_fraction = 0.1;
+  int64_t val_docs = 0;
+  int64_t shard_tokens = 100'000'000;
+  int threads = 0;
+  bool progress = false;
+  std::string label_words;
+  int num_classes = 0;
+  std::string source_lang = "en", target_lang = "de";
+  int seq_len = 0;
+  bool truncate = false;
+};
+
+void add_flags(CLI::App& app, Flags& f) {
+  app.add_option("--input", f.inputs,
+                 "input files or globs (quote globs), repeatable; read in the order given, glob "
+                 "matches sorted")
+      ->required()
+      ->expected(1, -1);
+  app.add_option(
+         "--out", f.out,
+         "output directory: train_NNNNNN.bin, val_NNNNNN.bin (+ .mask for fine-tuning), meta.json, "
+         "tokenizer/ (BPE)")
+      ->required();
+  app.add_option("--task", f.task,
+                 "pretrain: documents -> one token stream; sft: prompt/completion examples with "
+                 "the loss on "
+                 "the completion; classify: text + label")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"pretrain", "sft", "classify"}));
+  app.add_option(
+      "--format", f.format,
+      "input format. pretrain: text (default) or jsonl. sft: jsonl (default), gsm8k, seed-tasks, "
+      "dialogsum, multi30k. classify: jsonl (default), sst2, uci");
+  app.add_option("--field", f.field,
+                 "JSONL field holding the text (pretrain, and classify with --format jsonl)")
+      ->capture_default_str();
+  app.add_option(
+         "--split-docs", f.split_docs,
+         "text inputs: file = each file is one document; blank-lines = documents are separated by "
+         "blank lines")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"file", "blank-lines"}));
+  app.add_option(
+         "--tokenizer", f.tokenizer,
+         "bytes (256 byte tokens + <|endoftext|> = 256), gpt2 (the real GPT-2 BPE; found as "
+         "gpt-tokenize finds it), or a directory with tokenizer.json, vocab.json + merges.txt, or "
+         "encoder.json + vocab.bpe")
+      ->capture_default_str();
+  app.add_flag(
+      "--train-tokenizer", f.train_tokenizer,
+      "train a byte-level BPE on the training split (<|endoftext|> reserved as the last id), save "
+      "it into OUT/tokenizer/ and encode with it");
+  app.add_option("--vocab-size", f.vocab_size,
+                 "vocabulary size of --train-tokenizer (256 bytes + merges + 1)");
+  app.add_option(
+         "--val-fraction", f.val_fraction,
+         "validation split: the last fraction of the text's bytes, cut at a line start (pretrain), "
+         "or of the examples (sft, classify); 0: no validation")
+      ->capture_default_str();
+  app.add_option(
+      "--val-docs", f.val_docs,
+      "validation split: the last N documents (pretrain) or examples; overrides --val-fraction");
+  app.add_option("--shard-tokens", f.shard_tokens, "at most this many tokens per shard")
+      ->capture_default_str();
+  app.add_option("--threads", f.threads,
+                 "tokenizer threads (0: OMP_NUM_THREADS or all cores); the output is the same for "
+                 "any count")
+      ->capture_default_str();
+  app.add_flag("--progress", f.progress,
+               "draw the progress line on stderr even when it is not a terminal");
+  app.add_option(
+      "--label-words", f.label_words,
+      "classify: comma-separated words for labels 0, 1, ... (\"negative,positive\"); the target "
+      "is the word after \"<text>\\nLabel:\". Without it: class ids for a class head");
+  app.add_option("--num-classes", f.num_classes,
+                 "classify without --label-words: labels are class ids in [0, K) (default 2)");
+  app.add_option("--source-lang", f.source_lang, "multi30k: the language of the --input files")
+      ->capture_default_str();
+  app.add_option("--target-lang", f.target_lang,
+                 "multi30k: the language of the files beside them (the completion)")
+      ->capture_default_str();
+  app.add_option(
+      "--seq-len", f.seq_len,
+      "sft/classify: every example must fit a row of this many positions (error naming the "
+      "example otherwise); 0: no check");
+  app.add_flag("--truncate", f.truncate,
+               "with --seq-len: cut long examples to fit instead of failing");
 }
 
-void write_shards(const std::string& out, const std::string& prefix, const std::vector<int32_t>& tokens,
-                  int64_t shard_tokens, std::vector<std::string>& written) {
-  for (int64_t begin = 0, index = 0; begin < static_cast<int64_t>(tokens.size()); begin += shard_tokens, ++index) {
-    const int64_t end = std::min<int64_t>(begin + shard_tokens, static_cast<int64_t>(tokens.size()));
-    char name[64];
-    std::snprintf(name, sizeof(name), "%s_%06lld.bin", prefix.c_str(), static_cast<long long>(index));
-    std::vector<int32_t> part(tokens.begin() + begin, tokens.begin() + end);
-    gpt::write_token_shard(out + "/" + name, part);
-    written.push_back(name);
+// "negative, positive" -> {"negative", "positive"} (blanks around each word dropped).
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  for (;;) {
+    const size_t comma = text.find(',', pos);
+    const std::string_view word(text.data() + pos,
+                                (comma == std::string::npos ? text.size() : comma) - pos);
+    out.emplace_back(gpt::trim_blanks(word));
+    if (comma == std::string::npos) return out;
+    pos = comma + 1;
   }
+}
+
+gpt::TokenizerSpec tokenizer_spec(const Flags& f) {
+  gpt::TokenizerSpec spec;
+  spec.name = f.tokenizer;
+  spec.train = f.train_tokenizer;
+  spec.vocab_size = f.vocab_size;
+  return spec;
+}
+
+void require_unset(bool set, const char* flag, const std::string& task) {
+  if (set) throw std::invalid_argument(std::string(flag) + " does not apply to --task " + task);
+}
+
+int threads_used(const Flags& f) {
+  return f.threads > 0 ? f.threads : omp_get_max_threads();
+}
+
+int run_pretrain(const Flags& f, bool progress) {
+  const bool fine_tuning_flags =
+      !f.label_words.empty() || f.num_classes != 0 || f.seq_len != 0 || f.truncate;
+  require_unset(fine_tuning_flags, "--label-words/--num-classes/--seq-len/--truncate", "pretrain");
+  gpt::PrepareOptions o;
+  if (f.format.empty() || f.format == "text") {
+    o.format = gpt::InputFormat::kText;
+  } else if (f.format == "jsonl") {
+    o.format = gpt::InputFormat::kJsonl;
+    require_unset(f.split_docs != "file", "--split-docs",
+                  "pretrain --format jsonl (one document per line)");
+  } else {
+    throw std::invalid_argument(
+        "--format '" + f.format +
+        "' is not a pretraining format (text or jsonl; the others are for --task sft|classify)");
+  }
+  o.inputs = f.inputs;
+  o.out = f.out;
+  o.split =
+      f.split_docs == "file" ? gpt::DocumentSplit::kWholeFile : gpt::DocumentSplit::kBlankLines;
+  o.field = f.field;
+  o.tokenizer = tokenizer_spec(f);
+  o.val_fraction = f.val_fraction;
+  o.val_docs = f.val_docs;
+  o.shard_tokens = f.shard_tokens;
+  o.threads = f.threads;
+  o.progress = progress;
+  const gpt::PrepareResult r = gpt::prepare_pretraining(o);
+  if (f.train_tokenizer)
+    std::fprintf(stderr, "gpt-prepare: trained a %d-token BPE in %.2fs\n", r.vocab_size,
+                 r.tokenizer_seconds);
+  std::fprintf(
+      stderr,
+      "gpt-prepare: %lld documents, %lld bytes -> %lld train + %lld val tokens (vocab %d, %.2f "
+      "bytes/token) "
+      "in %zu shard(s) under %s; tokenized at %.2f MB/s on %d thread(s)\n",
+      static_cast<long long>(r.documents), static_cast<long long>(r.input_bytes),
+      static_cast<long long>(r.train_tokens), static_cast<long long>(r.val_tokens), r.vocab_size,
+      static_cast<double>(r.input_bytes) / static_cast<double>(r.train_tokens + r.val_tokens),
+      r.shards.size(), f.out.c_str(),
+      r.tokenize_seconds > 0 ? static_cast<double>(r.input_bytes) / 1e6 / r.tokenize_seconds : 0.0,
+      threads_used(f));
+  return 0;
+}
+
+int run_finetune(const Flags& f, bool progress) {
+  require_unset(f.split_docs != "file", "--split-docs", f.task);
+  gpt::FinetuneOptions o;
+  o.task = f.task == "sft" ? gpt::FinetuneTask::kSft : gpt::FinetuneTask::kClassify;
+  o.format = gpt::parse_example_format(f.format.empty() ? "jsonl" : f.format);
+  o.inputs = f.inputs;
+  o.out = f.out;
+  o.field = f.field;
+  if (!f.label_words.empty()) o.label_words = split_commas(f.label_words);
+  o.num_classes = f.num_classes;
+  o.source_lang = f.source_lang;
+  o.target_lang = f.target_lang;
+  o.tokenizer = tokenizer_spec(f);
+  o.val_fraction = f.val_fraction;
+  o.val_docs = f.val_docs;
+  o.shard_tokens = f.shard_tokens;
+  o.seq_len = f.seq_len;
+  o.truncate = f.truncate;
+  o.threads = f.threads;
+  o.progress = progress;
+  const gpt::FinetuneResult r = gpt::prepare_finetune(o);
+  std::fprintf(stderr,
+               "gpt-prepare: %lld train + %lld val examples -> %lld + %lld tokens (%lld + %lld "
+               "with loss), longest "
+               "example %lld tokens%s, vocab %d, in %zu file(s) under %s\n",
+               static_cast<long long>(r.train_examples), static_cast<long long>(r.val_examples),
+               static_cast<long long>(r.train_tokens), static_cast<long long>(r.val_tokens),
+               static_cast<long long>(r.train_targets), static_cast<long long>(r.val_targets),
+               static_cast<long long>(r.max_example_tokens),
+               r.truncated > 0 ? (", " + std::to_string(r.truncated) + " truncated").c_str() : "",
+               r.vocab_size, r.shards.size(), f.out.c_str());
+  return 0;
 }
 
 int run(int argc, char** argv) {
-  CLI::App app{"Tokenize text into token shards (llm.c format) for gpt-pretrain."};
-  std::string tokenizer = "bytes";
-  std::vector<std::string> inputs;
-  std::string out;
-  double val_fraction = 0.1;
-  int64_t shard_tokens = 100'000'000;
-  app.add_option("--tokenizer", tokenizer,
-                 "bytes: one token per byte (256) plus <|endoftext|> = 256, vocabulary 257")
-      ->capture_default_str();
-  app.add_option("--input", inputs, "text files; each is one document")->required()->expected(1, -1);
-  app.add_option("--out", out, "output directory")->required();
-  app.add_option("--val-fraction", val_fraction, "last fraction of the tokens held out for validation")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 0.9));
-  app.add_option("--shard-tokens", shard_tokens, "tokens per shard")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  CLI::App app{
+      "gpt-prepare: tokenize text into token shards (llm.c format) for gpt-pretrain, or "
+      "fine-tuning examples "
+      "into token shards with loss masks. Formats, templates and examples: docs/data.md."};
+  Flags f;
+  add_flags(app, f);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::string what = e.what();
+    for (char& c : what)
+      if (c == '\n') c = ' ';
+    std::fprintf(stderr, "gpt-prepare: error: %s (see --help)\n", what.c_str());
+    return 2;
   }
-  if (tokenizer != "bytes") {
-    throw std::invalid_argument("--tokenizer '" + tokenizer + "' is not supported (expected bytes)");
-  }
-  constexpr int32_t kEot = 256;
-  constexpr int kVocab = 257;
-
-  std::vector<int32_t> tokens;
-  int64_t total_bytes = 0;
-  for (const std::string& path : inputs) {
-    const std::string text = read_file(path);
-    tokens.push_back(kEot);
-    for (unsigned char c : text) tokens.push_back(c);
-    total_bytes += static_cast<int64_t>(text.size());
-  }
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  const int64_t n_val = static_cast<int64_t>(static_cast<double>(n) * val_fraction);
-  const int64_t n_train = n - n_val;
-  if (n_train < 2) throw std::runtime_error("input too small: " + std::to_string(n) + " tokens");
-
-  fs::create_directories(out);
-  std::vector<int32_t> train(tokens.begin(), tokens.begin() + n_train);
-  std::vector<int32_t> val(tokens.begin() + n_train, tokens.end());
-  std::vector<std::string> written;
-  write_shards(out, "train", train, shard_tokens, written);
-  if (!val.empty()) write_shards(out, "val", val, shard_tokens, written);
-
-  int64_t val_bytes = 0;
-  for (int32_t t : val) val_bytes += t < 256;
-  nlohmann::ordered_json meta;
-  meta["tokenizer"] = tokenizer;
-  meta["vocab_size"] = kVocab;
-  meta["eot_token"] = kEot;
-  meta["train_tokens"] = n_train;
-  meta["val_tokens"] = static_cast<int64_t>(val.size());
-  meta["val_bytes"] = val_bytes;
-  meta["input_bytes"] = total_bytes;
-  meta["shards"] = written;
-  std::ofstream(out + "/meta.json") << meta.dump(2) << "\n";
-  std::fprintf(stderr, "gpt-prepare: %lld bytes -> %lld train + %lld val tokens (vocab %d) in %zu shard(s) under %s\n",
-               static_cast<long long>(total_bytes), static_cast<long long>(n_train),
-               static_cast<long long>(val.size()), kVocab, written.size(), out.c_str());
-  return 0;
+  if (f.threads < 0) throw std::invalid_argument("--threads must be >= 0");
+  const bool progress = f.progress || ::isatty(STDERR_FILENO);
+  return f.task == "pretrain" ? run_pretrain(f, progress) : run_finetune(f, progress);
 }
 
 }  // namespace
@@ -113,7 +260,10 @@ int main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "gpt-prepare: error: %s\n", e.what());
+    std::string what = e.what();
+    for (char& c : what)
+      if (c == '\n' || c == '\r') c = ' ';
+    std::fprintf(stderr, "gpt-prepare: error: %s\n", what.c_str());
     return 1;
   }
 }

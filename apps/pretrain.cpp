@@ -58,6 +58,7 @@ struct PretrainSettings {
   int val_max_batches = 0;
   std::string device = "auto";
   std::string dtype = "auto";
+  std::string attention = "fused";
   long seed = 1337;
   bool shuffle = true;
   int threads = 0;
@@ -93,6 +94,8 @@ void register_options(gpt::Options& o, PretrainSettings& s) {
   o.add("val_max_batches", &s.val_max_batches, "cap validation at N batches (0: the whole set)");
   o.add("device", &s.device, "cpu, cuda or auto");
   o.add("dtype", &s.dtype, "compute dtype: auto (f32 on cpu, bf16 on cuda), f32, bf16");
+  o.add("attention", &s.attention,
+        "GPU attention kernel: fused (flash-style, bf16, head size 64/128) or unfused");
   o.add("seed", &s.seed, "random seed (initialisation and data order)");
   o.add("shuffle", &s.shuffle, "shuffle training samples each epoch");
   o.add("threads", &s.threads,
@@ -132,8 +135,13 @@ constexpr const char* kTokenizerFiles[] = {"meta.json",      "vocab.json",   "me
 std::vector<std::string> tokenizer_files_in(const fs::path& dir) {
   std::vector<std::string> found;
   std::error_code ec;
-  for (const char* name : kTokenizerFiles)
-    if (fs::is_regular_file(dir / name, ec)) found.push_back((dir / name).string());
+  for (const char* name : kTokenizerFiles) {
+    if (fs::is_regular_file(dir / name, ec)) {
+      found.push_back((dir / name).string());
+    } else if (fs::is_regular_file(dir / "tokenizer" / name, ec)) {  // gpt-prepare's tokenizer/
+      found.push_back((dir / "tokenizer" / name).string());
+    }
+  }
   return found;
 }
 
@@ -358,7 +366,9 @@ int run(int argc, char** argv) {
   if (!s.val_data.empty())
     val = std::make_unique<gpt::ValidationSet>(s.val_data, s.batch_size, s.seq_len, mc.vocab_size);
 
+  const gpt::AttentionKernel attention = gpt::attention_kernel_from_name(s.attention);
   auto backend = gpt::make_backend(s.device, dtype);
+  backend->set_attention_kernel(attention);
   gpt::GptModel model(mc, *backend, s.batch_size, s.seq_len);
   gpt::AdamWConfig oc;
   oc.beta1 = s.beta1;

@@ -20,7 +20,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"Training-step throughput benchmark on random tokens."};
   int n_layer = 4, n_embd = 256, n_head = 4, vocab = 4096, batch = 8, seq = 256, steps = 10, warmup = 2;
-  std::string device = "cpu", dtype = "auto", label;
+  std::string device = "cpu", dtype = "auto", label, attention = "fused";
   double peak_tflops = 0.0;
   app.add_option("--n-layer", n_layer)->capture_default_str();
   app.add_option("--n-embd", n_embd)->capture_default_str();
@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
   app.add_option("--device", device)->capture_default_str();
   app.add_option("--dtype", dtype, "auto: f32 on cpu, bf16 on cuda")->capture_default_str();
+  app.add_option("--attention", attention, "GPU attention kernel: fused or unfused")->capture_default_str();
   app.add_option("--peak-tflops", peak_tflops, "device peak for MFU (0: not reported)");
   app.add_option("--label", label, "name printed with the result");
   CLI11_PARSE(app, argc, argv);
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
     gpt::DType dt = dtype == "auto" ? (device == "cuda" ? gpt::DType::bf16 : gpt::DType::f32)
                                     : gpt::dtype_from_name(dtype);
     auto backend = gpt::make_backend(device, dt);
+    backend->set_attention_kernel(gpt::attention_kernel_from_name(attention));
     gpt::GptConfig cfg;
     cfg.n_layer = n_layer;
     cfg.n_embd = n_embd;
@@ -70,6 +72,7 @@ int main(int argc, char** argv) {
     nlohmann::ordered_json j;
     if (!label.empty()) j["label"] = label;
     j["backend"] = backend->description();
+    j["attention"] = attention;
     j["shape"] = {{"n_layer", n_layer}, {"n_embd", n_embd}, {"n_head", n_head}, {"vocab", vocab},
                   {"batch", batch}, {"seq", seq}};
     j["params_M"] = static_cast<double>(cfg.num_parameters()) / 1e6;

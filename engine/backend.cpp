@@ -1,6 +1,8 @@
 // Portable defaults of the Backend's optional ops: host round trips through the CPU kernels.
 #include "engine/backend.h"
 
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -16,6 +18,12 @@ std::vector<float> to_host(Backend& backend, const Tensor& t) {
 }
 
 }  // namespace
+
+AttentionKernel attention_kernel_from_name(const std::string& name) {
+  if (name == "fused") return AttentionKernel::fused;
+  if (name == "unfused") return AttentionKernel::unfused;
+  throw std::invalid_argument("unknown attention kernel '" + name + "' (expected fused or unfused)");
+}
 
 void Backend::scale(Tensor out, const Tensor& in, float s) {
   check_shape(out, in.shape, "scale out");

@@ -25,6 +25,11 @@ namespace gpt {
 
 enum class DeviceKind { cpu, cuda };
 
+// Which attention kernel a GPU backend uses: the hand-written fused (flash-style) kernel, or the
+// unfused reference (batched matmuls + softmax). The CPU backend has one implementation.
+enum class AttentionKernel { fused, unfused };
+AttentionKernel attention_kernel_from_name(const std::string& name);  // throws for others
+
 // Whether the fused classifier also writes dlogits (training) or only the losses (evaluation).
 enum class LossGrad { none, write };
 
@@ -59,6 +64,8 @@ class Backend {
   // Converts between the compute dtype and host fp32 (initialisation, checkpoints, logits).
   virtual void upload_f32(Tensor dst, const float* host_src) = 0;
   virtual void download_f32(float* host_dst, const Tensor& src) = 0;
+  // Selects the attention kernel (no-op where there is only one).
+  virtual void set_attention_kernel(AttentionKernel) {}
   // Largest number of bytes allocated at once so far (peak memory report).
   virtual size_t peak_bytes() const = 0;
 

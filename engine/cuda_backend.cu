@@ -10,6 +10,7 @@
 #include "engine/cuda_backend.h"
 #include "kernels/crossentropy.h"
 #include "kernels/cuda_kernels.cuh"
+#include "kernels/flash_attention.h"
 
 namespace gpt {
 namespace {
@@ -475,11 +476,28 @@ AttentionDims attention_dims(const Tensor& qkv, int n_head, DType dtype, const c
 }
 }  // namespace
 
+bool CudaBackend::use_fused_attention(int head_size) {
+  if (options_.attention != AttentionKernel::fused) return false;
+  if (dtype_ == DType::bf16 && cuda::flash_attention_supported(head_size)) return true;
+  static bool noticed = false;
+  if (!noticed) {
+    std::fprintf(stderr, "note: fused attention needs bf16 and head size 64 or 128 (have %s, %d): "
+                         "using the unfused kernel\n", dtype_name(dtype_), head_size);
+    noticed = true;
+  }
+  return false;
+}
+
 void CudaBackend::attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int n_head) {
   const AttentionDims d = attention_dims(qkv, n_head, dtype_, "attention_forward qkv");
   expect(out, dtype_, Shape{d.B, d.T, d.C}, "attention_forward out");
   expect(lse, DType::f32, Shape{d.B, d.NH, d.T}, "attention_forward lse");
   check_aligned(out, "attention_forward out");
+  if (use_fused_attention(d.C / d.NH)) {
+    cuda::flash_attention_forward(dev<__nv_bfloat16>(out), dev<float>(lse), dev<__nv_bfloat16>(qkv), d.B, d.T,
+                                  d.C, d.NH, stream_);
+    return;
+  }
   void* buffer =
       scratch(cuda::attention_scratch_bytes(cuda::AttentionPass::forward, d.B, d.T, d.C, d.NH,
                                             dtype_size(dtype_), options_.attention_chunk_bytes));
@@ -498,6 +516,13 @@ void CudaBackend::attention_backward(Tensor dqkv, const Tensor& dout, const Tens
   expect(out, dtype_, Shape{d.B, d.T, d.C}, "attention_backward out");
   expect(lse, DType::f32, Shape{d.B, d.NH, d.T}, "attention_backward lse");
   check_aligned({&dqkv, &dout, &out}, "attention_backward");
+  if (use_fused_attention(d.C / d.NH)) {
+    const size_t bytes = cuda::flash_attention_backward_workspace_bytes(d.B, d.T, d.C, d.NH);
+    cuda::flash_attention_backward(dev<__nv_bfloat16>(dqkv), dev<__nv_bfloat16>(dout), dev<__nv_bfloat16>(qkv),
+                                   dev<__nv_bfloat16>(out), dev<float>(lse), d.B, d.T, d.C, d.NH,
+                                   scratch(bytes), bytes, stream_);
+    return;
+  }
   void* buffer =
       scratch(cuda::attention_scratch_bytes(cuda::AttentionPass::backward, d.B, d.T, d.C, d.NH,
                                             dtype_size(dtype_), options_.attention_chunk_bytes));

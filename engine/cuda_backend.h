@@ -39,6 +39,9 @@ struct CudaBackendOptions {
   CudaBiasGrad bias_grad = CudaBiasGrad::cublaslt_epilogue;
   // Attention processes batches in chunks whose fp32 T×T score matrices fit in this many bytes.
   size_t attention_chunk_bytes = size_t{1} << 30;
+  // fused: the flash-style kernel (kernels/flash_attention.h) for bf16 with head size 64 or 128;
+  // other cases fall back to the unfused path with a one-line notice.
+  AttentionKernel attention = AttentionKernel::fused;
 };
 
 class CudaBackend final : public Backend {
@@ -94,6 +97,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream() const { return stream_; }
   const cudaDeviceProp& properties() const { return props_; }
   const CudaBackendOptions& options() const { return options_; }
+  void set_attention_kernel(AttentionKernel kernel) override { options_.attention = kernel; }
   void set_options(const CudaBackendOptions& options);
   // The bias-gradient path the last matmul_backward with a bias actually took (the epilogue
   // falls back to the kernel where cuBLASLt has no algorithm for it).
@@ -101,6 +105,7 @@ class CudaBackend final : public Backend {
 
  private:
   void* scratch(size_t bytes);  // grow-only; valid until the next call
+  bool use_fused_attention(int head_size);
   void destroy() noexcept;
   double reduce_to_host(const Tensor& x, cuda::Reduction op);
 

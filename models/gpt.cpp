@@ -414,7 +414,7 @@ void GptModel::backward_from_lnf(int B, int T) {
 
 double GptModel::forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
   upload_batch(tokens, targets, B, T);
-  if (head_) {
+  if (class_head_active()) {
     forward_impl(B, T, /*lm_logits=*/false);
     return class_head_forward(targets, B, T, 1.0f, LossGrad::none);
   }
@@ -433,7 +433,7 @@ double GptModel::forward_backward(const int32_t* tokens, const int32_t* targets,
                                   float dloss) {
   if (!targets) throw std::invalid_argument("forward_backward needs targets");
   upload_batch(tokens, targets, B, T);
-  if (head_) {
+  if (class_head_active()) {
     forward_impl(B, T, /*lm_logits=*/false);
     const double loss_sum = class_head_forward(targets, B, T, dloss, LossGrad::write);
     backward_from_lnf(B, T);

@@ -139,6 +139,10 @@ class GptModel : public TrainableModel {
   // non-pad token), holding the class id; rows with every target masked are padding rows.
   void enable_class_head(int num_classes, uint64_t seed);
   int num_classes() const { return num_classes_; }
+  // With a class head enabled, whether forward/forward_backward use it (true) or the language-model
+  // head (false: e.g. for replayed pretraining batches that keep the LM head and body in shape).
+  void set_class_head_active(bool active) { class_head_active_ = active; }
+  bool class_head_active() const { return head_ && class_head_active_; }
   Tensor class_param(int i) const;  // 0: cls_w (K, C), 1: cls_b (K)
   // Class logits (B, K) of the last forward in class-head mode.
   std::vector<float> class_logits_to_host(int B);
@@ -186,6 +190,7 @@ class GptModel : public TrainableModel {
   std::unique_ptr<Lora> lora_;
   std::unique_ptr<ClassHead> head_;
   int num_classes_ = 0;
+  bool class_head_active_ = true;
   std::unique_ptr<Arena> kv_cache_;  // (L, B, Tmax, 3C), allocated by the first prefill
 };
 

@@ -13,7 +13,7 @@
 namespace gpt {
 
 std::vector<float> GptModel::prefill(const int32_t* tokens, int B, int P) {
-  if (head_) throw std::logic_error("generation needs the language-model head (a class head is enabled)");
+  // Generation always uses the language-model head (a class head, if any, is left aside).
   upload_batch(tokens, nullptr, B, P);
   forward_impl(B, P, /*lm_logits=*/true);
   const int L = config_.n_layer, C = config_.n_embd, Vp = config_.padded_vocab_size();

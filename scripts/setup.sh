@@ -9,6 +9,7 @@ PACKAGES=(
   libgtest-dev             # GoogleTest
   libcli11-dev             # command-line flags
   nlohmann-json3-dev       # JSON configs and logs
+  zlib1g-dev               # gpt-prepare reads .gz inputs (multi30k)
   libomp-dev               # OpenMP runtime headers for clang users; g++ ships libgomp
   python3 python3-venv python3-pip   # reference scripts and metric cross-checks (venv in .venv)
 )

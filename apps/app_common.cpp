@@ -1,0 +1,80 @@
+#include "apps/app_common.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "engine/checkpoint.h"
+#include "models/gpt_interop.h"
+
+namespace fs = std::filesystem;
+
+namespace gpt {
+
+std::unique_ptr<Backend> make_app_backend(const std::string& device, const std::string& dtype) {
+  DType dt;
+  if (dtype == "auto") {
+    const bool cuda = device == "cuda" || (device == "auto" && cuda_available());
+    dt = cuda ? DType::bf16 : DType::f32;
+  } else {
+    dt = dtype_from_name(dtype);
+  }
+  return make_backend(device, dt);
+}
+
+LoadedModel load_app_model(const std::string& path, Backend& backend, int max_batch, int max_seq) {
+  LoadedModel out;
+  const WeightsFormat format = detect_weights_format(path);
+  out.format = weights_format_name(format);
+  out.path = path;
+  GptWeights w = load_weights(path);
+  const int seq = max_seq > 0 ? max_seq : w.config.max_seq_len;
+  out.model = std::make_unique<GptModel>(w.config, backend, max_batch, seq);
+  upload_weights(*out.model, w);
+  return out;
+}
+
+namespace {
+
+bool has_bpe_files(const fs::path& dir) {
+  std::error_code ec;
+  return fs::is_regular_file(dir / "tokenizer.json", ec) ||
+         (fs::is_regular_file(dir / "vocab.json", ec) && fs::is_regular_file(dir / "merges.txt", ec)) ||
+         (fs::is_regular_file(dir / "encoder.json", ec) && fs::is_regular_file(dir / "vocab.bpe", ec));
+}
+
+PrepareTokenizer bpe_from(const fs::path& dir, const std::string& kind) {
+  return PrepareTokenizer(BpeTokenizer::load(dir.string()), kind, dir.string());
+}
+
+}  // namespace
+
+PrepareTokenizer load_app_tokenizer(const std::string& spec, const std::string& near) {
+  if (spec == "bytes") return PrepareTokenizer::bytes();
+  if (spec == "gpt2") return bpe_from(resolve_tokenizer_path("gpt2"), "gpt2");
+  if (!spec.empty()) return bpe_from(spec, "path");
+  if (near.empty()) throw std::invalid_argument("no tokenizer given: pass --tokenizer bytes|gpt2|DIR");
+  fs::path dir = near;
+  std::error_code ec;
+  if (looks_like_checkpoint(near)) dir = resolve_checkpoint(near);
+  else if (fs::is_regular_file(dir, ec)) dir = dir.parent_path();  // an llm.c .bin or a shard
+  for (const fs::path& d : {dir, dir / "tokenizer"}) {
+    if (has_bpe_files(d)) return bpe_from(d, "path");
+  }
+  if (fs::is_regular_file(dir / "meta.json", ec)) {
+    std::ifstream in(dir / "meta.json");
+    nlohmann::json meta;
+    try {
+      meta = nlohmann::json::parse(in);
+    } catch (const std::exception& e) {
+      throw std::runtime_error((dir / "meta.json").string() + ": malformed JSON: " + e.what());
+    }
+    if (meta.value("tokenizer", std::string()) == "bytes") return PrepareTokenizer::bytes();
+    if (meta.value("tokenizer", std::string()) == "gpt2") return bpe_from(resolve_tokenizer_path("gpt2"), "gpt2");
+  }
+  throw std::runtime_error(dir.string() + ": no tokenizer files (tokenizer/, vocab.json + merges.txt, "
+                           "tokenizer.json) or meta.json naming one: pass --tokenizer bytes|gpt2|DIR");
+}
+
+}  // namespace gpt

@@ -1,0 +1,538 @@
+// gpt-finetune: adapt a pretrained model to a task, and keep what it learned elsewhere in view.
+//
+//   gpt-finetune --init runs/base --task classify --method lora
+//       --train-data 'data/sst2/train_*.bin' --val-data 'data/sst2/val_*.bin' --out runs/sst2-lora
+//
+// Tasks: lm (continued, domain-adaptive pretraining on token shards), sft (prompt/completion
+// shards from `gpt-prepare --task sft`: the loss is on the completion only), classify (shards from
+// `gpt-prepare --task classify`: a class head when the data has class ids, label words otherwise).
+// Methods: full, lora (adapters on --lora-targets; the base is frozen), freeze (train only the top
+// --train-top blocks and the parts named by --train-*). Validation every --eval-every steps;
+// --patience stops when --metric has not improved for that many validations; the best model is
+// kept as OUT/best. --replay-data mixes pretraining batches into the steps to limit forgetting.
+//
+// Outputs: OUT/config.json, OUT/log.jsonl (with val_accuracy for a class head), checkpoints
+// OUT/ckpt_* with `latest` and `best`, OUT/adapter.safetensors (LoRA: the best adapters alone), and
+// with --merge-lora OUT/merged (a full checkpoint with the adapters folded in).
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <deque>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "apps/app_common.h"
+#include "apps/options.h"
+#include "data/finetune_loader.h"
+#include "data/loader.h"
+#include "engine/checkpoint.h"
+#include "engine/optimizer.h"
+#include "engine/rng.h"
+#include "engine/trainer.h"
+#include "models/finetune_io.h"
+#include "models/gpt_interop.h"
+#include "models/gpt_io.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Replay with a class head: the trainer fetches a step's micro-batches first and then runs them in
+// order, so the kinds queued by next_batch tell forward_backward which head each batch trains
+// (replayed pretraining text trains the language-model head and the body).
+class ReplayAwareModel : public gpt::TrainableModel {
+ public:
+  explicit ReplayAwareModel(gpt::GptModel& model) : model_(model) {}
+  void push_kind(bool replay) { kinds_.push_back(replay); }
+  gpt::Backend& backend() override { return model_.backend(); }
+  double forward(const int32_t* tokens, const int32_t* targets, int B, int T) override {
+    return model_.forward(tokens, targets, B, T);
+  }
+  double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, float dloss) override {
+    bool replay = false;
+    if (!kinds_.empty()) {
+      replay = kinds_.front();
+      kinds_.pop_front();
+    }
+    model_.set_class_head_active(!replay);
+    const double loss = model_.forward_backward(tokens, targets, B, T, dloss);
+    model_.set_class_head_active(true);
+    return loss;
+  }
+  void zero_grad() override { model_.zero_grad(); }
+  std::vector<gpt::ParamGroup> parameters() override { return model_.parameters(); }
+
+ private:
+  gpt::GptModel& model_;
+  std::deque<bool> kinds_;
+};
+
+// With a class head a classification row has one target; a replayed row keeps this many (random
+// positions), so that replay does not drown the task in the step's mean loss.
+constexpr int kReplayTargetsPerRowWithClassHead = 8;
+
+struct FinetuneSettings {
+  std::string init;
+  std::string task = "sft";
+  std::string method = "full";
+  std::string train_data;
+  std::string val_data;
+  std::string out = "runs/finetune";
+  long steps = 300;
+  int batch_size = 8;
+  int seq_len = 0;
+  long total_batch_tokens = 0;
+  float lr = 0.0f;
+  float min_lr = 0.0f;
+  long warmup_steps = 20;
+  float weight_decay = 0.0f;
+  float grad_clip = 1.0f;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  long eval_every = 50;
+  int val_max_batches = 0;
+  int patience = 0;
+  std::string metric = "auto";
+  int lora_rank = 8;
+  float lora_alpha = 16.0f;
+  std::string lora_targets = "qkv,attproj";
+  bool merge_lora = false;
+  int train_top = 1;
+  bool train_layernorm = false;
+  bool train_biases = false;
+  bool train_embeddings = false;
+  bool train_head = true;
+  std::string layout = "padded";
+  bool truncate = false;
+  std::string replay_data;
+  float replay_ratio = 0.0f;
+  long save_every = 0;
+  int keep_last = 2;
+  std::string device = "auto";
+  std::string dtype = "auto";
+  std::string attention = "fused";
+  long seed = 1337;
+  bool shuffle = true;
+  int threads = 0;
+  bool overwrite = false;
+};
+
+void register_options(gpt::Options& o, FinetuneSettings& s) {
+  o.add("init", &s.init, "the model to start from: a checkpoint, a Hugging Face GPT-2 directory or an llm.c .bin");
+  o.add("task", &s.task, "lm (continued pretraining), sft (loss on completions), classify");
+  o.add("method", &s.method, "full, lora or freeze");
+  o.add("train_data", &s.train_data, "training shards (a glob); sft/classify need gpt-prepare's .mask files");
+  o.add("val_data", &s.val_data, "validation shards (a glob); empty: no validation, no early stopping");
+  o.add("out", &s.out, "output directory");
+  o.add("steps", &s.steps, "optimizer steps");
+  o.add("batch_size", &s.batch_size, "micro-batch size B");
+  o.add("seq_len", &s.seq_len, "row length T (0: min(256, the model's context))");
+  o.add("total_batch_tokens", &s.total_batch_tokens, "tokens per step, a multiple of B*T (0: B*T)");
+  o.add("lr", &s.lr, "peak learning rate (0: 1e-4 full, 1e-3 lora, 5e-4 freeze)");
+  o.add("min_lr", &s.min_lr, "final learning rate of the cosine (0: lr/10)");
+  o.add("warmup_steps", &s.warmup_steps, "linear warmup steps");
+  o.add("weight_decay", &s.weight_decay, "AdamW weight decay on 2-D matrices");
+  o.add("grad_clip", &s.grad_clip, "clip the global gradient norm (0: off)");
+  o.add("beta1", &s.beta1, "AdamW beta1");
+  o.add("beta2", &s.beta2, "AdamW beta2");
+  o.add("eval_every", &s.eval_every, "validate every N steps (and at the start and the end)");
+  o.add("val_max_batches", &s.val_max_batches, "cap validation at N batches (0: the whole set)");
+  o.add("patience", &s.patience, "early stopping: stop after N validations without improvement (0: off)");
+  o.add("metric", &s.metric, "what early stopping and the best checkpoint follow: val_loss, accuracy (class head), auto");
+  o.add("lora_rank", &s.lora_rank, "LoRA rank r");
+  o.add("lora_alpha", &s.lora_alpha, "LoRA alpha (the update is scaled by alpha/r)");
+  o.add("lora_targets", &s.lora_targets, "comma-separated: qkv, attproj, fc, fcproj");
+  o.add("merge_lora", &s.merge_lora, "also write OUT/merged, a full checkpoint with the adapters folded in");
+  o.add("train_top", &s.train_top, "freeze: train the top N blocks (and the final LayerNorm when N > 0)");
+  o.add("train_layernorm", &s.train_layernorm, "freeze: also train every LayerNorm");
+  o.add("train_biases", &s.train_biases, "freeze: also train every bias");
+  o.add("train_embeddings", &s.train_embeddings, "freeze: also train wte (the tied LM head) and wpe");
+  o.add("train_head", &s.train_head, "freeze/lora: train the class head");
+  o.add("layout", &s.layout, "sft/classify rows: padded (one example a row) or packed");
+  o.add("truncate", &s.truncate, "cut examples longer than a row instead of failing");
+  o.add("replay_data", &s.replay_data, "pretraining shards (a glob) to mix in against forgetting");
+  o.add("replay_ratio", &s.replay_ratio, "share of micro-batches taken from --replay-data");
+  o.add("save_every", &s.save_every, "also checkpoint every N steps (0: only the best and the last)");
+  o.add("keep_last", &s.keep_last, "keep the newest K checkpoints (the best always stays; 0: all)");
+  o.add("device", &s.device, "cpu, cuda or auto");
+  o.add("dtype", &s.dtype, "auto (f32 on cpu, bf16 on cuda), f32, bf16");
+  o.add("attention", &s.attention, "GPU attention kernel: fused or unfused");
+  o.add("seed", &s.seed, "random seed (head and adapter initialisation, data order)");
+  o.add("shuffle", &s.shuffle, "shuffle the training examples each epoch");
+  o.add("threads", &s.threads, "OpenMP threads for the CPU backend (0: default)");
+  o.add("overwrite", &s.overwrite, "allow an --out that already holds checkpoints");
+}
+
+nlohmann::json read_meta_beside(const std::string& pattern) {
+  const fs::path meta = fs::path(pattern).parent_path() / "meta.json";
+  std::error_code ec;
+  if (!fs::is_regular_file(meta, ec)) return nlohmann::json::object();
+  std::ifstream in(meta);
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(meta.string() + ": malformed JSON: " + e.what());
+  }
+}
+
+gpt::LoraConfig parse_lora(const FinetuneSettings& s) {
+  gpt::LoraConfig lc;
+  lc.rank = s.lora_rank;
+  lc.alpha = s.lora_alpha;
+  lc.qkv = lc.attproj = lc.fc = lc.fcproj = false;
+  std::string rest = s.lora_targets;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    const std::string t = rest.substr(0, comma);
+    rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+    if (t == "qkv") lc.qkv = true;
+    else if (t == "attproj") lc.attproj = true;
+    else if (t == "fc") lc.fc = true;
+    else if (t == "fcproj") lc.fcproj = true;
+    else throw std::invalid_argument("--lora-targets: unknown target '" + t + "' (expected qkv, attproj, fc, fcproj)");
+  }
+  if (lc.rank <= 0) throw std::invalid_argument("--lora-rank must be positive");
+  return lc;
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"Fine-tune a pretrained GPT: full, LoRA or partly frozen; lm, sft or classify."};
+  FinetuneSettings s;
+  gpt::Options options;
+  register_options(options, s);
+  options.register_flags(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  options.resolve();
+  if (s.threads > 0) omp_set_num_threads(s.threads);
+
+  // ---- validate everything before printing or writing -------------------------------------------
+  if (s.init.empty()) throw std::invalid_argument("--init is required (the pretrained model)");
+  if (s.train_data.empty()) throw std::invalid_argument("--train-data is required");
+  if (s.task != "lm" && s.task != "sft" && s.task != "classify")
+    throw std::invalid_argument("--task '" + s.task + "': expected lm, sft or classify");
+  if (s.method != "full" && s.method != "lora" && s.method != "freeze")
+    throw std::invalid_argument("--method '" + s.method + "': expected full, lora or freeze");
+  if (s.layout != "padded" && s.layout != "packed")
+    throw std::invalid_argument("--layout '" + s.layout + "': expected padded or packed");
+  if (s.metric != "auto" && s.metric != "val_loss" && s.metric != "accuracy")
+    throw std::invalid_argument("--metric '" + s.metric + "': expected val_loss, accuracy or auto");
+  if (s.replay_ratio < 0 || s.replay_ratio >= 1) throw std::invalid_argument("--replay-ratio must be in [0, 1)");
+  if (s.replay_ratio > 0 && s.replay_data.empty()) throw std::invalid_argument("--replay-ratio needs --replay-data");
+  if (s.steps <= 0 || s.batch_size <= 0) throw std::invalid_argument("steps and batch_size must be positive");
+  const gpt::LoraConfig lora_cfg = s.method == "lora" ? parse_lora(s) : gpt::LoraConfig{};
+  if (s.lr == 0.0f) s.lr = s.method == "full" ? 1e-4f : s.method == "lora" ? 1e-3f : 5e-4f;
+  if (s.min_lr == 0.0f) s.min_lr = s.lr / 10;
+  const gpt::AttentionKernel attention = gpt::attention_kernel_from_name(s.attention);
+  if (!s.overwrite && !gpt::latest_checkpoint(s.out).empty())
+    throw std::invalid_argument(s.out + " already holds checkpoints: choose another --out or pass --overwrite true");
+
+  auto backend = gpt::make_app_backend(s.device, s.dtype);
+  backend->set_attention_kernel(attention);
+  const gpt::GptWeights probe_config = gpt::load_weights(s.init);  // validates the weights fully
+  const int context = probe_config.config.max_seq_len;
+  if (s.seq_len == 0) s.seq_len = std::min(256, context);
+  if (s.seq_len > context)
+    throw std::invalid_argument("seq_len " + std::to_string(s.seq_len) + " exceeds the model's context of " +
+                                std::to_string(context));
+  const long micro = static_cast<long>(s.batch_size) * s.seq_len;
+  if (s.total_batch_tokens % micro != 0)
+    throw std::invalid_argument("total_batch_tokens must be a multiple of batch_size * seq_len (" +
+                                std::to_string(micro) + ")");
+  const int vocab = probe_config.config.vocab_size;
+  const nlohmann::json meta = read_meta_beside(s.train_data);
+  if (meta.contains("vocab_size") && meta["vocab_size"].get<int>() > vocab)
+    throw std::invalid_argument(fs::path(s.train_data).parent_path().string() + "/meta.json: the data's vocabulary (" +
+                                std::to_string(meta["vocab_size"].get<int>()) + ") is larger than the model's (" +
+                                std::to_string(vocab) + ")");
+  const int32_t eot = meta.value("eot_token", vocab - 1);
+
+  // Data.
+  std::unique_ptr<gpt::TrainLoader> lm_train;
+  std::unique_ptr<gpt::ValidationSet> lm_val;
+  std::unique_ptr<gpt::FinetuneLoader> ft_train, ft_val;
+  gpt::FinetuneLoaderOptions fo;
+  fo.B = s.batch_size;
+  fo.T = s.seq_len;
+  fo.vocab_size = vocab;
+  fo.pad_token = eot;
+  fo.layout = s.layout == "packed" ? gpt::FinetuneLayout::kPacked : gpt::FinetuneLayout::kPadded;
+  fo.long_examples = s.truncate ? gpt::LongExamples::kTruncate : gpt::LongExamples::kError;
+  fo.seed = static_cast<uint64_t>(s.seed);
+  if (s.task == "lm") {
+    lm_train = std::make_unique<gpt::TrainLoader>(s.train_data, s.batch_size, s.seq_len, vocab, s.shuffle,
+                                                  static_cast<uint64_t>(s.seed));
+    if (!s.val_data.empty()) lm_val = std::make_unique<gpt::ValidationSet>(s.val_data, s.batch_size, s.seq_len, vocab);
+  } else {
+    fo.shuffle = s.shuffle;
+    ft_train = std::make_unique<gpt::FinetuneLoader>(s.train_data, fo);
+    if (!s.val_data.empty()) {
+      gpt::FinetuneLoaderOptions vo = fo;
+      vo.shuffle = false;
+      vo.layout = gpt::FinetuneLayout::kPadded;
+      ft_val = std::make_unique<gpt::FinetuneLoader>(s.val_data, vo);
+    }
+  }
+  const int num_classes = ft_train ? ft_train->num_classes() : 0;
+  if (s.task == "classify" && ft_train && num_classes == 0 && s.metric == "accuracy")
+    throw std::invalid_argument("--metric accuracy needs class-id data (a class head); this data uses label words");
+  if (s.task != "classify" && num_classes > 0)
+    throw std::invalid_argument(s.train_data + ": class-id data needs --task classify");
+  std::unique_ptr<gpt::TrainLoader> replay;
+  if (s.replay_ratio > 0)
+    replay = std::make_unique<gpt::TrainLoader>(s.replay_data, s.batch_size, s.seq_len, vocab, true,
+                                                static_cast<uint64_t>(s.seed) + 1);
+  const std::string metric = s.metric == "auto" ? (num_classes > 0 ? "accuracy" : "val_loss") : s.metric;
+  if (metric == "accuracy" && num_classes == 0)
+    throw std::invalid_argument("--metric accuracy needs a class head (class-id classification data)");
+
+  // Model.
+  gpt::InferenceModel loaded = gpt::load_model_for_inference(s.init, "", *backend, s.batch_size, s.seq_len);
+  gpt::GptModel& model = *loaded.model;
+  if (num_classes > 0) {
+    if (loaded.has_class_head && model.num_classes() != num_classes)
+      throw std::invalid_argument(s.init + ": its class head has " + std::to_string(model.num_classes()) +
+                                  " classes, the data " + std::to_string(num_classes));
+    if (!loaded.has_class_head) model.enable_class_head(num_classes, static_cast<uint64_t>(s.seed));
+  }
+  const int L = model.config().n_layer;
+  if (s.method == "lora") {
+    if (loaded.has_adapter) throw std::invalid_argument(s.init + ": already has LoRA adapters; merge them first");
+    model.enable_lora(lora_cfg, static_cast<uint64_t>(s.seed));
+    const bool head = s.train_head;
+    model.set_trainable([&](const std::string& name, int) {
+      return name == "lora" || (head && (name == "cls_w" || name == "cls_b"));
+    });
+  } else if (s.method == "freeze") {
+    if (s.train_top < 0 || s.train_top > L) throw std::invalid_argument("--train-top must be in [0, n_layer]");
+    model.set_trainable([&](const std::string& name, int layer) {
+      if (name == "cls_w" || name == "cls_b") return s.train_head;
+      if (name == "lora") return true;
+      if (layer >= 0 && layer >= L - s.train_top) return true;
+      if ((name == "lnf_w" || name == "lnf_b") && s.train_top > 0) return true;
+      if (s.train_layernorm && name.find("ln") == 0) return true;
+      if (s.train_biases && name.size() > 2 && name.compare(name.size() - 2, 2, "_b") == 0) return true;
+      if (s.train_embeddings && (name == "wte" || name == "wpe")) return true;
+      return false;
+    });
+  }
+  gpt::AdamWConfig oc;
+  oc.beta1 = s.beta1;
+  oc.beta2 = s.beta2;
+  oc.weight_decay = s.weight_decay;
+  oc.grad_clip = s.grad_clip;
+  gpt::AdamW optimizer(*backend, model.parameters(), oc);
+  if (model.num_trainable_parameters() == 0) throw std::invalid_argument("nothing to train: every parameter is frozen");
+
+  // ---- start: print and write ------------------------------------------------------------------
+  const nlohmann::json resolved = options.to_json();
+  fs::create_directories(s.out);
+  {
+    std::ofstream out(s.out + "/config.json");
+    out << resolved.dump(2) << "\n";
+  }
+  fs::remove(s.out + "/log.jsonl");
+  std::cerr << "config: " << resolved.dump() << "\n"
+            << "backend: " << backend->description() << "\n";
+  int64_t total_params = 0;  // every tensor the model has, the class head and adapters included
+  for (const gpt::ParamGroup& g : model.parameters()) total_params += g.param.numel();
+  std::fprintf(stderr,
+               "model: %s from %s, %.2fM parameters; task %s%s, method %s: %lld trainable (%.2f%%), "
+               "optimizer state %.2f MiB\n",
+               loaded.format.c_str(), s.init.c_str(), total_params / 1e6, s.task.c_str(),
+               num_classes > 0 ? (" (" + std::to_string(num_classes) + "-class head)").c_str() : "",
+               s.method.c_str(), static_cast<long long>(model.num_trainable_parameters()),
+               100.0 * model.num_trainable_parameters() / static_cast<double>(total_params),
+               optimizer.state_bytes() / 1048576.0);
+
+  // Batches: the task's loader, with replay batches mixed in deterministically.
+  gpt::Rng replay_rng(static_cast<uint64_t>(s.seed) ^ 0x5245504Cull);
+  ReplayAwareModel trainable(model);
+  auto next_batch = [&](int32_t* t, int32_t* g) {
+    const bool use_replay = replay && replay_rng.uniform() < s.replay_ratio;
+    trainable.push_kind(use_replay);
+    if (use_replay) {
+      replay->next_batch(t, g);
+      if (num_classes > 0) {  // keep a few targets per row (see kReplayTargetsPerRowWithClassHead)
+        for (int b = 0; b < s.batch_size; ++b) {
+          int32_t* row = g + static_cast<size_t>(b) * s.seq_len;
+          std::vector<int32_t> keep(row, row + s.seq_len);
+          std::fill(row, row + s.seq_len, -1);
+          for (int k = 0; k < kReplayTargetsPerRowWithClassHead; ++k) {
+            const int pos = static_cast<int>(replay_rng.below(static_cast<uint64_t>(s.seq_len)));
+            row[pos] = keep[pos];
+          }
+        }
+      }
+      return;
+    }
+    if (lm_train) lm_train->next_batch(t, g);
+    else ft_train->next_batch(t, g);
+  };
+
+  // Validation: mean loss over every target of the validation set; accuracy for a class head.
+  std::vector<int32_t> vt(static_cast<size_t>(s.batch_size) * s.seq_len), vg(vt.size());
+  double last_accuracy = -1;
+  auto evaluate = [&]() {
+    gpt::EvalResult r;
+    double loss_sum = 0;
+    int64_t count = 0, correct = 0, examples = 0;
+    if (lm_val) {
+      int64_t nb = lm_val->num_batches();
+      if (s.val_max_batches > 0) nb = std::min<int64_t>(nb, s.val_max_batches);
+      for (int64_t i = 0; i < nb; ++i) {
+        count += lm_val->batch(i, vt.data(), vg.data());
+        loss_sum += model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
+      }
+    } else {
+      ft_val->set_state(gpt::LoaderState{});
+      int64_t nb = ft_val->batches_per_epoch();
+      if (s.val_max_batches > 0) nb = std::min<int64_t>(nb, s.val_max_batches);
+      for (int64_t i = 0; i < nb; ++i) {
+        count += ft_val->next_batch(vt.data(), vg.data());
+        loss_sum += model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
+        if (num_classes > 0) {
+          const std::vector<float> logits = model.class_logits_to_host(s.batch_size);
+          for (int b = 0; b < s.batch_size; ++b) {
+            int32_t label = -1;
+            for (int t = 0; t < s.seq_len; ++t) label = std::max(label, vg[static_cast<size_t>(b) * s.seq_len + t]);
+            if (label < 0) continue;
+            const float* row = logits.data() + static_cast<size_t>(b) * num_classes;
+            const int pred = static_cast<int>(std::max_element(row, row + num_classes) - row);
+            correct += pred == label;
+            ++examples;
+          }
+        }
+      }
+    }
+    r.loss = count > 0 ? loss_sum / static_cast<double>(count) : 0.0;
+    last_accuracy = examples > 0 ? static_cast<double>(correct) / static_cast<double>(examples) : -1;
+    if (last_accuracy >= 0) std::fprintf(stderr, "validation accuracy %.4f (%lld examples)\n", last_accuracy,
+                                         static_cast<long long>(examples));
+    return r;
+  };
+  const bool has_val = lm_val || ft_val;
+
+  // Checkpoints: the best by the chosen metric (lower is better: val_loss, or 1 - accuracy).
+  std::vector<std::string> tokenizer_files;
+  for (const fs::path& dir : {fs::path(s.train_data).parent_path(), fs::path(s.train_data).parent_path() / "tokenizer"}) {
+    for (const char* name : {"meta.json", "vocab.json", "merges.txt", "tokenizer.json"}) {
+      std::error_code ec;
+      bool dup = false;
+      for (const auto& f : tokenizer_files) dup |= fs::path(f).filename() == name;
+      if (!dup && fs::is_regular_file(dir / name, ec)) tokenizer_files.push_back((dir / name).string());
+    }
+  }
+  gpt::RetentionPolicy retention;
+  retention.keep_last = s.keep_last;
+  double best_score = INFINITY;
+  long best_step = -1;
+  int bad_validations = 0;
+  auto save = [&](const gpt::StepRecord& r, double score) {
+    gpt::CheckpointContents c;
+    c.tensor_files.emplace_back("model.safetensors", gpt::gpt_weights_to_safetensors(gpt::download_weights(model)));
+    c.tensor_files.emplace_back("optimizer.safetensors", gpt::optimizer_state_to_safetensors(optimizer));
+    if (model.lora_enabled()) c.tensor_files.emplace_back("adapter.safetensors", gpt::lora_to_safetensors(model));
+    if (model.num_classes() > 0) c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
+    c.copy_files = tokenizer_files;
+    nlohmann::json& st = c.state;
+    st["train_loss"] = r.train_loss;
+    if (std::isfinite(score)) st["val_loss"] = score;  // the selection score: lower is better
+    if (r.has_val) st["val_lm_loss"] = r.val.loss;
+    if (last_accuracy >= 0 && r.has_val) st["val_accuracy"] = last_accuracy;
+    st["metric"] = metric;
+    st["finetune"] = {{"task", s.task}, {"method", s.method}, {"num_classes", num_classes}};
+    st["optimizer"] = {{"type", "adamw"}, {"step", optimizer.step_count()}, {"world_size", 1},
+                       {"shards", {"optimizer.safetensors"}}};
+    st["model_config"] = gpt::gpt_config_to_json(model.config());
+    st["config"] = resolved;
+    return gpt::save_checkpoint(s.out, r.step, c, retention);
+  };
+
+  gpt::TrainerConfig tc;
+  tc.steps = s.steps;
+  tc.batch_size = s.batch_size;
+  tc.seq_len = s.seq_len;
+  tc.total_batch_tokens = s.total_batch_tokens;
+  tc.lr = s.lr;
+  tc.min_lr = s.min_lr;
+  tc.warmup_steps = s.warmup_steps;
+  tc.eval_every = s.eval_every;
+  tc.out_dir = s.out;
+  gpt::Trainer trainer(trainable, optimizer, tc, next_batch, has_val ? gpt::Trainer::EvalFn(evaluate) : gpt::Trainer::EvalFn());
+  std::optional<gpt::StepRecord> last;
+  std::string stop_reason;
+  trainer.set_after_step([&](const gpt::StepRecord& r) {
+    last = r;
+    if (r.has_val) {
+      const double score = metric == "accuracy" ? 1.0 - last_accuracy : r.val.loss;
+      if (last_accuracy >= 0) {
+        std::ofstream(s.out + "/log.jsonl", std::ios::app)
+            << nlohmann::json{{"step", r.step}, {"val_accuracy", last_accuracy}}.dump() << "\n";
+      }
+      if (score < best_score) {
+        best_score = score;
+        best_step = r.step;
+        bad_validations = 0;
+        save(r, score);
+        if (model.lora_enabled()) gpt::write_safetensors(s.out + "/adapter.safetensors", gpt::lora_to_safetensors(model));
+      } else if (s.patience > 0 && ++bad_validations >= s.patience) {
+        stop_reason = "early stopping: " + metric + " has not improved for " + std::to_string(s.patience) +
+                      " validations (best at step " + std::to_string(best_step) + ")";
+        return gpt::StepAction::stop;
+      }
+    }
+    if (s.save_every > 0 && r.step % s.save_every == 0 && r.step != best_step) save(r, INFINITY);
+    return gpt::StepAction::keep_going;
+  });
+  trainer.run();
+  if (last && last->step != best_step) save(*last, INFINITY);
+  if (!stop_reason.empty()) std::fprintf(stderr, "%s\n", stop_reason.c_str());
+  if (!has_val && model.lora_enabled())
+    gpt::write_safetensors(s.out + "/adapter.safetensors", gpt::lora_to_safetensors(model));
+
+  if (s.merge_lora && model.lora_enabled()) {
+    // Fold the best adapters (or the last, without validation) into the base and save it whole.
+    if (best_step >= 0) {
+      const std::string best = gpt::resolve_checkpoint(s.out + "/best");
+      const gpt::Checkpoint ckpt = gpt::Checkpoint::open(best);
+      gpt::load_lora(model, ckpt.read_tensors("adapter.safetensors"), ckpt.path("adapter.safetensors"));
+      if (model.num_classes() > 0)
+        gpt::load_class_head(model, ckpt.read_tensors("head.safetensors"), ckpt.path("head.safetensors"));
+    }
+    model.merge_lora();
+    gpt::CheckpointContents c;
+    c.tensor_files.emplace_back("model.safetensors", gpt::gpt_weights_to_safetensors(gpt::download_weights(model)));
+    if (model.num_classes() > 0) c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
+    c.copy_files = tokenizer_files;
+    c.state["model_config"] = gpt::gpt_config_to_json(model.config());
+    c.state["finetune"] = {{"task", s.task}, {"method", "lora (merged)"}, {"num_classes", num_classes}};
+    c.state["config"] = resolved;
+    const std::string dir = gpt::save_checkpoint(s.out + "/merged", best_step >= 0 ? best_step : s.steps, c, {});
+    std::fprintf(stderr, "merged: %s\n", dir.c_str());
+  }
+  std::fprintf(stderr, "done: %ld steps; best %s %.4f at step %ld (%s/best); peak memory %.1f MiB\n",
+               last ? last->step : 0L, metric.c_str(),
+               metric == "accuracy" ? 1.0 - best_score : best_score, best_step, s.out.c_str(),
+               backend->peak_bytes() / 1048576.0);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gpt-finetune: error: %s\n", e.what());
+    return 1;
+  }
+}

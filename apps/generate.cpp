@@ -1,0 +1,126 @@
+// gpt-generate: sample text from a model, with a KV cache (each new token costs O(T)).
+//
+//   gpt-generate --model runs/tiny --prompt "ROMEO:" --max-new-tokens 200 --temperature 0.8
+//   echo "First Citizen:" | gpt-generate --model runs/tiny --top-k 40
+//
+// Prompts come from --prompt (repeatable), --prompt-file (one per line) or stdin (one per line).
+// Each completion is printed on stdout (with the prompt when --echo), followed by a blank line; with
+// --jsonl, one JSON object per prompt instead. Stops at <|endoftext|> unless --ignore-eot.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "apps/app_common.h"
+#include "models/sampler.h"
+
+namespace {
+
+int run(int argc, char** argv) {
+  CLI::App app{"Generate text from a model (KV-cache decoding, temperature / top-k / top-p)."};
+  std::string model_path, tokenizer_spec, prompt_file, device = "auto", dtype = "auto";
+  std::vector<std::string> prompts;
+  int max_new_tokens = 128, top_k = 0;
+  float temperature = 0.8f, top_p = 1.0f;
+  uint64_t seed = 1337;
+  bool echo = false, jsonl = false, ignore_eot = false;
+  app.add_option("--model", model_path,
+                 "a checkpoint (directory, run directory or `latest`), a Hugging Face GPT-2 directory "
+                 "or an llm.c .bin")
+      ->required();
+  app.add_option("--tokenizer", tokenizer_spec,
+                 "bytes, gpt2 or a tokenizer directory (default: the one stored with the model)");
+  app.add_option("--prompt", prompts, "a prompt (repeat for several)");
+  app.add_option("--prompt-file", prompt_file, "a file of prompts, one per line");
+  app.add_option("--max-new-tokens", max_new_tokens, "tokens to generate per prompt")->capture_default_str();
+  app.add_option("--temperature", temperature, "sampling temperature (0: greedy)")->capture_default_str();
+  app.add_option("--top-k", top_k, "sample from the k most likely tokens (0: all)")->capture_default_str();
+  app.add_option("--top-p", top_p, "nucleus sampling: the smallest set with this probability (1: off)")
+      ->capture_default_str();
+  app.add_option("--seed", seed, "random seed of the sampler")->capture_default_str();
+  app.add_option("--device", device, "cpu, cuda or auto")->capture_default_str();
+  app.add_option("--dtype", dtype, "auto, f32 or bf16")->capture_default_str();
+  app.add_flag("--echo", echo, "print the prompt before its completion");
+  app.add_flag("--jsonl", jsonl, "print one JSON object per prompt (prompt, completion, tokens, tokens_per_s)");
+  app.add_flag("--ignore-eot", ignore_eot, "keep generating after <|endoftext|>");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (max_new_tokens <= 0) throw std::invalid_argument("--max-new-tokens must be positive");
+  gpt::Sampler sampler(gpt::SamplingConfig{temperature, top_k, top_p}, seed);  // validates the flags
+
+  if (!prompt_file.empty()) {
+    std::ifstream in(prompt_file);
+    if (!in) throw std::runtime_error(prompt_file + ": cannot open prompt file");
+    for (std::string line; std::getline(in, line);) prompts.push_back(line);
+  }
+  if (prompts.empty()) {
+    for (std::string line; std::getline(std::cin, line);) prompts.push_back(line);
+  }
+  if (prompts.empty()) throw std::invalid_argument("no prompts (use --prompt, --prompt-file or stdin)");
+
+  const gpt::PrepareTokenizer tokenizer = gpt::load_app_tokenizer(tokenizer_spec, model_path);
+  auto backend = gpt::make_app_backend(device, dtype);
+  gpt::LoadedModel loaded = gpt::load_app_model(model_path, *backend, 1, 0);
+  gpt::GptModel& model = *loaded.model;
+  const gpt::GptConfig& cfg = model.config();
+  if (tokenizer.vocab_size() > cfg.vocab_size) {
+    throw std::invalid_argument("the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
+                                " tokens but the model only " + std::to_string(cfg.vocab_size));
+  }
+  std::fprintf(stderr, "gpt-generate: %s model (%d layers, width %d, context %d) on %s\n",
+               loaded.format.c_str(), cfg.n_layer, cfg.n_embd, cfg.max_seq_len, backend->description().c_str());
+
+  const int eot = tokenizer.eot_token();
+  const int Vp = cfg.padded_vocab_size();
+  for (const std::string& prompt : prompts) {
+    std::vector<int32_t> ids;
+    if (eot >= 0) ids.push_back(eot);  // the document start every training document had
+    tokenizer.encode_append(prompt, &ids);
+    const int P = static_cast<int>(ids.size());
+    if (P >= cfg.max_seq_len) {
+      throw std::invalid_argument("prompt of " + std::to_string(P) + " tokens does not fit the context of " +
+                                  std::to_string(cfg.max_seq_len) + " tokens");
+    }
+    const int budget = std::min(max_new_tokens, cfg.max_seq_len - P);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<float> logits = model.prefill(ids.data(), 1, P);
+    std::vector<int32_t> out;
+    for (int i = 0; i < budget; ++i) {
+      const int32_t next = sampler.sample(logits.data(), cfg.vocab_size);
+      if (next == eot && !ignore_eot) break;
+      out.push_back(next);
+      if (i + 1 < budget) logits = model.decode(&next, 1, P + i);
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const std::string completion = tokenizer.decode(out);
+    if (jsonl) {
+      nlohmann::ordered_json j;
+      j["prompt"] = prompt;
+      j["completion"] = completion;
+      j["tokens"] = out.size();
+      j["tokens_per_s"] = out.size() / std::max(seconds, 1e-9);
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    } else {
+      std::cout << (echo ? prompt : "") << completion << "\n\n";
+    }
+    std::cout.flush();
+    (void)Vp;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gpt-generate: error: %s\n", e.what());
+    return 1;
+  }
+}
