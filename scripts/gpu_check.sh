@@ -103,7 +103,7 @@ build() {
     -DGPT_DEPS_DIR="$ROOT/.deps" -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" || return 1
   # What the later stages need first, then everything else (other GPU tests among it); a build cut
   # short by the time limit still leaves the first part usable.
-  cmake --build "$BUILD_DIR" -j "$JOBS" --target test_cuda_ops test_cuda_model bench_kernels bench_train &&
+  cmake --build "$BUILD_DIR" -j "$JOBS" --target test_cuda_ops test_cuda_model test_flash_attention bench_kernels bench_train bench_attention &&
     cmake --build "$BUILD_DIR" -j "$JOBS"
 }
 export -f build
@@ -120,10 +120,19 @@ stage tests 60 ctest --test-dir "$BUILD_DIR" -L gpu --output-on-failure --timeou
 # ---- 4. kernel benchmarks ----------------------------------------------------------------------
 stage kernels 60 "$BUILD_DIR/bench/bench_kernels" --json - --peak-tflops "$PEAK_TFLOPS"
 
-# ---- 5. end-to-end training: ours, then PyTorch --------------------------------------------------
+# ---- 5. fused attention against PyTorch SDPA (FlashAttention-2, cuDNN) ---------------------------
+if python3 -c "import torch" 2>/dev/null; then
+  stage attention 90 python3 bench/bench_attention_torch.py --ours "$BUILD_DIR/bench/bench_attention" --repeats 10
+else
+  stage attention 90 "$BUILD_DIR/bench/bench_attention" --repeats 10
+fi
+
+# ---- 6. end-to-end training: ours (fused and unfused attention), then PyTorch ----------------------
 SHAPE=(--n-layer 12 --n-embd 768 --n-head 12 --vocab 50257 --batch 16 --seq 1024)
 stage train 45 "$BUILD_DIR/bench/bench_train" --device cuda "${SHAPE[@]}" --steps 10 --warmup 2 \
   --peak-tflops "$PEAK_TFLOPS" --label ours
+stage train_unfused 45 "$BUILD_DIR/bench/bench_train" --device cuda "${SHAPE[@]}" --steps 10 --warmup 2 \
+  --peak-tflops "$PEAK_TFLOPS" --label ours-unfused --attention unfused
 stage torch 120 python3 bench/torch_gpt2_train.py "${SHAPE[@]}" --steps 10 --warmup 3 --peak-tflops "$PEAK_TFLOPS"
 
 # ---- summary -----------------------------------------------------------------------------------
@@ -186,10 +195,16 @@ if rows:
         fp = f"{k['fraction_of_peak']:.0%}" if "fraction_of_peak" in k else ""
         out.append(f"| {k['kernel']} | {'yes' if k['valid'] else 'NO'} | {k['median_us']:.1f} | {gbs} | {fb} | {tf} | {fp} |")
 out.append("")
+att = read("attention.log").strip()
+if att:
+    out.append("fused attention vs PyTorch SDPA:")
+    out.append(att[-3000:])
+    out.append("")
 ours, torch = last_json(read("train.log")), last_json(read("torch.log"))
+unfused = last_json(read("train_unfused.log"))
 out.append("| GPT-2 124M, B=16, T=1024 | step ms | tokens/s | MFU |")
 out.append("|---|---|---|---|")
-for name, r in (("ours (bf16)", ours), ("PyTorch (bf16 autocast, compile, SDPA, fused AdamW)", torch)):
+for name, r in (("ours (bf16, fused attention)", ours), ("ours (bf16, unfused attention)", unfused), ("PyTorch (bf16 autocast, compile, SDPA, fused AdamW)", torch)):
     if r: out.append(f"| {name} | {r['median_step_ms']:.1f} | {r['tokens_per_s']:.0f} | {r.get('mfu', 0):.1%} |")
     else: out.append(f"| {name} | no result | | |")
 if ours and torch:

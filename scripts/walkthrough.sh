@@ -39,7 +39,8 @@ if [[ $START == all ]]; then
   rm -rf "$OUT"/{data,base,shakespeare,sst2-*,gsm8k-*,eval}
 else
   [[ -d $OUT/base && -d $OUT/data/sst2-train ]] || { echo "walkthrough: START=$START needs a finished part 1-2 in $OUT" >&2; exit 1; }
-  rm -rf "$OUT"/{sst2-*,gsm8k-*}
+  for r in ${SST_RUNS:-full lora freeze full-replay lora-replay freeze-replay}; do rm -rf "$OUT/sst2-$r"; done
+  rm -rf "$OUT"/gsm8k-*
 fi
 mkdir -p "$OUT/eval"
 
@@ -88,20 +89,22 @@ run_sst() {  # NAME METHOD EXTRA...
   local name=$1 method=$2
   shift 2
   log "SST-2: $name"
-  "$BIN/gpt-finetune" --init "$OUT/base" --method "$method" --steps "$(steps 1500)" "${SST[@]}" "$@" \
+  "$BIN/gpt-finetune" --init "$OUT/base" --method "$method" --steps "$(steps ${SST_STEPS:-1500})" "${SST[@]}" "$@" \
     --out "$OUT/sst2-$name" 2> "$OUT/sst2-$name.log"
   "$BIN/gpt-eval" --model "$OUT/sst2-$name/best" --task classify --data "$OUT/data/sst2-dev/train_*.bin" \
     --out-json "$OUT/eval/sst2-$name.json" --device cpu > /dev/null
   "$BIN/gpt-eval" --model "$OUT/sst2-$name/best" --task lm --data "$OUT/data/general/val_*.bin" --max-examples 2000 --seq-len 256 \
     --forgetting --base "$OUT/base" --out-json "$OUT/eval/forget-$name.json" --device cpu > /dev/null
 }
-run_sst full full --lr 0.0003
-run_sst lora lora --lr 0.005 --lora-rank 8 --lora-targets qkv,attproj,fc,fcproj
-run_sst freeze freeze --lr 0.002 --train-top 2 --train-layernorm true --train-biases true
+SST_RUNS=${SST_RUNS:-full lora freeze full-replay lora-replay freeze-replay}
+want() { [[ " $SST_RUNS " == *" $1 "* ]]; }
+want full && run_sst full full --lr 0.0003
+want lora && run_sst lora lora --lr 0.002 --lora-rank 8 --lora-targets qkv,attproj,fc,fcproj
+want freeze && run_sst freeze freeze --lr 0.002 --train-top 2 --train-layernorm true --train-biases true
 REPLAY=(--replay-data "$OUT/data/general/train_*.bin" --replay-ratio 0.25)
-run_sst full-replay full --lr 0.0003 "${REPLAY[@]}"
-run_sst lora-replay lora --lr 0.005 --lora-rank 8 --lora-targets qkv,attproj,fc,fcproj "${REPLAY[@]}"
-run_sst freeze-replay freeze --lr 0.002 --train-top 2 --train-layernorm true --train-biases true "${REPLAY[@]}"
+want full-replay && run_sst full-replay full --lr 0.0003 "${REPLAY[@]}"
+want lora-replay && run_sst lora-replay lora --lr 0.002 --lora-rank 8 --lora-targets qkv,attproj,fc,fcproj "${REPLAY[@]}"
+want freeze-replay && run_sst freeze-replay freeze --lr 0.002 --train-top 2 --train-layernorm true --train-biases true "${REPLAY[@]}"
 log "SST-2: bag-of-words logistic regression baseline"
 "$PY" - "$DATA/sst2" "$OUT/eval/sst2-bow.json" <<'PY' || echo '{"accuracy": null}' > "$OUT/eval/sst2-bow.json"
 import json, sys
