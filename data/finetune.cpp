@@ -16,8 +16,7 @@
 
 namespace gpt {
 
-// ---- mask shards
-// -----------------------------------------------------------------------------------
+// ---- mask shards --------------------------------------------------------------------------------
 
 std::string mask_path_for(const std::string& token_shard_path) {
   const std::string ext = ".bin";
@@ -150,8 +149,7 @@ MaskShard read_mask_shard(const std::string& path, int64_t expected_tokens) {
   return m;
 }
 
-// ---- examples
-// --------------------------------------------------------------------------------------
+// ---- examples -----------------------------------------------------------------------------------
 
 TokenExample make_token_example(const std::vector<int32_t>& prompt_ids,
                                 const std::vector<int32_t>& completion_ids, int32_t label,
@@ -189,8 +187,7 @@ bool truncate_example(TokenExample* e, int seq_len, bool class_head) {
   return true;
 }
 
-// ---- prepare
-// ---------------------------------------------------------------------------------------
+// ---- prepare ------------------------------------------------------------------------------------
 
 namespace {
 

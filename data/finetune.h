@@ -46,8 +46,7 @@
 
 namespace gpt {
 
-// ---- mask shards
-// -----------------------------------------------------------------------------------
+// ---- mask shards --------------------------------------------------------------------------------
 
 constexpr int32_t kMaskMagic = 20241118;
 constexpr int32_t kMaskVersion = 1;
@@ -75,8 +74,7 @@ void write_mask_shard(const std::string& path, const std::vector<uint8_t>& flags
 // count. Throws std::runtime_error naming the file and the problem.
 MaskShard read_mask_shard(const std::string& path, int64_t expected_tokens = -1);
 
-// ---- examples
-// --------------------------------------------------------------------------------------
+// ---- examples -----------------------------------------------------------------------------------
 
 enum class FinetuneTask { kSft, kClassify };
 enum class ExampleFormat { kJsonl, kGsm8k, kSeedTasks, kDialogsum, kMulti30k, kSst2, kUci };

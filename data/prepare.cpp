@@ -19,8 +19,7 @@ namespace gpt {
 
 namespace fs = std::filesystem;
 
-// ---- the tokenizer
-// ---------------------------------------------------------------------------------
+// ---- the tokenizer ------------------------------------------------------------------------------
 
 constexpr int32_t kByteEot = 256;
 
@@ -119,8 +118,7 @@ PrepareTokenizer make_tokenizer(const TokenizerSpec& spec,
   return PrepareTokenizer(BpeTokenizer::load(path), spec.name == "gpt2" ? "gpt2" : "path", path);
 }
 
-// ---- progress
-// --------------------------------------------------------------------------------------
+// ---- progress -----------------------------------------------------------------------------------
 
 Progress::Progress(std::string label, int64_t total_bytes, bool enabled)
     : label_(std::move(label)),
@@ -165,8 +163,7 @@ void Progress::draw(bool final_line) {
   std::fflush(stderr);
 }
 
-// ---- encoding
-// --------------------------------------------------------------------------------------
+// ---- encoding -----------------------------------------------------------------------------------
 
 std::vector<size_t> chunk_cut_points(std::string_view text, size_t chunk_bytes) {
   std::vector<size_t> cuts;
@@ -235,8 +232,7 @@ std::vector<std::vector<int32_t>> encode_texts(const PrepareTokenizer& tokenizer
   return result;
 }
 
-// ---- output
-// ----------------------------------------------------------------------------------------
+// ---- output -------------------------------------------------------------------------------------
 
 OutputStage::OutputStage(const std::string& out_dir) : out_(out_dir) {
   if (out_.empty()) throw std::invalid_argument("--out is required");
@@ -320,15 +316,12 @@ void stage_tokenizer(const OutputStage& stage, const PrepareTokenizer& tokenizer
   (*meta)["eot_token"] = tokenizer.eot_token();
 }
 
-// ---- pretraining
-// -----------------------------------------------------------------------------------
+// ---- pretraining --------------------------------------------------------------------------------
 
 namespace {
 
 struct SourceDocument {
   std::string_view text;
-  size_t input;  // index into the input file list
-  int64_t line;
 };
 
 // A run of text that goes into one split; starts_document: an <|endoftext|> precedes it.
@@ -346,20 +339,20 @@ std::vector<SourceDocument> read_pretraining_documents(const PrepareOptions& o,
     const std::string& text = storage->back();
     if (o.format == InputFormat::kText) {
       for (const DocumentView& d : split_documents(text, o.split))
-        if (!d.text.empty()) docs.push_back({d.text, f, d.line});
+        if (!d.text.empty()) docs.push_back({d.text});
       continue;
     }
-    std::vector<std::pair<std::string, int64_t>> lines;
+    std::vector<std::string> lines;
     for_each_line(text, [&](std::string_view line, int64_t number) {
       if (is_blank_line(line)) return;
       const nlohmann::json object = parse_jsonl_object(line, files[f], number);
       std::string doc = json_string_field(object, o.field, files[f], number);
-      if (!doc.empty()) lines.emplace_back(std::move(doc), number);
+      if (!doc.empty()) lines.push_back(std::move(doc));
     });
     storage->pop_back();  // the raw JSONL is no longer needed
-    for (auto& [doc, number] : lines) {
+    for (std::string& doc : lines) {
       storage->push_back(std::move(doc));
-      docs.push_back({storage->back(), f, number});
+      docs.push_back({storage->back()});
     }
   }
   return docs;

@@ -32,8 +32,7 @@
 
 namespace gpt {
 
-// ---- the tokenizer
-// ---------------------------------------------------------------------------------
+// ---- the tokenizer ------------------------------------------------------------------------------
 
 // The tokenizer prepare encodes with: the built-in byte tokenizer (id = byte value, 256 =
 // <|endoftext|>, vocabulary 257) or a byte-level BPE. Text that spells a special token is encoded
@@ -79,8 +78,7 @@ void check_tokenizer_spec(const TokenizerSpec& spec);
 PrepareTokenizer make_tokenizer(const TokenizerSpec& spec,
                                 const std::vector<std::string_view>& training_texts);
 
-// ---- encoding
-// --------------------------------------------------------------------------------------
+// ---- encoding -----------------------------------------------------------------------------------
 
 // A progress line on stderr for long work: "tokenizing  43.1%  12.0/27.9 MB  5.2 MB/s  ETA 3s",
 // redrawn at most every 0.2 s by OpenMP's thread 0 (so lines never interleave), finished with a
@@ -117,8 +115,7 @@ std::vector<std::vector<int32_t>> encode_texts(const PrepareTokenizer& tokenizer
                                                int threads, Progress* progress,
                                                size_t chunk_bytes = 1 << 16);
 
-// ---- output
-// ----------------------------------------------------------------------------------------
+// ---- output -------------------------------------------------------------------------------------
 
 // Writes a prepared data set into OUT all at once: files are written into a staging folder
 // OUT/.prepare-staging-<pid> and commit() moves them into OUT, after deleting what an earlier
@@ -155,8 +152,7 @@ std::vector<std::string> write_token_shards(const OutputStage& stage, const std:
 void stage_tokenizer(const OutputStage& stage, const PrepareTokenizer& tokenizer,
                      nlohmann::ordered_json* meta);
 
-// ---- pretraining
-// -----------------------------------------------------------------------------------
+// ---- pretraining --------------------------------------------------------------------------------
 
 enum class InputFormat { kText, kJsonl };
 

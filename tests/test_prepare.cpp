@@ -131,8 +131,7 @@ std::string random_text(std::mt19937& rng, size_t n) {
   return s;
 }
 
-// ---- inputs
-// ----------------------------------------------------------------------------------------
+// ---- inputs -------------------------------------------------------------------------------------
 
 TEST(TextInput, LinesDocumentsAndQuoting) {
   std::vector<std::pair<std::string, int64_t>> lines;
@@ -170,8 +169,7 @@ TEST(TextInput, MissingFilesAndEmptyGlobsNameTheArgument) {
             std::string::npos);
 }
 
-// ---- chunked encoding
-// ----------------------------------------------------------------------------
+// ---- chunked encoding ---------------------------------------------------------------------------
 
 TEST(Encoding, ChunksGiveTheSameIdsAsWholeText) {
   std::mt19937 rng(7);
@@ -202,8 +200,7 @@ TEST(Encoding, ChunkedGpt2OnTinyShakespeare) {
   EXPECT_EQ(ids[0].size(), 338025u);  // tiktoken's encode_ordinary gives 338,025 ids
 }
 
-// ---- pretraining
-// -----------------------------------------------------------------------------------
+// ---- pretraining --------------------------------------------------------------------------------
 
 PrepareOptions pretrain_options(const std::vector<std::string>& inputs, const std::string& out) {
   PrepareOptions o;
@@ -562,8 +559,7 @@ TEST(Finetune, LongExamplesFailWithTheirLineOrAreTruncated) {
   EXPECT_EQ(r.max_example_tokens, 17);
 }
 
-// ---- malformed and random inputs
-// -----------------------------------------------------------------
+// ---- malformed and random inputs ----------------------------------------------------------------
 
 // Every input either parses or fails with one line that names the file; nothing crashes.
 void expect_clean(const std::function<void()>& fn, const std::string& file) {
@@ -685,8 +681,7 @@ TEST(MaskShard, RoundTripAndCorruptFiles) {
   EXPECT_EQ(mask_path_for("d/train_000001.bin"), "d/train_000001.mask");
 }
 
-// ---- FinetuneLoader
-// --------------------------------------------------------------------------------
+// ---- FinetuneLoader -----------------------------------------------------------------------------
 
 // Writes examples (token lists with loss flags) as one shard pair per group.
 void write_examples(const std::string& dir, const std::vector<std::vector<TokenExample>>& shards,
@@ -877,8 +872,7 @@ TEST(FinetuneLoader, EveryExampleOncePerEpochAcrossRanksAndExactResume) {
   }
 }
 
-// ---- the shared data sets
-// ------------------------------------------------------------------------
+// ---- the shared data sets -----------------------------------------------------------------------
 
 TEST(SharedData, EveryImporterReadsItsDataSet) {
   if (!fs::exists(kData / "sst2")) GTEST_SKIP() << "no " << kData;
