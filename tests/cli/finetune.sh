@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# gpt-finetune as a user runs it, on tiny synthetic data: early stopping stops and keeps the best
+# checkpoint; LoRA adapters load back (alone and merged); an adapter for another model shape, a
+# missing --init and labels outside the class set give one-line errors.
+# Usage: finetune.sh BIN_DIR
+set -uo pipefail
+BIN=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+ok() { echo "ok   $1"; }
+fail() { echo "FAIL $1"; failures=$((failures + 1)); }
+export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=2
+
+# A tiny corpus and a tiny pretrained model.
+for i in $(seq 1 60); do echo "the cat sat on the mat and the dog ran in the sun number $i."; done > "$work/text.txt"
+"$BIN/gpt-prepare" --input "$work/text.txt" --out "$work/lm" 2>/dev/null || { echo "FAIL prepare lm"; exit 1; }
+"$BIN/gpt-pretrain" --train-data "$work/lm/train_*.bin" --out "$work/base" --device cpu --n-layer 1 --n-head 2 \
+  --n-embd 16 --max-seq-len 64 --seq-len 32 --batch-size 4 --steps 3 --eval-every 0 2>/dev/null || { echo "FAIL pretrain"; exit 1; }
+# Classification data: JSONL text + class id, 2 classes.
+for i in $(seq 1 40); do
+  echo "{\"text\": \"good film number $i\", \"label\": 1}"; echo "{\"text\": \"bad film number $i\", \"label\": 0}"
+done > "$work/cls.jsonl"
+"$BIN/gpt-prepare" --task classify --format jsonl --input "$work/cls.jsonl" --val-fraction 0.25 --seq-len 32 \
+  --out "$work/cls" 2>/dev/null || { echo "FAIL prepare classify"; exit 1; }
+
+common=(--init "$work/base" --task classify --train-data "$work/cls/train_*.bin" --val-data "$work/cls/val_*.bin"
+        --batch-size 4 --seq-len 32 --device cpu --eval-every 1)
+# A learning rate so small that the accuracy cannot move: patience 2 stops after 2 more validations.
+if "$BIN/gpt-finetune" "${common[@]}" --method full --lr 1e-12 --min-lr 1e-12 --steps 20 --patience 2 \
+     --metric accuracy --out "$work/es" 2>"$work/es.log" &&
+   grep -q "early stopping: accuracy has not improved for 2 validations (best at step 1)" "$work/es.log" &&
+   [[ $(grep -c '"train_loss"' "$work/es/log.jsonl") -eq 3 ]] &&
+   [[ $(cat "$work/es/best") == ckpt_000001* ]]; then
+  ok "early stopping stops after the patience and keeps the best (step 1)"
+else
+  fail "early stopping: $(tail -3 "$work/es.log")"
+fi
+
+# LoRA: adapters alone, merged checkpoint, and evaluation of both gives the same predictions.
+if "$BIN/gpt-finetune" "${common[@]}" --method lora --lr 1e-2 --steps 4 --merge-lora true --out "$work/lora" 2>"$work/lora.log" &&
+   [[ -s $work/lora/adapter.safetensors && -f $work/lora/merged/latest ]]; then
+  a=$("$BIN/gpt-eval" --model "$work/lora/best" --task classify --data "$work/cls/val_*.bin" --device cpu 2>/dev/null | grep -i "accuracy")
+  b=$("$BIN/gpt-eval" --model "$work/lora/merged" --task classify --data "$work/cls/val_*.bin" --device cpu 2>/dev/null | grep -i "accuracy")
+  if [[ -n $a && $a == "$b" ]]; then ok "LoRA adapters and the merged checkpoint classify alike ($a)"; else fail "merged vs adapters: '$a' vs '$b'"; fi
+else
+  fail "LoRA run: $(tail -3 "$work/lora.log")"
+fi
+
+# Bad input: an adapter for another model shape, no --init, labels outside the class set.
+"$BIN/gpt-pretrain" --train-data "$work/lm/train_*.bin" --out "$work/other" --device cpu --n-layer 2 --n-head 2 \
+  --n-embd 16 --max-seq-len 64 --seq-len 32 --batch-size 4 --steps 1 --eval-every 0 2>/dev/null
+err=$("$BIN/gpt-eval" --model "$work/other" --adapter "$work/lora/adapter.safetensors" --task lm \
+      --data "$work/lm/val_*.bin" --device cpu 2>&1 >/dev/null)
+if [[ $? -ne 0 && $err == *"adapter.safetensors"* && $(printf '%s\n' "$err" | grep -c .) -eq 1 ]]; then
+  ok "adapter for another model shape: $err"
+else
+  fail "adapter shape mismatch: $err"
+fi
+err=$("$BIN/gpt-finetune" --task sft --train-data "$work/cls/train_*.bin" --out "$work/x" 2>&1 >/dev/null)
+[[ $? -ne 0 && $err == *"--init is required"* ]] && ok "missing --init: $err" || fail "missing --init: $err"
+echo '{"text": "strange film", "label": 7}' > "$work/bad.jsonl"
+err=$("$BIN/gpt-prepare" --task classify --format jsonl --input "$work/bad.jsonl" --out "$work/bad" 2>&1 >/dev/null)
+[[ $? -ne 0 && $err == *"bad.jsonl:1"* ]] && ok "label outside the class set: $err" || fail "bad label: $err"
+exit $failures
