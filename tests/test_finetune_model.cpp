@@ -138,6 +138,42 @@ TEST(Lora, MergedEqualsUnmerged) {
   EXPECT_GT(den, 0);
 }
 
+// The adapted forward equals a base model whose qkv weights were changed by hand to
+// W + (alpha / r) · B A: an independent check of the scale and the layout of A and B.
+TEST(Lora, ForwardEqualsHandMergedWeights) {
+  auto backend = make_backend("cpu", DType::f64);
+  const GptConfig cfg = small_config();
+  const int B = 1, T = 5, r = 2;
+  GptModel adapted(cfg, *backend, B, T), manual(cfg, *backend, B, T);
+  randomize(adapted, 31, 0.3);
+  randomize(manual, 31, 0.3);
+  LoraConfig lc;
+  lc.rank = r;
+  lc.alpha = 6.0f;
+  lc.qkv = true;
+  lc.attproj = lc.fc = lc.fcproj = false;
+  adapted.enable_lora(lc, 1);
+  Rng rng(5);
+  for (auto& [name, t] : adapted.lora_tensors()) random_tensor(*backend, t, rng, 0.4);
+  const auto tensors = adapted.lora_tensors();  // qkv.A (L, r, C), qkv.B (L, 3C, r)
+  const double* A = tensors[0].second.ptr<double>();
+  const double* Bm = tensors[1].second.ptr<double>();
+  const int C = cfg.n_embd, OC = 3 * C;
+  double* W = manual.param(Param::qkv_w).ptr<double>();
+  for (int l = 0; l < cfg.n_layer; ++l)
+    for (int o = 0; o < OC; ++o)
+      for (int i = 0; i < C; ++i) {
+        double acc = 0;
+        for (int k = 0; k < r; ++k) acc += Bm[(l * OC + o) * r + k] * A[(l * r + k) * C + i];
+        W[(l * OC + o) * C + i] += 3.0 * acc;  // alpha / r = 6 / 2
+      }
+  const auto tokens = random_ids(rng, B * T, cfg.vocab_size);
+  adapted.forward(tokens.data(), nullptr, B, T);
+  manual.forward(tokens.data(), nullptr, B, T);
+  const auto a = adapted.logits_to_host(B, T), m = manual.logits_to_host(B, T);
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], m[i], 1e-5 * (1 + std::abs(m[i]))) << i;
+}
+
 TEST(Freeze, FrozenParametersDoNotChangeAndGetNoState) {
   auto backend = make_backend("cpu", DType::f32);
   GptConfig cfg = small_config();
