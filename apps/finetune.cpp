@@ -118,6 +118,7 @@ struct FinetuneSettings {
   std::string attention = "fused";
   long seed = 1337;
   bool shuffle = true;
+  bool group_by_length = false;
   int threads = 0;
   bool overwrite = false;
 };
@@ -164,6 +165,9 @@ void register_options(gpt::Options& o, FinetuneSettings& s) {
   o.add("attention", &s.attention, "GPU attention kernel: fused or unfused");
   o.add("seed", &s.seed, "random seed (head and adapter initialisation, data order)");
   o.add("shuffle", &s.shuffle, "shuffle the training examples each epoch");
+  o.add("group_by_length", &s.group_by_length,
+        "padded sft/classify: batch examples of similar length (rows are cut to a batch's longest "
+        "example either way), much faster on short examples");
   o.add("threads", &s.threads, "OpenMP threads for the CPU backend (0: default)");
   o.add("overwrite", &s.overwrite, "allow an --out that already holds checkpoints");
 }
@@ -267,17 +271,23 @@ int run(int argc, char** argv) {
   fo.layout = s.layout == "packed" ? gpt::FinetuneLayout::kPacked : gpt::FinetuneLayout::kPadded;
   fo.long_examples = s.truncate ? gpt::LongExamples::kTruncate : gpt::LongExamples::kError;
   fo.seed = static_cast<uint64_t>(s.seed);
+  fo.trim = fo.layout == gpt::FinetuneLayout::kPadded;
+  if (s.group_by_length && fo.layout != gpt::FinetuneLayout::kPadded)
+    throw std::invalid_argument("--group-by-length needs --layout padded");
   if (s.task == "lm") {
     lm_train = std::make_unique<gpt::TrainLoader>(s.train_data, s.batch_size, s.seq_len, vocab, s.shuffle,
                                                   static_cast<uint64_t>(s.seed));
     if (!s.val_data.empty()) lm_val = std::make_unique<gpt::ValidationSet>(s.val_data, s.batch_size, s.seq_len, vocab);
   } else {
     fo.shuffle = s.shuffle;
+    fo.group_by_length = s.group_by_length;
     ft_train = std::make_unique<gpt::FinetuneLoader>(s.train_data, fo);
     if (!s.val_data.empty()) {
       gpt::FinetuneLoaderOptions vo = fo;
       vo.shuffle = false;
+      vo.group_by_length = false;
       vo.layout = gpt::FinetuneLayout::kPadded;
+      vo.trim = true;
       ft_val = std::make_unique<gpt::FinetuneLoader>(s.val_data, vo);
     }
   }
@@ -372,10 +382,14 @@ int run(int argc, char** argv) {
           }
         }
       }
-      return;
+      return s.seq_len;
     }
-    if (lm_train) lm_train->next_batch(t, g);
-    else ft_train->next_batch(t, g);
+    if (lm_train) {
+      lm_train->next_batch(t, g);
+      return s.seq_len;
+    }
+    ft_train->next_batch(t, g);
+    return ft_train->last_batch_T();
   };
 
   // Validation: mean loss over every target of the validation set; accuracy for a class head.
@@ -398,12 +412,13 @@ int run(int argc, char** argv) {
       if (s.val_max_batches > 0) nb = std::min<int64_t>(nb, s.val_max_batches);
       for (int64_t i = 0; i < nb; ++i) {
         count += ft_val->next_batch(vt.data(), vg.data());
-        loss_sum += model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
+        const int T = ft_val->last_batch_T();
+        loss_sum += model.forward(vt.data(), vg.data(), s.batch_size, T);
         if (num_classes > 0) {
           const std::vector<float> logits = model.class_logits_to_host(s.batch_size);
           for (int b = 0; b < s.batch_size; ++b) {
             int32_t label = -1;
-            for (int t = 0; t < s.seq_len; ++t) label = std::max(label, vg[static_cast<size_t>(b) * s.seq_len + t]);
+            for (int t = 0; t < T; ++t) label = std::max(label, vg[static_cast<size_t>(b) * T + t]);
             if (label < 0) continue;
             const float* row = logits.data() + static_cast<size_t>(b) * num_classes;
             const int pred = static_cast<int>(std::max_element(row, row + num_classes) - row);

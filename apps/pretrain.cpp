@@ -540,7 +540,10 @@ int run(int argc, char** argv) {
   tc.out_dir = s.out;
   tc.flops_per_token = mc.flops_per_token(s.seq_len);
   gpt::Trainer trainer(
-      model, optimizer, tc, [&](int32_t* t, int32_t* g) { loader.next_batch(t, g); },
+      model, optimizer, tc, [&](int32_t* t, int32_t* g) {
+        loader.next_batch(t, g);
+        return s.seq_len;
+      },
       val ? gpt::Trainer::EvalFn(evaluate) : gpt::Trainer::EvalFn());
   std::string stop_message;
   std::optional<gpt::StepRecord> last_record;

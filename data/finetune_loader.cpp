@@ -39,6 +39,8 @@ FinetuneLoader::FinetuneLoader(const std::string& pattern, const FinetuneLoaderO
     }
     masks_.push_back(std::move(mask.flags));
   }
+  if ((o_.trim || o_.group_by_length) && o_.layout == FinetuneLayout::kPacked)
+    throw std::invalid_argument("FinetuneLoader: trim and group_by_length need the padded layout");
   if (num_classes_ > 0 && o_.layout == FinetuneLayout::kPacked)
     throw std::invalid_argument("FinetuneLoader: '" + pattern +
                                 "' is class-head data (one target per row): use the padded layout");
@@ -61,6 +63,7 @@ FinetuneLoader::FinetuneLoader(const std::string& pattern, const FinetuneLoaderO
                              std::to_string(examples_.size()) + " examples, fewer than the " +
                              std::to_string(o_.world_size) + " ranks");
   last_rows_.assign(static_cast<size_t>(o_.B), -1);
+  last_T_ = o_.T;
   build_order();
 }
 
@@ -75,10 +78,37 @@ void FinetuneLoader::build_order() {
   for (size_t j = static_cast<size_t>(o_.rank); j < all.size();
        j += static_cast<size_t>(o_.world_size))
     order_.push_back(all[j]);
+  if (o_.group_by_length) group_order_by_length();
   pair_starts_.assign(1, 0);
   if (o_.layout == FinetuneLayout::kPacked)
     for (int64_t e : order_)
       pair_starts_.push_back(pair_starts_.back() + pairs_of(examples_[static_cast<size_t>(e)]));
+}
+
+void FinetuneLoader::group_order_by_length() {
+  Rng rng(o_.seed * 0xC2B2AE3D27D4EB4Full + static_cast<uint64_t>(state_.epoch) + 7);
+  const size_t B = static_cast<size_t>(o_.B);
+  const size_t mega = B * kLengthGroupBatches;
+  std::vector<int64_t> grouped;
+  grouped.reserve(order_.size());
+  for (size_t begin = 0; begin < order_.size(); begin += mega) {
+    const size_t end = std::min(order_.size(), begin + mega);
+    std::vector<int64_t> chunk(order_.begin() + static_cast<std::ptrdiff_t>(begin),
+                               order_.begin() + static_cast<std::ptrdiff_t>(end));
+    std::stable_sort(chunk.begin(), chunk.end(), [&](int64_t a, int64_t b) {
+      return pairs_of(examples_[static_cast<size_t>(a)]) > pairs_of(examples_[static_cast<size_t>(b)]);
+    });
+    // Shuffle whole batches of the chunk; a short last batch stays last (only the epoch's final
+    // chunk can have one, and the epoch's last batch is the one that may be partly padding).
+    const size_t full = chunk.size() / B;
+    std::vector<size_t> batches(full);
+    for (size_t i = 0; i < full; ++i) batches[i] = i;
+    for (size_t i = full; i > 1; --i) std::swap(batches[i - 1], batches[rng.below(i)]);
+    for (size_t i : batches) grouped.insert(grouped.end(), chunk.begin() + static_cast<std::ptrdiff_t>(i * B),
+                                            chunk.begin() + static_cast<std::ptrdiff_t>((i + 1) * B));
+    grouped.insert(grouped.end(), chunk.begin() + static_cast<std::ptrdiff_t>(full * B), chunk.end());
+  }
+  order_ = std::move(grouped);
 }
 
 int64_t FinetuneLoader::pairs_of(const Example& e) const {
@@ -134,11 +164,19 @@ int64_t FinetuneLoader::next_batch(int32_t* tokens, int32_t* targets) {
     state_.position = 0;
     build_order();
   }
-  const int B = o_.B, T = o_.T;
+  const int B = o_.B;
+  const int64_t units = units_in_epoch();
+  int T = o_.T;
+  if (o_.trim) {  // the longest row of this batch
+    int64_t longest = 1;
+    for (int64_t p = state_.position; p < std::min<int64_t>(units, state_.position + B); ++p)
+      longest = std::max(longest, pairs_of(examples_[static_cast<size_t>(order_[static_cast<size_t>(p)])]));
+    T = static_cast<int>(longest);
+  }
+  last_T_ = T;
   std::fill(tokens, tokens + static_cast<size_t>(B) * T, o_.pad_token);
   std::fill(targets, targets + static_cast<size_t>(B) * T, -1);
   std::fill(last_rows_.begin(), last_rows_.end(), -1);
-  const int64_t units = units_in_epoch();
   int64_t unmasked = 0;
   for (int b = 0; b < B && state_.position < units; ++b, ++state_.position) {
     int32_t* row_tokens = tokens + static_cast<size_t>(b) * T;

@@ -13,6 +13,13 @@
 //   kPacked  the pairs of consecutive examples are concatenated and cut into rows of T pairs (no
 //            padding but at the end of an epoch; attention sees earlier examples of the row).
 //            Language-model examples only (a class head needs one target per row).
+// Trimming (kPadded, trim = true): a batch's rows are only as long as its longest example, so a
+// batch of short examples costs little. next_batch then writes B rows of last_batch_T() <= T pairs
+// each (row b at tokens + b * last_batch_T()). A causal model's outputs at the kept positions do
+// not depend on the trailing padding, so trimming changes no loss and no prediction.
+// Grouping by length (kPadded, group_by_length = true): the rank's epoch order is cut into
+// megabatches of kLengthGroupBatches * B examples, each sorted by length and cut into batches, and
+// the batches of a megabatch are shuffled; with trimming this removes most padding.
 // An epoch visits every example once: in file order, or in a permutation drawn from (seed, epoch).
 // Example j of the epoch's order belongs to rank j % world_size, so ranks see disjoint examples
 // and together all of them. A batch holds B rows; the last batch of an epoch is filled with padding
@@ -40,6 +47,8 @@ struct FinetuneLoaderOptions {
   FinetuneLayout layout = FinetuneLayout::kPadded;
   LongExamples long_examples = LongExamples::kError;
   bool shuffle = false;
+  bool trim = false;             // kPadded: rows only as long as the batch's longest example
+  bool group_by_length = false;  // kPadded: batches of examples of similar length (see above)
   uint64_t seed = 0;
   int rank = 0, world_size = 1;
 };
@@ -51,8 +60,13 @@ class FinetuneLoader {
   // is too long for kPadded with kError, and when a rank would get no example.
   FinetuneLoader(const std::string& pattern, const FinetuneLoaderOptions& options);
 
-  // Fills tokens and targets (B, T). Returns the number of targets >= 0.
+  static constexpr int kLengthGroupBatches = 50;
+
+  // Fills tokens and targets (B, T), or (B, last_batch_T()) with trim. Returns the number of
+  // targets >= 0.
   int64_t next_batch(int32_t* tokens, int32_t* targets);
+  // Row length of the last batch: T, or with trim its longest row (at least 1).
+  int last_batch_T() const { return last_T_; }
 
   LoaderState state() const { return state_; }
   void set_state(const LoaderState& s);
@@ -73,6 +87,7 @@ class FinetuneLoader {
     int32_t label;   // class id, or -1
   };
   void build_order();
+  void group_order_by_length();  // reorders order_ (see group_by_length)
   int64_t pairs_of(const Example& e) const;  // pairs the example contributes (after truncation)
   // Writes pairs [from, from + count) of example e into tokens/targets; returns targets >= 0.
   int64_t write_pairs(const Example& e, int64_t from, int64_t count, int32_t* tokens,
@@ -88,6 +103,7 @@ class FinetuneLoader {
   std::vector<int64_t> pair_starts_;  // packed: prefix sums of pairs over order_
   std::vector<int32_t> buffer_;
   std::vector<int64_t> last_rows_;
+  int last_T_ = 0;
   LoaderState state_;
 };
 

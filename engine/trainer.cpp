@@ -57,9 +57,18 @@ StepRecord Trainer::train_step() {
   const auto t0 = Clock::now();
   const int B = config_.batch_size, T = config_.seq_len;
   const size_t micro = static_cast<size_t>(B) * T;
-  for (int k = 0; k < grad_accum_; ++k) next_batch_(tokens_.data() + k * micro, targets_.data() + k * micro);
-  int64_t count = 0;
-  for (int32_t t : targets_) count += t >= 0;
+  micro_T_.assign(static_cast<size_t>(grad_accum_), T);
+  int64_t count = 0, positions = 0;
+  for (int k = 0; k < grad_accum_; ++k) {
+    int32_t* g = targets_.data() + k * micro;
+    const int Tk = next_batch_(tokens_.data() + k * micro, g);
+    if (Tk <= 0 || Tk > T)
+      throw std::logic_error("batch function returned row length " + std::to_string(Tk) +
+                             " outside [1, " + std::to_string(T) + "]");
+    micro_T_[static_cast<size_t>(k)] = Tk;
+    for (size_t i = 0; i < static_cast<size_t>(B) * Tk; ++i) count += g[i] >= 0;
+    positions += static_cast<int64_t>(B) * Tk;
+  }
   const long step_index = optimizer_.step_count();  // 0-based index of the step being taken
   StepRecord r;
   r.step = step_index + 1;
@@ -69,7 +78,8 @@ StepRecord Trainer::train_step() {
   const float dloss = static_cast<float>(1.0 / static_cast<double>(count));
   double loss_sum = 0.0;
   for (int k = 0; k < grad_accum_; ++k) {
-    loss_sum += model_.forward_backward(tokens_.data() + k * micro, targets_.data() + k * micro, B, T, dloss);
+    loss_sum += model_.forward_backward(tokens_.data() + k * micro, targets_.data() + k * micro, B,
+                                        micro_T_[static_cast<size_t>(k)], dloss);
   }
   r.train_loss = loss_sum / static_cast<double>(count);
   if (!std::isfinite(r.train_loss)) {
@@ -84,7 +94,7 @@ StepRecord Trainer::train_step() {
   }
   model_.backend().synchronize();
   r.step_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  r.tokens_per_s = static_cast<double>(config_.total_batch_tokens) / (r.step_ms / 1000.0);
+  r.tokens_per_s = static_cast<double>(positions) / (r.step_ms / 1000.0);
   return r;
 }
 

@@ -41,7 +41,7 @@ struct StepRecord {
   double train_loss = 0.0;
   float lr = 0.0f;
   double grad_norm = 0.0;
-  double tokens_per_s = 0.0;
+  double tokens_per_s = 0.0;  // token positions computed (B * T summed over micro-batches)
   double step_ms = 0.0;
   bool has_val = false;
   EvalResult val;
@@ -52,7 +52,9 @@ enum class StepAction { keep_going, stop };
 
 class Trainer {
  public:
-  using BatchFn = std::function<void(int32_t* tokens, int32_t* targets)>;
+  // Fills one micro-batch of at most (B, seq_len) and returns its row length T <= seq_len: the
+  // batch is B rows of T (row b at tokens + b * T), so a batch of short rows costs less.
+  using BatchFn = std::function<int(int32_t* tokens, int32_t* targets)>;
   using EvalFn = std::function<EvalResult()>;
   // Called by run() after every step, once the step is logged (and validated, when due).
   using AfterStepFn = std::function<StepAction(const StepRecord&)>;
@@ -79,6 +81,7 @@ class Trainer {
   AfterStepFn after_step_;
   int grad_accum_ = 1;
   std::vector<int32_t> tokens_, targets_;
+  std::vector<int> micro_T_;  // row length of each micro-batch of the step being taken
   std::vector<StepRecord> history_;
 };
 

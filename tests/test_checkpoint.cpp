@@ -288,12 +288,13 @@ constexpr int kB = 2, kT = 8;
 // A deterministic stream of batches whose state is one integer (like TrainLoader's position).
 struct Batches {
   long next = 0;
-  void operator()(int32_t* tokens, int32_t* targets) {
+  int operator()(int32_t* tokens, int32_t* targets) {
     for (int i = 0; i < kB * kT; ++i) {
       tokens[i] = static_cast<int32_t>((next * 7 + i * 13 + i * i) % 61);
       targets[i] = (i + next) % 5 == 0 ? -1 : static_cast<int32_t>((next * 3 + i * 11) % 61);
     }
     ++next;
+    return kT;
   }
 };
 

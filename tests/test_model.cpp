@@ -194,6 +194,7 @@ TEST(GptModel, GradientAccumulationEqualsOneBigBatch) {
       std::memcpy(tok, tokens.data() + cursor, n * sizeof(int32_t));
       std::memcpy(tgt, targets.data() + cursor, n * sizeof(int32_t));
       cursor = (cursor + n) % tokens.size();
+      return T;
     }, nullptr);
     EXPECT_EQ(trainer.grad_accum(), micro / batch_size);
     const StepRecord r = trainer.train_step();
@@ -212,6 +213,57 @@ TEST(GptModel, GradientAccumulationEqualsOneBigBatch) {
   double max_diff = 0;
   for (size_t i = 0; i < big_params.size(); ++i)
     max_diff = std::max(max_diff, std::abs(big_params[i] - acc_params[i]));
+  EXPECT_LT(max_diff, 1e-9);
+}
+
+// A batch function may return rows shorter than seq_len (a loader trimming padding): the step then
+// equals the step on the same rows padded to seq_len with masked targets, since attention is causal.
+TEST(GptModel, TrimmedRowsGiveTheStepOfPaddedRows) {
+  const GptConfig cfg = tiny_config();
+  const int B = 3, T = 8, Tshort = 5, micro = 2;
+  Rng rng(321);
+  std::vector<int32_t> tokens, targets;
+  random_batch(rng, micro * B * Tshort, cfg.vocab_size, tokens, targets, 0.3);
+  auto run = [&](bool trimmed, std::vector<double>& params_out) {
+    auto backend = make_backend("cpu", DType::f64);
+    GptModel model(cfg, *backend, B, T);
+    randomize(model, 5, 0.3);
+    AdamW opt(*backend, model.parameters(), AdamWConfig{});
+    TrainerConfig tc;
+    tc.steps = 1;
+    tc.batch_size = B;
+    tc.seq_len = T;
+    tc.total_batch_tokens = micro * B * T;
+    tc.lr = 1e-2f;
+    int k = 0;
+    Trainer trainer(model, opt, tc, [&](int32_t* tok, int32_t* tgt) {
+      const int stride = trimmed ? Tshort : T;
+      std::fill(tok, tok + B * T, 7);  // padding: any token, masked target
+      std::fill(tgt, tgt + B * T, -1);
+      for (int b = 0; b < B; ++b)
+        for (int t = 0; t < Tshort; ++t) {
+          const size_t from = (static_cast<size_t>(k) * B + b) * Tshort + t;
+          tok[b * stride + t] = tokens[from];
+          tgt[b * stride + t] = targets[from];
+        }
+      ++k;
+      return stride;
+    }, nullptr);
+    const StepRecord r = trainer.train_step();
+    for (int pi = 0; pi < kNumParams; ++pi) {
+      Tensor t = model.param(static_cast<Param>(pi));
+      params_out.insert(params_out.end(), t.ptr<double>(), t.ptr<double>() + t.numel());
+    }
+    return r;
+  };
+  std::vector<double> padded_params, trimmed_params;
+  const StepRecord padded = run(false, padded_params);
+  const StepRecord trimmed = run(true, trimmed_params);
+  EXPECT_NEAR(padded.train_loss, trimmed.train_loss, 1e-12 * std::abs(padded.train_loss));
+  EXPECT_NEAR(padded.grad_norm, trimmed.grad_norm, 1e-10 * padded.grad_norm);
+  double max_diff = 0;
+  for (size_t i = 0; i < padded_params.size(); ++i)
+    max_diff = std::max(max_diff, std::abs(padded_params[i] - trimmed_params[i]));
   EXPECT_LT(max_diff, 1e-9);
 }
 

@@ -872,6 +872,78 @@ TEST(FinetuneLoader, EveryExampleOncePerEpochAcrossRanksAndExactResume) {
   }
 }
 
+// Trimming cuts each batch's rows to its longest example and keeps their content; grouping by
+// length visits every example once per epoch, batches examples of similar length (so the trimmed
+// rows hold the least padding possible within a megabatch) and resumes exactly.
+TEST(FinetuneLoader, TrimmedRowsAndGroupingByLength) {
+  TempDir dir;
+  std::vector<TokenExample> all;
+  for (int i = 0; i < 23; ++i) all.push_back(numbered_example(i + 1, 2 + (i * 7) % 9));
+  write_examples(dir.file(""), {all});
+  FinetuneLoaderOptions o;
+  o.B = 3;
+  o.T = 9;
+  FinetuneLoader full(dir.file("train_*.bin"), o);
+  o.trim = true;
+  FinetuneLoader trim(dir.file("train_*.bin"), o);
+  std::vector<int32_t> tf(27), gf(27), tt(27), gt(27);
+  for (int64_t b = 0; b < full.batches_per_epoch(); ++b) {
+    const int64_t nf = full.next_batch(tf.data(), gf.data());
+    EXPECT_EQ(trim.next_batch(tt.data(), gt.data()), nf);
+    const int T = trim.last_batch_T();
+    int longest = 1;  // pairs of the batch's longest example: its length - 1
+    for (int64_t e : trim.last_batch_examples())
+      if (e >= 0) longest = std::max(longest, 1 + (static_cast<int>(e) * 7) % 9);
+    EXPECT_EQ(T, longest) << "batch " << b;
+    EXPECT_EQ(full.last_batch_T(), 9);
+    for (int r = 0; r < 3; ++r) {
+      for (int t = 0; t < 9; ++t) {
+        if (t < T) {
+          EXPECT_EQ(tt[r * T + t], tf[r * 9 + t]);
+          EXPECT_EQ(gt[r * T + t], gf[r * 9 + t]);
+        } else {
+          EXPECT_EQ(gf[r * 9 + t], -1) << "a target was trimmed away";
+        }
+      }
+    }
+  }
+  o.group_by_length = true;
+  o.shuffle = true;
+  o.seed = 5;
+  FinetuneLoader grouped(dir.file("train_*.bin"), o);
+  std::multiset<int64_t> seen;
+  int64_t positions = 0;
+  for (int64_t b = 0; b < grouped.batches_per_epoch(); ++b) {
+    grouped.next_batch(tt.data(), gt.data());
+    positions += grouped.last_batch_T();
+    for (int64_t e : grouped.last_batch_examples())
+      if (e >= 0) seen.insert(e);
+  }
+  EXPECT_EQ(seen.size(), 23u);
+  EXPECT_EQ(std::set<int64_t>(seen.begin(), seen.end()).size(), 23u);
+  // The fewest row positions: the sorted lengths in batches of 3, each costing its longest.
+  std::vector<int> pairs;
+  for (int i = 0; i < 23; ++i) pairs.push_back(1 + (i * 7) % 9);
+  std::sort(pairs.rbegin(), pairs.rend());
+  int64_t least = 0;
+  for (size_t i = 0; i < pairs.size(); i += 3) least += pairs[i];
+  EXPECT_EQ(positions, least);
+  FinetuneLoader a(dir.file("train_*.bin"), o), c(dir.file("train_*.bin"), o);
+  std::vector<int32_t> ta(27), ga(27), tc(27), gc(27);
+  for (int i = 0; i < 10; ++i) a.next_batch(ta.data(), ga.data());
+  c.set_state(a.state());
+  for (int i = 0; i < 20; ++i) {
+    a.next_batch(ta.data(), ga.data());
+    c.next_batch(tc.data(), gc.data());
+    ASSERT_EQ(a.last_batch_T(), c.last_batch_T());
+    const size_t n = 3 * static_cast<size_t>(a.last_batch_T());
+    ASSERT_EQ(std::vector<int32_t>(ta.begin(), ta.begin() + n), std::vector<int32_t>(tc.begin(), tc.begin() + n));
+  }
+  o.layout = FinetuneLayout::kPacked;
+  EXPECT_NE(error_of([&] { FinetuneLoader l(dir.file("train_*.bin"), o); }).find("padded layout"),
+            std::string::npos);
+}
+
 // ---- the shared data sets -----------------------------------------------------------------------
 
 TEST(SharedData, EveryImporterReadsItsDataSet) {
