@@ -76,26 +76,22 @@ class ReplayAwareModel : public gpt::TrainableModel {
 // positions), so that replay does not drown the task in the step's mean loss.
 constexpr int kReplayTargetsPerRowWithClassHead = 8;
 
-struct FinetuneSettings {
+struct FinetuneSettings : gpt::TrainSettings {
+  FinetuneSettings() {
+    out = "runs/finetune";
+    steps = 300;
+    warmup_steps = 20;
+    weight_decay = 0.0f;
+    eval_every = 50;
+  }
   std::string init;
   std::string task = "sft";
   std::string method = "full";
   std::string train_data;
   std::string val_data;
-  std::string out = "runs/finetune";
-  long steps = 300;
-  int batch_size = 8;
   int seq_len = 0;
-  long total_batch_tokens = 0;
   float lr = 0.0f;
   float min_lr = 0.0f;
-  long warmup_steps = 20;
-  float weight_decay = 0.0f;
-  float grad_clip = 1.0f;
-  float beta1 = 0.9f;
-  float beta2 = 0.95f;
-  long eval_every = 50;
-  int val_max_batches = 0;
   int patience = 0;
   std::string metric = "auto";
   int lora_rank = 8;
@@ -111,16 +107,8 @@ struct FinetuneSettings {
   bool truncate = false;
   std::string replay_data;
   float replay_ratio = 0.0f;
-  long save_every = 0;
   int keep_last = 2;
-  std::string device = "auto";
-  std::string dtype = "auto";
-  std::string attention = "fused";
-  long seed = 1337;
-  bool shuffle = true;
   bool group_by_length = false;
-  int threads = 0;
-  bool overwrite = false;
 };
 
 void register_options(gpt::Options& o, FinetuneSettings& s) {
@@ -129,20 +117,9 @@ void register_options(gpt::Options& o, FinetuneSettings& s) {
   o.add("method", &s.method, "full, lora or freeze");
   o.add("train_data", &s.train_data, "training shards (a glob); sft/classify need gpt-prepare's .mask files");
   o.add("val_data", &s.val_data, "validation shards (a glob); empty: no validation, no early stopping");
-  o.add("out", &s.out, "output directory");
-  o.add("steps", &s.steps, "optimizer steps");
-  o.add("batch_size", &s.batch_size, "micro-batch size B");
   o.add("seq_len", &s.seq_len, "row length T (0: min(256, the model's context))");
-  o.add("total_batch_tokens", &s.total_batch_tokens, "tokens per step, a multiple of B*T (0: B*T)");
   o.add("lr", &s.lr, "peak learning rate (0: 1e-4 full, 1e-3 lora, 5e-4 freeze)");
   o.add("min_lr", &s.min_lr, "final learning rate of the cosine (0: lr/10)");
-  o.add("warmup_steps", &s.warmup_steps, "linear warmup steps");
-  o.add("weight_decay", &s.weight_decay, "AdamW weight decay on 2-D matrices");
-  o.add("grad_clip", &s.grad_clip, "clip the global gradient norm (0: off)");
-  o.add("beta1", &s.beta1, "AdamW beta1");
-  o.add("beta2", &s.beta2, "AdamW beta2");
-  o.add("eval_every", &s.eval_every, "validate every N steps (and at the start and the end)");
-  o.add("val_max_batches", &s.val_max_batches, "cap validation at N batches (0: the whole set)");
   o.add("patience", &s.patience, "early stopping: stop after N validations without improvement (0: off)");
   o.add("metric", &s.metric, "what early stopping and the best checkpoint follow: val_loss, accuracy (class head), auto");
   o.add("lora_rank", &s.lora_rank, "LoRA rank r");
@@ -158,18 +135,11 @@ void register_options(gpt::Options& o, FinetuneSettings& s) {
   o.add("truncate", &s.truncate, "cut examples longer than a row instead of failing");
   o.add("replay_data", &s.replay_data, "pretraining shards (a glob) to mix in against forgetting");
   o.add("replay_ratio", &s.replay_ratio, "share of micro-batches taken from --replay-data");
-  o.add("save_every", &s.save_every, "also checkpoint every N steps (0: only the best and the last)");
   o.add("keep_last", &s.keep_last, "keep the newest K checkpoints (the best always stays; 0: all)");
-  o.add("device", &s.device, "cpu, cuda or auto");
-  o.add("dtype", &s.dtype, "auto (f32 on cpu, bf16 on cuda), f32, bf16");
-  o.add("attention", &s.attention, "GPU attention kernel: fused or unfused");
-  o.add("seed", &s.seed, "random seed (head and adapter initialisation, data order)");
-  o.add("shuffle", &s.shuffle, "shuffle the training examples each epoch");
   o.add("group_by_length", &s.group_by_length,
         "padded sft/classify: batch examples of similar length (rows are cut to a batch's longest "
         "example either way), much faster on short examples");
-  o.add("threads", &s.threads, "OpenMP threads for the CPU backend (0: default)");
-  o.add("overwrite", &s.overwrite, "allow an --out that already holds checkpoints");
+  gpt::register_train_options(o, s);
 }
 
 nlohmann::json read_meta_beside(const std::string& pattern) {
@@ -209,13 +179,7 @@ int run(int argc, char** argv) {
   FinetuneSettings s;
   gpt::Options options;
   register_options(options, s);
-  options.register_flags(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  options.resolve();
+  if (const int status = gpt::parse_command_line(app, options, argc, argv); status >= 0) return status;
   if (s.threads > 0) omp_set_num_threads(s.threads);
 
   // ---- validate everything before printing or writing -------------------------------------------
@@ -345,6 +309,7 @@ int run(int argc, char** argv) {
   // ---- start: print and write ------------------------------------------------------------------
   const nlohmann::json resolved = options.to_json();
   fs::create_directories(s.out);
+  if (s.overwrite) gpt::remove_checkpoints(s.out);  // start over: an earlier run's ckpt_* would mix in
   {
     std::ofstream out(s.out + "/config.json");
     out << resolved.dump(2) << "\n";

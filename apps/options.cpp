@@ -203,4 +203,42 @@ nlohmann::json Options::to_json() const {
   return j;
 }
 
+void register_train_options(Options& o, TrainSettings& s) {
+  o.add("out", &s.out, "output directory (config.json, log.jsonl, checkpoints)");
+  o.add("steps", &s.steps, "number of optimizer steps");
+  o.add("batch_size", &s.batch_size, "micro-batch size B (rows per forward/backward)");
+  o.add("total_batch_tokens", &s.total_batch_tokens,
+        "tokens per optimizer step; a multiple of B*T, the rest is gradient accumulation (0: B*T)");
+  o.add("warmup_steps", &s.warmup_steps, "linear warmup steps");
+  o.add("weight_decay", &s.weight_decay, "AdamW decoupled weight decay (2-D weight matrices only)");
+  o.add("grad_clip", &s.grad_clip, "clip the global gradient norm to this (0: off)");
+  o.add("beta1", &s.beta1, "AdamW beta1");
+  o.add("beta2", &s.beta2, "AdamW beta2");
+  o.add("eval_every", &s.eval_every, "validate every N steps (and at the start and the end)");
+  o.add("val_max_batches", &s.val_max_batches, "cap validation at N batches (0: the whole set)");
+  o.add("save_every", &s.save_every,
+        "also write a checkpoint OUT/ckpt_NNNNNN every N steps (0: only the last, the best and, "
+        "in gpt-pretrain, one on SIGINT/SIGTERM)");
+  o.add("device", &s.device, "cpu, cuda or auto");
+  o.add("dtype", &s.dtype, "compute dtype: auto (f32 on cpu, bf16 on cuda), f32, bf16");
+  o.add("attention", &s.attention,
+        "GPU attention kernel: fused (flash-style, bf16, head size 64/128) or unfused");
+  o.add("seed", &s.seed, "random seed (initialisation and data order)");
+  o.add("shuffle", &s.shuffle, "shuffle the training data each epoch");
+  o.add("threads", &s.threads, "OpenMP threads for the CPU backend (0: OMP_NUM_THREADS or all cores)");
+  o.add("overwrite", &s.overwrite,
+        "start over in an --out that holds checkpoints of an earlier run (deletes them)");
+}
+
+int parse_command_line(CLI::App& app, Options& options, int argc, char** argv) {
+  options.register_flags(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  options.resolve();
+  return -1;
+}
+
 }  // namespace gpt

@@ -52,4 +52,35 @@ class Options {
   CLI::Option* config_option_ = nullptr;
 };
 
+// What every training app (gpt-pretrain, gpt-finetune) takes alike: the optimizer and its
+// schedule, the batches, validation, checkpoints and the device. An app's settings derive from
+// this and set their own defaults in their constructor; register_train_options adds these fields.
+struct TrainSettings {
+  std::string out;
+  long steps = 1000;
+  int batch_size = 8;
+  long total_batch_tokens = 0;
+  long warmup_steps = 100;
+  float weight_decay = 0.1f;
+  float grad_clip = 1.0f;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  long eval_every = 100;
+  int val_max_batches = 0;
+  long save_every = 0;
+  std::string device = "auto";
+  std::string dtype = "auto";
+  std::string attention = "fused";
+  long seed = 1337;
+  bool shuffle = true;
+  int threads = 0;
+  bool overwrite = false;
+};
+
+void register_train_options(Options& o, TrainSettings& s);
+
+// Parses the command line into options and resolves them (--config, then flags). Returns -1 to
+// go on, or the exit status when the app is done (--help, or a parse error CLI11 printed).
+int parse_command_line(CLI::App& app, Options& options, int argc, char** argv);
+
 }  // namespace gpt

@@ -39,76 +39,37 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct PretrainSettings {
+struct PretrainSettings : gpt::TrainSettings {
+  PretrainSettings() {
+    out = "runs/pretrain";
+  }
   std::string train_data;
   std::string val_data;
-  std::string out = "runs/pretrain";
-  long steps = 1000;
-  int batch_size = 8;
   int seq_len = 256;
-  long total_batch_tokens = 0;
   float lr = 1e-3f;
   float min_lr = 1e-4f;
-  long warmup_steps = 100;
-  float weight_decay = 0.1f;
-  float grad_clip = 1.0f;
-  float beta1 = 0.9f;
-  float beta2 = 0.95f;
-  long eval_every = 100;
-  int val_max_batches = 0;
-  std::string device = "auto";
-  std::string dtype = "auto";
-  std::string attention = "fused";
-  long seed = 1337;
-  bool shuffle = true;
-  int threads = 0;
   int n_layer = 12;
   int n_head = 12;
   int n_embd = 768;
   int max_seq_len = 1024;
   int vocab_size = 0;
-  long save_every = 0;
   int keep_last = 0;
   std::string resume;
   std::string init;
-  bool overwrite = false;
 };
 
 void register_options(gpt::Options& o, PretrainSettings& s) {
   o.add("train_data", &s.train_data, "training token shards (a glob, quote it)");
   o.add("val_data", &s.val_data, "validation token shards (a glob); empty: no validation");
-  o.add("out", &s.out, "output directory (config.json, log.jsonl, checkpoints, model.safetensors)");
-  o.add("steps", &s.steps, "number of optimizer steps");
-  o.add("batch_size", &s.batch_size, "micro-batch size B (sequences per forward/backward)");
   o.add("seq_len", &s.seq_len, "sequence length T of a training sample (<= max_seq_len)");
-  o.add("total_batch_tokens", &s.total_batch_tokens,
-        "tokens per optimizer step; a multiple of B*T, the rest is gradient accumulation (0: B*T)");
   o.add("lr", &s.lr, "peak learning rate");
   o.add("min_lr", &s.min_lr, "learning rate at the end of the cosine decay");
-  o.add("warmup_steps", &s.warmup_steps, "linear warmup steps");
-  o.add("weight_decay", &s.weight_decay, "AdamW decoupled weight decay (2-D weight matrices only)");
-  o.add("grad_clip", &s.grad_clip, "clip the global gradient norm to this (0: off)");
-  o.add("beta1", &s.beta1, "AdamW beta1");
-  o.add("beta2", &s.beta2, "AdamW beta2");
-  o.add("eval_every", &s.eval_every, "validate every N steps (and at the start and the end)");
-  o.add("val_max_batches", &s.val_max_batches, "cap validation at N batches (0: the whole set)");
-  o.add("device", &s.device, "cpu, cuda or auto");
-  o.add("dtype", &s.dtype, "compute dtype: auto (f32 on cpu, bf16 on cuda), f32, bf16");
-  o.add("attention", &s.attention,
-        "GPU attention kernel: fused (flash-style, bf16, head size 64/128) or unfused");
-  o.add("seed", &s.seed, "random seed (initialisation and data order)");
-  o.add("shuffle", &s.shuffle, "shuffle training samples each epoch");
-  o.add("threads", &s.threads,
-        "OpenMP threads for the CPU backend (0: OMP_NUM_THREADS or all cores)");
   o.add("n_layer", &s.n_layer, "transformer blocks");
   o.add("n_head", &s.n_head, "attention heads");
   o.add("n_embd", &s.n_embd, "model width C");
   o.add("max_seq_len", &s.max_seq_len, "position embedding table size");
   o.add("vocab_size", &s.vocab_size,
         "vocabulary size (0: read it from meta.json beside the training shards)");
-  o.add("save_every", &s.save_every,
-        "write a checkpoint OUT/ckpt_NNNNNN every N steps (0: only at the end and on "
-        "SIGINT/SIGTERM)");
   o.add("keep_last", &s.keep_last,
         "keep the newest K checkpoints, plus the best by validation loss (0: keep all)");
   o.add("resume", &s.resume,
@@ -118,8 +79,7 @@ void register_options(gpt::Options& o, PretrainSettings& s) {
         "start from these weights (fresh optimizer): a checkpoint, a Hugging Face GPT-2 directory "
         "(config.json + model.safetensors) or an llm.c .bin; the model shape comes from them; "
         "ignored with --resume");
-  o.add("overwrite", &s.overwrite,
-        "start over in an --out that holds checkpoints of an earlier run (deletes them)");
+  gpt::register_train_options(o, s);
 }
 
 // Settings that describe the machine or this invocation rather than the run: a resumed run does
@@ -237,13 +197,7 @@ int run(int argc, char** argv) {
   PretrainSettings s;
   gpt::Options options;
   register_options(options, s);
-  options.register_flags(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  options.resolve();
+  if (const int status = gpt::parse_command_line(app, options, argc, argv); status >= 0) return status;
 
   // ---- --resume: the checkpoint's settings become the defaults (then --config, then flags) ------
   std::optional<gpt::Checkpoint> resume;
@@ -423,13 +377,7 @@ int run(int argc, char** argv) {
   // ---- outputs: nothing was written before this point -------------------------------------------
   const nlohmann::json resolved = options.to_json();
   fs::create_directories(s.out);
-  if (!resume && s.overwrite) {  // start over: the earlier run's checkpoints go
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(s.out)) {
-      const std::string n = e.path().filename().string();
-      if (n.rfind("ckpt_", 0) == 0 || n == "latest" || n == "best") fs::remove_all(e.path(), ec);
-    }
-  }
+  if (!resume && s.overwrite) gpt::remove_checkpoints(s.out);  // start over
   write_text_atomic(s.out + "/config.json", resolved.dump(2) + "\n");
   if (resume)
     truncate_log(s.out + "/log.jsonl", resume->step());

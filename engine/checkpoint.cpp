@@ -404,6 +404,21 @@ std::string save_checkpoint(const std::string& root, long step, const Checkpoint
 
 // ---- reading ------------------------------------------------------------------------------------
 
+void remove_checkpoints(const std::string& root) {
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return;
+  // The pointers first: a run interrupted here has no `latest` naming a half-removed checkpoint.
+  for (const char* pointer : {"latest", "best"}) {
+    fs::remove(root + "/" + pointer, ec);
+    if (ec) fail(root + "/" + pointer, "cannot remove: " + ec.message());
+  }
+  for (const auto& e : fs::directory_iterator(root)) {
+    if (e.path().filename().string().rfind("ckpt_", 0) != 0) continue;
+    fs::remove_all(e.path(), ec);
+    if (ec) fail(e.path().string(), "cannot remove: " + ec.message());
+  }
+}
+
 std::string latest_checkpoint(const std::string& root) {
   const std::string name = read_pointer(root + "/latest");
   return name.empty() ? "" : root + "/" + name;

@@ -87,6 +87,10 @@ std::string checkpoint_dir_name(long step);
 std::string save_checkpoint(const std::string& root, long step, const CheckpointContents& contents,
                             const RetentionPolicy& policy);
 
+// Starting a run over in ROOT: removes its checkpoints (ckpt_*) and the `latest` and `best`
+// pointers, nothing else. Throws std::runtime_error naming what could not be removed.
+void remove_checkpoints(const std::string& root);
+
 // ---- reading ------------------------------------------------------------------------------------
 // Resolves what a user passes to --resume / --init / --checkpoint: a checkpoint directory (holds
 // trainer_state.json), a `latest` or `best` pointer file, or a run directory holding `latest`.

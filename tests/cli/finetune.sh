@@ -47,6 +47,16 @@ else
   fail "LoRA run: $(tail -3 "$work/lora.log")"
 fi
 
+# Grouping by length trains; --overwrite into the early-stopping run's directory starts over: its
+# checkpoints (ckpt_000001.. of another run) are gone, only the new run's remain.
+if "$BIN/gpt-finetune" "${common[@]}" --method full --lr 1e-3 --steps 2 --group-by-length true --keep-last 0 \
+     --out "$work/es" --overwrite true 2>"$work/grouped.log" &&
+   [[ $(ls -d "$work"/es/ckpt_* | wc -l) -eq 2 && -d $work/es/ckpt_000002 && ! -d $work/es/ckpt_000003 ]]; then
+  ok "--group-by-length trains; --overwrite removes the earlier run's checkpoints"
+else
+  fail "grouped/overwrite: $(ls "$work/es") $(tail -3 "$work/grouped.log")"
+fi
+
 # Bad input: an adapter for another model shape, no --init, labels outside the class set.
 "$BIN/gpt-pretrain" --train-data "$work/lm/train_*.bin" --out "$work/other" --device cpu --n-layer 2 --n-head 2 \
   --n-embd 16 --max-seq-len 64 --seq-len 32 --batch-size 4 --steps 1 --eval-every 0 2>/dev/null
