@@ -109,6 +109,7 @@ struct FinetuneSettings : gpt::TrainSettings {
   float replay_ratio = 0.0f;
   int keep_last = 2;
   bool group_by_length = false;
+  bool trim_rows = true;
 };
 
 void register_options(gpt::Options& o, FinetuneSettings& s) {
@@ -139,6 +140,9 @@ void register_options(gpt::Options& o, FinetuneSettings& s) {
   o.add("group_by_length", &s.group_by_length,
         "padded sft/classify: batch examples of similar length (rows are cut to a batch's longest "
         "example either way), much faster on short examples");
+  o.add("trim_rows", &s.trim_rows,
+        "padded sft/classify: cut each batch's rows to its longest example (exact: attention is "
+        "causal); false keeps every row at --seq-len");
   gpt::register_train_options(o, s);
 }
 
@@ -235,7 +239,7 @@ int run(int argc, char** argv) {
   fo.layout = s.layout == "packed" ? gpt::FinetuneLayout::kPacked : gpt::FinetuneLayout::kPadded;
   fo.long_examples = s.truncate ? gpt::LongExamples::kTruncate : gpt::LongExamples::kError;
   fo.seed = static_cast<uint64_t>(s.seed);
-  fo.trim = fo.layout == gpt::FinetuneLayout::kPadded;
+  fo.trim = s.trim_rows && fo.layout == gpt::FinetuneLayout::kPadded;
   if (s.group_by_length && fo.layout != gpt::FinetuneLayout::kPadded)
     throw std::invalid_argument("--group-by-length needs --layout padded");
   if (s.task == "lm") {

@@ -57,6 +57,19 @@ else
   fail "grouped/overwrite: $(ls "$work/es") $(tail -3 "$work/grouped.log")"
 fi
 
+# Trimmed rows (the default) train exactly as rows padded to --seq-len: the same first-step loss.
+for trim in true false; do
+  "$BIN/gpt-finetune" "${common[@]}" --method full --lr 1e-3 --steps 1 --trim-rows $trim --out "$work/trim-$trim" \
+    2>"$work/trim-$trim.log" || fail "--trim-rows $trim: $(tail -2 "$work/trim-$trim.log")"
+done
+first_loss() { grep -m1 '"train_loss"' "$1/log.jsonl" | sed 's/.*"train_loss":\([^,]*\),.*/\1/'; }
+if python3 -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(abs(a - b) > 1e-5 * abs(a))" \
+     "$(first_loss "$work/trim-true")" "$(first_loss "$work/trim-false")"; then
+  ok "trimmed and padded rows give the same loss ($(first_loss "$work/trim-true"))"
+else
+  fail "trimmed vs padded loss: $(first_loss "$work/trim-true") vs $(first_loss "$work/trim-false")"
+fi
+
 # Bad input: an adapter for another model shape, no --init, labels outside the class set.
 "$BIN/gpt-pretrain" --train-data "$work/lm/train_*.bin" --out "$work/other" --device cpu --n-layer 2 --n-head 2 \
   --n-embd 16 --max-seq-len 64 --seq-len 32 --batch-size 4 --steps 1 --eval-every 0 2>/dev/null
