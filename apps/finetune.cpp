@@ -13,7 +13,8 @@
 //
 // Outputs: OUT/config.json, OUT/log.jsonl (with val_accuracy for a class head), checkpoints
 // OUT/ckpt_* with `latest` and `best`, OUT/adapter.safetensors (LoRA: the best adapters alone), and
-// with --merge-lora OUT/merged (a full checkpoint with the adapters folded in).
+// with --merge-lora OUT/merged (a full checkpoint with the adapters folded in). SIGINT/SIGTERM: the
+// step in flight finishes, the last checkpoint is written (the best is already there), exit 0.
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
@@ -28,6 +29,7 @@
 
 #include "apps/app_common.h"
 #include "apps/options.h"
+#include "apps/signals.h"
 #include "data/finetune_loader.h"
 #include "data/loader.h"
 #include "engine/checkpoint.h"
@@ -475,10 +477,21 @@ int run(int argc, char** argv) {
       }
     }
     if (s.save_every > 0 && r.step % s.save_every == 0 && r.step != best_step) save(r, INFINITY);
+    if (gpt::stop_signal() != 0 && r.step < s.steps) {
+      stop_reason = std::string("gpt-finetune: ") + gpt::stop_signal_name() + ": stopped after step " +
+                    std::to_string(r.step) + "/" + std::to_string(s.steps);
+      return gpt::StepAction::stop;
+    }
     return gpt::StepAction::keep_going;
   });
+  gpt::install_stop_signal_handlers("gpt-finetune");
   trainer.run();
-  if (last && last->step != best_step) save(*last, INFINITY);
+  std::string last_dir = best_step >= 0 && last && last->step == best_step
+                             ? s.out + "/" + gpt::checkpoint_dir_name(best_step) : "";
+  if (last && last->step != best_step) last_dir = save(*last, INFINITY);
+  if (gpt::stop_signal() != 0 && !stop_reason.empty())
+    stop_reason += "; last checkpoint " + last_dir +
+                   (best_step >= 0 ? "; best " + s.out + "/best (step " + std::to_string(best_step) + ")" : "");
   if (!stop_reason.empty()) std::fprintf(stderr, "%s\n", stop_reason.c_str());
   if (!has_val && model.lora_enabled())
     gpt::write_safetensors(s.out + "/adapter.safetensors", gpt::lora_to_safetensors(model));

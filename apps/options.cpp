@@ -217,8 +217,8 @@ void register_train_options(Options& o, TrainSettings& s) {
   o.add("eval_every", &s.eval_every, "validate every N steps (and at the start and the end)");
   o.add("val_max_batches", &s.val_max_batches, "cap validation at N batches (0: the whole set)");
   o.add("save_every", &s.save_every,
-        "also write a checkpoint OUT/ckpt_NNNNNN every N steps (0: only the last, the best and, "
-        "in gpt-pretrain, one on SIGINT/SIGTERM)");
+        "also write a checkpoint OUT/ckpt_NNNNNN every N steps (0: only the last, the best and "
+        "one on SIGINT/SIGTERM)");
   o.add("device", &s.device, "cpu, cuda or auto");
   o.add("dtype", &s.dtype, "compute dtype: auto (f32 on cpu, bf16 on cuda), f32, bf16");
   o.add("attention", &s.attention,

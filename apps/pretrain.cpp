@@ -11,14 +11,10 @@
 // docs/checkpoints.md) with the OUT/latest pointer, and the final weights OUT/model.safetensors
 // with OUT/model_config.json.
 #include <omp.h>
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -26,6 +22,7 @@
 #include <optional>
 
 #include "apps/options.h"
+#include "apps/signals.h"
 #include "data/loader.h"
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
@@ -149,35 +146,6 @@ void truncate_log(const std::string& path, long step) {
   }
   in.close();
   write_text_atomic(path, kept);
-}
-
-// ---- signals
-// ---------------------------------------------------------------------------------------- The
-// first SIGINT/SIGTERM sets a flag that the trainer's after-step callback reads: the step in flight
-// finishes, a checkpoint is written, and the app exits with status 0. A second signal exits at
-// once: the checkpoint being written is a temporary directory until its final rename, so the last
-// complete checkpoint and the `latest` pointer are never touched half-way.
-volatile std::sig_atomic_t g_signal = 0;
-
-extern "C" void on_signal(int sig) {
-  if (g_signal != 0) {
-    static const char msg[] =
-        "gpt-pretrain: second signal: exiting now; the last complete checkpoint is intact\n";
-    const ssize_t ignored = ::write(STDERR_FILENO, msg, sizeof(msg) - 1);
-    (void)ignored;
-    ::_exit(128 + sig);
-  }
-  g_signal = sig;
-}
-
-void install_signal_handlers() {
-  struct sigaction sa;
-  std::memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
 }
 
 // The model fields of the settings against a model config (from --resume or --init).
@@ -502,10 +470,10 @@ int run(int argc, char** argv) {
       best_val_step = r.step;
     }
     if (s.save_every > 0 && r.step % s.save_every == 0 && r.step < s.steps) save(r);
-    if (g_signal != 0 && r.step < s.steps) {  // on the last step, the normal end saves anyway
+    if (gpt::stop_signal() != 0 && r.step < s.steps) {  // on the last step, the normal end saves anyway
       const std::string dir =
           last_saved == r.step ? s.out + "/" + gpt::checkpoint_dir_name(r.step) : save(r);
-      stop_message = std::string("gpt-pretrain: ") + (g_signal == SIGINT ? "SIGINT" : "SIGTERM") +
+      stop_message = std::string("gpt-pretrain: ") + gpt::stop_signal_name() +
                      ": stopped after step " + std::to_string(r.step) + "/" +
                      std::to_string(s.steps) + "; checkpoint " + dir +
                      "; continue with --resume latest";
@@ -519,7 +487,7 @@ int run(int argc, char** argv) {
                s.save_every > 0
                    ? (", checkpoint every " + std::to_string(s.save_every) + " steps").c_str()
                    : "");
-  install_signal_handlers();
+  gpt::install_stop_signal_handlers("gpt-pretrain");
   const long first_step = optimizer.step_count();
   const auto t0 = std::chrono::steady_clock::now();
   trainer.run();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gpt-finetune as a user runs it, on tiny synthetic data: early stopping stops and keeps the best
-# checkpoint; LoRA adapters load back (alone and merged); an adapter for another model shape, a
-# missing --init and labels outside the class set give one-line errors.
+# checkpoint; LoRA adapters load back (alone and merged); grouping by length, --overwrite,
+# trimmed vs padded rows, SIGTERM mid-run; an adapter for another model shape, a missing --init and
+# labels outside the class set give one-line errors.
 # Usage: finetune.sh BIN_DIR
 set -uo pipefail
 BIN=$1
@@ -68,6 +69,28 @@ if python3 -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(abs(a - b) 
   ok "trimmed and padded rows give the same loss ($(first_loss "$work/trim-true"))"
 else
   fail "trimmed vs padded loss: $(first_loss "$work/trim-true") vs $(first_loss "$work/trim-false")"
+fi
+
+# SIGTERM mid-run: the step finishes, the last checkpoint is written beside the best, exit 0 with
+# one line naming both.
+"$BIN/gpt-finetune" "${common[@]}" --method lora --lr 1e-3 --steps 100000 --eval-every 5 --out "$work/sig" \
+  2>"$work/sig.err" &
+pid=$!
+for _ in $(seq 1 3000); do
+  [[ -f $work/sig/log.jsonl && $(grep -c train_loss "$work/sig/log.jsonl") -ge 12 ]] && break
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.01
+done
+kill -TERM $pid 2>/dev/null
+wait $pid
+rc=$?
+line=$(grep "SIGTERM: stopped after step" "$work/sig.err")
+step=$(printf '%s' "$line" | sed -n 's/.*stopped after step \([0-9]*\)\/.*/\1/p')
+if [[ $rc -eq 0 && -n $step && $line == *"last checkpoint $work/sig/ckpt_"*"; best $work/sig/best"* &&
+      -f $work/sig/$(printf 'ckpt_%06d' "$step")/trainer_state.json && -f $work/sig/best ]]; then
+  ok "SIGTERM: exit 0 after step $step: $line"
+else
+  fail "SIGTERM: rc=$rc: $(tail -2 "$work/sig.err")"
 fi
 
 # Bad input: an adapter for another model shape, no --init, labels outside the class set.
