@@ -70,9 +70,9 @@ if [[ -f $SST/train.tsv && -f $SST/dev.tsv ]]; then
     --val-fraction 0 --seq-len 96 --truncate --out "$OUT/sst2-train"
   "$BUILD_DIR/apps/gpt-prepare" --task classify --format sst2 --input "$SST/dev.tsv" --tokenizer "$DATA_DIR/tokenizer" \
     --val-fraction 0 --seq-len 96 --truncate --out "$OUT/sst2-dev"
-  "$BUILD_DIR/apps/gpt-finetune" --init "$OUT/tiny" --task classify --method lora --lr 0.005 \
-    --lora-targets qkv,attproj,fc,fcproj --steps "${FT_STEPS:-300}" --batch-size 32 --seq-len 96 --truncate true --group-by-length true \
-    --eval-every 100 --train-data "$OUT/sst2-train/train_*.bin" --val-data "$OUT/sst2-dev/train_*.bin" \
+  "$BUILD_DIR/apps/gpt-finetune" --init "$OUT/tiny" --task classify --method lora --lr 0.002 \
+    --lora-targets qkv,attproj,fc,fcproj --steps "${FT_STEPS:-1000}" --batch-size 32 --seq-len 96 --truncate true --group-by-length true \
+    --eval-every 250 --train-data "$OUT/sst2-train/train_*.bin" --val-data "$OUT/sst2-dev/train_*.bin" \
     --out "$OUT/sst2-lora" --overwrite true --device "$device"
   "$BUILD_DIR/apps/gpt-eval" --model "$OUT/sst2-lora/best" --task classify --data "$OUT/sst2-dev/train_*.bin" \
     --device "$device" --out-json "$OUT/sst2-eval.json" > "$OUT/sst2-eval.txt"
