@@ -5,10 +5,15 @@
 //   Bf16TracksFp32          bf16 training follows fp32 training on learnable data: the mean train
 //                           loss over steps 150-200 within 0.03 nats.
 //   RunsAreBitwiseIdentical two identical runs (bf16 and fp32) give identical bits.
+//   ShorterRowsThanAllocated rows shorter than the model's allocation (fine-tuning trims each
+//                           batch to its longest example): fp32 matches the CPU at several T, and
+//                           bf16 with the fused attention matches a model allocated for exactly
+//                           that T.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -230,6 +235,75 @@ TEST_F(CudaModel, RunsAreBitwiseIdentical) {
       EXPECT_TRUE(a.param_bytes[pi] == b.param_bytes[pi])
           << dtype_name(dtype) << " parameter " << param_name(static_cast<Param>(pi));
     }
+  }
+}
+
+TEST_F(CudaModel, ShorterRowsThanAllocated) {
+  // fp32 against the CPU, one model allocated for (4, 32) run at T = 5, 17, 32, 9.
+  {
+    auto cpu = make_backend("cpu", DType::f32);
+    auto gpu = make_backend("cuda", DType::f32);
+    const GptConfig cfg = small_config();
+    const int B = 4, Tmax = 32;
+    GptModel cpu_model(cfg, *cpu, B, Tmax);
+    GptModel gpu_model(cfg, *gpu, B, Tmax);
+    randomize(cpu_model, 15, 0.1);
+    randomize(gpu_model, 15, 0.1);
+    Rng rng(19);
+    for (int T : {5, 17, 32, 9}) {
+      std::vector<int32_t> tokens, targets;
+      random_batch(rng, B * T, cfg.vocab_size, 0.1, tokens, targets);
+      cpu_model.zero_grad();
+      gpu_model.zero_grad();
+      const double cl = cpu_model.forward_backward(tokens.data(), targets.data(), B, T, 0.01f);
+      const double gl = gpu_model.forward_backward(tokens.data(), targets.data(), B, T, 0.01f);
+      EXPECT_LT(std::abs(gl - cl) / std::abs(cl), kFp32Tol) << "loss at T = " << T;
+      for (int pi = 0; pi < kNumParams; ++pi) {
+        const Param p = static_cast<Param>(pi);
+        EXPECT_LT(rel_error(to_host(*gpu, gpu_model.grad(p)), to_host(*cpu, cpu_model.grad(p))),
+                  kFp32Tol)
+            << "gradient of " << param_name(p) << " at T = " << T;
+      }
+    }
+  }
+  // bf16, fused attention (head size 64): allocated for (4, 64) vs for exactly (4, T).
+  GptConfig cfg;
+  cfg.n_layer = 2;
+  cfg.n_head = 4;
+  cfg.n_embd = 256;
+  cfg.max_seq_len = 64;
+  cfg.vocab_size = 300;
+  const int B = 4;
+  Rng rng(23);
+  for (int T : {7, 40}) {
+    auto wide_backend = make_backend("cuda", DType::bf16);
+    auto exact_backend = make_backend("cuda", DType::bf16);
+    wide_backend->set_attention_kernel(AttentionKernel::fused);
+    exact_backend->set_attention_kernel(AttentionKernel::fused);
+    GptModel wide(cfg, *wide_backend, B, 64);
+    GptModel exact(cfg, *exact_backend, B, T);
+    wide.init_weights(3);
+    exact.init_weights(3);
+    std::vector<int32_t> tokens, targets;
+    random_batch(rng, B * T, cfg.vocab_size, 0.1, tokens, targets);
+    wide.zero_grad();
+    exact.zero_grad();
+    const double lw = wide.forward_backward(tokens.data(), targets.data(), B, T, 0.01f);
+    const double le = exact.forward_backward(tokens.data(), targets.data(), B, T, 0.01f);
+    // Same shapes, so the same kernels and normally the same bits; a tolerance rather than bits,
+    // because cuBLASLt may pick another algorithm for other pointer alignments. A wrong stride or a
+    // read past T gives errors of order one.
+    EXPECT_LT(std::abs(lw - le) / std::abs(le), 1e-3) << "bf16 loss at T = " << T;
+    bool identical = std::memcmp(&lw, &le, sizeof(double)) == 0;
+    for (int pi = 0; pi < kNumParams; ++pi) {
+      const Param p = static_cast<Param>(pi);
+      const std::vector<float> gw = to_host(*wide_backend, wide.grad(p));
+      const std::vector<float> ge = to_host(*exact_backend, exact.grad(p));
+      EXPECT_LT(rel_error(gw, ge), 1e-2) << "bf16 gradient of " << param_name(p) << " at T = " << T;
+      identical = identical && gw == ge;
+    }
+    std::printf("bf16 fused, T = %d in a (4, 64) model vs a (4, %d) one: %s\n", T, T,
+                identical ? "identical bits" : "within tolerance, not bitwise");
   }
 }
 
