@@ -195,14 +195,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::string what = e.what();
-    for (char& c : what)
-      if (c == '\n') c = ' ';
-    std::fprintf(stderr, "gpt-eval: error: %s\n", what.c_str());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return gpt::run_app("gpt-eval", run, argc, argv); }

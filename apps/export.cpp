@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "apps/options.h"
 #include "engine/checkpoint.h"
 #include "models/gpt_interop.h"
 
@@ -80,11 +81,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "gpt-export: error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return gpt::run_app("gpt-export", run, argc, argv); }

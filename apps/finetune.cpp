@@ -525,11 +525,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "gpt-finetune: error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return gpt::run_app("gpt-finetune", run, argc, argv); }

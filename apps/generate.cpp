@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/app_common.h"
+#include "apps/options.h"
 #include "models/sampler.h"
 
 namespace {
@@ -116,11 +117,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "gpt-generate: error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return gpt::run_app("gpt-generate", run, argc, argv); }

@@ -230,6 +230,18 @@ void register_train_options(Options& o, TrainSettings& s) {
         "start over in an --out that holds checkpoints of an earlier run (deletes them)");
 }
 
+int run_app(const char* app, int (*run)(int, char**), int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    for (char& c : what)
+      if (c == '\n' || c == '\r') c = ' ';
+    std::fprintf(stderr, "%s: error: %s\n", app, what.c_str());
+    return 1;
+  }
+}
+
 int parse_command_line(CLI::App& app, Options& options, int argc, char** argv) {
   options.register_flags(app);
   try {

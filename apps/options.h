@@ -79,6 +79,10 @@ struct TrainSettings {
 
 void register_train_options(Options& o, TrainSettings& s);
 
+// An app's main(): runs run(argc, argv) and turns an exception into the project's one-line error,
+// "APP: error: WHAT" on stderr (line breaks in WHAT become spaces), and exit status 1.
+int run_app(const char* app, int (*run)(int, char**), int argc, char** argv);
+
 // Parses the command line into options and resolves them (--config, then flags). Returns -1 to
 // go on, or the exit status when the app is done (--help, or a parse error CLI11 printed).
 int parse_command_line(CLI::App& app, Options& options, int argc, char** argv);

@@ -10,6 +10,7 @@
 //
 // Errors are one line, `gpt-prepare: error: <file>:<line>: <what>`, with a non-zero exit, and
 // nothing is written into --out unless everything was read and tokenized.
+#include "apps/options.h"
 #include "data/prepare.h"
 
 #include <omp.h>
@@ -256,14 +257,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::string what = e.what();
-    for (char& c : what)
-      if (c == '\n' || c == '\r') c = ' ';
-    std::fprintf(stderr, "gpt-prepare: error: %s\n", what.c_str());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return gpt::run_app("gpt-prepare", run, argc, argv); }

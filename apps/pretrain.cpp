@@ -521,11 +521,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "gpt-pretrain: error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return gpt::run_app("gpt-pretrain", run, argc, argv); }
