@@ -228,7 +228,24 @@ void register_train_options(Options& o, TrainSettings& s) {
   o.add("threads", &s.threads, "OpenMP threads for the CPU backend (0: OMP_NUM_THREADS or all cores)");
   o.add("overwrite", &s.overwrite,
         "start over in an --out that holds checkpoints of an earlier run (deletes them)");
+  o.add("dist", &s.dist,
+        "data parallel: auto (from the launcher: mpirun, srun, RANK/WORLD_SIZE), single, mpi "
+        "(CPU ranks) or nccl (one GPU per rank)");
+  o.add("dist_init", &s.dist_init,
+        "nccl without mpirun: how rank 0 hands out the NCCL id, file:PATH (a shared file system) "
+        "or tcp:HOST:PORT (rank 0's host)");
+  o.add("dist_timeout", &s.dist_timeout,
+        "seconds a rank waits in one collective before the job is ended (a peer died or hangs)");
+  o.add("zero", &s.zero,
+        "ZeRO-1: 1 shards the optimizer state over the ranks, 0 keeps all of it on every rank, "
+        "-1: 1 when there are several ranks");
 }
+
+namespace {
+AppErrorHandler g_error_handler = nullptr;
+}
+
+void set_app_error_handler(AppErrorHandler handler) { g_error_handler = handler; }
 
 int run_app(const char* app, int (*run)(int, char**), int argc, char** argv) {
   try {
@@ -237,6 +254,7 @@ int run_app(const char* app, int (*run)(int, char**), int argc, char** argv) {
     std::string what = e.what();
     for (char& c : what)
       if (c == '\n' || c == '\r') c = ' ';
+    if (g_error_handler) g_error_handler(app, what);
     std::fprintf(stderr, "%s: error: %s\n", app, what.c_str());
     return 1;
   }

@@ -75,13 +75,22 @@ struct TrainSettings {
   bool shuffle = true;
   int threads = 0;
   bool overwrite = false;
+  // Data parallel (docs/distributed.md).
+  std::string dist = "auto";
+  std::string dist_init;
+  float dist_timeout = 600.0f;
+  int zero = -1;
 };
 
 void register_train_options(Options& o, TrainSettings& s);
 
 // An app's main(): runs run(argc, argv) and turns an exception into the project's one-line error,
 // "APP: error: WHAT" on stderr (line breaks in WHAT become spaces), and exit status 1.
+// With a handler set (data parallel: the run set-up sets one that names the rank and ends every
+// rank of the job), the error goes to it instead; it does not return.
 int run_app(const char* app, int (*run)(int, char**), int argc, char** argv);
+using AppErrorHandler = void (*)(const std::string& app, const std::string& what);
+void set_app_error_handler(AppErrorHandler handler);
 
 // Parses the command line into options and resolves them (--config, then flags). Returns -1 to
 // go on, or the exit status when the app is done (--help, or a parse error CLI11 printed).

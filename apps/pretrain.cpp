@@ -23,6 +23,7 @@
 
 #include "apps/options.h"
 #include "apps/signals.h"
+#include "apps/training_run.h"
 #include "data/loader.h"
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
@@ -79,75 +80,6 @@ void register_options(gpt::Options& o, PretrainSettings& s) {
   gpt::register_train_options(o, s);
 }
 
-// Settings that describe the machine or this invocation rather than the run: a resumed run does
-// not take them from the checkpoint.
-bool invocation_only(const std::string& key) {
-  return key == "threads" || key == "resume" || key == "init" || key == "overwrite";
-}
-
-// Tokenizer files that may sit beside the shards; copied into every checkpoint.
-constexpr const char* kTokenizerFiles[] = {"meta.json",      "vocab.json",   "merges.txt",
-                                           "tokenizer.json", "encoder.json", "vocab.bpe"};
-
-std::vector<std::string> tokenizer_files_in(const fs::path& dir) {
-  std::vector<std::string> found;
-  std::error_code ec;
-  for (const char* name : kTokenizerFiles) {
-    if (fs::is_regular_file(dir / name, ec)) {
-      found.push_back((dir / name).string());
-    } else if (fs::is_regular_file(dir / "tokenizer" / name, ec)) {  // gpt-prepare's tokenizer/
-      found.push_back((dir / "tokenizer" / name).string());
-    }
-  }
-  return found;
-}
-
-// meta.json written by gpt-prepare beside the shards: tokenizer facts for bits per byte.
-nlohmann::json read_meta(const std::string& pattern) {
-  fs::path dir = fs::path(pattern).parent_path();
-  fs::path meta = dir / "meta.json";
-  if (!fs::exists(meta)) return nlohmann::json();
-  std::ifstream in(meta);
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(meta.string() + ": malformed JSON: " + e.what());
-  }
-}
-
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error(tmp + ": cannot write");
-  }
-  fs::rename(tmp, path);
-}
-
-// A resumed run continues log.jsonl: the lines after the checkpoint's step (written by the
-// interrupted run after its last checkpoint) are dropped: the log reads as one uninterrupted run.
-void truncate_log(const std::string& path, long step) {
-  std::ifstream in(path);
-  if (!in) return;
-  std::string kept, line;
-  while (std::getline(in, line)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error&) {
-      break;  // a line cut short by a crash: nothing after it is trusted
-    }
-    if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer() ||
-        j["step"].get<long>() > step)
-      break;
-    kept += line + "\n";
-  }
-  in.close();
-  write_text_atomic(path, kept);
-}
-
 // The model fields of the settings against a model config (from --resume or --init).
 void check_model_field(const char* name, int setting, int model, bool must_match,
                        const std::string& source) {
@@ -176,23 +108,13 @@ int run(int argc, char** argv) {
       throw std::runtime_error(where + ": no checkpoint to resume (no 'latest' pointer in --out " +
                                s.out + ")");
     resume = gpt::Checkpoint::open(gpt::resolve_checkpoint(where));
-    const std::string state_path = resume->path("trainer_state.json");
-    const nlohmann::json& saved = resume->field("config");
-    if (!saved.is_object())
-      throw std::runtime_error(state_path + ": field 'config': expected an object");
-    const nlohmann::json known = options.to_json();
-    nlohmann::json defaults = nlohmann::json::object();
-    for (auto it = saved.begin(); it != saved.end(); ++it)
-      if (known.contains(it.key()) && !invocation_only(it.key())) defaults[it.key()] = it.value();
     const std::string resume_arg = s.resume;
-    options.apply_json(defaults, state_path + " (field 'config')");
-    options.resolve();  // --config and the flags again, over the checkpoint's settings
+    gpt::apply_checkpoint_settings(options, *resume, gpt::is_invocation_setting);
     s.resume = resume_arg;
   }
 
-  if (s.threads > 0) omp_set_num_threads(s.threads);
   if (s.train_data.empty()) throw std::invalid_argument("--train-data is required");
-  nlohmann::json meta = read_meta(s.train_data);
+  nlohmann::json meta = gpt::read_meta_beside(s.train_data);
   const std::string meta_path = (fs::path(s.train_data).parent_path() / "meta.json").string();
   const int data_vocab = meta.contains("vocab_size") ? meta["vocab_size"].get<int>() : 0;
 
@@ -275,29 +197,20 @@ int run(int argc, char** argv) {
   mc.validate();
 
   // Everything that can fail on bad input is checked before anything is printed or written.
-  gpt::DType dtype;
-  if (s.dtype == "auto") {
-    const bool cuda = s.device == "cuda" || (s.device == "auto" && gpt::cuda_available());
-    dtype = cuda ? gpt::DType::bf16 : gpt::DType::f32;
-  } else {
-    dtype = gpt::dtype_from_name(s.dtype);
-  }
+  // Every rank reads every micro-batch of a step (engine/trainer.h): the loader and its state are
+  // those of one process, whatever the world size.
   gpt::TrainLoader loader(s.train_data, s.batch_size, s.seq_len, mc.vocab_size, s.shuffle,
                           static_cast<uint64_t>(s.seed));
   std::unique_ptr<gpt::ValidationSet> val;
   if (!s.val_data.empty())
     val = std::make_unique<gpt::ValidationSet>(s.val_data, s.batch_size, s.seq_len, mc.vocab_size);
 
-  const gpt::AttentionKernel attention = gpt::attention_kernel_from_name(s.attention);
-  auto backend = gpt::make_backend(s.device, dtype);
-  backend->set_attention_kernel(attention);
+  // The job's ranks, this rank's device and backend, the data-parallel optimizer.
+  gpt::TrainingRun run("gpt-pretrain", s);
+  gpt::Backend* backend = &run.backend();
   gpt::GptModel model(mc, *backend, s.batch_size, s.seq_len);
-  gpt::AdamWConfig oc;
-  oc.beta1 = s.beta1;
-  oc.beta2 = s.beta2;
-  oc.weight_decay = s.weight_decay;
-  oc.grad_clip = s.grad_clip;
-  gpt::AdamW optimizer(*backend, model.parameters(), oc);
+  gpt::DataParallel& dp = run.make_optimizer(model.parameters());
+  gpt::AdamW& optimizer = dp.optimizer();
 
   // Where the run stands: restored from the checkpoint, or fresh.
   long tokens_base = 0, step_base = 0;
@@ -311,10 +224,9 @@ int run(int argc, char** argv) {
   }
   if (resume) {
     const std::string state_path = resume->path("trainer_state.json");
-    gpt::optimizer_state_from_safetensors(optimizer, resume->read_tensors("optimizer.safetensors"),
-                                          resume->path("optimizer.safetensors"));
+    run.load_optimizer_state(*resume);
     if (optimizer.step_count() != resume->step())
-      throw std::runtime_error(resume->path("optimizer.safetensors") + ": optimizer step " +
+      throw std::runtime_error(resume->dir() + ": optimizer step " +
                                std::to_string(optimizer.step_count()) +
                                " differs from the checkpoint's step " +
                                std::to_string(resume->step()));
@@ -344,24 +256,20 @@ int run(int argc, char** argv) {
 
   // ---- outputs: nothing was written before this point -------------------------------------------
   const nlohmann::json resolved = options.to_json();
-  fs::create_directories(s.out);
-  if (!resume && s.overwrite) gpt::remove_checkpoints(s.out);  // start over
-  write_text_atomic(s.out + "/config.json", resolved.dump(2) + "\n");
+  if (!resume && s.overwrite && run.is_main() && fs::exists(s.out))
+    gpt::remove_checkpoints(s.out);  // start over
+  run.prepare_outputs(resolved, resume ? resume->step() : -1);
+  run.print("config: %s\n", resolved.dump().c_str());
+  run.print("backend: %s\n", backend->description().c_str());
+  run.print("%s\n", run.describe().c_str());
   if (resume)
-    truncate_log(s.out + "/log.jsonl", resume->step());
-  else
-    fs::remove(s.out + "/log.jsonl");
-  std::cerr << "config: " << resolved.dump() << "\n";
-  std::cerr << "backend: " << backend->description() << "\n";
-  if (resume)
-    std::fprintf(stderr, "resume: %s at step %ld (%ld tokens seen)\n", resume->dir().c_str(),
+    run.print("resume: %s at step %ld (%ld tokens seen)\n", resume->dir().c_str(),
                  resume->step(), tokens_base);
   else if (!s.init.empty())
-    std::fprintf(stderr, "init: %s (%s)\n", s.init.c_str(),
+    run.print("init: %s (%s)\n", s.init.c_str(),
                  gpt::weights_format_name(gpt::detect_weights_format(s.init)));
 
-  std::fprintf(
-      stderr,
+  run.print(
       "model: %d layers, %d heads, width %d, vocab %d (padded %d), %.2fM parameters\n"
       "data: %lld training tokens in %zu shard(s), %lld samples of %d+1%s\n",
       mc.n_layer, mc.n_head, mc.n_embd, mc.vocab_size, mc.padded_vocab_size(),
@@ -381,10 +289,16 @@ int run(int argc, char** argv) {
     int64_t count = 0;
     int64_t nb = val->num_batches();
     if (s.val_max_batches > 0 && nb > s.val_max_batches) nb = s.val_max_batches;
+    // Batch i is rank i mod N's; the sums are put together in batch order (the same bits as one
+    // process).
+    std::vector<double> batch_loss(static_cast<size_t>(nb), 0.0);
     for (int64_t i = 0; i < nb; ++i) {
       count += val->batch(i, vt.data(), vg.data());
-      loss_sum += model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
+      if (run.mine(i))
+        batch_loss[static_cast<size_t>(i)] = model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
     }
+    run.combine(batch_loss);
+    for (double l : batch_loss) loss_sum += l;
     r.loss = loss_sum / static_cast<double>(count);
     if (bytes_per_token > 0) r.bits_per_byte = r.loss / std::log(2.0) / bytes_per_token;
     return r;
@@ -392,23 +306,23 @@ int run(int argc, char** argv) {
 
   // ---- checkpoints ------------------------------------------------------------------------------
   std::vector<std::string> tokenizer_files =
-      tokenizer_files_in(fs::path(s.train_data).parent_path());
+      gpt::tokenizer_files_in(fs::path(s.train_data).parent_path().string());
   if (tokenizer_files.empty()) {  // keep what the checkpoint or the --init directory carried
     std::error_code ec;
     if (resume)
-      tokenizer_files = tokenizer_files_in(resume->dir());
+      tokenizer_files = gpt::tokenizer_files_in(resume->dir());
     else if (!s.init.empty() && fs::is_directory(s.init, ec))
-      tokenizer_files = tokenizer_files_in(s.init);
+      tokenizer_files = gpt::tokenizer_files_in(s.init);
   }
   gpt::RetentionPolicy retention;
   retention.keep_last = s.keep_last;
   long last_saved = resume ? resume->step() : -1;
   auto save = [&](const gpt::StepRecord& r) {
     gpt::CheckpointContents c;
-    c.tensor_files.emplace_back("model.safetensors",
-                                gpt::gpt_weights_to_safetensors(gpt::download_weights(model)));
-    c.tensor_files.emplace_back("optimizer.safetensors",
-                                gpt::optimizer_state_to_safetensors(optimizer));
+    if (run.is_main())  // every rank holds the same weights
+      c.tensor_files.emplace_back("model.safetensors",
+                                  gpt::gpt_weights_to_safetensors(gpt::download_weights(model)));
+    run.add_optimizer_state(c);  // collective: every rank's shard, on rank 0
     c.copy_files = tokenizer_files;
     nlohmann::json& st = c.state;
     st["tokens_seen"] = tokens_base + (r.step - step_base) * step_tokens;
@@ -425,10 +339,6 @@ int run(int argc, char** argv) {
                          {"min_lr", s.min_lr},
                          {"warmup_steps", s.warmup_steps},
                          {"total_steps", s.steps}};
-    st["optimizer"] = {{"type", "adamw"},
-                       {"step", optimizer.step_count()},
-                       {"world_size", 1},
-                       {"shards", {"optimizer.safetensors"}}};
     const gpt::LoaderState ls = loader.state();
     st["loader"] = {
         {"epoch", ls.epoch},    {"position", ls.position}, {"samples", loader.num_samples()},
@@ -439,24 +349,15 @@ int run(int argc, char** argv) {
     st["rng"] = {{"seed", s.seed}, {"streams", nlohmann::json::object()}};
     st["model_config"] = gpt::gpt_config_to_json(mc);
     st["config"] = resolved;
-    const std::string dir = gpt::save_checkpoint(s.out, r.step, c, retention);
+    const std::string dir = run.save_checkpoint(s.out, r.step, c, retention);
     last_saved = r.step;
     return dir;
   };
 
-  gpt::TrainerConfig tc;
-  tc.steps = s.steps;
-  tc.batch_size = s.batch_size;
-  tc.seq_len = s.seq_len;
-  tc.total_batch_tokens = s.total_batch_tokens;
-  tc.lr = s.lr;
-  tc.min_lr = s.min_lr;
-  tc.warmup_steps = s.warmup_steps;
-  tc.eval_every = s.eval_every;
-  tc.out_dir = s.out;
+  gpt::TrainerConfig tc = run.trainer_config(s.seq_len, s.lr, s.min_lr);
   tc.flops_per_token = mc.flops_per_token(s.seq_len);
   gpt::Trainer trainer(
-      model, optimizer, tc, [&](int32_t* t, int32_t* g) {
+      model, dp, tc, [&](int32_t* t, int32_t* g) {
         loader.next_batch(t, g);
         return s.seq_len;
       },
@@ -470,10 +371,10 @@ int run(int argc, char** argv) {
       best_val_step = r.step;
     }
     if (s.save_every > 0 && r.step % s.save_every == 0 && r.step < s.steps) save(r);
-    if (gpt::stop_signal() != 0 && r.step < s.steps) {  // on the last step, the normal end saves anyway
+    if (run.stop_requested() && r.step < s.steps) {  // on the last step, the normal end saves anyway
       const std::string dir =
           last_saved == r.step ? s.out + "/" + gpt::checkpoint_dir_name(r.step) : save(r);
-      stop_message = std::string("gpt-pretrain: ") + gpt::stop_signal_name() +
+      stop_message = std::string("gpt-pretrain: ") + run.stop_signal_name() +
                      ": stopped after step " + std::to_string(r.step) + "/" +
                      std::to_string(s.steps) + "; checkpoint " + dir +
                      "; continue with --resume latest";
@@ -481,20 +382,19 @@ int run(int argc, char** argv) {
     }
     return gpt::StepAction::keep_going;
   });
-  std::fprintf(stderr, "training: steps %ld..%ld of %ld tokens (B=%d, T=%d, grad accum %d)%s\n",
+  run.print("training: steps %ld..%ld of %ld tokens (B=%d, T=%d, grad accum %d)%s\n",
                optimizer.step_count() + 1, s.steps, step_tokens, s.batch_size, s.seq_len,
                trainer.grad_accum(),
                s.save_every > 0
                    ? (", checkpoint every " + std::to_string(s.save_every) + " steps").c_str()
                    : "");
-  gpt::install_stop_signal_handlers("gpt-pretrain");
   const long first_step = optimizer.step_count();
   const auto t0 = std::chrono::steady_clock::now();
   trainer.run();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!stop_message.empty()) {
-    std::fprintf(stderr, "%s\n", stop_message.c_str());
+    run.print("%s\n", stop_message.c_str());
     return 0;
   }
   std::string final_dir;
@@ -503,17 +403,19 @@ int run(int argc, char** argv) {
   else if (last_saved >= 0)
     final_dir = s.out + "/" + gpt::checkpoint_dir_name(last_saved);
 
-  gpt::save_gpt_weights(s.out + "/model.safetensors", model);
-  write_text_atomic(s.out + "/model_config.json", gpt::gpt_config_to_json(mc).dump(2) + "\n");
+  if (run.is_main()) {
+    gpt::save_gpt_weights(s.out + "/model.safetensors", model);
+    gpt::write_text_atomic(s.out + "/model_config.json", gpt::gpt_config_to_json(mc).dump(2) + "\n");
+  }
   const auto& h = trainer.history();
-  std::fprintf(stderr, "done: %ld steps in %.1f s; final train loss %.4f",
+  run.print("done: %ld steps in %.1f s; final train loss %.4f",
                optimizer.step_count() - first_step, seconds, h.empty() ? 0.0 : h.back().train_loss);
   if (!h.empty() && h.back().has_val) {
-    std::fprintf(stderr, ", val loss %.4f", h.back().val.loss);
+    run.print(", val loss %.4f", h.back().val.loss);
     if (h.back().val.bits_per_byte > 0)
-      std::fprintf(stderr, " (%.4f bits per byte)", h.back().val.bits_per_byte);
+      run.print(" (%.4f bits per byte)", h.back().val.bits_per_byte);
   }
-  std::fprintf(stderr, "\nweights: %s/model.safetensors; checkpoint %s; peak memory %.1f MiB\n",
+  run.print("\nweights: %s/model.safetensors; checkpoint %s; peak memory %.1f MiB\n",
                s.out.c_str(), final_dir.c_str(),
                static_cast<double>(backend->peak_bytes()) / (1 << 20));
   return 0;

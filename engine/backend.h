@@ -137,5 +137,8 @@ class Backend {
 std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype);
 // Whether a CUDA device is usable from this build.
 bool cuda_available();
+// The GPU that make_backend("cuda"/"auto") uses from now on (data parallel: the local rank).
+void set_cuda_device(int index);
+int cuda_device();
 
 }  // namespace gpt

@@ -350,6 +350,12 @@ void CpuBackend::adamw_update(Tensor params, const Tensor& grads, Tensor m, Tens
 bool cuda_available() { return false; }
 #endif
 
+namespace {
+int g_cuda_device = 0;
+}
+void set_cuda_device(int index) { g_cuda_device = index; }
+int cuda_device() { return g_cuda_device; }
+
 std::unique_ptr<Backend> make_cuda_backend(DType dtype);  // engine/cuda_backend.cu
 
 std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype) {

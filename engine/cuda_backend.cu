@@ -627,7 +627,9 @@ bool cuda_available() {
 }
 
 std::unique_ptr<Backend> make_cuda_backend(DType dtype) {
-  return std::make_unique<CudaBackend>(dtype);
+  CudaBackendOptions options;
+  options.device = cuda_device();
+  return std::make_unique<CudaBackend>(dtype, options);
 }
 
 }  // namespace gpt

@@ -44,8 +44,9 @@ double AdamW::grad_norm() {
   return std::sqrt(total);
 }
 
-double AdamW::step(float lr) {
-  const double norm = grad_norm();
+double AdamW::step(float lr) { return step(lr, grad_norm()); }
+
+double AdamW::step(float lr, double norm) {
   if (!std::isfinite(norm)) {
     throw std::runtime_error("non-finite gradient norm (" + std::to_string(norm) + ")");
   }

@@ -33,6 +33,9 @@ class AdamW {
   // One update with learning rate lr: clips by the global norm (computed here), then AdamW on
   // every trainable group. Returns the gradient norm before clipping. Increments step().
   double step(float lr);
+  // The same with the global gradient norm computed by the caller (data parallel: over every
+  // rank's shard, engine/data_parallel.h). Throws std::runtime_error for a non-finite norm.
+  double step(float lr, double norm);
   long step_count() const { return step_; }
   void set_step_count(long s) { step_ = s; }
   const std::vector<ParamGroup>& groups() const { return groups_; }

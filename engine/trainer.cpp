@@ -40,15 +40,34 @@ Trainer::Trainer(TrainableModel& model, AdamW& optimizer, const TrainerConfig& c
                  BatchFn next_batch, EvalFn evaluate)
     : model_(model), optimizer_(optimizer), config_(config), next_batch_(std::move(next_batch)),
       evaluate_(std::move(evaluate)) {
+  init();
+}
+
+Trainer::Trainer(TrainableModel& model, DataParallel& dp, const TrainerConfig& config,
+                 BatchFn next_batch, EvalFn evaluate)
+    : model_(model), optimizer_(dp.optimizer()), dp_(&dp), config_(config),
+      next_batch_(std::move(next_batch)), evaluate_(std::move(evaluate)) {
+  init();
+}
+
+void Trainer::init() {
   const long micro = static_cast<long>(config_.batch_size) * config_.seq_len;
   if (micro <= 0) throw std::invalid_argument("batch_size and seq_len must be positive");
-  if (config_.total_batch_tokens == 0) config_.total_batch_tokens = micro;
+  const int world = dp_ ? dp_->comm().world_size() : 1;
+  if (config_.total_batch_tokens == 0) config_.total_batch_tokens = micro * world;
   if (config_.total_batch_tokens % micro != 0) {
     throw std::invalid_argument("total_batch_tokens (" + std::to_string(config_.total_batch_tokens) +
                                 ") must be a multiple of batch_size * seq_len (" +
                                 std::to_string(micro) + ")");
   }
   grad_accum_ = static_cast<int>(config_.total_batch_tokens / micro);
+  if (grad_accum_ % world != 0) {
+    throw std::invalid_argument(
+        "total_batch_tokens (" + std::to_string(config_.total_batch_tokens) + ") is " +
+        std::to_string(grad_accum_) + " micro-batches of batch_size * seq_len (" +
+        std::to_string(micro) + "), not a multiple of the " + std::to_string(world) +
+        " ranks: make it a multiple of " + std::to_string(micro * world));
+  }
   tokens_.resize(static_cast<size_t>(config_.total_batch_tokens));
   targets_.resize(static_cast<size_t>(config_.total_batch_tokens));
 }
@@ -74,12 +93,37 @@ StepRecord Trainer::train_step() {
   r.step = step_index + 1;
   if (count == 0) throw std::runtime_error("step " + std::to_string(r.step) + ": every target is masked");
 
-  model_.zero_grad();
   const float dloss = static_cast<float>(1.0 / static_cast<double>(count));
   double loss_sum = 0.0;
-  for (int k = 0; k < grad_accum_; ++k) {
-    loss_sum += model_.forward_backward(tokens_.data() + k * micro, targets_.data() + k * micro, B,
-                                        micro_T_[static_cast<size_t>(k)], dloss);
+  CommStats comm_before;
+  if (dp_ == nullptr) {
+    model_.zero_grad();
+    for (int k = 0; k < grad_accum_; ++k) {
+      loss_sum += model_.forward_backward(tokens_.data() + k * micro, targets_.data() + k * micro,
+                                          B, micro_T_[static_cast<size_t>(k)], dloss);
+    }
+  } else {
+    // Round i: this rank runs micro-batch i·N + rank. With host buffers each round's gradients are
+    // reduced at once (the sum then runs in micro-batch order, as in one process); with device
+    // buffers the rank accumulates its micro-batches and reduces once.
+    Communicator& comm = dp_->comm();
+    comm_before = comm.stats();
+    const int N = comm.world_size();
+    const bool every_round = dp_->reduce_every_round();
+    std::vector<double> unit_loss(static_cast<size_t>(grad_accum_), 0.0);
+    if (!every_round) model_.zero_grad();
+    for (int i = 0; i < grad_accum_ / N; ++i) {
+      const int k = i * N + comm.rank();
+      if (every_round) model_.zero_grad();
+      unit_loss[static_cast<size_t>(k)] =
+          model_.forward_backward(tokens_.data() + k * micro, targets_.data() + k * micro, B,
+                                  micro_T_[static_cast<size_t>(k)], dloss);
+      if (every_round) dp_->reduce_round(i == 0);
+    }
+    if (!every_round) dp_->reduce_round(true);
+    // Each entry is one rank's value plus zeros: exact, and then added in micro-batch order.
+    comm.all_reduce_sum(unit_loss.data(), unit_loss.size());
+    for (double l : unit_loss) loss_sum += l;
   }
   r.train_loss = loss_sum / static_cast<double>(count);
   if (!std::isfinite(r.train_loss)) {
@@ -88,11 +132,15 @@ StepRecord Trainer::train_step() {
   }
   r.lr = learning_rate(step_index, config_.steps, config_.warmup_steps, config_.lr, config_.min_lr);
   try {
-    r.grad_norm = optimizer_.step(r.lr);
+    r.grad_norm = dp_ ? dp_->step(r.lr) : optimizer_.step(r.lr);
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(std::string(e.what()) + " at step " + std::to_string(r.step));
   }
   model_.backend().synchronize();
+  if (dp_) {
+    r.comm_bytes = dp_->comm().stats().bytes - comm_before.bytes;
+    r.comm_ms = (dp_->comm().stats().seconds - comm_before.seconds) * 1000.0;
+  }
   r.step_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   r.tokens_per_s = static_cast<double>(positions) / (r.step_ms / 1000.0);
   return r;
@@ -107,6 +155,10 @@ void Trainer::log(const StepRecord& r) {
     j["lr"] = r.lr;
     j["grad_norm"] = r.grad_norm;
     j["tokens_per_s"] = r.tokens_per_s;
+    if (dp_ && dp_->comm().world_size() > 1) {
+      j["comm_bytes"] = r.comm_bytes;
+      j["comm_ms"] = r.comm_ms;
+    }
   }
   if (r.has_val) {
     j["val_loss"] = r.val.loss;
@@ -120,6 +172,7 @@ void Trainer::log(const StepRecord& r) {
 
 void Trainer::run() {
   auto print_val = [&](long step, const EvalResult& v) {
+    if (!config_.print) return;
     if (v.bits_per_byte > 0)
       std::fprintf(stderr, "step %5ld/%ld | val loss %.4f | val bpb %.4f\n", step, config_.steps,
                    v.loss, v.bits_per_byte);
@@ -150,10 +203,15 @@ void Trainer::run() {
       std::snprintf(mfu, sizeof(mfu), " | MFU %4.1f%%",
                     100.0 * r.tokens_per_s * config_.flops_per_token / config_.peak_flops);
     }
-    std::fprintf(stderr,
-                 "step %5ld/%ld | loss %.4f | lr %.2e | norm %6.3f | %8.0f tok/s | %7.1f ms%s | ETA %s\n",
-                 r.step, config_.steps, r.train_loss, r.lr, r.grad_norm, r.tokens_per_s, r.step_ms, mfu,
-                 format_duration(eta).c_str());
+    char comm[48] = "";
+    if (dp_ && dp_->comm().world_size() > 1)
+      std::snprintf(comm, sizeof(comm), " | comm %6.1f ms", r.comm_ms);
+    if (config_.print)
+      std::fprintf(stderr,
+                   "step %5ld/%ld | loss %.4f | lr %.2e | norm %6.3f | %8.0f tok/s | %7.1f ms%s%s | "
+                   "ETA %s\n",
+                   r.step, config_.steps, r.train_loss, r.lr, r.grad_norm, r.tokens_per_s,
+                   r.step_ms, comm, mfu, format_duration(eta).c_str());
     const bool last = r.step == config_.steps;
     if (evaluate_ && ((config_.eval_every > 0 && r.step % config_.eval_every == 0) || last)) {
       r.has_val = true;

@@ -12,6 +12,7 @@
 #include <functional>
 #include <string>
 
+#include "engine/data_parallel.h"
 #include "engine/model_interface.h"
 #include "engine/optimizer.h"
 
@@ -21,12 +22,13 @@ struct TrainerConfig {
   long steps = 1000;
   int batch_size = 8;
   int seq_len = 256;
-  long total_batch_tokens = 0;  // 0: one micro-batch per step (B·T)
+  long total_batch_tokens = 0;  // the global batch; 0: one micro-batch per rank (B·T·world)
   float lr = 1e-3f;
   float min_lr = 1e-4f;
   long warmup_steps = 0;
   long eval_every = 0;   // 0: validate only at the start and the end
   std::string out_dir;   // log.jsonl goes here (empty: no log file)
+  bool print = true;     // the per-step lines on stderr (data parallel: rank 0 only)
   double flops_per_token = 0.0;  // for MFU (0: not reported)
   double peak_flops = 0.0;       // device peak for MFU (0: not reported)
 };
@@ -43,6 +45,8 @@ struct StepRecord {
   double grad_norm = 0.0;
   double tokens_per_s = 0.0;  // token positions computed (B * T summed over micro-batches)
   double step_ms = 0.0;
+  double comm_bytes = 0.0;    // data parallel: bytes this rank sent in the step's collectives
+  double comm_ms = 0.0;       // and the time spent in them
   bool has_val = false;
   EvalResult val;
 };
@@ -61,6 +65,12 @@ class Trainer {
 
   Trainer(TrainableModel& model, AdamW& optimizer, const TrainerConfig& config, BatchFn next_batch,
           EvalFn evaluate);
+  // Data parallel (engine/data_parallel.h): every rank fetches every micro-batch of the global
+  // step (so the data order and the loader state do not depend on the world size), runs
+  // micro-batches k = rank, rank + N, ... and the gradients are reduced through dp. The number of
+  // micro-batches of a step must be a multiple of the world size N.
+  Trainer(TrainableModel& model, DataParallel& dp, const TrainerConfig& config, BatchFn next_batch,
+          EvalFn evaluate);
   int grad_accum() const { return grad_accum_; }
   // Runs from the optimizer's current step to config.steps (a resumed run continues where its
   // checkpoint stopped), or until the after-step callback says stop. Throws std::runtime_error naming
@@ -72,9 +82,11 @@ class Trainer {
   const std::vector<StepRecord>& history() const { return history_; }
 
  private:
+  void init();
   void log(const StepRecord& r);
   TrainableModel& model_;
   AdamW& optimizer_;
+  DataParallel* dp_ = nullptr;
   TrainerConfig config_;
   BatchFn next_batch_;
   EvalFn evaluate_;

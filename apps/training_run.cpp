@@ -1,0 +1,281 @@
+#include "apps/training_run.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <csignal>
+#include <cstdarg>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+#include "apps/app_common.h"
+#include "apps/signals.h"
+
+namespace fs = std::filesystem;
+
+namespace gpt {
+
+namespace {
+
+Communicator* g_comm = nullptr;
+
+// The error path of a data-parallel job: name the rank, end every rank (MPI_Abort/ncclCommAbort).
+void abort_job(const std::string& app, const std::string& what) {
+  if (g_comm == nullptr || g_comm->world_size() == 1) return;  // run_app prints as usual
+  g_comm->abort(app + ": error: rank " + std::to_string(g_comm->rank()) + " of " +
+                std::to_string(g_comm->world_size()) + ": " + what +
+                " (ending every rank of the job)");
+}
+
+bool uses_gpu(const TrainSettings& s) {
+  return s.device == "cuda" || (s.device == "auto" && cuda_available());
+}
+
+}  // namespace
+
+TrainingRun::TrainingRun(const char* app, const TrainSettings& s) : app_(app), s_(s) {
+  if (s.threads > 0) omp_set_num_threads(s.threads);
+  if (s.zero < -1 || s.zero > 1) throw std::invalid_argument("--zero must be -1, 0 or 1");
+  if (!(s.dist_timeout > 0)) throw std::invalid_argument("--dist-timeout must be positive");
+  launcher_ = discover_ranks();
+  CommOptions co;
+  co.kind = s.dist;
+  co.init = s.dist_init;
+  co.timeout_s = s.dist_timeout;
+  co.use_gpu = uses_gpu(s);
+  comm_ = make_communicator(co);
+  g_comm = comm_.get();
+  set_abort_communicator(comm_.get());
+  set_app_error_handler(abort_job);
+  if (co.use_gpu) set_cuda_device(comm_->local_rank());
+  backend_ = make_app_backend(s.device, s.dtype);
+  backend_->set_attention_kernel(attention_kernel_from_name(s.attention));
+  install_stop_signal_handlers(app);
+}
+
+TrainingRun::~TrainingRun() {
+  set_app_error_handler(nullptr);
+  set_abort_communicator(nullptr);
+  g_comm = nullptr;
+}
+
+DataParallel& TrainingRun::make_optimizer(std::vector<ParamGroup> groups) {
+  AdamWConfig oc;
+  oc.beta1 = s_.beta1;
+  oc.beta2 = s_.beta2;
+  oc.weight_decay = s_.weight_decay;
+  oc.grad_clip = s_.grad_clip;
+  const bool zero = s_.zero < 0 ? world_size() > 1 : s_.zero == 1;
+  dp_ = std::make_unique<DataParallel>(*comm_, *backend_, std::move(groups), oc, zero);
+  return *dp_;
+}
+
+TrainerConfig TrainingRun::trainer_config(int seq_len, float lr, float min_lr) const {
+  TrainerConfig tc;
+  tc.steps = s_.steps;
+  tc.batch_size = s_.batch_size;
+  tc.seq_len = seq_len;
+  tc.total_batch_tokens = s_.total_batch_tokens;
+  tc.lr = lr;
+  tc.min_lr = min_lr;
+  tc.warmup_steps = s_.warmup_steps;
+  tc.eval_every = s_.eval_every;
+  tc.out_dir = is_main() ? s_.out : "";
+  tc.print = is_main();
+  return tc;
+}
+
+bool TrainingRun::stop_requested() {
+  int64_t sig = stop_signal();
+  comm_->all_reduce_max(&sig, 1);
+  stop_signal_ = static_cast<int>(sig);
+  return sig != 0;
+}
+
+const char* TrainingRun::stop_signal_name() const {
+  return stop_signal_ == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+void TrainingRun::add_optimizer_state(CheckpointContents& c) {
+  std::vector<SafeTensorsFile> files = dp_->gather_state();
+  const int n = static_cast<int>(files.size());
+  nlohmann::json shards = nlohmann::json::array();
+  for (int r = 0; r < n; ++r) {
+    char name[64];
+    if (n == 1)
+      std::snprintf(name, sizeof(name), "optimizer.safetensors");
+    else
+      std::snprintf(name, sizeof(name), "optimizer-%05d-of-%05d.safetensors", r, n);
+    shards.push_back(name);
+    c.tensor_files.emplace_back(name, std::move(files[static_cast<size_t>(r)]));
+  }
+  c.state["optimizer"] = {{"type", "adamw"},
+                          {"step", dp_->step_count()},
+                          {"world_size", n},
+                          {"zero", dp_->zero()},
+                          {"flat_elements", dp_->flat_elements()},
+                          {"shard_elements", n == 1 ? dp_->flat_elements() : dp_->shard_elements()},
+                          {"shards", shards}};
+}
+
+std::string TrainingRun::save_checkpoint(const std::string& root, long step,
+                                         const CheckpointContents& c,
+                                         const RetentionPolicy& policy) {
+  std::string dir;
+  if (is_main()) dir = gpt::save_checkpoint(root, step, c, policy);
+  comm_->barrier();  // a failure on rank 0 ended the job before this point
+  return is_main() ? dir : root + "/" + checkpoint_dir_name(step);
+}
+
+void TrainingRun::load_optimizer_state(const Checkpoint& ck) {
+  std::vector<std::string> names{"optimizer.safetensors"};
+  const nlohmann::json& st = ck.state();
+  if (st.contains("optimizer") && st["optimizer"].is_object() &&
+      st["optimizer"].contains("shards")) {
+    const nlohmann::json& sh = st["optimizer"]["shards"];
+    if (!sh.is_array() || sh.empty())
+      throw std::runtime_error(ck.path("trainer_state.json") +
+                               ": field 'optimizer.shards': expected a list of file names");
+    names.clear();
+    for (const auto& n : sh) {
+      if (!n.is_string())
+        throw std::runtime_error(ck.path("trainer_state.json") +
+                                 ": field 'optimizer.shards': expected file names");
+      names.push_back(n.get<std::string>());
+    }
+  }
+  std::vector<std::pair<std::string, SafeTensorsFile>> files;
+  for (const std::string& n : names) {
+    if (!ck.has_file(n))
+      throw std::runtime_error(ck.path(n) + ": optimizer shard listed in trainer_state.json is "
+                                            "not among the checkpoint's files");
+    files.emplace_back(ck.path(n), ck.read_tensors(n));
+  }
+  dp_->load_state(files);
+}
+
+void TrainingRun::prepare_outputs(const nlohmann::json& resolved, long resume_step) {
+  if (is_main()) {
+    fs::create_directories(s_.out);
+    write_text_atomic(s_.out + "/config.json", resolved.dump(2) + "\n");
+    if (resume_step >= 0)
+      truncate_log(s_.out + "/log.jsonl", resume_step);
+    else
+      fs::remove(s_.out + "/log.jsonl");
+  }
+  comm_->barrier();
+}
+
+void TrainingRun::print(const char* format, ...) const {
+  if (!is_main()) return;
+  va_list args;
+  va_start(args, format);
+  std::vfprintf(stderr, format, args);
+  va_end(args);
+}
+
+std::string TrainingRun::describe() const {
+  char buf[512];
+  const double mib = 1.0 / (1 << 20);
+  if (world_size() == 1) {
+    std::snprintf(buf, sizeof(buf), "ranks: 1 (single process); optimizer state %.2f MiB",
+                  dp_ ? dp_->optimizer_bytes() * mib : 0.0);
+    return buf;
+  }
+  std::snprintf(buf, sizeof(buf),
+                "ranks: %d (%s communicator, launched by %s); %s: optimizer state %.2f MiB on "
+                "rank 0 (%lld of %lld trainable elements), reduction buffers %.2f MiB",
+                world_size(), comm_->kind().c_str(), launcher_.launcher.c_str(),
+                dp_ && dp_->zero() ? "ZeRO-1" : "no ZeRO", dp_ ? dp_->optimizer_bytes() * mib : 0.0,
+                static_cast<long long>(dp_ ? (dp_->zero() ? dp_->shard_elements() : dp_->flat_elements()) : 0),
+                static_cast<long long>(dp_ ? dp_->flat_elements() : 0),
+                dp_ ? dp_->buffer_bytes() * mib : 0.0);
+  return buf;
+}
+
+void TrainingRun::combine(std::vector<double>& values) {
+  comm_->all_reduce_sum(values.data(), values.size());
+}
+
+// ---- helpers ---------------------------------------------------------------------------------------
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) throw std::runtime_error(tmp + ": cannot write");
+  }
+  fs::rename(tmp, path);
+}
+
+void truncate_log(const std::string& path, long step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error&) {
+      break;  // a line cut short by a crash: nothing after it is trusted
+    }
+    if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer() ||
+        j["step"].get<long>() > step)
+      break;
+    kept += line + "\n";
+  }
+  in.close();
+  write_text_atomic(path, kept);
+}
+
+nlohmann::json read_meta_beside(const std::string& pattern) {
+  const fs::path meta = fs::path(pattern).parent_path() / "meta.json";
+  std::error_code ec;
+  if (!fs::is_regular_file(meta, ec)) return nlohmann::json::object();
+  std::ifstream in(meta);
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(meta.string() + ": malformed JSON: " + e.what());
+  }
+}
+
+std::vector<std::string> tokenizer_files_in(const std::string& dir_name) {
+  static const char* const kNames[] = {"meta.json",      "vocab.json",   "merges.txt",
+                                       "tokenizer.json", "encoder.json", "vocab.bpe"};
+  const fs::path dir(dir_name);
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const char* name : kNames) {
+    if (fs::is_regular_file(dir / name, ec))
+      found.push_back((dir / name).string());
+    else if (fs::is_regular_file(dir / "tokenizer" / name, ec))  // gpt-prepare's tokenizer/
+      found.push_back((dir / "tokenizer" / name).string());
+  }
+  return found;
+}
+
+void apply_checkpoint_settings(Options& options, const Checkpoint& ck,
+                               const std::function<bool(const std::string&)>& invocation_only) {
+  const std::string state_path = ck.path("trainer_state.json");
+  const nlohmann::json& saved = ck.field("config");
+  if (!saved.is_object())
+    throw std::runtime_error(state_path + ": field 'config': expected an object");
+  const nlohmann::json known = options.to_json();
+  nlohmann::json defaults = nlohmann::json::object();
+  for (auto it = saved.begin(); it != saved.end(); ++it)
+    if (known.contains(it.key()) && !invocation_only(it.key())) defaults[it.key()] = it.value();
+  options.apply_json(defaults, state_path + " (field 'config')");
+  options.resolve();  // --config and the flags again, over the checkpoint's settings
+}
+
+bool is_invocation_setting(const std::string& key) {
+  return key == "threads" || key == "resume" || key == "init" || key == "overwrite" ||
+         key == "dist" || key == "dist_init" || key == "dist_timeout" || key == "zero";
+}
+
+}  // namespace gpt
