@@ -19,7 +19,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cmath>
-#include <deque>
+#include <map>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -30,6 +30,7 @@
 #include "apps/app_common.h"
 #include "apps/options.h"
 #include "apps/signals.h"
+#include "apps/training_run.h"
 #include "data/finetune_loader.h"
 #include "data/loader.h"
 #include "engine/checkpoint.h"
@@ -44,23 +45,21 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Replay with a class head: the trainer fetches a step's micro-batches first and then runs them in
-// order, so the kinds queued by next_batch tell forward_backward which head each batch trains
-// (replayed pretraining text trains the language-model head and the body).
+// Replay with a class head: the trainer fetches a step's micro-batches first and then runs them
+// (with data parallelism, only this rank's), so next_batch records for each micro-batch's buffer
+// whether it is replayed pretraining text, and forward_backward picks the head from that
+// (replayed text trains the language-model head and the body).
 class ReplayAwareModel : public gpt::TrainableModel {
  public:
   explicit ReplayAwareModel(gpt::GptModel& model) : model_(model) {}
-  void push_kind(bool replay) { kinds_.push_back(replay); }
+  void set_kind(const int32_t* tokens, bool replay) { kinds_[tokens] = replay; }
   gpt::Backend& backend() override { return model_.backend(); }
   double forward(const int32_t* tokens, const int32_t* targets, int B, int T) override {
     return model_.forward(tokens, targets, B, T);
   }
   double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, float dloss) override {
-    bool replay = false;
-    if (!kinds_.empty()) {
-      replay = kinds_.front();
-      kinds_.pop_front();
-    }
+    const auto it = kinds_.find(tokens);
+    const bool replay = it != kinds_.end() && it->second;
     model_.set_class_head_active(!replay);
     const double loss = model_.forward_backward(tokens, targets, B, T, dloss);
     model_.set_class_head_active(true);
@@ -71,7 +70,7 @@ class ReplayAwareModel : public gpt::TrainableModel {
 
  private:
   gpt::GptModel& model_;
-  std::deque<bool> kinds_;
+  std::map<const int32_t*, bool> kinds_;
 };
 
 // With a class head a classification row has one target; a replayed row keeps this many (random
@@ -148,18 +147,6 @@ void register_options(gpt::Options& o, FinetuneSettings& s) {
   gpt::register_train_options(o, s);
 }
 
-nlohmann::json read_meta_beside(const std::string& pattern) {
-  const fs::path meta = fs::path(pattern).parent_path() / "meta.json";
-  std::error_code ec;
-  if (!fs::is_regular_file(meta, ec)) return nlohmann::json::object();
-  std::ifstream in(meta);
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(meta.string() + ": malformed JSON: " + e.what());
-  }
-}
-
 gpt::LoraConfig parse_lora(const FinetuneSettings& s) {
   gpt::LoraConfig lc;
   lc.rank = s.lora_rank;
@@ -186,7 +173,6 @@ int run(int argc, char** argv) {
   gpt::Options options;
   register_options(options, s);
   if (const int status = gpt::parse_command_line(app, options, argc, argv); status >= 0) return status;
-  if (s.threads > 0) omp_set_num_threads(s.threads);
 
   // ---- validate everything before printing or writing -------------------------------------------
   if (s.init.empty()) throw std::invalid_argument("--init is required (the pretrained model)");
@@ -205,12 +191,13 @@ int run(int argc, char** argv) {
   const gpt::LoraConfig lora_cfg = s.method == "lora" ? parse_lora(s) : gpt::LoraConfig{};
   if (s.lr == 0.0f) s.lr = s.method == "full" ? 1e-4f : s.method == "lora" ? 1e-3f : 5e-4f;
   if (s.min_lr == 0.0f) s.min_lr = s.lr / 10;
-  const gpt::AttentionKernel attention = gpt::attention_kernel_from_name(s.attention);
+  (void)gpt::attention_kernel_from_name(s.attention);  // checked before anything starts
   if (!s.overwrite && !gpt::latest_checkpoint(s.out).empty())
     throw std::invalid_argument(s.out + " already holds checkpoints: choose another --out or pass --overwrite true");
 
-  auto backend = gpt::make_app_backend(s.device, s.dtype);
-  backend->set_attention_kernel(attention);
+  // The job's ranks, this rank's device and backend (apps/training_run.h).
+  gpt::TrainingRun run("gpt-finetune", s);
+  gpt::Backend* backend = &run.backend();
   const gpt::GptWeights probe_config = gpt::load_weights(s.init);  // validates the weights fully
   const int context = probe_config.config.max_seq_len;
   if (s.seq_len == 0) s.seq_len = std::min(256, context);
@@ -222,7 +209,7 @@ int run(int argc, char** argv) {
     throw std::invalid_argument("total_batch_tokens must be a multiple of batch_size * seq_len (" +
                                 std::to_string(micro) + ")");
   const int vocab = probe_config.config.vocab_size;
-  const nlohmann::json meta = read_meta_beside(s.train_data);
+  const nlohmann::json meta = gpt::read_meta_beside(s.train_data);
   if (meta.contains("vocab_size") && meta["vocab_size"].get<int>() > vocab)
     throw std::invalid_argument(fs::path(s.train_data).parent_path().string() + "/meta.json: the data's vocabulary (" +
                                 std::to_string(meta["vocab_size"].get<int>()) + ") is larger than the model's (" +
@@ -304,29 +291,20 @@ int run(int argc, char** argv) {
       return false;
     });
   }
-  gpt::AdamWConfig oc;
-  oc.beta1 = s.beta1;
-  oc.beta2 = s.beta2;
-  oc.weight_decay = s.weight_decay;
-  oc.grad_clip = s.grad_clip;
-  gpt::AdamW optimizer(*backend, model.parameters(), oc);
   if (model.num_trainable_parameters() == 0) throw std::invalid_argument("nothing to train: every parameter is frozen");
+  gpt::DataParallel& dp = run.make_optimizer(model.parameters());
+  gpt::AdamW& optimizer = dp.optimizer();
 
   // ---- start: print and write ------------------------------------------------------------------
   const nlohmann::json resolved = options.to_json();
-  fs::create_directories(s.out);
-  if (s.overwrite) gpt::remove_checkpoints(s.out);  // start over: an earlier run's ckpt_* would mix in
-  {
-    std::ofstream out(s.out + "/config.json");
-    out << resolved.dump(2) << "\n";
-  }
-  fs::remove(s.out + "/log.jsonl");
-  std::cerr << "config: " << resolved.dump() << "\n"
-            << "backend: " << backend->description() << "\n";
+  if (s.overwrite && run.is_main() && fs::exists(s.out))
+    gpt::remove_checkpoints(s.out);  // start over: an earlier run's ckpt_* would mix in
+  run.prepare_outputs(resolved, -1);
+  run.print("config: %s\nbackend: %s\n%s\n", resolved.dump().c_str(), backend->description().c_str(),
+            run.describe().c_str());
   int64_t total_params = 0;  // every tensor the model has, the class head and adapters included
   for (const gpt::ParamGroup& g : model.parameters()) total_params += g.param.numel();
-  std::fprintf(stderr,
-               "model: %s from %s, %.2fM parameters; task %s%s, method %s: %lld trainable (%.2f%%), "
+  run.print("model: %s from %s, %.2fM parameters; task %s%s, method %s: %lld trainable (%.2f%%), "
                "optimizer state %.2f MiB\n",
                loaded.format.c_str(), s.init.c_str(), total_params / 1e6, s.task.c_str(),
                num_classes > 0 ? (" (" + std::to_string(num_classes) + "-class head)").c_str() : "",
@@ -339,7 +317,7 @@ int run(int argc, char** argv) {
   ReplayAwareModel trainable(model);
   auto next_batch = [&](int32_t* t, int32_t* g) {
     const bool use_replay = replay && replay_rng.uniform() < s.replay_ratio;
-    trainable.push_kind(use_replay);
+    trainable.set_kind(t, use_replay);
     if (use_replay) {
       replay->next_batch(t, g);
       if (num_classes > 0) {  // keep a few targets per row (see kReplayTargetsPerRowWithClassHead)
@@ -370,21 +348,36 @@ int run(int argc, char** argv) {
     gpt::EvalResult r;
     double loss_sum = 0;
     int64_t count = 0, correct = 0, examples = 0;
+    // Batch i is rank i mod N's: every rank reads every batch, runs its own, and the per-batch
+    // sums are put together in batch order (the same bits as one process).
+    std::vector<double> batch_loss, batch_correct;
     if (lm_val) {
       int64_t nb = lm_val->num_batches();
       if (s.val_max_batches > 0) nb = std::min<int64_t>(nb, s.val_max_batches);
+      batch_loss.assign(static_cast<size_t>(nb), 0.0);
       for (int64_t i = 0; i < nb; ++i) {
         count += lm_val->batch(i, vt.data(), vg.data());
-        loss_sum += model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
+        if (run.mine(i))
+          batch_loss[static_cast<size_t>(i)] = model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
       }
     } else {
       ft_val->set_state(gpt::LoaderState{});
       int64_t nb = ft_val->batches_per_epoch();
       if (s.val_max_batches > 0) nb = std::min<int64_t>(nb, s.val_max_batches);
+      batch_loss.assign(static_cast<size_t>(nb), 0.0);
+      batch_correct.assign(static_cast<size_t>(nb), 0.0);
       for (int64_t i = 0; i < nb; ++i) {
         count += ft_val->next_batch(vt.data(), vg.data());
         const int T = ft_val->last_batch_T();
-        loss_sum += model.forward(vt.data(), vg.data(), s.batch_size, T);
+        if (num_classes > 0) {
+          for (int b = 0; b < s.batch_size; ++b) {
+            int32_t label = -1;
+            for (int t = 0; t < T; ++t) label = std::max(label, vg[static_cast<size_t>(b) * T + t]);
+            examples += label >= 0;
+          }
+        }
+        if (!run.mine(i)) continue;
+        batch_loss[static_cast<size_t>(i)] = model.forward(vt.data(), vg.data(), s.batch_size, T);
         if (num_classes > 0) {
           const std::vector<float> logits = model.class_logits_to_host(s.batch_size);
           for (int b = 0; b < s.batch_size; ++b) {
@@ -393,15 +386,18 @@ int run(int argc, char** argv) {
             if (label < 0) continue;
             const float* row = logits.data() + static_cast<size_t>(b) * num_classes;
             const int pred = static_cast<int>(std::max_element(row, row + num_classes) - row);
-            correct += pred == label;
-            ++examples;
+            batch_correct[static_cast<size_t>(i)] += pred == label;
           }
         }
       }
     }
+    run.combine(batch_loss);
+    run.combine(batch_correct);
+    for (double l : batch_loss) loss_sum += l;
+    for (double c : batch_correct) correct += static_cast<int64_t>(c);
     r.loss = count > 0 ? loss_sum / static_cast<double>(count) : 0.0;
     last_accuracy = examples > 0 ? static_cast<double>(correct) / static_cast<double>(examples) : -1;
-    if (last_accuracy >= 0) std::fprintf(stderr, "validation accuracy %.4f (%lld examples)\n", last_accuracy,
+    if (last_accuracy >= 0) run.print("validation accuracy %.4f (%lld examples)\n", last_accuracy,
                                          static_cast<long long>(examples));
     return r;
   };
@@ -424,10 +420,12 @@ int run(int argc, char** argv) {
   int bad_validations = 0;
   auto save = [&](const gpt::StepRecord& r, double score) {
     gpt::CheckpointContents c;
-    c.tensor_files.emplace_back("model.safetensors", gpt::gpt_weights_to_safetensors(gpt::download_weights(model)));
-    c.tensor_files.emplace_back("optimizer.safetensors", gpt::optimizer_state_to_safetensors(optimizer));
-    if (model.lora_enabled()) c.tensor_files.emplace_back("adapter.safetensors", gpt::lora_to_safetensors(model));
-    if (model.num_classes() > 0) c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
+    if (run.is_main()) {  // every rank holds the same weights
+      c.tensor_files.emplace_back("model.safetensors", gpt::gpt_weights_to_safetensors(gpt::download_weights(model)));
+      if (model.lora_enabled()) c.tensor_files.emplace_back("adapter.safetensors", gpt::lora_to_safetensors(model));
+      if (model.num_classes() > 0) c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
+    }
+    run.add_optimizer_state(c);  // collective: every rank's shard, on rank 0
     c.copy_files = tokenizer_files;
     nlohmann::json& st = c.state;
     st["train_loss"] = r.train_loss;
@@ -436,31 +434,20 @@ int run(int argc, char** argv) {
     if (last_accuracy >= 0 && r.has_val) st["val_accuracy"] = last_accuracy;
     st["metric"] = metric;
     st["finetune"] = {{"task", s.task}, {"method", s.method}, {"num_classes", num_classes}};
-    st["optimizer"] = {{"type", "adamw"}, {"step", optimizer.step_count()}, {"world_size", 1},
-                       {"shards", {"optimizer.safetensors"}}};
     st["model_config"] = gpt::gpt_config_to_json(model.config());
     st["config"] = resolved;
-    return gpt::save_checkpoint(s.out, r.step, c, retention);
+    return run.save_checkpoint(s.out, r.step, c, retention);
   };
 
-  gpt::TrainerConfig tc;
-  tc.steps = s.steps;
-  tc.batch_size = s.batch_size;
-  tc.seq_len = s.seq_len;
-  tc.total_batch_tokens = s.total_batch_tokens;
-  tc.lr = s.lr;
-  tc.min_lr = s.min_lr;
-  tc.warmup_steps = s.warmup_steps;
-  tc.eval_every = s.eval_every;
-  tc.out_dir = s.out;
-  gpt::Trainer trainer(trainable, optimizer, tc, next_batch, has_val ? gpt::Trainer::EvalFn(evaluate) : gpt::Trainer::EvalFn());
+  const gpt::TrainerConfig tc = run.trainer_config(s.seq_len, s.lr, s.min_lr);
+  gpt::Trainer trainer(trainable, dp, tc, next_batch, has_val ? gpt::Trainer::EvalFn(evaluate) : gpt::Trainer::EvalFn());
   std::optional<gpt::StepRecord> last;
   std::string stop_reason;
   trainer.set_after_step([&](const gpt::StepRecord& r) {
     last = r;
     if (r.has_val) {
       const double score = metric == "accuracy" ? 1.0 - last_accuracy : r.val.loss;
-      if (last_accuracy >= 0) {
+      if (last_accuracy >= 0 && run.is_main()) {
         std::ofstream(s.out + "/log.jsonl", std::ios::app)
             << nlohmann::json{{"step", r.step}, {"val_accuracy", last_accuracy}}.dump() << "\n";
       }
@@ -469,7 +456,7 @@ int run(int argc, char** argv) {
         best_step = r.step;
         bad_validations = 0;
         save(r, score);
-        if (model.lora_enabled()) gpt::write_safetensors(s.out + "/adapter.safetensors", gpt::lora_to_safetensors(model));
+        if (model.lora_enabled() && run.is_main()) gpt::write_safetensors(s.out + "/adapter.safetensors", gpt::lora_to_safetensors(model));
       } else if (s.patience > 0 && ++bad_validations >= s.patience) {
         stop_reason = "early stopping: " + metric + " has not improved for " + std::to_string(s.patience) +
                       " validations (best at step " + std::to_string(best_step) + ")";
@@ -477,14 +464,13 @@ int run(int argc, char** argv) {
       }
     }
     if (s.save_every > 0 && r.step % s.save_every == 0 && r.step != best_step) save(r, INFINITY);
-    if (gpt::stop_signal() != 0 && r.step < s.steps) {
-      stop_reason = std::string("gpt-finetune: ") + gpt::stop_signal_name() + ": stopped after step " +
+    if (run.stop_requested() && r.step < s.steps) {
+      stop_reason = std::string("gpt-finetune: ") + run.stop_signal_name() + ": stopped after step " +
                     std::to_string(r.step) + "/" + std::to_string(s.steps);
       return gpt::StepAction::stop;
     }
     return gpt::StepAction::keep_going;
   });
-  gpt::install_stop_signal_handlers("gpt-finetune");
   trainer.run();
   std::string last_dir = best_step >= 0 && last && last->step == best_step
                              ? s.out + "/" + gpt::checkpoint_dir_name(best_step) : "";
@@ -492,7 +478,8 @@ int run(int argc, char** argv) {
   if (gpt::stop_signal() != 0 && !stop_reason.empty())
     stop_reason += "; last checkpoint " + last_dir +
                    (best_step >= 0 ? "; best " + s.out + "/best (step " + std::to_string(best_step) + ")" : "");
-  if (!stop_reason.empty()) std::fprintf(stderr, "%s\n", stop_reason.c_str());
+  if (!stop_reason.empty()) run.print("%s\n", stop_reason.c_str());
+  if (!run.is_main()) return 0;  // the rest writes files: rank 0's work
   if (!has_val && model.lora_enabled())
     gpt::write_safetensors(s.out + "/adapter.safetensors", gpt::lora_to_safetensors(model));
 
