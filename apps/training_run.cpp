@@ -4,8 +4,10 @@
 
 #include <cmath>
 #include <csignal>
+#include <exception>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -56,6 +58,12 @@ TrainingRun::TrainingRun(const char* app, const TrainSettings& s) : app_(app), s
 }
 
 TrainingRun::~TrainingRun() {
+  if (std::uncaught_exceptions() > 0 && comm_->world_size() > 1) {
+    // An error is on its way to run_app, whose handler ends the job through the communicator:
+    // keep it alive (finalising MPI here would wait for the other ranks forever).
+    comm_.release();
+    return;
+  }
   set_app_error_handler(nullptr);
   set_abort_communicator(nullptr);
   g_comm = nullptr;
@@ -88,6 +96,15 @@ TrainerConfig TrainingRun::trainer_config(int seq_len, float lr, float min_lr) c
 }
 
 bool TrainingRun::stop_requested() {
+  // Test hook: GPT_TEST_FAIL_RANK=R:S makes rank R fail after step S (the fault tests).
+  ++steps_seen_;
+  if (const char* f = std::getenv("GPT_TEST_FAIL_RANK")) {
+    int r = -1;
+    long st = -1;
+    if (std::sscanf(f, "%d:%ld", &r, &st) == 2 && r == rank() && st == steps_seen_)
+      throw std::runtime_error("injected failure after step " + std::to_string(st) +
+                               " (GPT_TEST_FAIL_RANK)");
+  }
   int64_t sig = stop_signal();
   comm_->all_reduce_max(&sig, 1);
   stop_signal_ = static_cast<int>(sig);

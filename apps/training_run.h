@@ -80,6 +80,7 @@ class TrainingRun {
   std::unique_ptr<DataParallel> dp_;
   RankInfo launcher_;
   int stop_signal_ = 0;
+  long steps_seen_ = 0;
 };
 
 // ---- helpers both apps use ----------------------------------------------------------------------
