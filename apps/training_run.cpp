@@ -197,7 +197,9 @@ std::string TrainingRun::describe() const {
   char buf[512];
   const double mib = 1.0 / (1 << 20);
   if (world_size() == 1) {
-    std::snprintf(buf, sizeof(buf), "ranks: 1 (single process); optimizer state %.2f MiB",
+    const std::string how =
+        comm_->kind() == "single" ? "single process" : comm_->kind() + " communicator, one rank";
+    std::snprintf(buf, sizeof(buf), "ranks: 1 (%s); optimizer state %.2f MiB", how.c_str(),
                   dp_ ? dp_->optimizer_bytes() * mib : 0.0);
     return buf;
   }

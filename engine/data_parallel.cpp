@@ -120,7 +120,11 @@ SafeTensorsFile unpack(const std::string& in) {
 
 DataParallel::DataParallel(Communicator& comm, Backend& backend, std::vector<ParamGroup> groups,
                            const AdamWConfig& config, bool zero)
-    : comm_(comm), backend_(backend), config_(config), zero_(zero) {
+    : comm_(comm),
+      backend_(backend),
+      config_(config),
+      zero_(zero),
+      direct_(comm.world_size() == 1 && !comm.device_buffers() && backend.device() != DeviceKind::cpu) {
   for (ParamGroup& g : groups) {
     if (!g.trainable) continue;
     if (g.grad.empty() || g.grad.numel() != g.param.numel() || g.grad.dtype != backend.dtype())
@@ -129,6 +133,15 @@ DataParallel::DataParallel(Communicator& comm, Backend& backend, std::vector<Par
     flat_offset_.push_back(flat_);
     flat_ += g.param.numel();
     groups_.push_back(std::move(g));
+  }
+  if (direct_) {
+    // One rank on a GPU: nothing to reduce. The optimizer works on the model's own gradients, as
+    // a plain single-GPU trainer does (no flat buffers, no copies).
+    zero_ = false;
+    shard_ = flat_;
+    my_segments_ = segments_of(0);
+    optimizer_ = std::make_unique<AdamW>(backend_, groups_, config_);
+    return;
   }
   const int64_t N = comm_.world_size();
   const int64_t per_rank = (flat_ + N - 1) / N;
@@ -150,7 +163,7 @@ DataParallel::DataParallel(Communicator& comm, Backend& backend, std::vector<Par
 
 DataParallel::~DataParallel() = default;
 
-size_t DataParallel::buffer_bytes() const { return buffers_->bytes(); }
+size_t DataParallel::buffer_bytes() const { return buffers_ ? buffers_->bytes() : 0; }
 
 std::vector<DataParallel::Segment> DataParallel::segments_of(int rank) const {
   const int64_t lo = zero_ ? rank * shard_ : 0;
@@ -186,6 +199,7 @@ std::vector<ParamGroup> DataParallel::make_shard_groups(const std::vector<Segmen
 }
 
 void DataParallel::reduce_round(bool first) {
+  if (direct_) return;  // the model's gradients are the global gradient
   const size_t es = dtype_size(backend_.dtype());
   char* send = static_cast<char*>(send_.data);
   for (size_t g = 0; g < groups_.size(); ++g)
@@ -197,6 +211,11 @@ void DataParallel::reduce_round(bool first) {
 }
 
 double DataParallel::grad_norm() {
+  if (direct_) {
+    double total = 0.0;
+    for (const ParamGroup& p : groups_) total += backend_.sum_of_squares(p.grad);
+    return std::sqrt(total);
+  }
   const int N = comm_.world_size();
   if (!zero_) {
     // Every rank gathers the whole reduced gradient and updates every parameter.
@@ -228,6 +247,7 @@ double DataParallel::grad_norm() {
 }
 
 double DataParallel::step(float lr) {
+  if (direct_) return optimizer_->step(lr);
   const double norm = grad_norm();
   const double result = optimizer_->step(lr, norm);
   if (!zero_) return result;

@@ -23,6 +23,11 @@
 //
 // Without ZeRO (zero = false) the reduced shards are all-gathered into a full gradient and every
 // rank updates every parameter (full optimizer state on every rank; the same bits).
+//
+// One rank on a GPU (the single communicator with a device backend) is a pass-through: no flat
+// buffers, no copies, AdamW straight on the model's gradients with its own norm, exactly the
+// plain single-GPU trainer. A CPU run of one rank keeps the flat space, so that its norm is added
+// in the same block order as on N ranks (the bitwise guarantee).
 #pragma once
 
 #include <memory>
@@ -51,7 +56,9 @@ class DataParallel {
   Communicator& comm() const { return comm_; }
   bool zero() const { return zero_; }
   // Whether a step reduces once per round (host buffers: exact order) or once per step (device).
-  bool reduce_every_round() const { return !comm_.device_buffers(); }
+  bool reduce_every_round() const { return !direct_ && !comm_.device_buffers(); }
+  // One rank on a GPU: a pass-through (no buffers, AdamW on the model's gradients directly).
+  bool direct() const { return direct_; }
   int64_t flat_elements() const { return flat_; }
   int64_t shard_elements() const { return shard_; }
 
@@ -100,6 +107,7 @@ class DataParallel {
   std::vector<int64_t> flat_offset_;
   AdamWConfig config_;
   bool zero_;
+  bool direct_;
   int64_t flat_ = 0, shard_ = 0;
   std::vector<Segment> my_segments_;
   std::unique_ptr<Arena> buffers_;  // send (N·S), accumulator (S), full gradient (N·S, no zero)
