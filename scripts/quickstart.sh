@@ -106,3 +106,18 @@ if os.path.exists(p):
 s = json.loads(open(os.path.join(out, "sample.jsonl")).readline())
 print("sample (ROMEO:):", repr(s["completion"][:160]))
 PY
+
+# ---- the report: plots of both runs, the metrics, the evaluations and the sample (docs/report.md) ---
+echo "== report"
+if ! .venv/bin/python -c "import matplotlib" 2>/dev/null; then bash scripts/python_deps.sh; fi
+if [[ -x .venv/bin/python ]] && .venv/bin/python -c "import matplotlib" 2>/dev/null; then
+  report_runs=("$OUT/tiny")
+  if [[ -f $OUT/sst2-lora/log.jsonl && -f $OUT/sst2-eval.json ]]; then report_runs+=("$OUT/sst2-lora"); fi
+  report_args=(--samples "$OUT/sample.jsonl" --title "Quickstart: tiny-cpu on tinyshakespeare" --out "$OUT/report")
+  for f in "$OUT/sst2-eval.json" "$OUT/forgetting.json"; do
+    if [[ -f $f ]]; then report_args+=(--eval-json "$f"); fi
+  done
+  .venv/bin/python scripts/plot_run.py "${report_runs[@]}" "${report_args[@]}"
+else
+  echo "report: not written (matplotlib is missing from .venv: scripts/python_deps.sh could not install it)"
+fi

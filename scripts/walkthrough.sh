@@ -138,4 +138,21 @@ done
 
 log "summary"
 "$PY" scripts/walkthrough_report.py "$OUT" | tee "$OUT/summary.txt"
+
+# ---- the report: every run's curves, the evaluations and the GSM8K generations (docs/report.md) -----
+log "report"
+if ! .venv/bin/python -c "import matplotlib" 2>/dev/null; then bash scripts/python_deps.sh >&2; fi
+if [[ -x .venv/bin/python ]] && .venv/bin/python -c "import matplotlib" 2>/dev/null; then
+  report_runs=()
+  for d in "$OUT/base" "$OUT/shakespeare" "$OUT"/sst2-*/ "$OUT"/gsm8k-*/; do
+    if [[ -f $d/log.jsonl ]]; then report_runs+=("${d%/}"); fi
+  done
+  report_args=(--title "Walkthrough: the life of a small model" --out "$OUT/report")
+  for f in "$OUT"/eval/*.json; do  # sst2-bow.json is the scikit-learn baseline, not gpt-eval's
+    if [[ -f $f && $f != */sst2-bow.json ]]; then report_args+=(--eval-json "$f"); fi
+  done
+  .venv/bin/python scripts/plot_run.py "${report_runs[@]}" "${report_args[@]}"
+else
+  echo "report: not written (matplotlib is missing from .venv: scripts/python_deps.sh could not install it)"
+fi
 log "done in $(( $(stamp) - T0 )) s"
