@@ -15,6 +15,9 @@
 // OUT/ckpt_* with `latest` and `best`, OUT/adapter.safetensors (LoRA: the best adapters alone), and
 // with --merge-lora OUT/merged (a full checkpoint with the adapters folded in). SIGINT/SIGTERM: the
 // step in flight finishes, the last checkpoint is written (the best is already there), exit 0.
+// `--out OUT --resume latest` continues it with the same bits as a run that never stopped: the
+// weights, adapters and class head, the optimizer, the data order of the task, replay and
+// validation loaders, the replay mixing and the early-stopping state all come from the checkpoint.
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
@@ -77,6 +80,20 @@ class ReplayAwareModel : public gpt::TrainableModel {
 // positions), so that replay does not drown the task in the step's mean loss.
 constexpr int kReplayTargetsPerRowWithClassHead = 8;
 
+// A loader's place in its data, for a checkpoint: where it stands and how many samples (or
+// examples) it had, so that a resume over changed data is refused.
+nlohmann::json loader_json(const gpt::LoaderState& st, int64_t samples) {
+  return {{"epoch", st.epoch}, {"position", st.position}, {"samples", samples}};
+}
+gpt::LoaderState loader_from_json(const nlohmann::json& j, int64_t samples, const std::string& what,
+                                  const std::string& data) {
+  if (j.at("samples").get<int64_t>() != samples)
+    throw std::runtime_error("field 'finetune_state.loaders." + what + "': the checkpoint's data had " +
+                             j.at("samples").dump() + " samples, '" + data + "' has " +
+                             std::to_string(samples) + " (the data changed: start a new run with --init instead)");
+  return gpt::LoaderState{j.at("epoch").get<int64_t>(), j.at("position").get<int64_t>()};
+}
+
 struct FinetuneSettings : gpt::TrainSettings {
   FinetuneSettings() {
     out = "runs/finetune";
@@ -86,6 +103,7 @@ struct FinetuneSettings : gpt::TrainSettings {
     eval_every = 50;
   }
   std::string init;
+  std::string resume;
   std::string task = "sft";
   std::string method = "full";
   std::string train_data;
@@ -115,6 +133,9 @@ struct FinetuneSettings : gpt::TrainSettings {
 
 void register_options(gpt::Options& o, FinetuneSettings& s) {
   o.add("init", &s.init, "the model to start from: a checkpoint, a Hugging Face GPT-2 directory or an llm.c .bin");
+  o.add("resume", &s.resume,
+        "continue a stopped run bit for bit: a checkpoint directory, or 'latest' (OUT/latest); "
+        "the checkpoint's settings are the defaults, flags override them");
   o.add("task", &s.task, "lm (continued pretraining), sft (loss on completions), classify");
   o.add("method", &s.method, "full, lora or freeze");
   o.add("train_data", &s.train_data, "training shards (a glob); sft/classify need gpt-prepare's .mask files");
@@ -174,8 +195,26 @@ int run(int argc, char** argv) {
   register_options(options, s);
   if (const int status = gpt::parse_command_line(app, options, argc, argv); status >= 0) return status;
 
+  // ---- --resume: the checkpoint's settings become the defaults (then --config, then flags) ------
+  std::optional<gpt::Checkpoint> resume;
+  if (!s.resume.empty()) {
+    resume = gpt::open_resume(options, s.resume, s.out);
+    if (!resume->state().contains("finetune"))
+      throw std::invalid_argument(resume->path("trainer_state.json") +
+                                  ": not a gpt-finetune checkpoint (no field 'finetune'): continue "
+                                  "it with gpt-pretrain --resume, or start from it with --init");
+    if (!resume->state().contains("finetune_state"))
+      throw std::invalid_argument(resume->path("trainer_state.json") +
+                                  ": written by a gpt-finetune without --resume support (no field "
+                                  "'finetune_state'): start from it with --init instead");
+    // For the record (config.json): the model the run started from; the weights come from the checkpoint.
+    const nlohmann::json& saved = resume->field("config");
+    if (s.init.empty() && saved.is_object() && saved.contains("init") && saved["init"].is_string())
+      s.init = saved["init"].get<std::string>();
+  }
+
   // ---- validate everything before printing or writing -------------------------------------------
-  if (s.init.empty()) throw std::invalid_argument("--init is required (the pretrained model)");
+  if (s.init.empty() && !resume) throw std::invalid_argument("--init is required (the pretrained model)");
   if (s.train_data.empty()) throw std::invalid_argument("--train-data is required");
   if (s.task != "lm" && s.task != "sft" && s.task != "classify")
     throw std::invalid_argument("--task '" + s.task + "': expected lm, sft or classify");
@@ -192,13 +231,19 @@ int run(int argc, char** argv) {
   if (s.lr == 0.0f) s.lr = s.method == "full" ? 1e-4f : s.method == "lora" ? 1e-3f : 5e-4f;
   if (s.min_lr == 0.0f) s.min_lr = s.lr / 10;
   (void)gpt::attention_kernel_from_name(s.attention);  // checked before anything starts
-  if (!s.overwrite && !gpt::latest_checkpoint(s.out).empty())
-    throw std::invalid_argument(s.out + " already holds checkpoints: choose another --out or pass --overwrite true");
+  if (!resume && !s.overwrite && !gpt::latest_checkpoint(s.out).empty())
+    throw std::invalid_argument(s.out + " already holds checkpoints: continue the run with --resume latest, "
+                                "choose another --out or pass --overwrite true");
+  if (resume && resume->step() > s.steps)
+    throw std::invalid_argument(resume->path("trainer_state.json") + ": the checkpoint is at step " +
+                                std::to_string(resume->step()) + ", beyond --steps " + std::to_string(s.steps));
 
   // The job's ranks, this rank's device and backend (apps/training_run.h).
   gpt::TrainingRun run("gpt-finetune", s);
   gpt::Backend* backend = &run.backend();
-  const gpt::GptWeights probe_config = gpt::load_weights(s.init);  // validates the weights fully
+  // The weights to start from: the checkpoint's (base weights, adapters and head as trained) or --init.
+  const std::string weights_from = resume ? resume->dir() : s.init;
+  const gpt::GptWeights probe_config = gpt::load_weights(weights_from);  // validates the weights fully
   const int context = probe_config.config.max_seq_len;
   if (s.seq_len == 0) s.seq_len = std::min(256, context);
   if (s.seq_len > context)
@@ -262,18 +307,21 @@ int run(int argc, char** argv) {
     throw std::invalid_argument("--metric accuracy needs a class head (class-id classification data)");
 
   // Model.
-  gpt::InferenceModel loaded = gpt::load_model_for_inference(s.init, "", *backend, s.batch_size, s.seq_len);
+  gpt::InferenceModel loaded = gpt::load_model_for_inference(weights_from, "", *backend, s.batch_size, s.seq_len);
   gpt::GptModel& model = *loaded.model;
   if (num_classes > 0) {
     if (loaded.has_class_head && model.num_classes() != num_classes)
-      throw std::invalid_argument(s.init + ": its class head has " + std::to_string(model.num_classes()) +
+      throw std::invalid_argument(weights_from + ": its class head has " + std::to_string(model.num_classes()) +
                                   " classes, the data " + std::to_string(num_classes));
     if (!loaded.has_class_head) model.enable_class_head(num_classes, static_cast<uint64_t>(s.seed));
   }
   const int L = model.config().n_layer;
   if (s.method == "lora") {
-    if (loaded.has_adapter) throw std::invalid_argument(s.init + ": already has LoRA adapters; merge them first");
-    model.enable_lora(lora_cfg, static_cast<uint64_t>(s.seed));
+    if (loaded.has_adapter && !resume)
+      throw std::invalid_argument(s.init + ": already has LoRA adapters; merge them first");
+    if (resume && !loaded.has_adapter)
+      throw std::invalid_argument(resume->dir() + ": --method lora, but the checkpoint has no adapter.safetensors");
+    if (!loaded.has_adapter) model.enable_lora(lora_cfg, static_cast<uint64_t>(s.seed));
     const bool head = s.train_head;
     model.set_trainable([&](const std::string& name, int) {
       return name == "lora" || (head && (name == "cls_w" || name == "cls_b"));
@@ -295,25 +343,69 @@ int run(int argc, char** argv) {
   gpt::DataParallel& dp = run.make_optimizer(model.parameters());
   gpt::AdamW& optimizer = dp.optimizer();
 
+  // ---- --resume: the optimizer and every loader where the checkpoint left them ---------------------
+  gpt::Rng replay_rng(static_cast<uint64_t>(s.seed) ^ 0x5245504Cull);
+  double best_score = INFINITY;  // lower is better: val_loss, or 1 - accuracy
+  long best_step = -1;
+  int bad_validations = 0;
+  if (resume) {
+    const std::string state_path = resume->path("trainer_state.json");
+    run.load_optimizer_state(*resume);
+    if (optimizer.step_count() != resume->step())
+      throw std::runtime_error(resume->dir() + ": optimizer step " + std::to_string(optimizer.step_count()) +
+                               " differs from the checkpoint's step " + std::to_string(resume->step()));
+    try {
+      const nlohmann::json& fst = resume->field("finetune_state");
+      const nlohmann::json& loaders = fst.at("loaders");
+      if (lm_train)
+        lm_train->set_state(loader_from_json(loaders.at("train"), lm_train->num_samples(), "train", s.train_data));
+      if (ft_train)
+        ft_train->set_state(loader_from_json(loaders.at("train"), ft_train->num_examples(), "train", s.train_data));
+      if (replay) {
+        replay->set_state(loader_from_json(loaders.at("replay"), replay->num_samples(), "replay", s.replay_data));
+        gpt::rng_state_from_json(replay_rng, fst.at("replay_rng"), state_path + " (finetune_state.replay_rng)");
+      }
+      const nlohmann::json& es = fst.at("early_stopping");
+      best_step = es.at("best_step").get<long>();
+      if (best_step >= 0) best_score = es.at("best_score").get<double>();
+      bad_validations = es.at("bad_validations").get<int>();
+    } catch (const nlohmann::json::exception& e) {
+      throw std::runtime_error(state_path + ": field 'finetune_state': " + e.what());
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(state_path + ": " + e.what());
+    } catch (const std::runtime_error& e) {
+      const std::string what = e.what();
+      if (what.rfind(state_path, 0) == 0) throw;
+      throw std::runtime_error(state_path + ": " + what);
+    }
+  }
+
+  if (resume && s.patience > 0 && bad_validations >= s.patience)
+    throw std::invalid_argument(resume->dir() + ": this run stopped early (" + metric + " did not improve for " +
+                                std::to_string(bad_validations) + " validations; best at step " +
+                                std::to_string(best_step) + "): raise --patience to train on");
+
   // ---- start: print and write ------------------------------------------------------------------
   const nlohmann::json resolved = options.to_json();
-  if (s.overwrite && run.is_main() && fs::exists(s.out))
+  if (!resume && s.overwrite && run.is_main() && fs::exists(s.out))
     gpt::remove_checkpoints(s.out);  // start over: an earlier run's ckpt_* would mix in
-  run.prepare_outputs(resolved, -1);
+  run.prepare_outputs(resolved, resume ? resume->step() : -1);
   run.print("config: %s\nbackend: %s\n%s\n", resolved.dump().c_str(), backend->description().c_str(),
             run.describe().c_str());
+  if (resume)
+    run.print("resume: %s at step %ld (best %s so far at step %ld, %d validation(s) without improvement)\n",
+              resume->dir().c_str(), resume->step(), metric.c_str(), best_step, bad_validations);
   int64_t total_params = 0;  // every tensor the model has, the class head and adapters included
   for (const gpt::ParamGroup& g : model.parameters()) total_params += g.param.numel();
   run.print("model: %s from %s, %.2fM parameters; task %s%s, method %s: %lld trainable (%.2f%%), "
                "optimizer state %.2f MiB\n",
-               loaded.format.c_str(), s.init.c_str(), total_params / 1e6, s.task.c_str(),
+               loaded.format.c_str(), weights_from.c_str(), total_params / 1e6, s.task.c_str(),
                num_classes > 0 ? (" (" + std::to_string(num_classes) + "-class head)").c_str() : "",
                s.method.c_str(), static_cast<long long>(model.num_trainable_parameters()),
                100.0 * model.num_trainable_parameters() / static_cast<double>(total_params),
                optimizer.state_bytes() / 1048576.0);
 
-  // Batches: the task's loader, with replay batches mixed in deterministically.
-  gpt::Rng replay_rng(static_cast<uint64_t>(s.seed) ^ 0x5245504Cull);
+  // Batches: the task's loader, with replay batches mixed in deterministically (replay_rng above).
   ReplayAwareModel trainable(model);
   auto next_batch = [&](int32_t* t, int32_t* g) {
     const bool use_replay = replay && replay_rng.uniform() < s.replay_ratio;
@@ -415,9 +507,6 @@ int run(int argc, char** argv) {
   }
   gpt::RetentionPolicy retention;
   retention.keep_last = s.keep_last;
-  double best_score = INFINITY;
-  long best_step = -1;
-  int bad_validations = 0;
   auto save = [&](const gpt::StepRecord& r, double score) {
     gpt::CheckpointContents c;
     if (run.is_main()) {  // every rank holds the same weights
@@ -433,6 +522,16 @@ int run(int argc, char** argv) {
     if (r.has_val) st["val_lm_loss"] = r.val.loss;
     if (last_accuracy >= 0 && r.has_val) st["val_accuracy"] = last_accuracy;
     st["metric"] = metric;
+    // Everything a resumed run needs beyond the weights and the optimizer (this step's state: the
+    // trainer fetches a step's batches at its start, so nothing is read ahead).
+    nlohmann::json loaders = nlohmann::json::object();
+    if (lm_train) loaders["train"] = loader_json(lm_train->state(), lm_train->num_samples());
+    if (ft_train) loaders["train"] = loader_json(ft_train->state(), ft_train->num_examples());
+    if (replay) loaders["replay"] = loader_json(replay->state(), replay->num_samples());
+    nlohmann::json es = {{"best_step", best_step}, {"bad_validations", bad_validations}};
+    if (best_step >= 0) es["best_score"] = best_score;
+    st["finetune_state"] = {{"loaders", loaders}, {"early_stopping", es}};
+    if (replay) st["finetune_state"]["replay_rng"] = gpt::rng_state_to_json(replay_rng);
     st["finetune"] = {{"task", s.task}, {"method", s.method}, {"num_classes", num_classes}};
     st["model_config"] = gpt::gpt_config_to_json(model.config());
     st["config"] = resolved;

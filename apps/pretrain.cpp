@@ -101,17 +101,7 @@ int run(int argc, char** argv) {
 
   // ---- --resume: the checkpoint's settings become the defaults (then --config, then flags) ------
   std::optional<gpt::Checkpoint> resume;
-  if (!s.resume.empty()) {
-    const std::string where = s.resume == "latest" ? s.out + "/latest" : s.resume;
-    std::error_code ec;
-    if (s.resume == "latest" && !fs::exists(where, ec))
-      throw std::runtime_error(where + ": no checkpoint to resume (no 'latest' pointer in --out " +
-                               s.out + ")");
-    resume = gpt::Checkpoint::open(gpt::resolve_checkpoint(where));
-    const std::string resume_arg = s.resume;
-    gpt::apply_checkpoint_settings(options, *resume, gpt::is_invocation_setting);
-    s.resume = resume_arg;
-  }
+  if (!s.resume.empty()) resume = gpt::open_resume(options, s.resume, s.out);
 
   if (s.train_data.empty()) throw std::invalid_argument("--train-data is required");
   nlohmann::json meta = gpt::read_meta_beside(s.train_data);

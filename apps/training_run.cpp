@@ -292,6 +292,19 @@ void apply_checkpoint_settings(Options& options, const Checkpoint& ck,
   options.resolve();  // --config and the flags again, over the checkpoint's settings
 }
 
+Checkpoint open_resume(Options& options, std::string& resume, const std::string& out) {
+  const std::string where = resume == "latest" ? out + "/latest" : resume;
+  std::error_code ec;
+  if (resume == "latest" && !fs::exists(where, ec))
+    throw std::runtime_error(where + ": no checkpoint to resume (no 'latest' pointer in --out " +
+                             out + ")");
+  Checkpoint ck = Checkpoint::open(resolve_checkpoint(where));
+  const std::string given = resume;
+  apply_checkpoint_settings(options, ck, is_invocation_setting);
+  resume = given;
+  return ck;
+}
+
 bool is_invocation_setting(const std::string& key) {
   return key == "threads" || key == "resume" || key == "init" || key == "overwrite" ||
          key == "dist" || key == "dist_init" || key == "dist_timeout" || key == "zero";

@@ -96,6 +96,9 @@ std::vector<std::string> tokenizer_files_in(const std::string& dir);
 // (keys for which invocation_only is true stay as given here).
 void apply_checkpoint_settings(Options& options, const Checkpoint& checkpoint,
                                const std::function<bool(const std::string&)>& invocation_only);
+// --resume DIR|latest (latest: OUT/latest): opens the checkpoint, verifying every checksum, and
+// applies its settings as above; `resume` keeps the value given. Throws naming what is missing.
+Checkpoint open_resume(Options& options, std::string& resume, const std::string& out);
 // Settings of this invocation, not of the run (a resumed run does not take them from the
 // checkpoint): threads, device placement and data-parallel flags.
 bool is_invocation_setting(const std::string& key);

@@ -5,7 +5,7 @@
 #   2. gpt-finetune classify with LoRA and with full fine-tuning at 2 and 4 ranks == one process;
 #   3. ZeRO-1: each rank holds 1/N of the optimizer state (the shard files and the printed layout);
 #   4. resume at 2 ranks from a 4-rank checkpoint, and at 1 rank from a 3-rank one == continuing at
-#      the original size;
+#      the original size (gpt-pretrain; gpt-finetune LoRA 4 -> 2);
 #   5. SIGTERM to mpirun: every rank stops after the same step, one complete checkpoint, which
 #      resumes on 2 ranks to the uninterrupted run's bits;
 #   6. a rank killed with -9, a rank that throws, a rank that hangs (--dist-timeout): the job ends
@@ -141,6 +141,19 @@ for pair in "4 2" "3 1"; do
     ok "a $from-rank checkpoint resumed on $to rank(s): the next losses and the weights equal $from ranks continuing"
   else bad "resume $from -> $to differs: $(tail -2 "$work/r$from-$to.err")"; why "$work/r$from" "$work/r$from-$to"; fi
 done
+
+# gpt-finetune too: a 4-rank LoRA checkpoint (classify, replay, grouped) resumed on 2 ranks.
+mpi 4 "$BIN/gpt-finetune" "${ft[@]}" --method lora --lr 3e-3 --save-every 2 --keep-last 0 --out "$work/fr4" 2>/dev/null >/dev/null
+cp -r "$work/fr4" "$work/fr4-2"
+rm -rf "$work/fr4-2/ckpt_000004" "$work/fr4-2/adapter.safetensors"
+cp "$work/fr4-2/ckpt_000002/adapter.safetensors" "$work/fr4-2/"
+printf 'ckpt_000002' >"$work/fr4-2/latest"
+printf 'ckpt_000002' >"$work/fr4-2/best"
+if mpi 2 "$BIN/gpt-finetune" --resume latest --out "$work/fr4-2" --threads 1 2>"$work/fr4-2.err" >/dev/null &&
+   diff <(losses "$work/fr4/log.jsonl") <(losses "$work/fr4-2/log.jsonl") >/dev/null &&
+   cmp -s "$work/fr4/ckpt_000004/adapter.safetensors" "$work/fr4-2/ckpt_000004/adapter.safetensors"; then
+  ok "gpt-finetune: a 4-rank LoRA checkpoint resumed on 2 ranks == 4 ranks continuing"
+else bad "finetune resume 4 -> 2: $(tail -2 "$work/fr4-2.err")"; why "$work/fr4" "$work/fr4-2"; fi
 
 # ---- 5. SIGTERM to the launcher --------------------------------------------------------------------
 # A flat learning rate after warmup, so that a run of 400 steps and one of s+2 steps agree up to s+2.
