@@ -387,9 +387,7 @@ int run(int argc, char** argv) {
 
   // ---- start: print and write ------------------------------------------------------------------
   const nlohmann::json resolved = options.to_json();
-  if (!resume && s.overwrite && run.is_main() && fs::exists(s.out))
-    gpt::remove_checkpoints(s.out);  // start over: an earlier run's ckpt_* would mix in
-  run.prepare_outputs(resolved, resume ? resume->step() : -1);
+  run.prepare_outputs(resolved, resume ? resume->step() : -1, !resume && s.overwrite);
   run.print("config: %s\nbackend: %s\n%s\n", resolved.dump().c_str(), backend->description().c_str(),
             run.describe().c_str());
   if (resume)

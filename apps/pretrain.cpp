@@ -246,9 +246,7 @@ int run(int argc, char** argv) {
 
   // ---- outputs: nothing was written before this point -------------------------------------------
   const nlohmann::json resolved = options.to_json();
-  if (!resume && s.overwrite && run.is_main() && fs::exists(s.out))
-    gpt::remove_checkpoints(s.out);  // start over
-  run.prepare_outputs(resolved, resume ? resume->step() : -1);
+  run.prepare_outputs(resolved, resume ? resume->step() : -1, !resume && s.overwrite);
   run.print("config: %s\n", resolved.dump().c_str());
   run.print("backend: %s\n", backend->description().c_str());
   run.print("%s\n", run.describe().c_str());

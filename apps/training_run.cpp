@@ -2,15 +2,21 @@
 
 #include <omp.h>
 
+#include <cerrno>
 #include <cmath>
 #include <csignal>
 #include <exception>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "apps/app_common.h"
 #include "apps/signals.h"
@@ -67,6 +73,7 @@ TrainingRun::~TrainingRun() {
   set_app_error_handler(nullptr);
   set_abort_communicator(nullptr);
   g_comm = nullptr;
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock on OUT
 }
 
 DataParallel& TrainingRun::make_optimizer(std::vector<ParamGroup> groups) {
@@ -173,9 +180,42 @@ void TrainingRun::load_optimizer_state(const Checkpoint& ck) {
   dp_->load_state(files);
 }
 
-void TrainingRun::prepare_outputs(const nlohmann::json& resolved, long resume_step) {
+void TrainingRun::lock_out_dir() {
+  std::error_code ec;
+  fs::create_directories(s_.out, ec);
+  if (ec) throw std::runtime_error(s_.out + ": cannot create the output directory: " + ec.message());
+  const std::string path = s_.out + "/.lock";
+  lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0)
+    throw std::runtime_error(path + ": cannot create the run's lock file: " + std::strerror(errno) +
+                             " (is --out writable?)");
+  // flock: released by the kernel when this process ends, however it ends (kill -9 included), so a
+  // stale lock file never blocks the next run.
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char holder[256] = {0};
+    const ssize_t n = ::pread(lock_fd_, holder, sizeof(holder) - 1, 0);
+    std::string who = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "";
+    while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) who.pop_back();
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    if (err == EWOULDBLOCK)
+      throw std::runtime_error(s_.out + " is in use by another run (" +
+                               (who.empty() ? std::string("pid unknown") : who) + "; " + path +
+                               "): wait for it to end, or choose another --out");
+    throw std::runtime_error(path + ": cannot lock: " + std::strerror(err));
+  }
+  char host[128] = "?";
+  ::gethostname(host, sizeof(host) - 1);
+  const std::string me = std::string(app_) + " pid " + std::to_string(::getpid()) + " on " + host + "\n";
+  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, me.data(), me.size(), 0) < 0)
+    throw std::runtime_error(path + ": cannot write: " + std::strerror(errno) + " (disk full?)");
+}
+
+void TrainingRun::prepare_outputs(const nlohmann::json& resolved, long resume_step, bool start_over) {
   if (is_main()) {
-    fs::create_directories(s_.out);
+    lock_out_dir();  // before anything in OUT is touched
+    if (start_over) remove_checkpoints(s_.out);  // an earlier run's ckpt_* would mix in
     write_text_atomic(s_.out + "/config.json", resolved.dump(2) + "\n");
     if (resume_step >= 0)
       truncate_log(s_.out + "/log.jsonl", resume_step);

@@ -64,7 +64,9 @@ class TrainingRun {
 
   // Rank 0: creates OUT, writes OUT/config.json; log.jsonl is cut after resume_step (a resumed
   // run), or removed (resume_step < 0). Every rank waits for it.
-  void prepare_outputs(const nlohmann::json& resolved, long resume_step);
+  // Rank 0 first takes OUT/.lock (a second run on the same OUT is refused, naming the first's pid)
+  // and, with start_over (--overwrite on a fresh run), removes an earlier run's checkpoints.
+  void prepare_outputs(const nlohmann::json& resolved, long resume_step, bool start_over);
   // printf on rank 0's stderr only.
   void print(const char* format, ...) const __attribute__((format(printf, 2, 3)));
   // One line for the start-up log: ranks, communicator, launcher, ZeRO and the optimizer bytes.
@@ -81,6 +83,8 @@ class TrainingRun {
   RankInfo launcher_;
   int stop_signal_ = 0;
   long steps_seen_ = 0;
+  int lock_fd_ = -1;  // OUT/.lock, held (flock) for the life of the run on rank 0
+  void lock_out_dir();
 };
 
 // ---- helpers both apps use ----------------------------------------------------------------------
