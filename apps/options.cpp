@@ -228,6 +228,11 @@ void register_train_options(Options& o, TrainSettings& s) {
   o.add("threads", &s.threads, "OpenMP threads for the CPU backend (0: OMP_NUM_THREADS or all cores)");
   o.add("overwrite", &s.overwrite,
         "start over in an --out that holds checkpoints of an earlier run (deletes them)");
+  o.add("on_nonfinite", &s.on_nonfinite,
+        "a step with a NaN/inf loss or gradient: stop (an error naming the step and the tensor) or "
+        "skip (no update, counted in log.jsonl; the step is taken again with the next batches)");
+  o.add("max_skipped_steps", &s.max_skipped_steps,
+        "--on-nonfinite skip: end the run after this many skipped steps in a row");
   o.add("dist", &s.dist,
         "data parallel: auto (from the launcher: mpirun, srun, RANK/WORLD_SIZE), single, mpi "
         "(CPU ranks) or nccl (one GPU per rank)");

@@ -80,6 +80,8 @@ struct TrainSettings {
   std::string dist_init;
   float dist_timeout = 600.0f;
   int zero = -1;
+  std::string on_nonfinite = "stop";
+  int max_skipped_steps = 10;
 };
 
 void register_train_options(Options& o, TrainSettings& s);

@@ -47,6 +47,9 @@ TrainingRun::TrainingRun(const char* app, const TrainSettings& s) : app_(app), s
   if (s.threads > 0) omp_set_num_threads(s.threads);
   if (s.zero < -1 || s.zero > 1) throw std::invalid_argument("--zero must be -1, 0 or 1");
   if (!(s.dist_timeout > 0)) throw std::invalid_argument("--dist-timeout must be positive");
+  if (s.on_nonfinite != "stop" && s.on_nonfinite != "skip")
+    throw std::invalid_argument("--on-nonfinite '" + s.on_nonfinite + "': expected stop or skip");
+  if (s.max_skipped_steps < 1) throw std::invalid_argument("--max-skipped-steps must be at least 1");
   launcher_ = discover_ranks();
   CommOptions co;
   co.kind = s.dist;
@@ -99,6 +102,8 @@ TrainerConfig TrainingRun::trainer_config(int seq_len, float lr, float min_lr) c
   tc.eval_every = s_.eval_every;
   tc.out_dir = is_main() ? s_.out : "";
   tc.print = is_main();
+  tc.on_nonfinite = s_.on_nonfinite;
+  tc.max_skipped_steps = s_.max_skipped_steps;
   return tc;
 }
 

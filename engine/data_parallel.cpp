@@ -246,9 +246,41 @@ double DataParallel::grad_norm() {
   return std::sqrt(total);
 }
 
-double DataParallel::step(float lr) {
-  if (direct_) return optimizer_->step(lr);
-  const double norm = grad_norm();
+double DataParallel::step(float lr) { return apply(lr, grad_norm()); }
+
+std::string DataParallel::first_nonfinite_gradient() {
+  constexpr size_t kName = 160;
+  std::string mine;
+  for (const ParamGroup& p : optimizer_->groups()) {
+    if (!std::isfinite(backend_.sum_of_squares(p.grad))) {
+      mine = p.name;
+      break;
+    }
+  }
+  mine.resize(kName, '\0');
+  std::vector<char> all(kName * static_cast<size_t>(comm_.world_size()));
+  comm_.all_gather_host(mine.data(), all.data(), kName);
+  for (int r = 0; r < comm_.world_size(); ++r) {
+    const char* name = all.data() + static_cast<size_t>(r) * kName;
+    if (name[0] != '\0') return std::string(name, strnlen(name, kName));
+  }
+  return "";
+}
+
+void DataParallel::poison_gradient_for_test() {
+  const Tensor& t = direct_ ? groups_.front().grad : accum_;
+  if (t.numel() == 0) return;
+  if (t.dtype == DType::f32) {
+    const float nan = std::nanf("");
+    backend_.copy_from_host(t.data, &nan, sizeof(nan));
+  } else {
+    const uint16_t nan = 0x7FC0;  // bf16 quiet NaN
+    backend_.copy_from_host(t.data, &nan, sizeof(nan));
+  }
+}
+
+double DataParallel::apply(float lr, double norm) {
+  if (direct_) return optimizer_->step(lr, norm);
   const double result = optimizer_->step(lr, norm);
   if (!zero_) return result;
   // Every rank's updated shard of the parameters goes to every rank.

@@ -87,6 +87,14 @@ class DataParallel {
   // Clip, AdamW on this rank's segments, parameters all-gathered. Returns the norm before clipping.
   // Throws std::runtime_error for a non-finite norm.
   double step(float lr);
+  // step() in two halves: grad_norm() above, then the update with that norm (the trainer looks at
+  // the norm in between: --on-nonfinite).
+  double apply(float lr, double norm);
+  // Collective, after a non-finite norm: the name of the first trainable tensor (in rank order,
+  // then parameter order) whose reduced gradient holds a NaN or an infinity ("" if none does).
+  std::string first_nonfinite_gradient();
+  // Test hook (GPT_TEST_NONFINITE): a NaN in the first element of this rank's reduced gradient.
+  void poison_gradient_for_test();
 
   // ---- checkpoints ------------------------------------------------------------------------------
   // The optimizer state of this rank's segments, named "<group>.m"/".v"/".master" for a whole

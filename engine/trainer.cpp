@@ -1,6 +1,8 @@
 #include "engine/trainer.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -126,15 +128,36 @@ StepRecord Trainer::train_step() {
     for (double l : unit_loss) loss_sum += l;
   }
   r.train_loss = loss_sum / static_cast<double>(count);
-  if (!std::isfinite(r.train_loss)) {
-    throw std::runtime_error("non-finite training loss (" + format_exact(r.train_loss) + ") at step " +
-                             std::to_string(r.step));
-  }
+  if (test_nonfinite("loss", r.step)) r.train_loss = std::nan("");
   r.lr = learning_rate(step_index, config_.steps, config_.warmup_steps, config_.lr, config_.min_lr);
-  try {
-    r.grad_norm = dp_ ? dp_->step(r.lr) : optimizer_.step(r.lr);
-  } catch (const std::runtime_error& e) {
-    throw std::runtime_error(std::string(e.what()) + " at step " + std::to_string(r.step));
+  // A non-finite loss or norm: every rank sees the same value (both are reduced), so every rank
+  // takes the same branch.
+  auto nonfinite = [&](const std::string& what) {
+    if (config_.on_nonfinite == "skip") {
+      r.skipped = what;
+      return true;
+    }
+    throw std::runtime_error(what + " at step " + std::to_string(r.step) +
+                             " (--on-nonfinite skip would drop such steps)");
+  };
+  bool skip = false;
+  if (!std::isfinite(r.train_loss)) {
+    skip = nonfinite("non-finite training loss (" + format_exact(r.train_loss) + ")");
+  } else {
+    if (test_nonfinite("grad", r.step)) poison_gradient();
+    r.grad_norm = dp_ ? dp_->grad_norm() : optimizer_.grad_norm();
+    if (!std::isfinite(r.grad_norm)) {
+      std::string where = dp_ ? dp_->first_nonfinite_gradient() : "";
+      if (!dp_)
+        for (const ParamGroup& p : optimizer_.groups())
+          if (p.trainable && !std::isfinite(model_.backend().sum_of_squares(p.grad))) {
+            where = p.name;
+            break;
+          }
+      skip = nonfinite("non-finite gradient norm (" + format_exact(r.grad_norm) + ")" +
+                       (where.empty() ? "" : ", first in the gradient of '" + where + "'"));
+    }
+    if (!skip) r.grad_norm = dp_ ? dp_->apply(r.lr, r.grad_norm) : optimizer_.step(r.lr, r.grad_norm);
   }
   model_.backend().synchronize();
   if (dp_) {
@@ -146,11 +169,58 @@ StepRecord Trainer::train_step() {
   return r;
 }
 
+bool Trainer::test_nonfinite(const char* kind, long step) {
+  // GPT_TEST_NONFINITE=KIND:STEP[+],... (the fault tests): make the loss (kind "loss") or a
+  // gradient ("grad") of the attempt at STEP non-finite, once, or with + at every attempt from STEP.
+  const char* env = std::getenv("GPT_TEST_NONFINITE");
+  if (env == nullptr) return false;
+  std::string rest = env;
+  int index = 0;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    const std::string item = rest.substr(0, comma);
+    rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+    const size_t colon = item.find(':');
+    if (colon != std::string::npos && item.substr(0, colon) == kind) {
+      const bool from = item.back() == '+';
+      const long at = std::atol(item.substr(colon + 1).c_str());
+      const bool fired = std::find(test_fired_.begin(), test_fired_.end(), index) != test_fired_.end();
+      if ((from && step >= at) || (!from && step == at && !fired)) {
+        test_fired_.push_back(index);
+        return true;
+      }
+    }
+    ++index;
+  }
+  return false;
+}
+
+void Trainer::poison_gradient() {
+  if (dp_) {
+    dp_->poison_gradient_for_test();
+    return;
+  }
+  for (const ParamGroup& g : optimizer_.groups()) {
+    if (!g.trainable || g.grad.numel() == 0) continue;
+    Backend& b = model_.backend();
+    if (g.grad.dtype == DType::f32) {
+      const float nan = std::nanf("");
+      b.copy_from_host(g.grad.data, &nan, sizeof(nan));
+    } else {
+      const uint16_t nan = 0x7FC0;  // bf16 quiet NaN
+      b.copy_from_host(g.grad.data, &nan, sizeof(nan));
+    }
+    return;
+  }
+}
+
 void Trainer::log(const StepRecord& r) {
   if (config_.out_dir.empty()) return;
   nlohmann::ordered_json j;
   j["step"] = r.step;
-  if (r.step > 0 || !r.has_val) {
+  if (!r.skipped.empty()) {
+    j["skipped"] = r.skipped;
+  } else if (r.step > 0 || !r.has_val) {
     j["train_loss"] = r.train_loss;
     j["lr"] = r.lr;
     j["grad_norm"] = r.grad_norm;
@@ -190,8 +260,22 @@ void Trainer::run() {
   }
   double time_sum = 0.0;
   long timed = 0;
+  int skipped_in_a_row = 0;
   while (optimizer_.step_count() < config_.steps) {
     StepRecord r = train_step();
+    if (!r.skipped.empty()) {
+      ++skipped_in_a_row;
+      if (config_.print)
+        std::fprintf(stderr, "step %5ld/%ld | skipped (%d in a row): %s\n", r.step, config_.steps,
+                     skipped_in_a_row, r.skipped.c_str());
+      log(r);
+      if (skipped_in_a_row >= config_.max_skipped_steps)
+        throw std::runtime_error(std::to_string(skipped_in_a_row) +
+                                 " steps in a row skipped (--max-skipped-steps), the last at step " +
+                                 std::to_string(r.step) + ": " + r.skipped);
+      continue;  // the same step again, with the next batches
+    }
+    skipped_in_a_row = 0;
     if (r.step > 1) {  // the first step warms caches up; keep it out of the ETA
       time_sum += r.step_ms;
       ++timed;

@@ -31,6 +31,12 @@ struct TrainerConfig {
   bool print = true;     // the per-step lines on stderr (data parallel: rank 0 only)
   double flops_per_token = 0.0;  // for MFU (0: not reported)
   double peak_flops = 0.0;       // device peak for MFU (0: not reported)
+  // A step whose loss or gradient norm is NaN/inf: "stop" (an error naming the step and the first
+  // tensor with a non-finite gradient) or "skip" (no update; the step's data is spent, the step is
+  // taken again with the next batches, a line {"step", "skipped"} goes to log.jsonl), ending the
+  // run after max_skipped_steps skipped in a row.
+  std::string on_nonfinite = "stop";
+  int max_skipped_steps = 10;
 };
 
 struct EvalResult {
@@ -49,6 +55,7 @@ struct StepRecord {
   double comm_ms = 0.0;       // and the time spent in them
   bool has_val = false;
   EvalResult val;
+  std::string skipped;  // --on-nonfinite skip: why this step made no update (empty: it did)
 };
 
 // What run() does after a step's callback: go on, or return early (checkpoint-and-exit on a signal).
@@ -84,6 +91,9 @@ class Trainer {
  private:
   void init();
   void log(const StepRecord& r);
+  bool test_nonfinite(const char* kind, long step);
+  void poison_gradient();
+  std::vector<int> test_fired_;
   TrainableModel& model_;
   AdamW& optimizer_;
   DataParallel* dp_ = nullptr;

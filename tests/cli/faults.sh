@@ -7,7 +7,10 @@
 #      and nothing there changes;
 #   3. two runs on one --out: the second is refused naming the first's pid (OUT/.lock, flock), for
 #      gpt-pretrain and gpt-finetune; once the first is killed with -9 the lock is free again;
-#   4. kill -9 in the middle of a line of log.jsonl (a line cut short by hand): --resume drops it.
+#   4. kill -9 in the middle of a line of log.jsonl (a line cut short by hand): --resume drops it;
+#   5. a NaN gradient (GPT_TEST_NONFINITE): by default an error naming the step and the tensor, the
+#      last checkpoint intact; --on-nonfinite skip drops the step, logs it and still trains --steps
+#      updates (and 2 ranks skip the same steps to one process's bits); K skips in a row end the run.
 # Parts 1 and 2 need to mount a tmpfs (root); without it they are skipped, saying so.
 # Usage: faults.sh BIN_DIR
 set -uo pipefail
@@ -108,6 +111,37 @@ if "$BIN/gpt-pretrain" --resume latest --out "$work/cut" --threads 1 2>/dev/null
    diff <(losses "$work/cut-ref/log.jsonl") <(losses "$work/cut/log.jsonl") >/dev/null; then
   ok "a log.jsonl line cut short by kill -9: --resume drops it and the log reads as one run"
 else bad "cut log line: $(diff <(losses "$work/cut-ref/log.jsonl") <(losses "$work/cut/log.jsonl") | head -3)"; fi
+
+# ---- 5. NaN/inf: stop (default) or skip ----------------------------------------------------------
+nf=("${common[@]}" --steps 10 --save-every 2)
+err=$(GPT_TEST_NONFINITE=grad:5 "$BIN/gpt-pretrain" "${nf[@]}" --out "$work/nan-stop" 2>&1 >/dev/null | grep error)
+if [[ $err == "gpt-pretrain: error: non-finite gradient norm (nan), first in the gradient of 'wte' at step 5 "* &&
+      $(cat "$work/nan-stop/latest") == ckpt_000004 ]] &&
+   "$BIN/gpt-export" --checkpoint "$work/nan-stop/latest" --format llmc --out "$work/probe.bin" --force 2>/dev/null; then
+  ok "a NaN gradient stops the run: $err; ckpt_000004 intact"
+else bad "NaN stop: $err"; fi
+GPT_TEST_NONFINITE=loss:5,grad:7 "$BIN/gpt-pretrain" "${nf[@]}" --on-nonfinite skip --out "$work/nan-skip" 2>"$work/skip.err"
+rc=$?
+if [[ $rc -eq 0 && $(grep -c '"train_loss"' "$work/nan-skip/log.jsonl") -eq 10 &&
+      $(grep -c '"skipped"' "$work/nan-skip/log.jsonl") -eq 2 ]] &&
+   grep -q 'step     7/10 | skipped (1 in a row): non-finite gradient norm (nan), first in the gradient of' "$work/skip.err"; then
+  ok "--on-nonfinite skip: 2 steps dropped and logged, 10 updates made"
+else bad "skip: rc $rc: $(tail -2 "$work/skip.err")"; fi
+if command -v mpirun >/dev/null && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 GPT_TEST_NONFINITE=loss:5,grad:7 \
+     mpirun --oversubscribe --bind-to none -np 2 -x GPT_TEST_NONFINITE -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM \
+     "$BIN/gpt-pretrain" "${nf[@]}" --total-batch-tokens 128 --on-nonfinite skip --out "$work/nan-skip2" 2>/dev/null >/dev/null; then
+  GPT_TEST_NONFINITE=loss:5,grad:7 "$BIN/gpt-pretrain" "${nf[@]}" --total-batch-tokens 128 --on-nonfinite skip \
+    --out "$work/nan-skip1" 2>/dev/null
+  strip() { sed -E 's/"(tokens_per_s|comm_bytes|comm_ms)":[^,}]*,?//g; s/,}/}/' "$1"; }
+  if diff <(strip "$work/nan-skip1/log.jsonl") <(strip "$work/nan-skip2/log.jsonl") >/dev/null &&
+     cmp -s "$work/nan-skip1/model.safetensors" "$work/nan-skip2/model.safetensors"; then
+    ok "2 ranks skip the same steps and end with one process's bits"
+  else bad "skip at 2 ranks differs from one process"; fi
+fi
+err=$(GPT_TEST_NONFINITE=loss:4+ "$BIN/gpt-pretrain" "${nf[@]}" --on-nonfinite skip --max-skipped-steps 3 \
+      --out "$work/nan-many" 2>&1 >/dev/null | grep error)
+[[ $err == *"3 steps in a row skipped (--max-skipped-steps), the last at step 4"* ]] && ok "K skips in a row end the run: $err" ||
+  bad "skips in a row: $err"
 
 if [[ $failures -gt 0 ]]; then echo "$failures check(s) failed"; exit 1; fi
 echo "all fault checks passed"
