@@ -192,47 +192,46 @@ if [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "error: rank 1 of 3: injected failu
   ok "a rank that throws at step 3 ends the job (rc $rc, $((SECONDS - start)) s): $(grep -m1 'rank 1 of 3' "$work/throw.err" | cut -c1-90)"
 else bad "throwing rank: rc $rc: $(tail -3 "$work/throw.err")"; fi
 
-mpirun --oversubscribe --bind-to none -np 3 "$BIN/gpt-pretrain" "${long[@]}" --out "$work/kill" 2>"$work/kill.err" >/dev/null &
-pid=$!
-for _ in $(seq 1 6000); do
-  [[ -f $work/kill/log.jsonl && $(grep -c . "$work/kill/log.jsonl") -ge 3 ]] && break
-  sleep 0.01
-done
-victim=$(pgrep -f -- "--out $work/kill" | grep -v "^$pid\$" | while read -r p; do
-  [[ $(ps -o comm= -p "$p") == gpt-pretrain ]] && echo "$p"; done | tail -n 1)
-start=$SECONDS
-kill -9 "$victim"
-for _ in $(seq 1 600); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-took=$((SECONDS - start))
-if kill -0 $pid 2>/dev/null; then
-  bad "kill -9 of a rank: the job still runs after 60 s"; pkill -9 -f -- "--out $work/kill"
-else
-  wait $pid; rc=$?
-  if [[ $rc -ne 0 ]] && grep -qE "rank [0-9]+.*(signal 9|Killed)" "$work/kill.err"; then
-    ok "kill -9 of one rank ends the job in $took s (rc $rc): $(grep -m1 -E 'signal 9|Killed' "$work/kill.err" | sed 's/^ *//' | cut -c1-90)"
-  else bad "kill -9: rc $rc: $(tail -4 "$work/kill.err")"; fi
-fi
+# signal_a_rank NAME RANKS SIGNAL ARGS...: start NAME on RANKS ranks, send SIGNAL to one rank after
+# 3 steps, wait (60 s at most) for the job to end; sets rc and took (seconds), or rc=timeout.
+signal_a_rank() {
+  local name=$1 n=$2 sig=$3
+  shift 3
+  mpirun --oversubscribe --bind-to none -np "$n" "$BIN/gpt-pretrain" "${long[@]}" "$@" --out "$work/$name" \
+    2>"$work/$name.err" >/dev/null &
+  local pid=$! victim _ t0
+  for _ in $(seq 1 6000); do
+    [[ -f $work/$name/log.jsonl && $(grep -c . "$work/$name/log.jsonl") -ge 3 ]] && break
+    sleep 0.01
+  done
+  victim=$(pgrep -f -- "--out $work/$name" | grep -v "^$pid\$" | while read -r p; do
+    [[ $(ps -o comm= -p "$p") == gpt-pretrain ]] && echo "$p"; done | tail -n 1)
+  t0=$SECONDS
+  kill "-$sig" "$victim"
+  for _ in $(seq 1 600); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+  took=$((SECONDS - t0))
+  if kill -0 $pid 2>/dev/null; then
+    rc=timeout
+    pkill -9 -f -- "--out $work/$name"
+  else
+    wait $pid
+    rc=$?
+  fi
+  pkill -9 -f -- "--out $work/$name" 2>/dev/null
+}
 
-mpirun --oversubscribe --bind-to none -np 2 "$BIN/gpt-pretrain" "${long[@]}" --dist-timeout 5 --out "$work/hang" 2>"$work/hang.err" >/dev/null &
-pid=$!
-for _ in $(seq 1 6000); do
-  [[ -f $work/hang/log.jsonl && $(grep -c . "$work/hang/log.jsonl") -ge 3 ]] && break
-  sleep 0.01
-done
-victim=$(pgrep -f -- "--out $work/hang" | grep -v "^$pid\$" | while read -r p; do
-  [[ $(ps -o comm= -p "$p") == gpt-pretrain ]] && echo "$p"; done | tail -n 1)
-kill -STOP "$victim"
-start=$SECONDS
-for _ in $(seq 1 600); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-took=$((SECONDS - start))
-if kill -0 $pid 2>/dev/null; then bad "a hung rank: the job still runs after 60 s"; pkill -9 -f -- "--out $work/hang"
-else
-  wait $pid; rc=$?
-  if [[ $rc -ne 0 ]] && grep -qE "rank [0-9]: error: collective '[a-z_]+' has waited 5 s" "$work/hang.err"; then
-    ok "a hung rank: the watchdog ends the job in $took s (rc $rc): $(grep -m1 'has waited' "$work/hang.err" | cut -c1-90)"
-  else bad "hung rank: rc $rc: $(tail -3 "$work/hang.err")"; fi
-fi
-pkill -9 -f -- "--out $work/hang" 2>/dev/null
+signal_a_rank kill 3 KILL
+if [[ $rc == timeout ]]; then bad "kill -9 of a rank: the job still runs after 60 s"
+elif [[ $rc -ne 0 ]] && grep -qE "rank [0-9]+.*(signal 9|Killed)" "$work/kill.err"; then
+  ok "kill -9 of one rank ends the job in $took s (rc $rc): $(grep -m1 -E 'signal 9|Killed' "$work/kill.err" | sed 's/^ *//' | cut -c1-90)"
+else bad "kill -9: rc $rc: $(tail -4 "$work/kill.err")"; fi
+
+signal_a_rank hang 2 STOP --dist-timeout 5
+if [[ $rc == timeout ]]; then bad "a hung rank: the job still runs after 60 s"
+elif [[ $rc -ne 0 ]] && grep -qE "rank [0-9]: error: collective '[a-z_]+' has waited 5 s" "$work/hang.err"; then
+  ok "a hung rank: the watchdog ends the job in $took s (rc $rc): $(grep -m1 'has waited' "$work/hang.err" | cut -c1-90)"
+else bad "hung rank: rc $rc: $(tail -3 "$work/hang.err")"; fi
+
 
 if [[ $failures -gt 0 ]]; then echo "$failures check(s) failed"; exit 1; fi
 echo "all distributed checks passed"
