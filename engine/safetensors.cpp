@@ -147,14 +147,14 @@ SafeTensor make_f32_tensor(const std::vector<int64_t>& shape, const float* data)
   t.dtype = "F32";
   t.shape = shape;
   t.data.resize(static_cast<size_t>(t.numel()) * 4);
-  std::memcpy(t.data.data(), data, t.data.size());
+  if (!t.data.empty()) std::memcpy(t.data.data(), data, t.data.size());
   return t;
 }
 
 std::vector<float> tensor_as_f32(const SafeTensor& t, const std::string& what) {
   std::vector<float> out(static_cast<size_t>(t.numel()));
   if (t.dtype == "F32") {
-    std::memcpy(out.data(), t.data.data(), t.data.size());
+    if (!t.data.empty()) std::memcpy(out.data(), t.data.data(), t.data.size());
   } else if (t.dtype == "BF16") {
     for (size_t i = 0; i < out.size(); ++i) {
       uint32_t bits = static_cast<uint32_t>(t.data[2 * i] | (t.data[2 * i + 1] << 8)) << 16;
