@@ -270,10 +270,12 @@ void OutputStage::commit() {
   // What an earlier prepare wrote: removed first, so no stale shard survives beside the new ones.
   static const std::regex ours(R"((train|val)_[0-9]+\.(bin|mask))");
   std::error_code ec;
+  // meta.json goes first: a prepare killed anywhere in here leaves no meta.json beside a partial
+  // set of shards, and readers that need it stop rather than train on half the data.
+  fs::remove(fs::path(out_) / "meta.json");
   for (const fs::directory_entry& e : fs::directory_iterator(out_)) {
     const std::string name = e.path().filename().string();
-    if (std::regex_match(name, ours) || name == "meta.json" || name == "tokenizer")
-      fs::remove_all(e.path());
+    if (std::regex_match(name, ours) || name == "tokenizer") fs::remove_all(e.path());
   }
   // meta.json last, so a reader that sees it finds the shards it names.
   std::vector<fs::path> staged;
