@@ -344,7 +344,9 @@ void DataParallel::load_state(
   };
   std::map<std::pair<int, std::string>, Whole> wholes;
   long step = -1;
-  for (const auto& [path, file] : files) {
+  for (const auto& entry : files) {
+    const std::string& path = entry.first;  // (C++17 lambdas cannot capture structured bindings)
+    const SafeTensorsFile& file = entry.second;
     auto fail = [&](const std::string& what) { throw std::runtime_error(path + ": " + what); };
     auto meta = file.metadata.find("format");
     if (meta == file.metadata.end() || meta->second != "gpt-engine-optimizer")
