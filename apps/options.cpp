@@ -168,7 +168,7 @@ void Options::load_json_file(const std::string& path) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in, nullptr, true, /*ignore_comments=*/true);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw std::invalid_argument(path + ": malformed JSON: " + e.what());
   }
   apply_json(j, path);

@@ -284,7 +284,7 @@ void truncate_log(const std::string& path, long step) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error&) {
+    } catch (const nlohmann::json::exception&) {
       break;  // a line cut short by a crash: nothing after it is trusted
     }
     if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer() ||

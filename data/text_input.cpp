@@ -225,7 +225,7 @@ nlohmann::json parse_jsonl_object(std::string_view line, const std::string& file
   nlohmann::json v;
   try {
     v = nlohmann::json::parse(line.begin(), line.end());
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw InputError(file, line_number, "malformed JSON at " + short_parse_error(e.what()));
   }
   if (!v.is_object())

@@ -466,7 +466,7 @@ Checkpoint Checkpoint::open(const std::string& dir_in) {
     fail(c.dir_, "not a checkpoint (no trainer_state.json)");
   try {
     c.state_ = nlohmann::json::parse(read_file(state_path));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     fail(state_path, std::string("malformed JSON: ") + e.what());
   }
   const nlohmann::json& s = c.state_;

@@ -101,7 +101,7 @@ SafeTensorsFile read_safetensors(const std::string& path) {
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(h);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     fail(path, std::string("malformed header JSON: ") + e.what());
   }
   if (!header.is_object()) fail(path, "header is not a JSON object");

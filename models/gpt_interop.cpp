@@ -175,7 +175,7 @@ nlohmann::json read_json_file(const std::string& path) {
   if (!in) fail(path, "cannot open");
   try {
     return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     fail(path, std::string("malformed JSON: ") + e.what());
   }
 }

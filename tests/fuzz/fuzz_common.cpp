@@ -31,7 +31,9 @@ void clear_scratch() {
 
 std::string write_scratch(const std::string& name, std::string_view bytes) {
   const fs::path p = fs::path(scratch_dir()) / name;
-  fs::create_directories(p.parent_path());
+  std::error_code ec;
+  fs::create_directories(p.parent_path(), ec);
+  if (ec || fs::is_directory(p, ec)) return "";  // a file and a folder of one name: not written
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   if (!out) {

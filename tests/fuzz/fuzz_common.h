@@ -23,7 +23,8 @@ namespace gpt::fuzz {
 const std::string& scratch_dir();
 // Empties the scratch directory (called at the start of every input).
 void clear_scratch();
-// Writes bytes to scratch_dir()/name (creating parent folders) and returns the path.
+// Writes bytes to scratch_dir()/name (creating parent folders) and returns the path, or "" when
+// the name clashes with a file or folder already written (an archive naming both "a" and "a/b").
 std::string write_scratch(const std::string& name, std::string_view bytes);
 
 // A multi-file input: files one after another, each introduced by a line "=== NAME" (NAME: a
