@@ -43,41 +43,49 @@ TokenShard::TokenShard(const std::string& path, int vocab_size) : path_(path) {
     fail(path, "mmap failed");
   }
   map_bytes_ = file_bytes;
-  const int32_t* header = static_cast<const int32_t*>(map_);
-  const int32_t magic = header[0], version = header[1];
-  if (magic == kShardMagicU16) {
-    if (version != kShardVersionU16)
-      fail(path, "unsupported version " + std::to_string(version) + " for magic 20240520 (expected 1)");
-    token_bytes_ = 2;
-  } else if (magic == kShardMagicU32) {
-    if (version != kShardVersionU32)
-      fail(path, "unsupported version " + std::to_string(version) + " for magic 20240801 (expected 7)");
-    token_bytes_ = 4;
-  } else {
-    fail(path, "bad magic " + std::to_string(magic) +
-                   " (expected 20240520 for uint16 or 20240801 for uint32 token shards)");
-  }
-  num_tokens_ = static_cast<uint32_t>(header[2]);
-  const size_t expected = header_bytes + static_cast<size_t>(num_tokens_) * token_bytes_;
-  if (num_tokens_ == 0) fail(path, "header says the shard holds 0 tokens");
-  if (file_bytes != expected) {
-    fail(path, "size mismatch: header says " + std::to_string(num_tokens_) + " tokens (" +
-                   std::to_string(expected) + " bytes) but the file has " +
-                   std::to_string(file_bytes) + " bytes");
-  }
-  const char* body = static_cast<const char*>(map_) + header_bytes;
-  if (token_bytes_ == 2)
-    u16_ = reinterpret_cast<const uint16_t*>(body);
-  else
-    u32_ = reinterpret_cast<const uint32_t*>(body);
-  if (vocab_size > 0) {
-    for (int64_t i = 0; i < num_tokens_; ++i) {
-      const int64_t t = token_bytes_ == 2 ? u16_[i] : u32_[i];
-      if (t >= vocab_size) {
-        fail(path, "token " + std::to_string(t) + " at position " + std::to_string(i) +
-                       " is out of range for vocab_size " + std::to_string(vocab_size));
+  // A rejected shard is unmapped here: the destructor does not run for a constructor that throws
+  // (found by fuzz_shard: every bad shard leaked its mapping).
+  try {
+    const int32_t* header = static_cast<const int32_t*>(map_);
+    const int32_t magic = header[0], version = header[1];
+    if (magic == kShardMagicU16) {
+      if (version != kShardVersionU16)
+        fail(path, "unsupported version " + std::to_string(version) + " for magic 20240520 (expected 1)");
+      token_bytes_ = 2;
+    } else if (magic == kShardMagicU32) {
+      if (version != kShardVersionU32)
+        fail(path, "unsupported version " + std::to_string(version) + " for magic 20240801 (expected 7)");
+      token_bytes_ = 4;
+    } else {
+      fail(path, "bad magic " + std::to_string(magic) +
+                     " (expected 20240520 for uint16 or 20240801 for uint32 token shards)");
+    }
+    num_tokens_ = static_cast<uint32_t>(header[2]);
+    const size_t expected = header_bytes + static_cast<size_t>(num_tokens_) * token_bytes_;
+    if (num_tokens_ == 0) fail(path, "header says the shard holds 0 tokens");
+    if (file_bytes != expected) {
+      fail(path, "size mismatch: header says " + std::to_string(num_tokens_) + " tokens (" +
+                     std::to_string(expected) + " bytes) but the file has " +
+                     std::to_string(file_bytes) + " bytes");
+    }
+    const char* body = static_cast<const char*>(map_) + header_bytes;
+    if (token_bytes_ == 2)
+      u16_ = reinterpret_cast<const uint16_t*>(body);
+    else
+      u32_ = reinterpret_cast<const uint32_t*>(body);
+    if (vocab_size > 0) {
+      for (int64_t i = 0; i < num_tokens_; ++i) {
+        const int64_t t = token_bytes_ == 2 ? u16_[i] : u32_[i];
+        if (t >= vocab_size) {
+          fail(path, "token " + std::to_string(t) + " at position " + std::to_string(i) +
+                         " is out of range for vocab_size " + std::to_string(vocab_size));
+        }
       }
     }
+  } catch (...) {
+    ::munmap(map_, map_bytes_);
+    map_ = nullptr;
+    throw;
   }
 }
 

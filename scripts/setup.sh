@@ -11,6 +11,7 @@ PACKAGES=(
   nlohmann-json3-dev       # JSON configs and logs
   zlib1g-dev               # gpt-prepare reads .gz inputs (multi30k)
   libomp-dev               # OpenMP runtime headers for clang users; g++ ships libgomp
+  clang libclang-rt-dev    # the libFuzzer targets (scripts/test_fuzz.sh, tests/fuzz)
   libopenmpi-dev openmpi-bin   # data parallel over MPI (GPT_MPI) and mpirun for the distributed tests
   python3 python3-venv python3-pip   # reference scripts and metric cross-checks (venv in .venv)
 )
