@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -107,6 +108,11 @@ SafeTensorsFile read_safetensors(const std::string& path) {
   if (!header.is_object()) fail(path, "header is not a JSON object");
   const uint64_t data_bytes = file_size - 8 - n;
   SafeTensorsFile file;
+  struct Range {
+    uint64_t begin, end;
+    std::string name;
+  };
+  std::vector<Range> ranges;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") {
       if (!it.value().is_object()) fail(path, "__metadata__ is not an object");
@@ -126,19 +132,31 @@ SafeTensorsFile read_safetensors(const std::string& path) {
       if (offs.size() != 2 || offs[0] > offs[1] || offs[1] > data_bytes)
         fail(path, "tensor '" + name + "': data_offsets outside the file (truncated?)");
       if (dtype_bytes(t.dtype) == 0) fail(path, "tensor '" + name + "': unknown dtype " + t.dtype);
-      for (int64_t d : t.shape)
+      uint64_t bytes = dtype_bytes(t.dtype);
+      for (int64_t d : t.shape) {
         if (d < 0) fail(path, "tensor '" + name + "': negative dimension");
-      if (offs[1] - offs[0] != static_cast<uint64_t>(t.numel()) * dtype_bytes(t.dtype))
+        if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes))
+          fail(path, "tensor '" + name + "': shape's byte size overflows");
+      }
+      if (offs[1] - offs[0] != bytes)
         fail(path, "tensor '" + name + "': byte size does not match its shape and dtype");
       t.data.resize(offs[1] - offs[0]);
       in.seekg(static_cast<std::streamoff>(8 + n + offs[0]));
       in.read(reinterpret_cast<char*>(t.data.data()), static_cast<std::streamsize>(t.data.size()));
       if (!in) fail(path, "tensor '" + name + "': read failed (truncated?)");
+      if (offs[1] > offs[0]) ranges.push_back({offs[0], offs[1], name});
       file.tensors.emplace_back(name, std::move(t));
     } catch (const nlohmann::json::exception& ex) {
       fail(path, "tensor '" + name + "': malformed entry: " + ex.what());
     }
   }
+  // No two tensors may share bytes (the format forbids it; a reader would alias them).
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  for (size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].begin < ranges[i - 1].end)
+      fail(path, "tensors '" + ranges[i - 1].name + "' and '" + ranges[i].name + "' overlap");
   return file;
 }
 

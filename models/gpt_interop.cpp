@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -147,9 +148,12 @@ std::vector<int64_t> slice_shape(const GptConfig& c, Param p, int layer) {
   return s;
 }
 
+// Saturates at INT64_MAX, so a header whose shapes overflow fails the size check instead of
+// wrapping (found by fuzz_llmc).
 int64_t numel(const std::vector<int64_t>& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s)
+    if (__builtin_mul_overflow(n, d, &n)) return INT64_MAX;
   return n;
 }
 
@@ -579,9 +583,11 @@ GptWeights read_llmc_gpt2(const std::string& path) {
     std::vector<int64_t> s = gpt_param_shape(c, static_cast<Param>(pi));
     if (pi == static_cast<int>(Param::wte)) s[0] = file_vp;
     counts.push_back(numel(s));
-    total += static_cast<uint64_t>(numel(s));
+    if (__builtin_add_overflow(total, static_cast<uint64_t>(counts.back()), &total)) total = UINT64_MAX;
   }
-  const uint64_t want = sizeof(h) + total * elem;
+  uint64_t want = 0;
+  if (__builtin_mul_overflow(total, elem, &want) || __builtin_add_overflow(want, sizeof(h), &want))
+    want = UINT64_MAX;
   if (size != want)
     fail(path, "size " + std::to_string(size) + " bytes, the header implies " +
                    std::to_string(want) +

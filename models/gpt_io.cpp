@@ -1,5 +1,6 @@
 #include "models/gpt_io.h"
 
+#include <cstdint>
 #include <stdexcept>
 #include <vector>
 
@@ -28,9 +29,19 @@ GptConfig gpt_config_from_json(const nlohmann::json& j, const std::string& sourc
     else throw std::invalid_argument(source + ": unknown model config key '" + it.key() + "'");
     if (!it.value().is_number_integer())
       throw std::invalid_argument(source + ": key '" + it.key() + "': expected an integer");
-    *field = it.value().get<int>();
+    const int64_t v = it.value().is_number_unsigned() && it.value().get<uint64_t>() > INT64_MAX
+                          ? INT64_MAX
+                          : it.value().get<int64_t>();
+    if (v < INT32_MIN || v > INT32_MAX)
+      throw std::invalid_argument(source + ": key '" + it.key() + "': " + it.value().dump() +
+                                  " is out of range");
+    *field = static_cast<int>(v);
   }
-  c.validate();
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(source + ": " + e.what());
+  }
   return c;
 }
 

@@ -37,15 +37,16 @@ for t in "${targets[@]}"; do
   work=$FUZZ_OUT/corpus_$t
   mkdir -p "$work"
   log=$FUZZ_OUT/$t.log
-  if "$exe" "$work" tests/fuzz/corpus/$t tests/fuzz/regressions/$t -max_total_time="$FUZZ_SECONDS" \
+  # timeout: libFuzzer can hang after a crash it cannot report (out of mappings).
+  if timeout $((FUZZ_SECONDS * 2 + 120)) "$exe" "$work" tests/fuzz/corpus/$t tests/fuzz/regressions/$t -max_total_time="$FUZZ_SECONDS" \
        -malloc_limit_mb="$FUZZ_MALLOC_MB" -rss_limit_mb=2048 -timeout=25 -max_len=131072 \
        -artifact_prefix="$FUZZ_OUT/${t}-" -print_final_stats=1 >"$log" 2>&1; then
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
-    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 || true)
+    runs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
+    cov=$(grep -ao 'cov: [0-9]*' "$log" | tail -n 1 || true)
     echo "ok   fuzz_$t: $runs inputs in ${FUZZ_SECONDS}s, $cov"
   else
     echo "FAIL fuzz_$t: see $log; the input: $(ls "$FUZZ_OUT/${t}-"* 2>/dev/null | head -n 1)"
-    grep -E "FINDING|ERROR: |SUMMARY|runtime error|==ERROR|out-of-memory|malloc\(" "$log" | head -n 8 || true
+    grep -aE "FINDING|ERROR: |SUMMARY|runtime error|==ERROR|out-of-memory|malloc\(" "$log" | head -n 8 || true
     failed+=("$t")
   fi
 done
