@@ -31,6 +31,7 @@
 #include <optional>
 
 #include "apps/app_common.h"
+#include "apps/finetune_method.h"
 #include "apps/options.h"
 #include "apps/signals.h"
 #include "apps/training_run.h"
@@ -169,23 +170,20 @@ void register_options(gpt::Options& o, FinetuneSettings& s) {
 }
 
 gpt::LoraConfig parse_lora(const FinetuneSettings& s) {
-  gpt::LoraConfig lc;
-  lc.rank = s.lora_rank;
-  lc.alpha = s.lora_alpha;
-  lc.qkv = lc.attproj = lc.fc = lc.fcproj = false;
-  std::string rest = s.lora_targets;
-  while (!rest.empty()) {
-    const size_t comma = rest.find(',');
-    const std::string t = rest.substr(0, comma);
-    rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
-    if (t == "qkv") lc.qkv = true;
-    else if (t == "attproj") lc.attproj = true;
-    else if (t == "fc") lc.fc = true;
-    else if (t == "fcproj") lc.fcproj = true;
-    else throw std::invalid_argument("--lora-targets: unknown target '" + t + "' (expected qkv, attproj, fc, fcproj)");
-  }
-  if (lc.rank <= 0) throw std::invalid_argument("--lora-rank must be positive");
-  return lc;
+  return gpt::parse_lora_settings(s.lora_rank, s.lora_alpha, s.lora_targets);
+}
+
+// The trainable parameters of --method (apps/finetune_method.h, shared with gpt-plan).
+gpt::FinetuneMethod finetune_method(const FinetuneSettings& s, const gpt::LoraConfig& lora) {
+  gpt::FinetuneMethod m;
+  m.method = s.method;
+  m.lora = lora;
+  m.train_top = s.train_top;
+  m.train_layernorm = s.train_layernorm;
+  m.train_biases = s.train_biases;
+  m.train_embeddings = s.train_embeddings;
+  m.train_head = s.train_head;
+  return m;
 }
 
 int run(int argc, char** argv) {
@@ -315,30 +313,14 @@ int run(int argc, char** argv) {
                                   " classes, the data " + std::to_string(num_classes));
     if (!loaded.has_class_head) model.enable_class_head(num_classes, static_cast<uint64_t>(s.seed));
   }
-  const int L = model.config().n_layer;
   if (s.method == "lora") {
     if (loaded.has_adapter && !resume)
       throw std::invalid_argument(s.init + ": already has LoRA adapters; merge them first");
     if (resume && !loaded.has_adapter)
       throw std::invalid_argument(resume->dir() + ": --method lora, but the checkpoint has no adapter.safetensors");
     if (!loaded.has_adapter) model.enable_lora(lora_cfg, static_cast<uint64_t>(s.seed));
-    const bool head = s.train_head;
-    model.set_trainable([&](const std::string& name, int) {
-      return name == "lora" || (head && (name == "cls_w" || name == "cls_b"));
-    });
-  } else if (s.method == "freeze") {
-    if (s.train_top < 0 || s.train_top > L) throw std::invalid_argument("--train-top must be in [0, n_layer]");
-    model.set_trainable([&](const std::string& name, int layer) {
-      if (name == "cls_w" || name == "cls_b") return s.train_head;
-      if (name == "lora") return true;
-      if (layer >= 0 && layer >= L - s.train_top) return true;
-      if ((name == "lnf_w" || name == "lnf_b") && s.train_top > 0) return true;
-      if (s.train_layernorm && name.find("ln") == 0) return true;
-      if (s.train_biases && name.size() > 2 && name.compare(name.size() - 2, 2, "_b") == 0) return true;
-      if (s.train_embeddings && (name == "wte" || name == "wpe")) return true;
-      return false;
-    });
   }
+  gpt::apply_trainable(model, finetune_method(s, lora_cfg));
   if (model.num_trainable_parameters() == 0) throw std::invalid_argument("nothing to train: every parameter is frozen");
   gpt::DataParallel& dp = run.make_optimizer(model.parameters());
   gpt::AdamW& optimizer = dp.optimizer();
@@ -600,10 +582,10 @@ int run(int argc, char** argv) {
     const std::string dir = gpt::save_checkpoint(s.out + "/merged", best_step >= 0 ? best_step : s.steps, c, {});
     std::fprintf(stderr, "merged: %s\n", dir.c_str());
   }
-  std::fprintf(stderr, "done: %ld steps; best %s %.4f at step %ld (%s/best); peak memory %.1f MiB\n",
+  std::fprintf(stderr, "done: %ld steps; best %s %.4f at step %ld (%s/best); peak memory %.1f MiB (%zu bytes)\n",
                last ? last->step : 0L, metric.c_str(),
                metric == "accuracy" ? 1.0 - best_score : best_score, best_step, s.out.c_str(),
-               backend->peak_bytes() / 1048576.0);
+               backend->peak_bytes() / 1048576.0, backend->peak_bytes());
   return 0;
 }
 

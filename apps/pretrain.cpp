@@ -403,9 +403,9 @@ int run(int argc, char** argv) {
     if (h.back().val.bits_per_byte > 0)
       run.print(" (%.4f bits per byte)", h.back().val.bits_per_byte);
   }
-  run.print("\nweights: %s/model.safetensors; checkpoint %s; peak memory %.1f MiB\n",
+  run.print("\nweights: %s/model.safetensors; checkpoint %s; peak memory %.1f MiB (%zu bytes)\n",
                s.out.c_str(), final_dir.c_str(),
-               static_cast<double>(backend->peak_bytes()) / (1 << 20));
+               static_cast<double>(backend->peak_bytes()) / (1 << 20), backend->peak_bytes());
   return 0;
 }
 

@@ -85,7 +85,7 @@ DataParallel& TrainingRun::make_optimizer(std::vector<ParamGroup> groups) {
   oc.beta2 = s_.beta2;
   oc.weight_decay = s_.weight_decay;
   oc.grad_clip = s_.grad_clip;
-  const bool zero = s_.zero < 0 ? world_size() > 1 : s_.zero == 1;
+  const bool zero = zero_enabled(s_.zero, world_size());
   dp_ = std::make_unique<DataParallel>(*comm_, *backend_, std::move(groups), oc, zero);
   return *dp_;
 }

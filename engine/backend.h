@@ -25,6 +25,16 @@ namespace gpt {
 
 enum class DeviceKind { cpu, cuda };
 
+// What a backend reserves, and counts in peak_bytes(), for an allocation of `bytes`: rounded up to
+// 256 (a zero-byte request still takes 256). Shared by the backends and the memory planner
+// (engine/sizing.h), so that a plan counts the bytes a run counts.
+constexpr size_t kAllocationGranule = 256;
+constexpr size_t allocation_bytes(size_t bytes) {
+  return bytes == 0 ? kAllocationGranule : (bytes + kAllocationGranule - 1) / kAllocationGranule * kAllocationGranule;
+}
+// The cuBLASLt workspace the CUDA backend allocates when it starts (part of its peak_bytes()).
+constexpr size_t kCudaMatmulWorkspaceBytes = size_t{32} << 20;
+
 // Which attention kernel a GPU backend uses: the hand-written fused (flash-style) kernel, or the
 // unfused reference (batched matmuls + softmax). The CPU backend has one implementation.
 enum class AttentionKernel { fused, unfused };

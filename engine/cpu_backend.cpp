@@ -61,8 +61,8 @@ std::string CpuBackend::description() const {
 
 void* CpuBackend::allocate(size_t bytes) {
   // 256-byte aligned, zero-filled.
-  size_t rounded = (bytes + 255) / 256 * 256;
-  void* ptr = std::aligned_alloc(256, rounded == 0 ? 256 : rounded);
+  const size_t rounded = allocation_bytes(bytes);
+  void* ptr = std::aligned_alloc(kAllocationGranule, rounded);
   if (!ptr) throw std::bad_alloc();
   std::memset(ptr, 0, rounded);
   std::lock_guard<std::mutex> lock(mutex_);

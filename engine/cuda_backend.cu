@@ -17,7 +17,7 @@ namespace {
 
 using cuda::bf16;
 
-constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
+constexpr size_t kLtWorkspaceBytes = kCudaMatmulWorkspaceBytes;
 constexpr size_t kScratchGranule = size_t{1} << 20;
 
 // Calls fn(float{}) or fn(bf16{}) for the compute dtype.
@@ -166,7 +166,7 @@ void CudaBackend::set_options(const CudaBackendOptions& options) {
 // ---- memory -------------------------------------------------------------------------------------
 
 void* CudaBackend::allocate(size_t bytes) {
-  const size_t rounded = bytes == 0 ? 256 : (bytes + 255) / 256 * 256;
+  const size_t rounded = allocation_bytes(bytes);
   void* ptr = nullptr;
   const cudaError_t status = cudaMalloc(&ptr, rounded);
   if (status != cudaSuccess) {

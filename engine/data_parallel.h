@@ -43,6 +43,12 @@
 
 namespace gpt {
 
+// The --zero setting: 1 shards the optimizer state, 0 does not, -1 shards it when there are several
+// ranks.
+inline bool zero_enabled(int zero_setting, int world_size) {
+  return zero_setting < 0 ? world_size > 1 : zero_setting == 1;
+}
+
 class DataParallel {
  public:
   static constexpr int64_t kNormBlock = 2048;

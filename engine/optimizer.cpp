@@ -36,6 +36,13 @@ Tensor AdamW::master(int i) const {
 
 size_t AdamW::state_bytes() const { return state_->bytes(); }
 
+size_t AdamW::master_bytes() const {
+  size_t bytes = 0;
+  for (int i : master_index_)
+    if (i >= 0) bytes += static_cast<size_t>((*state_)[i].bytes());
+  return bytes;
+}
+
 double AdamW::grad_norm() {
   // Sum of per-tensor sums in group order: deterministic.
   double total = 0.0;

@@ -41,6 +41,8 @@ class AdamW {
   const std::vector<ParamGroup>& groups() const { return groups_; }
   // Bytes of optimizer state (m, v, master weights).
   size_t state_bytes() const;
+  // The part of state_bytes() that is fp32 master weights (0 unless the parameters are bf16).
+  size_t master_bytes() const;
   Arena* state_arena() { return state_.get(); }
   // m, v, master views of group i (empty for frozen groups; master empty unless bf16).
   Tensor m(int i) const;

@@ -98,9 +98,10 @@ GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int
     return layout;
   };
   params_ = std::make_unique<Arena>(backend_, param_layout());
-  for (int pi = 0; pi < kNumParams; ++pi)
+  for (int pi = 0; pi < kNumParams; ++pi) {
     trainable_.emplace_back(is_stacked(static_cast<Param>(pi)) ? config_.n_layer : 1, 1);
-  allocate_grads();
+    grad_index_[pi] = -1;  // no gradients until they are needed (ensure_grads)
+  }
 
   const int64_t B = max_batch, T = max_seq;
   ArenaLayout a;
@@ -143,7 +144,29 @@ GptModel::~GptModel() = default;
 Tensor GptModel::param(Param p) const { return (*params_)[static_cast<int>(p)]; }
 Tensor GptModel::grad(Param p) const {
   const int i = grad_index_[static_cast<int>(p)];
-  return i < 0 ? Tensor() : (*grads_)[i];
+  return i < 0 || !grads_ ? Tensor() : (*grads_)[i];
+}
+
+GptModel::MemoryUse GptModel::memory_use() const {
+  MemoryUse m;
+  auto add = [](size_t& total, const std::unique_ptr<Arena>& arena) {
+    if (arena && arena->bytes() > 0) total += allocation_bytes(arena->bytes());
+  };
+  add(m.parameters, params_);
+  add(m.gradients, grads_);
+  add(m.activations, acts_->arena);
+  add(m.activations, kv_cache_);
+  if (lora_) {
+    add(m.parameters, lora_->params);
+    add(m.gradients, lora_->grads);
+    add(m.activations, lora_->acts);
+  }
+  if (head_) {
+    add(m.parameters, head_->params);
+    add(m.gradients, head_->grads);
+    add(m.activations, head_->acts);
+  }
+  return m;
 }
 
 // Gradients exist only for tensors with something to train (any layer of a stacked tensor), so
@@ -199,7 +222,7 @@ void GptModel::init_weights(uint64_t seed) {
     }
     backend_.upload_f32(t, host.data());
   }
-  grads_->zero();
+  if (grads_) grads_->zero();
 }
 
 Tensor GptModel::grad_for(Param p, int layer) const {
@@ -230,6 +253,7 @@ int GptModel::lowest_layer_needing_grad() const {
 }
 
 std::vector<ParamGroup> GptModel::parameters() {
+  ensure_grads();
   std::vector<ParamGroup> groups;
   for (int pi = 0; pi < kNumParams; ++pi) {
     const Param p = static_cast<Param>(pi);
@@ -260,6 +284,7 @@ std::vector<ParamGroup> GptModel::parameters() {
 }
 
 void GptModel::zero_grad() {
+  ensure_grads();
   grads_->zero();
   if (head_) head_->grads->zero();
   if (lora_) lora_->grads->zero();
@@ -432,6 +457,7 @@ double GptModel::forward(const int32_t* tokens, const int32_t* targets, int B, i
 double GptModel::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
                                   float dloss) {
   if (!targets) throw std::invalid_argument("forward_backward needs targets");
+  ensure_grads();
   upload_batch(tokens, targets, B, T);
   if (class_head_active()) {
     forward_impl(B, T, /*lm_logits=*/false);

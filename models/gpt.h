@@ -9,9 +9,12 @@
 //     x = x + fc_proj(gelu(fc(ln2(x))))
 //   logits = lnf(x) · wteᵀ          (N, Vp), columns >= V masked in the loss
 //
-// Memory: parameters, gradients and activations each live in one arena allocated at construction
-// for a maximum batch (max_batch, max_seq); forward/backward accept any B <= max_batch and
-// T <= max_seq and allocate nothing.
+// Memory: parameters and activations each live in one arena allocated at construction for a
+// maximum batch (max_batch, max_seq); forward/backward accept any B <= max_batch and T <= max_seq
+// and allocate nothing. The gradient arena is allocated when first needed (parameters(),
+// zero_grad(), forward_backward(), or set_trainable), for the tensors that train then: a model
+// that is only evaluated never holds gradients, and one set up for LoRA or freezing never holds
+// the full gradient arena it would drop.
 #pragma once
 
 #include <cstdint>
@@ -156,9 +159,22 @@ class GptModel : public TrainableModel {
   std::vector<float> decode(const int32_t* tokens, int B, int pos);
   // Parameter views, e.g. for tests and checkpoints.
   Tensor param(Param p) const;
-  Tensor grad(Param p) const;  // empty when no layer of p trains
+  Tensor grad(Param p) const;  // empty when no layer of p trains, or before gradients exist
   Arena& param_arena() { return *params_; }
-  Arena& grad_arena() { return *grads_; }
+  Arena& grad_arena() {
+    ensure_grads();
+    return *grads_;
+  }
+
+  // Bytes of the device memory the model holds now, as its backend counts them (each arena
+  // rounded by allocation_bytes): parameters (base, LoRA adapters, class head), their gradients,
+  // and activations (the forward/backward buffers, LoRA's and the head's, the KV cache).
+  struct MemoryUse {
+    size_t parameters = 0;
+    size_t gradients = 0;
+    size_t activations = 0;
+  };
+  MemoryUse memory_use() const;
 
  private:
   struct Activations;
@@ -172,6 +188,9 @@ class GptModel : public TrainableModel {
   double class_head_forward(const int32_t* targets, int B, int T, float dloss, LossGrad grad);
   Tensor grad_for(Param p, int layer) const;  // empty when frozen
   void allocate_grads();
+  void ensure_grads() {
+    if (!grads_) allocate_grads();
+  }
   int lowest_layer_needing_grad() const;
   bool embeddings_need_grad() const;
   void lora_forward(LoraTarget t, int l, const Tensor& x, Tensor out, int N);

@@ -34,9 +34,17 @@ void GptModel::set_trainable(const std::function<bool(const std::string&, int)>&
 }
 
 int64_t GptModel::num_trainable_parameters() const {
+  // Counted from the trainability flags, so that asking allocates no gradients.
   int64_t n = 0;
-  for (const ParamGroup& g : const_cast<GptModel*>(this)->parameters())
-    if (g.trainable) n += g.param.numel();
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const auto& t = trainable_[pi];
+    const int64_t per_entry = param(static_cast<Param>(pi)).numel() / static_cast<int64_t>(t.size());
+    for (uint8_t x : t)
+      if (x) n += per_entry;
+  }
+  if (head_ && head_->trainable) n += class_param(0).numel() + class_param(1).numel();
+  if (lora_ && lora_->trainable)
+    for (int i = 0; i < lora_->params->layout().size(); ++i) n += (*lora_->params)[i].numel();
   return n;
 }
 
