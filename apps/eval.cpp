@@ -72,6 +72,9 @@ void register_options(gpt::Options& o, gpt::EvalSettings& s) {
   o.add("base", &s.base, "lm: the model before fine-tuning, for --forgetting (any --model format)");
   o.add("threads", &s.threads, "OpenMP threads for the CPU backend (0: OMP_NUM_THREADS or all)");
   o.add("show_examples", &s.show_examples, "generate: sample generations printed on stdout");
+  o.add("progress", &s.progress,
+        "progress on stderr: auto (line on a terminal, else plain), line (one line redrawn in place) "
+        "or plain (a line every 10 s)");
 }
 
 // `--truncate` and `--forgetting` may be given bare, meaning true: the Options table takes a value
@@ -156,6 +159,7 @@ int run(int argc, char** argv) {
   if (!s.label_words.empty() && s.task != "classify")
     throw std::invalid_argument("--label-words is for --task classify");
   if (s.threads > 0) omp_set_num_threads(s.threads);
+  gpt::set_eval_progress_mode(gpt::progress_mode_from_name(s.progress, "--progress"));
 
   const nlohmann::json resolved = options.to_json();
   auto backend = gpt::make_app_backend(s.device, s.dtype);

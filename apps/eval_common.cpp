@@ -96,43 +96,46 @@ double now_seconds() {
 
 }  // namespace
 
+namespace {
+ProgressMode g_eval_progress = ProgressMode::plain;
+}  // namespace
+
+void set_eval_progress_mode(ProgressMode mode) { g_eval_progress = mode; }
+
 EvalProgress::EvalProgress(std::string label, int64_t total, std::string unit)
     : label_(std::move(label)),
       unit_(std::move(unit)),
       total_(total),
-      tty_(::isatty(STDERR_FILENO) != 0),
+      mode_(g_eval_progress),
       start_(now_seconds()),
-      last_draw_(start_) {}
-
-EvalProgress::~EvalProgress() {
-  if (!finished_ && tty_ && done_ > 0) std::fputc('\n', stderr);
-}
+      last_draw_(start_),
+      line_(g_eval_progress, /*plain_every_s=*/10.0) {}
 
 void EvalProgress::update(int64_t done) {
   done_ = done;
   const double t = now_seconds();
-  if (t - last_draw_ >= (tty_ ? 0.5 : 10.0)) {
-    last_draw_ = t;
-    draw(done, false);
-  }
+  if (mode_ == ProgressMode::line && t - last_draw_ < 0.5) return;
+  last_draw_ = t;
+  line_.update(text(done, false));
 }
 
 void EvalProgress::finish() {
   if (finished_) return;
   finished_ = true;
-  if (tty_ || now_seconds() - start_ > 2.0) draw(done_, true);
+  line_.finish(mode_ == ProgressMode::line || now_seconds() - start_ > 2.0 ? text(done_, true) : "");
 }
 
-void EvalProgress::draw(int64_t done, bool final_line) {
+std::string EvalProgress::text(int64_t done, bool final_line) const {
   const double elapsed = now_seconds() - start_;
   const double pct = total_ > 0 ? 100.0 * static_cast<double>(done) / total_ : 100.0;
   char eta[48] = "";
   if (!final_line && done > 0 && total_ > done)
     std::snprintf(eta, sizeof(eta), "  ETA %.1f s", elapsed / done * (total_ - done));
-  std::fprintf(stderr, "%sgpt-eval: %s  %lld/%lld %s (%.0f%%)  %.1f s%s%s", tty_ ? "\r" : "",
-               label_.c_str(), static_cast<long long>(done), static_cast<long long>(total_),
-               unit_.c_str(), pct, elapsed, eta, (final_line || !tty_) ? "\n" : "\x1b[K");
-  std::fflush(stderr);
+  char buf[512];
+  std::snprintf(buf, sizeof(buf), "gpt-eval: %s  %lld/%lld %s (%.0f%%)  %.1f s%s", label_.c_str(),
+                static_cast<long long>(done), static_cast<long long>(total_), unit_.c_str(), pct,
+                elapsed, eta);
+  return buf;
 }
 
 namespace {

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/progress.h"
 #include "data/prepare.h"
 #include "engine/backend.h"
 #include "models/gpt.h"
@@ -53,6 +54,7 @@ struct EvalSettings {
   std::string base;
   int threads = 0;
   int show_examples = 3;
+  std::string progress = "auto";
 };
 
 // ---- reports ----------------------------------------------------------------------------------
@@ -78,24 +80,26 @@ EvalTable metric_table(const std::string& title,
 // The tables, aligned, separated by blank lines.
 std::string render_tables(const std::vector<EvalTable>& tables);
 
-// A progress line on stderr: "gpt-eval: lm  40/120 batches (33%)  4.1 s  ETA 8.2 s". Redrawn in
-// place at most every 0.5 s when stderr is a terminal; otherwise one line every 10 s, plus the
-// final one when the work took longer than 2 s. Never touches stdout.
+// A progress line on stderr: "gpt-eval: lm  40/120 batches (33%)  4.1 s  ETA 8.2 s" (engine/
+// progress.h). Line mode (--progress line, or auto on a terminal): redrawn in place, at most every
+// 0.5 s; plain: one line every 10 s, plus the final one when the work took longer than 2 s. Never
+// touches stdout.
+void set_eval_progress_mode(ProgressMode mode);
 class EvalProgress {
  public:
   EvalProgress(std::string label, int64_t total, std::string unit);
-  ~EvalProgress();
   void update(int64_t done);
   void finish();
 
  private:
-  void draw(int64_t done, bool final_line);
+  std::string text(int64_t done, bool final_line) const;
   std::string label_, unit_;
   int64_t total_;
-  bool tty_;
+  ProgressMode mode_;
   bool finished_ = false;
   int64_t done_ = 0;
   double start_ = 0.0, last_draw_ = 0.0;
+  ProgressLine line_;
 };
 
 // What gpt-eval prints on stderr at the start of the work (the resolved config, the backend). A

@@ -10,7 +10,12 @@
 // llmc: an llm.c model file, version 3 (fp32).
 // The weights are read and verified in full (checksums, shapes) before anything is written, and an
 // existing --out is only replaced with --force.
+#include <signal.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <stdexcept>
@@ -23,6 +28,22 @@
 namespace fs = std::filesystem;
 
 namespace {
+
+// OUT.partial-PID folders of exports that were killed (PID gone) are removed.
+void remove_dead_partials(const std::string& out) {
+  const fs::path p(out);
+  const fs::path parent = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  const std::string prefix = p.filename().string() + ".partial-";
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(parent, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long pid = std::strtol(digits.c_str(), nullptr, 10);
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
+  }
+}
 
 int run(int argc, char** argv) {
   CLI::App app{"Export a model's weights to Hugging Face (GPT2LMHeadModel) or llm.c format."};
@@ -61,12 +82,36 @@ int run(int argc, char** argv) {
     source_dir = checkpoint;
 
   if (format == "hf") {
-    gpt::write_hf_gpt2(out, w);
-    for (const char* name : {"vocab.json", "merges.txt", "tokenizer.json"}) {
-      const fs::path src = fs::path(source_dir) / name;
-      if (!source_dir.empty() && fs::is_regular_file(src, ec) && fs::path(out) / name != src)
-        fs::copy_file(src, fs::path(out) / name, fs::copy_options::overwrite_existing);
+    // Everything goes into a sibling staging folder first, which then takes --out's name, so that a
+    // kill at any moment leaves no folder that looks like a model but mixes two (the new config
+    // with the old weights, say). Replacing (--force): the old folder is renamed aside first and
+    // removed after; a kill between the two renames leaves OUT.replaced-PID whole.
+    const std::string out_path = fs::path(out).lexically_normal().string();
+    const std::string trimmed = out_path.size() > 1 && out_path.back() == '/' ? out_path.substr(0, out_path.size() - 1) : out_path;
+    const std::string pid = std::to_string(::getpid());
+    const std::string staging = trimmed + ".partial-" + pid, aside = trimmed + ".replaced-" + pid;
+    fs::remove_all(staging, ec);
+    remove_dead_partials(trimmed);
+    try {
+      gpt::write_hf_gpt2(staging, w);
+      for (const char* name : {"vocab.json", "merges.txt", "tokenizer.json"}) {
+        const fs::path src = fs::path(source_dir) / name;
+        if (!source_dir.empty() && fs::is_regular_file(src, ec))
+          fs::copy_file(src, fs::path(staging) / name, fs::copy_options::overwrite_existing);
+      }
+      // Test hook (tests/cli/kill_writes.sh): GPT_TEST_KILL_IN_EXPORT=staged|aside sends this
+      // process SIGKILL once the new folder is complete, or once the old one is renamed aside.
+      const char* kill_at = std::getenv("GPT_TEST_KILL_IN_EXPORT");
+      const std::string kill_stage = kill_at ? kill_at : "";
+      if (kill_stage == "staged") ::raise(SIGKILL);
+      if (fs::exists(trimmed, ec)) fs::rename(trimmed, aside);
+      if (kill_stage == "aside") ::raise(SIGKILL);
+      fs::rename(staging, trimmed);
+    } catch (...) {
+      fs::remove_all(staging, ec);
+      throw;
     }
+    fs::remove_all(aside, ec);
   } else {
     gpt::write_llmc_gpt2(out, w);
   }

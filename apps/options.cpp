@@ -233,6 +233,11 @@ void register_train_options(Options& o, TrainSettings& s) {
         "skip (no update, counted in log.jsonl; the step is taken again with the next batches)");
   o.add("max_skipped_steps", &s.max_skipped_steps,
         "--on-nonfinite skip: end the run after this many skipped steps in a row");
+  o.add("progress", &s.progress,
+        "progress on stderr: auto (line on a terminal, else plain), line (one line redrawn in place: "
+        "step, loss, tokens/s, MFU, ETA, last validation) or plain (a line per --log-every steps)");
+  o.add("log_every", &s.log_every,
+        "plain progress: a line every N steps (and the first and last); log.jsonl has every step");
   o.add("dist", &s.dist,
         "data parallel: auto (from the launcher: mpirun, srun, RANK/WORLD_SIZE), single, mpi "
         "(CPU ranks) or nccl (one GPU per rank)");

@@ -82,6 +82,10 @@ struct TrainSettings {
   int zero = -1;
   std::string on_nonfinite = "stop";
   int max_skipped_steps = 10;
+  // Progress on stderr (engine/progress.h): auto (one line redrawn in place on a terminal, else
+  // plain), line or plain (a line every log_every steps).
+  std::string progress = "auto";
+  long log_every = 1;
 };
 
 void register_train_options(Options& o, TrainSettings& s);

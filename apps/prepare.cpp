@@ -39,7 +39,7 @@ struct Flags {
   int64_t val_docs = 0;
   int64_t shard_tokens = 100'000'000;
   int threads = 0;
-  bool progress = false;
+  std::string progress = "auto";
   std::string label_words;
   int num_classes = 0;
   std::string source_lang = "en", target_lang = "de";
@@ -103,8 +103,9 @@ void add_flags(CLI::App& app, Flags& f) {
                  "tokenizer threads (0: OMP_NUM_THREADS or all cores); the output is the same for "
                  "any count")
       ->capture_default_str();
-  app.add_flag("--progress", f.progress,
-               "draw the progress line on stderr even when it is not a terminal");
+  app.add_option("--progress", f.progress,
+                 "progress on stderr: auto (line on a terminal, else plain), line (one line redrawn in "
+                 "place) or plain (a line every 10 s, and the last when it took over 2 s)");
   app.add_option(
       "--label-words", f.label_words,
       "classify: comma-separated words for labels 0, 1, ... (\"negative,positive\"); the target "
@@ -154,7 +155,7 @@ int threads_used(const Flags& f) {
   return f.threads > 0 ? f.threads : omp_get_max_threads();
 }
 
-int run_pretrain(const Flags& f, bool progress) {
+int run_pretrain(const Flags& f, gpt::ProgressMode progress) {
   const bool fine_tuning_flags =
       !f.label_words.empty() || f.num_classes != 0 || f.seq_len != 0 || f.truncate;
   require_unset(fine_tuning_flags, "--label-words/--num-classes/--seq-len/--truncate", "pretrain");
@@ -199,7 +200,7 @@ int run_pretrain(const Flags& f, bool progress) {
   return 0;
 }
 
-int run_finetune(const Flags& f, bool progress) {
+int run_finetune(const Flags& f, gpt::ProgressMode progress) {
   require_unset(f.split_docs != "file", "--split-docs", f.task);
   gpt::FinetuneOptions o;
   o.task = f.task == "sft" ? gpt::FinetuneTask::kSft : gpt::FinetuneTask::kClassify;
@@ -251,7 +252,7 @@ int run(int argc, char** argv) {
     return 2;
   }
   if (f.threads < 0) throw std::invalid_argument("--threads must be >= 0");
-  const bool progress = f.progress || ::isatty(STDERR_FILENO);
+  const gpt::ProgressMode progress = gpt::progress_mode_from_name(f.progress, "--progress");
   return f.task == "pretrain" ? run_pretrain(f, progress) : run_finetune(f, progress);
 }
 

@@ -50,6 +50,8 @@ TrainingRun::TrainingRun(const char* app, const TrainSettings& s) : app_(app), s
   if (s.on_nonfinite != "stop" && s.on_nonfinite != "skip")
     throw std::invalid_argument("--on-nonfinite '" + s.on_nonfinite + "': expected stop or skip");
   if (s.max_skipped_steps < 1) throw std::invalid_argument("--max-skipped-steps must be at least 1");
+  progress_ = progress_mode_from_name(s.progress, "--progress");
+  if (s.log_every < 1) throw std::invalid_argument("--log-every must be at least 1");
   launcher_ = discover_ranks();
   CommOptions co;
   co.kind = s.dist;
@@ -102,6 +104,8 @@ TrainerConfig TrainingRun::trainer_config(int seq_len, float lr, float min_lr) c
   tc.eval_every = s_.eval_every;
   tc.out_dir = is_main() ? s_.out : "";
   tc.print = is_main();
+  tc.progress = progress_;
+  tc.log_every = s_.log_every;
   tc.on_nonfinite = s_.on_nonfinite;
   tc.max_skipped_steps = s_.max_skipped_steps;
   return tc;
@@ -232,10 +236,15 @@ void TrainingRun::prepare_outputs(const nlohmann::json& resolved, long resume_st
 
 void TrainingRun::print(const char* format, ...) const {
   if (!is_main()) return;
-  va_list args;
+  va_list args, copy;
   va_start(args, format);
-  std::vfprintf(stderr, format, args);
+  va_copy(copy, args);
+  const int n = std::vsnprintf(nullptr, 0, format, copy);
+  va_end(copy);
+  std::string text(n > 0 ? static_cast<size_t>(n) : 0, '\0');
+  if (n > 0) std::vsnprintf(text.data(), text.size() + 1, format, args);
   va_end(args);
+  write_stderr(text);  // above the progress line, if one is drawn
 }
 
 std::string TrainingRun::describe() const {
@@ -352,7 +361,8 @@ Checkpoint open_resume(Options& options, std::string& resume, const std::string&
 
 bool is_invocation_setting(const std::string& key) {
   return key == "threads" || key == "resume" || key == "init" || key == "overwrite" ||
-         key == "dist" || key == "dist_init" || key == "dist_timeout" || key == "zero";
+         key == "dist" || key == "dist_init" || key == "dist_timeout" || key == "zero" ||
+         key == "progress" || key == "log_every";
 }
 
 }  // namespace gpt

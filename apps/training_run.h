@@ -19,6 +19,7 @@
 #include "engine/checkpoint.h"
 #include "engine/communicator.h"
 #include "engine/data_parallel.h"
+#include "engine/progress.h"
 #include "engine/trainer.h"
 
 namespace gpt {
@@ -67,7 +68,7 @@ class TrainingRun {
   // Rank 0 first takes OUT/.lock (a second run on the same OUT is refused, naming the first's pid)
   // and, with start_over (--overwrite on a fresh run), removes an earlier run's checkpoints.
   void prepare_outputs(const nlohmann::json& resolved, long resume_step, bool start_over);
-  // printf on rank 0's stderr only.
+  // printf on rank 0's stderr only (through engine/progress.h: above an active progress line).
   void print(const char* format, ...) const __attribute__((format(printf, 2, 3)));
   // One line for the start-up log: ranks, communicator, launcher, ZeRO and the optimizer bytes.
   std::string describe() const;
@@ -81,6 +82,7 @@ class TrainingRun {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<DataParallel> dp_;
   RankInfo launcher_;
+  ProgressMode progress_ = ProgressMode::plain;
   int stop_signal_ = 0;
   long steps_seen_ = 0;
   int lock_fd_ = -1;  // OUT/.lock, held (flock) for the life of the run on rank 0

@@ -112,7 +112,7 @@ struct FinetuneOptions {
   int seq_len = 0;        // > 0: every example must fit a row of seq_len (see below)
   bool truncate = false;  // with seq_len: cut long examples instead of failing
   int threads = 0;
-  bool progress = false;
+  ProgressMode progress = ProgressMode::none;
 };
 
 // Reads the examples of the inputs (files, already expanded) in the given format. Throws

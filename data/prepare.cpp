@@ -1,12 +1,15 @@
 #include "data/prepare.h"
 
 #include <omp.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -120,12 +123,13 @@ PrepareTokenizer make_tokenizer(const TokenizerSpec& spec,
 
 // ---- progress -----------------------------------------------------------------------------------
 
-Progress::Progress(std::string label, int64_t total_bytes, bool enabled)
+Progress::Progress(std::string label, int64_t total_bytes, ProgressMode mode)
     : label_(std::move(label)),
       total_(std::max<int64_t>(total_bytes, 1)),
-      enabled_(enabled),
+      mode_(mode),
       start_(std::chrono::steady_clock::now()),
-      last_draw_(start_) {}
+      last_draw_(start_),
+      line_(mode, /*plain_every_s=*/10.0) {}
 
 Progress::~Progress() {
   finish();
@@ -133,34 +137,39 @@ Progress::~Progress() {
 
 void Progress::add(int64_t bytes) {
   done_.fetch_add(bytes, std::memory_order_relaxed);
-  if (!enabled_ || omp_get_thread_num() != 0) return;
+  if (mode_ == ProgressMode::none || omp_get_thread_num() != 0) return;
   const auto now = std::chrono::steady_clock::now();
   if (now - last_draw_ < std::chrono::milliseconds(200)) return;
   last_draw_ = now;
-  draw(false);
+  line_.update(text(false));
 }
 
 void Progress::finish() {
-  if (!enabled_ || finished_) return;
+  if (mode_ == ProgressMode::none || finished_) return;
   finished_ = true;
-  draw(true);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  line_.finish(mode_ == ProgressMode::line || seconds > 2.0 ? text(true) : "");
 }
 
-void Progress::draw(bool final_line) {
+std::string Progress::text(bool final_line) const {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double done = static_cast<double>(done_.load(std::memory_order_relaxed));
   const double mb_per_s = seconds > 0 ? done / 1e6 / seconds : 0.0;
   char eta[32] = "";
   if (!final_line && mb_per_s > 0)
-    std::snprintf(eta, sizeof(eta), "  ETA %.0fs",
-                  (static_cast<double>(total_) - done) / 1e6 / mb_per_s);
+    std::snprintf(eta, sizeof(eta), "  ETA %s",
+                  format_duration((static_cast<double>(total_) - done) / 1e6 / mb_per_s).c_str());
   else if (final_line)
     std::snprintf(eta, sizeof(eta), "  %.1fs", seconds);
-  std::fprintf(stderr, "\r%s %5.1f%%  %.1f/%.1f MB  %.1f MB/s%s\x1b[K%s", label_.c_str(),
-               100.0 * done / static_cast<double>(total_), done / 1e6,
-               static_cast<double>(total_) / 1e6, mb_per_s, eta, final_line ? "\n" : "");
-  std::fflush(stderr);
+  // kB below a megabyte, so that small inputs do not read 0.0/0.0 MB.
+  const bool small = total_ < 1000000;
+  const double unit = small ? 1e3 : 1e6;
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "%s %5.1f%%  %.1f/%.1f %s  %.1f MB/s%s", label_.c_str(),
+                100.0 * done / static_cast<double>(total_), done / unit,
+                static_cast<double>(total_) / unit, small ? "kB" : "MB", mb_per_s, eta);
+  return buf;
 }
 
 // ---- encoding -----------------------------------------------------------------------------------
@@ -239,6 +248,17 @@ OutputStage::OutputStage(const std::string& out_dir) : out_(out_dir) {
   std::error_code ec;
   fs::create_directories(out_, ec);
   if (ec) throw std::runtime_error(out_ + ": cannot create the output directory: " + ec.message());
+  // Staging folders of prepares that were killed (their pid is gone) are removed; a live one's
+  // (another prepare into the same OUT right now) is left alone.
+  static const std::regex staging_name(R"(\.prepare-staging-([0-9]+))");
+  for (const fs::directory_entry& e : fs::directory_iterator(out_, ec)) {
+    std::smatch m;
+    const std::string name = e.path().filename().string();
+    if (!std::regex_match(name, m, staging_name)) continue;
+    const long pid = std::stol(m[1].str());
+    if (pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+      fs::remove_all(e.path(), ec);
+  }
   staging_ = (fs::path(out_) / (".prepare-staging-" + std::to_string(::getpid()))).string();
   fs::remove_all(staging_, ec);
   fs::create_directories(staging_, ec);
@@ -270,8 +290,18 @@ void OutputStage::commit() {
   // What an earlier prepare wrote: removed first, so no stale shard survives beside the new ones.
   static const std::regex ours(R"((train|val)_[0-9]+\.(bin|mask))");
   std::error_code ec;
-  // meta.json goes first: a prepare killed anywhere in here leaves no meta.json beside a partial
-  // set of shards, and readers that need it stop rather than train on half the data.
+  // The marker goes first and is removed last: a prepare killed anywhere in here leaves it beside
+  // a mix of old and new shards, and every reader of shards refuses that folder (expand_glob,
+  // data/shard.h) until a prepare into it completes. meta.json is removed too, so that tools that
+  // read only it see no data set either.
+  const fs::path marker = fs::path(out_) / kPrepareIncompleteMarker;
+  {
+    std::ofstream m(marker, std::ios::trunc);
+    m << "gpt-prepare (pid " << ::getpid() << ") is moving a new data set in; if it is gone, it "
+      << "was killed: run it again\n";
+    m.flush();
+    if (!m) throw std::runtime_error(marker.string() + ": cannot write (disk full?)");
+  }
   fs::remove(fs::path(out_) / "meta.json");
   for (const fs::directory_entry& e : fs::directory_iterator(out_)) {
     const std::string name = e.path().filename().string();
@@ -284,7 +314,16 @@ void OutputStage::commit() {
     const bool ma = a.filename() == "meta.json", mb = b.filename() == "meta.json";
     return ma != mb ? mb : a < b;
   });
-  for (const fs::path& p : staged) fs::rename(p, fs::path(out_) / p.filename());
+  // Test hook (tests/cli/kill_writes.sh): GPT_TEST_KILL_IN_PREPARE_COMMIT=N sends this process
+  // SIGKILL after N of the moves, the worst moment for a kill.
+  const char* kill_env = std::getenv("GPT_TEST_KILL_IN_PREPARE_COMMIT");
+  const long kill_after = kill_env && *kill_env ? std::strtol(kill_env, nullptr, 10) : -1;
+  long moved = 0;
+  for (const fs::path& p : staged) {
+    if (moved++ == kill_after) ::raise(SIGKILL);
+    fs::rename(p, fs::path(out_) / p.filename());
+  }
+  fs::remove(marker);
   fs::remove_all(staging_, ec);
   committed_ = true;
 }

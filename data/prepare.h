@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/progress.h"
 #include "data/bpe_tokenizer.h"
 #include "data/text_input.h"
 
@@ -80,24 +81,25 @@ PrepareTokenizer make_tokenizer(const TokenizerSpec& spec,
 
 // ---- encoding -----------------------------------------------------------------------------------
 
-// A progress line on stderr for long work: "tokenizing  43.1%  12.0/27.9 MB  5.2 MB/s  ETA 3s",
-// redrawn at most every 0.2 s by OpenMP's thread 0 (so lines never interleave), finished with a
-// newline. Disabled: does nothing.
+// Progress of long work on stderr: "tokenizing  43.1%  12.0/27.9 MB  5.2 MB/s  ETA 3s". In line
+// mode one line redrawn in place (engine/progress.h), in plain mode a line every 10 s and the final
+// one when the work took over 2 s; none: nothing. Only OpenMP's thread 0 draws.
 class Progress {
  public:
-  Progress(std::string label, int64_t total_bytes, bool enabled);
+  Progress(std::string label, int64_t total_bytes, ProgressMode mode);
   ~Progress();
   void add(int64_t bytes);  // thread-safe
   void finish();
 
  private:
-  void draw(bool final_line);
+  std::string text(bool final_line) const;
   std::string label_;
   int64_t total_;
-  bool enabled_;
+  ProgressMode mode_;
   bool finished_ = false;
   std::atomic<int64_t> done_{0};
   std::chrono::steady_clock::time_point start_, last_draw_;
+  ProgressLine line_;
 };
 
 // Offsets where a text may be cut into chunks that encode independently to the same ids as the
@@ -121,7 +123,9 @@ std::vector<std::vector<int32_t>> encode_texts(const PrepareTokenizer& tokenizer
 // OUT/.prepare-staging-<pid> and commit() moves them into OUT, after deleting what an earlier
 // prepare left there (train_*/val_* shards and masks, meta.json, tokenizer/). OUT itself is created
 // by the constructor (nothing else is written before commit). Destroyed without commit: the
-// staging folder is removed.
+// staging folder is removed; the staging folders of killed prepares are removed by the next one.
+// kill -9 at any moment leaves either the previous data set whole (before commit) or, during the
+// moves, OUT/.prepare-incomplete, which makes every shard reader refuse the folder (data/shard.h).
 class OutputStage {
  public:
   explicit OutputStage(const std::string& out_dir);
@@ -167,7 +171,7 @@ struct PrepareOptions {
   int64_t val_docs = 0;
   int64_t shard_tokens = 100'000'000;
   int threads = 0;        // 0: OpenMP's default
-  bool progress = false;  // draw the progress line
+  ProgressMode progress = ProgressMode::none;  // how the tokenizing progress is shown
 };
 
 struct PrepareResult {

@@ -175,8 +175,29 @@ std::vector<std::string> expand_glob(const std::string& pattern) {
     for (size_t i = 0; i < g.gl_pathc; ++i) files.emplace_back(g.gl_pathv[i]);
   }
   globfree(&g);
-  if (files.empty()) throw std::runtime_error("no files match '" + pattern + "'");
+  auto folder_of = [](const std::string& path) {
+    const size_t slash = path.rfind('/');
+    return slash == std::string::npos ? std::string(".") : path.substr(0, slash == 0 ? 1 : slash);
+  };
+  auto refuse_unfinished = [](const std::string& dir) {
+    struct stat st;
+    if (::stat((dir + "/" + kPrepareIncompleteMarker).c_str(), &st) == 0)
+      throw std::runtime_error(dir + ": a gpt-prepare into this folder did not finish (killed while "
+                               "moving its shards in; " + kPrepareIncompleteMarker +
+                               " is there): its shards may mix two data sets; run gpt-prepare again");
+  };
+  if (files.empty()) {
+    refuse_unfinished(folder_of(pattern));  // killed before any new shard was moved in
+    throw std::runtime_error("no files match '" + pattern + "'");
+  }
   std::sort(files.begin(), files.end());
+  std::string checked;  // the last folder checked (the files are sorted: folders come in runs)
+  for (const std::string& f : files) {
+    const std::string dir = folder_of(f);
+    if (dir == checked) continue;
+    checked = dir;
+    refuse_unfinished(dir);
+  }
   return files;
 }
 

@@ -57,7 +57,10 @@ void write_token_shard(const std::string& path, const std::vector<int32_t>& toke
                        bool force_u32 = false);
 
 // Expands a glob pattern (or a plain path) into a sorted list of files; throws naming the pattern
-// when nothing matches.
+// when nothing matches, and naming the folder when a matched file lies beside the marker of a
+// gpt-prepare that did not finish moving its shards in (kPrepareIncompleteMarker: the folder may
+// hold a mix of two data sets).
 std::vector<std::string> expand_glob(const std::string& pattern);
+inline constexpr const char* kPrepareIncompleteMarker = ".prepare-incomplete";
 
 }  // namespace gpt

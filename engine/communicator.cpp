@@ -2,6 +2,7 @@
 // NCCL unique id over a file or TCP. The MPI and NCCL communicators live in communicator_mpi.cpp
 // and communicator_nccl.cpp (built with GPT_MPI / GPT_NCCL).
 #include "engine/communicator.h"
+#include "engine/progress.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -126,11 +127,12 @@ void CollectiveWatchdog::loop() {
         static_cast<double>(std::chrono::steady_clock::now().time_since_epoch().count() - started) *
         1e-9;
     if (waited > timeout_s_) {
-      std::fprintf(stderr,
-                   "rank %d: error: collective '%s' has waited %.0f s for the other ranks "
-                   "(--dist-timeout %.0f s): a peer rank stopped or hangs; ending this rank\n",
-                   rank_, what_.load(), waited, timeout_s_);
-      std::fflush(stderr);
+      char message[512];
+      std::snprintf(message, sizeof(message),
+                    "rank %d: error: collective '%s' has waited %.0f s for the other ranks "
+                    "(--dist-timeout %.0f s): a peer rank stopped or hangs; ending this rank\n",
+                    rank_, what_.load(), waited, timeout_s_);
+      write_stderr_final(message);
       std::_Exit(1);
     }
   }
@@ -183,7 +185,7 @@ class SingleCommunicator : public Communicator {
     if (send != recv && count > 0) std::memmove(recv, send, count * comm_dtype_size(dtype));
   }
   [[noreturn]] void abort(const std::string& message) override {
-    std::fprintf(stderr, "%s\n", message.c_str());
+    write_stderr_final(message + "\n");  // ends a progress line first
     std::fflush(stderr);
     std::_Exit(1);
   }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/communicator.h"
+#include "engine/progress.h"
 #include "engine/communicator_internal.h"
 
 namespace gpt {
@@ -185,7 +186,7 @@ class MpiCommunicator : public Communicator {
   }
 
   [[noreturn]] void abort(const std::string& message) override {
-    std::fprintf(stderr, "%s\n", message.c_str());
+    write_stderr_final(message + "\n");  // ends a progress line first
     std::fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
     std::_Exit(1);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine/communicator.h"
+#include "engine/progress.h"
 #include "engine/communicator_internal.h"
 
 namespace gpt {
@@ -161,7 +162,7 @@ class NcclCommunicator : public Communicator {
   }
 
   [[noreturn]] void abort(const std::string& message) override {
-    std::fprintf(stderr, "%s\n", message.c_str());
+    write_stderr_final(message + "\n");  // ends a progress line first
     std::fflush(stderr);
     if (comm_) ncclCommAbort(comm_);
     comm_ = nullptr;

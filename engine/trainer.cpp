@@ -15,18 +15,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string format_duration(double seconds) {
-  char buf[32];
-  const long s = static_cast<long>(seconds + 0.5);
-  if (s >= 3600)
-    std::snprintf(buf, sizeof(buf), "%ldh%02ldm", s / 3600, (s / 60) % 60);
-  else if (s >= 60)
-    std::snprintf(buf, sizeof(buf), "%ldm%02lds", s / 60, s % 60);
-  else
-    std::snprintf(buf, sizeof(buf), "%lds", s);
-  return buf;
-}
-
 }  // namespace
 
 std::string format_exact(double v) {
@@ -241,13 +229,21 @@ void Trainer::log(const StepRecord& r) {
 }
 
 void Trainer::run() {
+  ProgressLine progress(config_.print ? config_.progress : ProgressMode::none);
+  std::string last_val;   // the progress line's tail: the latest validation
+  std::string step_line;  // the latest step's part of it
+  bool first_line = true;  // plain mode prints the first step of every invocation (also a resumed one)
   auto print_val = [&](long step, const EvalResult& v) {
     if (!config_.print) return;
     if (v.bits_per_byte > 0)
-      std::fprintf(stderr, "step %5ld/%ld | val loss %.4f | val bpb %.4f\n", step, config_.steps,
-                   v.loss, v.bits_per_byte);
+      print_stderr("step %5ld/%ld | val loss %.4f | val bpb %.4f\n", step, config_.steps, v.loss,
+                   v.bits_per_byte);
     else
-      std::fprintf(stderr, "step %5ld/%ld | val loss %.4f\n", step, config_.steps, v.loss);
+      print_stderr("step %5ld/%ld | val loss %.4f\n", step, config_.steps, v.loss);
+    char tail[64];
+    std::snprintf(tail, sizeof(tail), " | val %.4f @ %ld", v.loss, step);
+    last_val = tail;
+    if (progress.in_place() && !step_line.empty()) progress.update(step_line + last_val, true);
   };
   if (optimizer_.step_count() == 0 && evaluate_) {
     StepRecord r0;
@@ -266,7 +262,7 @@ void Trainer::run() {
     if (!r.skipped.empty()) {
       ++skipped_in_a_row;
       if (config_.print)
-        std::fprintf(stderr, "step %5ld/%ld | skipped (%d in a row): %s\n", r.step, config_.steps,
+        print_stderr("step %5ld/%ld | skipped (%d in a row): %s\n", r.step, config_.steps,
                      skipped_in_a_row, r.skipped.c_str());
       log(r);
       if (skipped_in_a_row >= config_.max_skipped_steps)
@@ -290,13 +286,21 @@ void Trainer::run() {
     char comm[48] = "";
     if (dp_ && dp_->comm().world_size() > 1)
       std::snprintf(comm, sizeof(comm), " | comm %6.1f ms", r.comm_ms);
-    if (config_.print)
-      std::fprintf(stderr,
-                   "step %5ld/%ld | loss %.4f | lr %.2e | norm %6.3f | %8.0f tok/s | %7.1f ms%s%s | "
-                   "ETA %s\n",
-                   r.step, config_.steps, r.train_loss, r.lr, r.grad_norm, r.tokens_per_s,
-                   r.step_ms, comm, mfu, format_duration(eta).c_str());
     const bool last = r.step == config_.steps;
+    if (config_.print) {
+      char line[256];
+      std::snprintf(line, sizeof(line),
+                    "step %5ld/%ld | loss %.4f | lr %.2e | norm %6.3f | %8.0f tok/s | %7.1f ms%s%s | "
+                    "ETA %s",
+                    r.step, config_.steps, r.train_loss, r.lr, r.grad_norm, r.tokens_per_s,
+                    r.step_ms, comm, mfu, format_duration(eta).c_str());
+      step_line = line;
+      if (progress.in_place())
+        progress.update(step_line + last_val, last);
+      else if (first_line || last || (config_.log_every > 0 && r.step % config_.log_every == 0))
+        print_stderr("%s\n", line);
+      first_line = false;
+    }
     if (evaluate_ && ((config_.eval_every > 0 && r.step % config_.eval_every == 0) || last)) {
       r.has_val = true;
       r.val = evaluate_();

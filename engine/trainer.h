@@ -15,6 +15,7 @@
 #include "engine/data_parallel.h"
 #include "engine/model_interface.h"
 #include "engine/optimizer.h"
+#include "engine/progress.h"
 
 namespace gpt {
 
@@ -28,7 +29,12 @@ struct TrainerConfig {
   long warmup_steps = 0;
   long eval_every = 0;   // 0: validate only at the start and the end
   std::string out_dir;   // log.jsonl goes here (empty: no log file)
-  bool print = true;     // the per-step lines on stderr (data parallel: rank 0 only)
+  bool print = true;     // progress on stderr (data parallel: rank 0 only)
+  // How (engine/progress.h): line redraws one line in place (step/total, loss, tokens/s, MFU, ETA,
+  // the last validation) with validations as lines above it; plain prints a line for the first step
+  // of the invocation, every log_every-th step and the last one.
+  ProgressMode progress = ProgressMode::plain;
+  long log_every = 1;
   double flops_per_token = 0.0;  // for MFU (0: not reported)
   double peak_flops = 0.0;       // device peak for MFU (0: not reported)
   // A step whose loss or gradient norm is NaN/inf: "stop" (an error naming the step and the first

@@ -132,6 +132,17 @@ apps_check() {
               --steps 30 --eval-every 15 --lr 3e-3 --warmup-steps 5)
   "$BUILD_DIR/apps/gpt-pretrain" "${args[@]}" --out "$t/single" 2>"$t/single.err"; local a=$?
   grep -E '^(backend|ranks|done)' "$t/single.err"; ((a == 0)) || { tail -5 "$t/single.err"; return 1; }
+  # gpt-plan's prediction for this run against its measured peak (docs/plan.md): the difference is
+  # what the plan does not count on a GPU (the backend's scratch, sized by the first step).
+  local measured planned
+  measured=$(grep -o 'peak memory [0-9.]* MiB ([0-9]* bytes)' "$t/single.err" | grep -o '([0-9]*' | tr -d '(')
+  planned=$("$BUILD_DIR/apps/gpt-plan" --config "$t/single/config.json" --device cuda --json 2>&1 |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"]["peak"])' 2>/dev/null)
+  if [[ -n $measured && -n $planned ]]; then
+    echo "apps: gpt-plan peak $planned bytes, measured $measured ($(python3 -c "print(f'{($measured - $planned) / $measured * 100:+.1f}% not planned')"))"
+  else
+    echo "apps: gpt-plan comparison not made (measured '$measured', planned '$planned')"
+  fi
   "$BUILD_DIR/apps/gpt-pretrain" "${args[@]}" --dist nccl --out "$t/nccl" 2>"$t/nccl.err"; local b=$?
   grep -E '^(ranks|done)' "$t/nccl.err"; ((b == 0)) || tail -5 "$t/nccl.err"
   local c=0
