@@ -224,6 +224,7 @@ EvalModel build_eval_model(GptWeights weights, const std::string& path, const st
     load_lora(*m.model, a, adapter);
     m.has_adapter = true;
   }
+  m.model->freeze();  // evaluation only: no gradients, one layer of activations
   return m;
 }
 

@@ -68,6 +68,7 @@ int run(int argc, char** argv) {
   auto backend = gpt::make_app_backend(device, dtype);
   gpt::LoadedModel loaded = gpt::load_app_model(model_path, *backend, 1, 0);
   gpt::GptModel& model = *loaded.model;
+  model.freeze();  // sampling only: no gradients, one layer of activations
   const gpt::GptConfig& cfg = model.config();
   if (tokenizer.vocab_size() > cfg.vocab_size) {
     throw std::invalid_argument("the tokenizer has " + std::to_string(tokenizer.vocab_size()) +

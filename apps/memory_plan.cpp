@@ -31,6 +31,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
   // Several GPUs talk over NCCL (device buffers); CPU ranks over MPI (host buffers).
   SizingCommunicator comm(r.world_size, r.rank, r.device == DeviceKind::cuda && r.world_size > 1);
   DataParallel dp(comm, backend, model.parameters(), AdamWConfig{}, zero_enabled(r.zero, r.world_size));
+  model.allocate_activations();  // what the first training step allocates
 
   MemoryPlan p;
   const GptModel::MemoryUse use = model.memory_use();

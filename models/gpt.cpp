@@ -72,11 +72,10 @@ GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int
                                 "]");
   }
   const int64_t L = config_.n_layer, C = config_.n_embd, Vp = config_.padded_vocab_size();
-  const int64_t maxT = config_.max_seq_len, NH = config_.n_head;
+  const int64_t maxT = config_.max_seq_len;
   const DType dt = backend_.dtype();
-  const DType sd = backend_.stat_dtype();
 
-  // Parameters and gradients: identical layouts.
+  // Parameters (the gradients take the same layout, less what is frozen).
   auto param_layout = [&]() {
     ArenaLayout layout;
     layout.add("wte", dt, {Vp, C});
@@ -103,7 +102,18 @@ GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int
     grad_index_[pi] = -1;  // no gradients until they are needed (ensure_grads)
   }
 
-  const int64_t B = max_batch, T = max_seq;
+  acts_ = std::make_unique<Activations>();  // laid out by the first forward (allocate_activations)
+}
+
+void GptModel::allocate_activations() {
+  const int64_t C = config_.n_embd, Vp = config_.padded_vocab_size(), NH = config_.n_head;
+  const DType dt = backend_.dtype();
+  const DType sd = backend_.stat_dtype();
+  // Layers below the lowest one the backward runs through share slot 0 (see Activations).
+  const int lowest = lowest_layer_needing_grad();
+  const int offset = lowest > 0 ? lowest - 1 : 0;
+  const int64_t L = config_.n_layer - offset;
+  const int64_t B = max_batch_, T = max_seq_;
   ArenaLayout a;
   a.add("tokens", DType::i32, {B, T});
   a.add("targets", DType::i32, {B, T});
@@ -131,15 +141,21 @@ GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int
   a.add("dqkv", dt, {B, T, 3 * C});
   a.add("datty", dt, {B, T, C});
   a.add("dfch", dt, {B, T, 4 * C});
-  acts_ = std::make_unique<Activations>();
+  acts_->arena.reset();  // release the old arena before allocating the new one
+  acts_->layer_numel.clear();
   for (int i = 0; i < a.size(); ++i) {
     const bool stacked = i >= kLn1 && i <= kResidual3;  // the (L, ...) entries
     acts_->layer_numel.push_back(stacked ? a.entry(i).shape.numel() / L : a.entry(i).shape.numel());
   }
+  acts_->layer_offset = offset;
   acts_->arena = std::make_unique<Arena>(backend_, std::move(a));
 }
 
 GptModel::~GptModel() = default;
+
+void GptModel::ensure_activations() {
+  if (!acts_->arena) allocate_activations();
+}
 
 Tensor GptModel::param(Param p) const { return (*params_)[static_cast<int>(p)]; }
 Tensor GptModel::grad(Param p) const {
@@ -154,7 +170,7 @@ GptModel::MemoryUse GptModel::memory_use() const {
   };
   add(m.parameters, params_);
   add(m.gradients, grads_);
-  add(m.activations, acts_->arena);
+  add(m.activations, acts_->arena);  // null until the first forward
   add(m.activations, kv_cache_);
   if (lora_) {
     add(m.parameters, lora_->params);
@@ -169,16 +185,27 @@ GptModel::MemoryUse GptModel::memory_use() const {
   return m;
 }
 
-// Gradients exist only for tensors with something to train (any layer of a stacked tensor), so
-// frozen parts and LoRA's frozen base cost no gradient memory.
+// Gradients exist only for what trains: a stacked tensor gets the rows of its lowest to its
+// highest trained layer, so frozen parts and LoRA's frozen base cost no gradient memory.
 void GptModel::allocate_grads() {
   const Arena& params = *params_;
   ArenaLayout layout;
   for (int pi = 0; pi < kNumParams; ++pi) {
     const auto& t = trainable_[pi];
-    const bool any = std::any_of(t.begin(), t.end(), [](uint8_t x) { return x != 0; });
+    const auto first = std::find(t.begin(), t.end(), uint8_t{1});
+    grad_first_[pi] = 0;
+    grad_index_[pi] = -1;
+    if (first == t.end()) continue;
     const auto& e = params.layout().entry(pi);
-    grad_index_[pi] = any ? layout.add(e.name, e.dtype, e.shape) : -1;
+    Shape shape = e.shape;
+    if (is_stacked(static_cast<Param>(pi))) {
+      const int lo = static_cast<int>(first - t.begin());
+      const int hi = static_cast<int>(t.rend() - std::find(t.rbegin(), t.rend(), uint8_t{1})) - 1;
+      grad_first_[pi] = lo;
+      const int64_t n = hi - lo + 1;
+      shape = e.shape.ndim() == 2 ? Shape{n, e.shape[1]} : Shape{n, e.shape[1], e.shape[2]};
+    }
+    grad_index_[pi] = layout.add(e.name, e.dtype, shape);
   }
   grads_.reset();  // release the old arena before allocating the new one
   grads_ = std::make_unique<Arena>(backend_, std::move(layout));
@@ -228,7 +255,7 @@ void GptModel::init_weights(uint64_t seed) {
 Tensor GptModel::grad_for(Param p, int layer) const {
   const int pi = static_cast<int>(p);
   if (!is_stacked(p)) return trainable_[pi][0] ? grad(p) : Tensor();
-  return trainable_[pi][layer] ? layer_view(grad(p), layer) : Tensor();
+  return trainable_[pi][layer] ? layer_view(grad(p), layer - grad_first_[pi]) : Tensor();
 }
 
 bool GptModel::is_trainable(Param p, int layer) const {
@@ -264,8 +291,7 @@ std::vector<ParamGroup> GptModel::parameters() {
     } else {  // mixed trainability over layers: one group per layer
       for (int l = 0; l < config_.n_layer; ++l) {
         groups.push_back(ParamGroup{std::string(param_name(p)) + "." + std::to_string(l),
-                                    layer_view(param(p), l), layer_view(grad(p), l), is_decayed(p),
-                                    t[l] != 0});
+                                    layer_view(param(p), l), grad_for(p, l), is_decayed(p), t[l] != 0});
       }
     }
   }
@@ -304,18 +330,17 @@ void GptModel::upload_batch(const int32_t* tokens, const int32_t* targets, int B
                               std::to_string(config_.vocab_size) + ")");
     }
   }
+  ensure_activations();
   const Arena& a = *acts_->arena;
   backend_.copy_from_host(a[kTokens].data, tokens, n * sizeof(int32_t));
   if (targets) backend_.copy_from_host(a[kTargets].data, targets, n * sizeof(int32_t));
 }
 
-void GptModel::forward_impl(int B, int T, bool lm_logits) {
-  const Arena& a = *acts_->arena;
-  const auto& ln = acts_->layer_numel;
+void GptModel::forward_impl(int B, int T, bool lm_logits, bool fill_kv_cache) {
   const int L = config_.n_layer, C = config_.n_embd, NH = config_.n_head;
   const int Vp = config_.padded_vocab_size();
   const int N = B * T;
-  auto A = [&](int idx, int l, Shape s) { return act_view(a, ln, idx, l, s); };
+  auto A = [&](int idx, int l, Shape s) { return acts_->view(idx, l, s); };
   const Shape btc{B, T, C};
 
   Tensor tokens = A(kTokens, 0, {B, T});
@@ -338,6 +363,7 @@ void GptModel::forward_impl(int B, int T, bool lm_logits) {
     backend_.matmul_forward(qkv, ln1, layer_view(param(Param::qkv_w), l),
                             layer_view(param(Param::qkv_b), l));
     if (lora_on(LoraTarget::qkv)) lora_forward(LoraTarget::qkv, l, ln1, qkv, N);
+    if (fill_kv_cache) cache_qkv(l, qkv, B, T);
     backend_.attention_forward(atty, lse, qkv, NH);
     backend_.matmul_forward(residual2, atty, layer_view(param(Param::attproj_w), l),
                             layer_view(param(Param::attproj_b), l));
@@ -363,10 +389,8 @@ void GptModel::forward_impl(int B, int T, bool lm_logits) {
 
 // Backward from the LM head: dlogits (in the logits buffer) -> dlnf, then the rest.
 void GptModel::backward_impl(int B, int T) {
-  const Arena& a = *acts_->arena;
-  const auto& ln = acts_->layer_numel;
   const int C = config_.n_embd, Vp = config_.padded_vocab_size();
-  auto A = [&](int idx, int l, Shape s) { return act_view(a, ln, idx, l, s); };
+  auto A = [&](int idx, int l, Shape s) { return acts_->view(idx, l, s); };
   const Shape btc{B, T, C};
   // Classifier: logits = lnf · wteᵀ; the logits buffer holds dlogits now.
   backend_.matmul_backward(A(kDLn, 0, btc), grad_for(Param::wte, -1), Tensor(),
@@ -377,11 +401,9 @@ void GptModel::backward_impl(int B, int T) {
 // Backward from the gradient at the final LayerNorm's output (in the kDLn buffer) down to the
 // lowest layer that needs it.
 void GptModel::backward_from_lnf(int B, int T) {
-  const Arena& a = *acts_->arena;
-  const auto& ln = acts_->layer_numel;
   const int L = config_.n_layer, C = config_.n_embd, NH = config_.n_head;
   const int N = B * T;
-  auto A = [&](int idx, int l, Shape s) { return act_view(a, ln, idx, l, s); };
+  auto A = [&](int idx, int l, Shape s) { return acts_->view(idx, l, s); };
   const Shape btc{B, T, C};
 
   Tensor dresidual = A(kDResidual, 0, btc);

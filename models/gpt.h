@@ -9,12 +9,16 @@
 //     x = x + fc_proj(gelu(fc(ln2(x))))
 //   logits = lnf(x) · wteᵀ          (N, Vp), columns >= V masked in the loss
 //
-// Memory: parameters and activations each live in one arena allocated at construction for a
-// maximum batch (max_batch, max_seq); forward/backward accept any B <= max_batch and T <= max_seq
-// and allocate nothing. The gradient arena is allocated when first needed (parameters(),
-// zero_grad(), forward_backward(), or set_trainable), for the tensors that train then: a model
-// that is only evaluated never holds gradients, and one set up for LoRA or freezing never holds
-// the full gradient arena it would drop.
+// Memory: parameters live in one arena allocated at construction; the activations in one arena
+// for a maximum batch (max_batch, max_seq), allocated by the first forward (or
+// allocate_activations); forward/backward accept any B <= max_batch and T <= max_seq and allocate
+// nothing after that. The gradient arena is allocated when first needed (parameters(),
+// zero_grad(), forward_backward(), or set_trainable). Both hold only what the trainable set needs:
+// gradients for the layers that train (a stacked tensor gets rows for its lowest to its highest
+// trained layer, not for all L), and per-layer activations for the layers the backward runs
+// through; the frozen layers below them share one slot, since nothing reads their activations
+// again. So a model that is only evaluated (everything frozen) holds no gradients and one layer of
+// activations, and freezing the lower blocks saves their gradients and their activations.
 #pragma once
 
 #include <cstdint>
@@ -121,6 +125,11 @@ class GptModel : public TrainableModel {
   // backward work is skipped, and backpropagation stops below the lowest trainable layer) and no
   // optimizer state. Default: everything trains. Call before creating the optimizer.
   void set_trainable(const std::function<bool(const std::string& name, int layer)>& predicate);
+  // Nothing trains: for a model that is only evaluated or sampled from (no gradients, and all
+  // layers run in one activation slot).
+  void freeze() {
+    set_trainable([](const std::string&, int) { return false; });
+  }
   bool is_trainable(Param p, int layer) const;
   int64_t num_trainable_parameters() const;
 
@@ -159,7 +168,13 @@ class GptModel : public TrainableModel {
   std::vector<float> decode(const int32_t* tokens, int B, int pos);
   // Parameter views, e.g. for tests and checkpoints.
   Tensor param(Param p) const;
-  Tensor grad(Param p) const;  // empty when no layer of p trains, or before gradients exist
+  // Empty when no layer of p trains, or before gradients exist. For a stacked p: the rows of layers
+  // grad_first_layer(p) .. (its highest trained layer), not all L.
+  Tensor grad(Param p) const;
+  int grad_first_layer(Param p) const { return grad_first_[static_cast<int>(p)]; }
+  // Allocates the activation arena now, laid out for the trainable set of now (the first forward
+  // does it otherwise; set_trainable drops it, to be laid out again).
+  void allocate_activations();
   Arena& param_arena() { return *params_; }
   Arena& grad_arena() {
     ensure_grads();
@@ -181,7 +196,10 @@ class GptModel : public TrainableModel {
   struct Lora;
   struct ClassHead;
   enum class LoraTarget : int { qkv = 0, attproj, fc, fcproj, count };
-  void forward_impl(int B, int T, bool lm_logits);
+  // fill_kv_cache: copy each layer's q, k, v into the KV cache (prefill), as the layers run.
+  void forward_impl(int B, int T, bool lm_logits, bool fill_kv_cache = false);
+  void cache_qkv(int l, const Tensor& qkv, int B, int P);  // layer l's (B, P, 3C) into the KV cache
+  void ensure_activations();
   void backward_impl(int B, int T);
   void backward_from_lnf(int B, int T);
   void upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T);
@@ -204,6 +222,7 @@ class GptModel : public TrainableModel {
   std::unique_ptr<Arena> params_;
   std::unique_ptr<Arena> grads_;      // only the tensors that have something to train
   int grad_index_[kNumParams] = {};
+  int grad_first_[kNumParams] = {};  // the layer of a stacked gradient's first row
   std::unique_ptr<Activations> acts_;
   std::vector<std::vector<uint8_t>> trainable_;  // [Param][layer] (one entry for unstacked)
   std::unique_ptr<Lora> lora_;

@@ -31,6 +31,7 @@ void GptModel::set_trainable(const std::function<bool(const std::string&, int)>&
   if (head_) head_->trainable = predicate("cls_w", -1) || predicate("cls_b", -1);
   if (lora_) lora_->trainable = predicate("lora", -1);
   allocate_grads();
+  acts_->arena.reset();  // laid out again by the next forward, for the layers the backward needs now
 }
 
 int64_t GptModel::num_trainable_parameters() const {

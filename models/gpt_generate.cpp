@@ -12,27 +12,27 @@
 
 namespace gpt {
 
+void GptModel::cache_qkv(int l, const Tensor& qkv, int B, int P) {
+  const size_t row = static_cast<size_t>(3) * config_.n_embd * dtype_size(backend_.dtype());
+  char* cache_l = static_cast<char*>((*kv_cache_)[0].data) + static_cast<size_t>(l) * max_batch_ * max_seq_ * row;
+  for (int b = 0; b < B; ++b) {
+    backend_.copy(cache_l + static_cast<size_t>(b) * max_seq_ * row,
+                  static_cast<const char*>(qkv.data) + static_cast<size_t>(b) * P * row, P * row);
+  }
+}
+
 std::vector<float> GptModel::prefill(const int32_t* tokens, int B, int P) {
   // Generation always uses the language-model head (a class head, if any, is left aside).
   upload_batch(tokens, nullptr, B, P);
-  forward_impl(B, P, /*lm_logits=*/true);
   const int L = config_.n_layer, C = config_.n_embd, Vp = config_.padded_vocab_size();
   if (!kv_cache_) {
     ArenaLayout layout;
     layout.add("kv", backend_.dtype(), {L, max_batch_, max_seq_, 3 * C});
     kv_cache_ = std::make_unique<Arena>(backend_, std::move(layout));
   }
-  const size_t esize = dtype_size(backend_.dtype());
-  const size_t row = static_cast<size_t>(3) * C * esize;
-  Tensor cache = (*kv_cache_)[0];
-  for (int l = 0; l < L; ++l) {
-    Tensor qkv = act_view(*acts_->arena, acts_->layer_numel, kQkv, l, {B, P, 3 * C});
-    char* cache_l = static_cast<char*>(cache.data) + static_cast<size_t>(l) * max_batch_ * max_seq_ * row;
-    for (int b = 0; b < B; ++b) {
-      backend_.copy(cache_l + static_cast<size_t>(b) * max_seq_ * row,
-                    static_cast<char*>(qkv.data) + static_cast<size_t>(b) * P * row, P * row);
-    }
-  }
+  // Each layer's q, k, v go to the cache as the layer runs: the activation slots may be shared
+  // by the layers (a frozen model keeps one).
+  forward_impl(B, P, /*lm_logits=*/true, /*fill_kv_cache=*/true);
   const std::vector<float> all = logits_to_host(B, P);
   std::vector<float> last(static_cast<size_t>(B) * Vp);
   for (int b = 0; b < B; ++b)

@@ -44,10 +44,26 @@ enum Act : int {
 };
 
 
+// View of activation `idx` for layer l (or the whole entry for unstacked ones) with shape s.
+inline Tensor act_view(const Arena& arena, const std::vector<int64_t>& layer_numel, int idx, int l,
+                Shape s) {
+  Tensor base = arena[idx];
+  const size_t offset = static_cast<size_t>(l) * layer_numel[idx] * dtype_size(base.dtype);
+  return Tensor(static_cast<char*>(base.data) + offset, base.dtype, s);
+}
+
+// The stacked entries hold L - layer_offset slots: layer l is in slot max(0, l - layer_offset).
+// layer_offset = lowest - 1 when the backward stops at layer `lowest` > 0, so the frozen layers
+// below it all run in slot 0, and slot 0 ends up holding layer lowest-1, whose output (residual3)
+// is the one activation of theirs the backward reads.
 struct GptModel::Activations {
   std::unique_ptr<Arena> arena;
-  // Per-layer stride (in elements) of each stacked entry, for the maximum (B, T).
+  // Per-slot stride (in elements) of each stacked entry, for the maximum (B, T).
   std::vector<int64_t> layer_numel;
+  int layer_offset = 0;
+  Tensor view(int idx, int l, Shape s) const {
+    return act_view(*arena, layer_numel, idx, l > layer_offset ? l - layer_offset : 0, s);
+  }
 };
 
 // LoRA adapters: for each target, A (L, r, in) and B (L, out, r) with their gradients, the saved
@@ -71,14 +87,5 @@ struct GptModel::ClassHead {
   std::vector<int> positions;     // per row: the classified position, -1 for a padding row
   bool trainable = true;
 };
-
-// View of activation `idx` for layer l (or the whole entry for unstacked ones) with shape s.
-inline Tensor act_view(const Arena& arena, const std::vector<int64_t>& layer_numel, int idx, int l,
-                Shape s) {
-  Tensor base = arena[idx];
-  const size_t offset = static_cast<size_t>(l) * layer_numel[idx] * dtype_size(base.dtype);
-  return Tensor(static_cast<char*>(base.data) + offset, base.dtype, s);
-}
-
 
 }  // namespace gpt

@@ -228,10 +228,16 @@ GptWeights download_arena(GptModel& model, bool grads) {
   GptWeights w;
   w.config = model.config();
   for (int pi = 0; pi < kNumParams; ++pi) {
-    const Tensor t =
-        grads ? model.grad(static_cast<Param>(pi)) : model.param(static_cast<Param>(pi));
-    std::vector<float> host(static_cast<size_t>(t.numel()));
-    model.backend().download_f32(host.data(), t);
+    const Param p = static_cast<Param>(pi);
+    const Tensor param = model.param(p);
+    std::vector<float> host(static_cast<size_t>(param.numel()), 0.0f);
+    // A gradient covers the layers from grad_first_layer on (none for a frozen tensor): zeros elsewhere.
+    const Tensor t = grads ? model.grad(p) : param;
+    if (!t.empty()) {
+      const size_t layer = static_cast<size_t>(param.shape.numel() / param.shape[0]);
+      const size_t first = grads ? static_cast<size_t>(model.grad_first_layer(p)) * layer : 0;
+      model.backend().download_f32(host.data() + first, t);
+    }
     w.params.push_back(std::move(host));
   }
   return w;

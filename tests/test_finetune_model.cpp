@@ -221,6 +221,70 @@ TEST(Freeze, FrozenParametersDoNotChangeAndGetNoState) {
   }
 }
 
+// Freezing the lower blocks: the gradients of what trains are those of the fully trainable model
+// (whose gradients other tests check against finite differences and PyTorch), bit for bit, while
+// the model holds gradient rows only for the trained layers and activations only for the layers
+// the backward runs through.
+TEST(Freeze, LowerBlocksHoldNoGradientsOrActivations) {
+  auto backend = make_backend("cpu", DType::f32);
+  GptConfig cfg = small_config();
+  cfg.n_layer = 5;
+  const int B = 2, T = 6, C = cfg.n_embd;
+  GptModel full(cfg, *backend, B, T), frozen(cfg, *backend, B, T), eval_only(cfg, *backend, B, T);
+  for (GptModel* m : {&full, &frozen, &eval_only}) randomize(*m, 21, 0.3);
+  // Layers 2..4 train, except qkv_w, which trains in layer 3 only; layers 0 and 1 are frozen.
+  auto trains = [](const std::string& name, int layer) {
+    if (name == "qkv_w") return layer == 3;
+    return layer >= 2 || name == "lnf_w" || name == "lnf_b";
+  };
+  frozen.set_trainable(trains);
+  eval_only.set_trainable([](const std::string&, int) { return false; });
+
+  EXPECT_TRUE(frozen.grad(Param::wte).empty());
+  EXPECT_TRUE(frozen.grad(Param::wpe).empty());
+  EXPECT_EQ(frozen.grad(Param::qkv_w).numel(), 3 * C * C);  // layer 3 only
+  EXPECT_EQ(frozen.grad_first_layer(Param::qkv_w), 3);
+  EXPECT_EQ(frozen.grad(Param::fc_w).numel(), 3 * 4 * C * C);  // layers 2, 3, 4
+  EXPECT_EQ(frozen.grad_first_layer(Param::fc_w), 2);
+  EXPECT_EQ(frozen.grad(Param::lnf_w).numel(), C);
+
+  Rng rng(8);
+  const auto tokens = random_ids(rng, B * T, cfg.vocab_size);
+  const auto targets = random_ids(rng, B * T, cfg.vocab_size);
+  full.zero_grad();
+  frozen.zero_grad();
+  const double loss_full = full.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / (B * T));
+  const double loss_frozen = frozen.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / (B * T));
+  EXPECT_EQ(loss_full, loss_frozen);
+  const double loss_eval = eval_only.forward(tokens.data(), targets.data(), B, T);
+  EXPECT_EQ(loss_full, loss_eval);
+  auto host = [&](const Tensor& t) {
+    std::vector<float> v(static_cast<size_t>(t.numel()));
+    backend->download_f32(v.data(), t);
+    return v;
+  };
+  int compared = 0;
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const Param p = static_cast<Param>(pi);
+    const bool stacked = p != Param::wte && p != Param::wpe && p != Param::lnf_w && p != Param::lnf_b;
+    for (int l = 0; l < (stacked ? cfg.n_layer : 1); ++l) {
+      if (!frozen.is_trainable(p, l)) continue;
+      Tensor g_full = stacked ? layer_view(full.grad(p), l) : full.grad(p);
+      Tensor g_frozen = stacked ? layer_view(frozen.grad(p), l - frozen.grad_first_layer(p)) : frozen.grad(p);
+      ASSERT_EQ(host(g_full), host(g_frozen)) << param_name(p) << " layer " << l;
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 3 * 11 + 1 + 2);  // 12 stacked tensors in 3 layers but qkv_w in 1, + lnf
+  // Memory: the frozen layers' gradients are gone, and so are the activations of layers 0 and 1
+  // but one shared slot (layer 1's output feeds the backward of layer 2); eval keeps one slot.
+  const auto use_full = full.memory_use(), use_frozen = frozen.memory_use(), use_eval = eval_only.memory_use();
+  EXPECT_LT(use_frozen.gradients, use_full.gradients * 6 / 10);
+  EXPECT_EQ(use_eval.gradients, 0u);
+  EXPECT_LT(use_frozen.activations, use_full.activations);
+  EXPECT_LT(use_eval.activations, use_frozen.activations);
+}
+
 TEST(ClassHead, GradientsMatchFiniteDifferencesAndPaddingIsIgnored) {
   auto backend = make_backend("cpu", DType::f64);
   const GptConfig cfg = small_config();
@@ -275,7 +339,9 @@ TEST(ClassHead, GradientsMatchFiniteDifferencesAndPaddingIsIgnored) {
   EXPECT_THROW(model.forward(tokens.data(), bad.data(), B, T), std::out_of_range);
 }
 
-TEST(Generation, KvCacheEqualsFullRecomputation) {
+// frozen: everything frozen (as gpt-eval and gpt-generate set a model up), so all layers run in
+// one activation slot and the cache must be filled layer by layer as they run.
+void expect_kv_cache_equals_full_recomputation(bool frozen) {
   auto backend = make_backend("cpu", DType::f32);
   GptConfig cfg = small_config();
   cfg.max_seq_len = 16;
@@ -287,6 +353,7 @@ TEST(Generation, KvCacheEqualsFullRecomputation) {
   model.enable_lora(all_targets(2), 1);  // the cached path must apply adapters too
   Rng rng(6);
   for (auto& [name, t] : model.lora_tensors()) random_tensor(*backend, t, rng, 0.3);
+  if (frozen) model.set_trainable([](const std::string&, int) { return false; });
   std::vector<int32_t> seq = random_ids(rng, B * P, cfg.vocab_size);
   const int Vp = cfg.padded_vocab_size();
   // Greedy decoding with the cache.
@@ -315,6 +382,11 @@ TEST(Generation, KvCacheEqualsFullRecomputation) {
     }
   }
   EXPECT_EQ(cached[0].size(), static_cast<size_t>(Tmax));
+}
+
+TEST(Generation, KvCacheEqualsFullRecomputation) { expect_kv_cache_equals_full_recomputation(false); }
+TEST(Generation, KvCacheEqualsFullRecomputationWithOneActivationSlot) {
+  expect_kv_cache_equals_full_recomputation(true);
 }
 
 TEST(Sampler, GreedyTopKTopPAndDeterminism) {

@@ -62,6 +62,26 @@ for method in lora freeze; do
     "$(planned --config "$work/tiny/config.json" --task classify --method $method --train-top 1 --batch 6 --seq-len 48 --device cpu)"
 done
 
+# Frozen lower blocks hold neither gradients nor their activations (one shared slot): a 4-layer
+# model with its top block trained needs clearly less than full fine-tuning, and the plan still
+# equals the run.
+"$BIN/gpt-pretrain" --train-data "$work/data/train_*.bin" --val-data "$work/data/val_*.bin" --device cpu \
+  --n-layer 4 --n-head 2 --n-embd 32 --max-seq-len 64 --seq-len 32 --batch-size 4 --steps 1 --warmup-steps 0 \
+  --out "$work/deep" 2>"$work/deep.log" || bad "4-layer pretrain ran"
+for method in full freeze; do
+  "$BIN/gpt-finetune" --init "$work/deep" --task classify --method $method --train-top 1 --steps 1 --batch-size 6 \
+    --seq-len 48 --truncate true --train-data "$work/cls/train_*.bin" --val-data "$work/cls/train_*.bin" \
+    --val-max-batches 1 --out "$work/deep-$method" --device cpu 2>"$work/deep-$method.log" || bad "finetune $method (4 layers) ran"
+  compare "finetune classify $method, 4 layers" "$(measured "$work/deep-$method.log")" \
+    "$(planned --config "$work/deep/config.json" --task classify --method $method --train-top 1 --batch 6 --seq-len 48 --device cpu)"
+done
+full=$(measured "$work/deep-full.log"); frozen=$(measured "$work/deep-freeze.log")
+if [[ -n $full && -n $frozen ]] && python3 -c "import sys; sys.exit(0 if $frozen < 0.7 * $full else 1)"; then
+  ok "freezing 3 of 4 blocks: peak $full -> $frozen bytes"
+else
+  bad "freezing 3 of 4 blocks saves too little: peak $full -> $frozen bytes"
+fi
+
 # 3. the GPT-2 124M shape (vocabulary 50257, the preset), one short step at B=1, T=64.
 m124=(--config "$ROOT/configs/gpt2-124m.json" --vocab-size 50257 --batch-size 1 --seq-len 64 --total-batch-tokens 64)
 "$BIN/gpt-pretrain" "${m124[@]}" --train-data "$work/data/train_*.bin" --val-data "$work/data/val_*.bin" --device cpu \
