@@ -53,14 +53,20 @@ compare "pretrain tiny" "$(measured "$work/tiny.log")" "$(planned --config "$wor
 compare "pretrain tiny-cpu preset" "$(measured "$work/tiny-cpu.log")" \
   "$(planned --config "$work/tiny-cpu/config.json" --device cpu)"
 
-# 2. fine-tuning the tiny model: a class head with LoRA, and with the lower block frozen.
-for method in lora freeze; do
-  "$BIN/gpt-finetune" --init "$work/tiny" --task classify --method $method --train-top 1 --steps 2 --batch-size 6 \
+# finetune_case MODEL METHOD: gpt-finetune of the pretrained run $work/MODEL (a class head, the top
+# block trained for freeze), its peak compared with the plan; the log is $work/ft-METHOD-MODEL.log.
+finetune_case() {
+  local model=$1 method=$2 name=$2-$1
+  "$BIN/gpt-finetune" --init "$work/$model" --task classify --method "$method" --train-top 1 --steps 1 --batch-size 6 \
     --seq-len 48 --truncate true --train-data "$work/cls/train_*.bin" --val-data "$work/cls/train_*.bin" \
-    --val-max-batches 1 --out "$work/ft-$method" --device cpu 2>"$work/ft-$method.log" || bad "finetune $method ran"
-  compare "finetune classify $method, tiny" "$(measured "$work/ft-$method.log")" \
-    "$(planned --config "$work/tiny/config.json" --task classify --method $method --train-top 1 --batch 6 --seq-len 48 --device cpu)"
-done
+    --val-max-batches 1 --out "$work/ft-$name" --device cpu 2>"$work/ft-$name.log" || bad "finetune $name ran"
+  compare "finetune classify $method, $model" "$(measured "$work/ft-$name.log")" \
+    "$(planned --config "$work/$model/config.json" --task classify --method "$method" --train-top 1 --batch 6 --seq-len 48 --device cpu)"
+}
+
+# 2. fine-tuning the tiny model: a class head with LoRA, and with the lower block frozen.
+finetune_case tiny lora
+finetune_case tiny freeze
 
 # Frozen lower blocks hold neither gradients nor their activations (one shared slot): a 4-layer
 # model with its top block trained needs clearly less than full fine-tuning, and the plan still
@@ -68,14 +74,9 @@ done
 "$BIN/gpt-pretrain" --train-data "$work/data/train_*.bin" --val-data "$work/data/val_*.bin" --device cpu \
   --n-layer 4 --n-head 2 --n-embd 32 --max-seq-len 64 --seq-len 32 --batch-size 4 --steps 1 --warmup-steps 0 \
   --out "$work/deep" 2>"$work/deep.log" || bad "4-layer pretrain ran"
-for method in full freeze; do
-  "$BIN/gpt-finetune" --init "$work/deep" --task classify --method $method --train-top 1 --steps 1 --batch-size 6 \
-    --seq-len 48 --truncate true --train-data "$work/cls/train_*.bin" --val-data "$work/cls/train_*.bin" \
-    --val-max-batches 1 --out "$work/deep-$method" --device cpu 2>"$work/deep-$method.log" || bad "finetune $method (4 layers) ran"
-  compare "finetune classify $method, 4 layers" "$(measured "$work/deep-$method.log")" \
-    "$(planned --config "$work/deep/config.json" --task classify --method $method --train-top 1 --batch 6 --seq-len 48 --device cpu)"
-done
-full=$(measured "$work/deep-full.log"); frozen=$(measured "$work/deep-freeze.log")
+finetune_case deep full
+finetune_case deep freeze
+full=$(measured "$work/ft-full-deep.log"); frozen=$(measured "$work/ft-freeze-deep.log")
 if [[ -n $full && -n $frozen ]] && python3 -c "import sys; sys.exit(0 if $frozen < 0.7 * $full else 1)"; then
   ok "freezing 3 of 4 blocks: peak $full -> $frozen bytes"
 else
