@@ -51,7 +51,7 @@ struct AdamWStep {
   float weight_decay = 0.0f;
   float grad_scale = 1.0f;  // gradient clipping factor, applied to the gradient before the moments
   long step = 1;            // 1-based, for bias correction
-  uint64_t seed = 0;        // stochastic rounding seed (bf16 parameters only)
+  uint64_t seed = 0;        // stochastic rounding (bf16 only): kernels/stochastic_rounding.h
 };
 
 class Backend {

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "kernels/stochastic_rounding.h"
+
 namespace gpt {
 
 AdamW::AdamW(Backend& backend, std::vector<ParamGroup> groups, const AdamWConfig& config)
@@ -73,7 +75,9 @@ double AdamW::step(float lr, double norm) {
     s.weight_decay = g.weight_decay ? config_.weight_decay : 0.0f;
     s.grad_scale = scale;
     s.step = step_;
-    s.seed = static_cast<uint64_t>(step_) * 0x9E3779B97F4A7C15ull + i;
+    // A hash of (step, tensor): no two steps or tensors share a stream of rounding bits, and a
+    // resumed run (same step count) draws the same bits (kernels/stochastic_rounding.h).
+    s.seed = stochastic_rounding_seed(static_cast<uint64_t>(step_), i);
     backend_.adamw_update(g.param, g.grad, m(static_cast<int>(i)), v(static_cast<int>(i)),
                           master(static_cast<int>(i)), s);
   }

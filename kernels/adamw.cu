@@ -5,6 +5,8 @@
 // receives w stochastically rounded (cuda_common.cuh), so that updates smaller than half a bf16
 // step still move the parameter in expectation. On the first step the master copy does not exist
 // yet: it is read from the bf16 parameter (MasterInit::from_params) and written as usual.
+// The random bits of element i are stochastic_rounding_bits(seed, i), with a seed the optimizer
+// hashes from the step and the tensor index (kernels/stochastic_rounding.h).
 // The weight-decay mask is the caller's: weight_decay is 0 for tensors that are not decayed.
 //
 // One thread per 16-byte packet of the parameter (8 bf16 or 4 fp32 values); m, v and the master
@@ -41,7 +43,7 @@ template <>
 __device__ __forceinline__ void store_param<bf16>(bf16* params, float* master, size_t i, float w,
                                                   uint64_t seed) {
   master[i] = w;
-  params[i] = stochastic_round_bf16(w, random_u32(seed, i));
+  params[i] = stochastic_round_bf16(w, stochastic_rounding_bits(seed, i));
 }
 
 // Element i: reads the fp32 weight from master (bf16 mode, MasterInit::keep) or from params.
@@ -95,7 +97,7 @@ __global__ void adamw_kernel(F* params, float* master, const F* grads, float* m,
   for (int k = 0; k < x; ++k) {
     w[k] = adamw_element(w[k], to_float(g[k]), mm[k], vv[k], args);
     if constexpr (std::is_same_v<F, bf16>) {
-      p_out[k] = stochastic_round_bf16(w[k], random_u32(args.seed, i0 + k));
+      p_out[k] = stochastic_round_bf16(w[k], stochastic_rounding_bits(args.seed, i0 + k));
     } else {
       p_out[k] = w[k];
     }

@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "kernels/cuda_check.h"
+#include "kernels/stochastic_rounding.h"
 
 namespace gpt::cuda {
 
@@ -121,14 +122,9 @@ __device__ T block_sum(T v, T* shared) {
 }
 
 // ---- stochastic rounding ------------------------------------------------------------------------
-// A counter-based hash (splitmix64 finaliser) of (seed, index): the random bits of element i do not
-// depend on which thread handles it, so results are reproducible for a given seed.
-__device__ __forceinline__ uint32_t random_u32(uint64_t seed, uint64_t index) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (index + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return static_cast<uint32_t>(z ^ (z >> 31));
-}
+// The random bits come from stochastic_rounding_bits(seed, index) (kernels/stochastic_rounding.h,
+// shared with the host): a counter-based hash, so the bits of element i do not depend on which
+// thread handles it, and results are reproducible for a given seed.
 
 // fp32 -> bf16 rounding up with probability equal to the discarded fraction: add 16 random bits to
 // the 16 bits that bf16 drops, then truncate. Unbiased in expectation, which keeps small AdamW
