@@ -45,7 +45,8 @@ void layernorm_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* i
 // epilogue (written to scratch, then added), or by a separate deterministic column-sum kernel.
 enum class BiasGradPath { cublaslt_epilogue, kernel };
 
-// Heuristic results, cached per problem (shape, dtype, epilogue, pointer alignments).
+// cuBLASLt descriptors and heuristic results, cached per problem (shape, dtype, epilogue, pointer
+// alignments); kernels/matmul.cu.
 struct MatmulAlgoCache;
 MatmulAlgoCache* create_matmul_algo_cache();
 void destroy_matmul_algo_cache(MatmulAlgoCache* cache);

@@ -18,24 +18,93 @@
 //
 // Numerics: fp32 accumulation always (CUBLAS_COMPUTE_32F, never TF32, so the fp32 mode matches
 // the CPU at fp32 tolerance); inputs and outputs in the storage type. cuBLASLt is deterministic
-// for a given problem, algorithm and device. Algorithms are chosen once per problem by the
-// heuristic and cached; the heuristic is told the real alignment of every pointer (it otherwise
-// assumes 256 bytes, which per-layer views of small models do not have).
+// for a given problem, algorithm and device.
+//
+// Plans: the descriptors (matmul, three layouts) are built once per problem (shape, dtype,
+// transposes, epilogue, pointer alignments) and kept with the heuristic's best algorithms (up to
+// kMaxAlgorithms). The heuristic is told the real alignment of every pointer (it otherwise assumes
+// 256 bytes, which per-layer views of small models do not have). The heuristic's answer is an
+// estimate that cublasLtMatmul may still refuse with NOT_SUPPORTED: then the next candidate is
+// tried and the refused one dropped, so the plan keeps the first that ran; only when every
+// candidate is refused does the caller fall back (the bias kernels of the epilogues).
 #include <map>
+#include <memory>
 #include <tuple>
+#include <vector>
 
 #include "kernels/cuda_kernels.cuh"
 
 namespace gpt::cuda {
 
+// ---- cuBLASLt descriptors and the per-problem cache ---------------------------------------------
+// RAII owners of the cuBLASLt descriptors (a failed destroy is reported, not thrown). Outside the
+// anonymous namespace because MatmulAlgoCache (declared in cuda_kernels.cuh) holds them.
+struct LtMatmulDesc {
+  cublasLtMatmulDesc_t desc = nullptr;
+  LtMatmulDesc() {
+    GPT_CUDA_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  }
+  ~LtMatmulDesc() { GPT_CUDA_WARN(cublasLtMatmulDescDestroy(desc)); }
+  LtMatmulDesc(const LtMatmulDesc&) = delete;
+  LtMatmulDesc& operator=(const LtMatmulDesc&) = delete;
+  template <typename T>
+  void set(cublasLtMatmulDescAttributes_t attr, const T& value) {
+    GPT_CUDA_CHECK(cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value)));
+  }
+};
+struct LtLayout {
+  cublasLtMatrixLayout_t layout = nullptr;
+  LtLayout(cudaDataType_t type, int rows, int cols, int ld) {
+    GPT_CUDA_CHECK(cublasLtMatrixLayoutCreate(&layout, type, static_cast<uint64_t>(rows),
+                                              static_cast<uint64_t>(cols),
+                                              static_cast<int64_t>(ld)));
+  }
+  ~LtLayout() { GPT_CUDA_WARN(cublasLtMatrixLayoutDestroy(layout)); }
+  LtLayout(const LtLayout&) = delete;
+  LtLayout& operator=(const LtLayout&) = delete;
+};
+struct LtPreference {
+  cublasLtMatmulPreference_t pref = nullptr;
+  LtPreference() { GPT_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref)); }
+  ~LtPreference() { GPT_CUDA_WARN(cublasLtMatmulPreferenceDestroy(pref)); }
+  LtPreference(const LtPreference&) = delete;
+  LtPreference& operator=(const LtPreference&) = delete;
+  template <typename T>
+  void set(cublasLtMatmulPreferenceAttributes_t attr, const T& value) {
+    GPT_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)));
+  }
+};
+
+// One column-major problem D (m×n) = op(A) · op(B), built on its first call and reused by every
+// later call with the same key: the matmul descriptor (transposes, epilogue), the three matrix
+// layouts, and the algorithms the heuristic offered, best first. Only what changes from call to
+// call is set per call: the epilogue's vector pointer (an attribute of the descriptor), the data
+// pointers and beta.
+struct LtMatmulPlan {
+  LtMatmulPlan(cudaDataType_t type, cublasOperation_t transa, cublasOperation_t transb, int m,
+               int n, int k, int lda, int ldb, int ldd, cublasLtEpilogue_t epilogue)
+      // Stored shapes: op(A) is m×k, so A is k×m when transposed; op(B) is k×n.
+      : a(type, transa == CUBLAS_OP_N ? m : k, transa == CUBLAS_OP_N ? k : m, lda),
+        b(type, transb == CUBLAS_OP_N ? k : n, transb == CUBLAS_OP_N ? n : k, ldb),
+        d(type, m, n, ldd) {
+    desc.set(CUBLASLT_MATMUL_DESC_TRANSA, static_cast<int32_t>(transa));
+    desc.set(CUBLASLT_MATMUL_DESC_TRANSB, static_cast<int32_t>(transb));
+    if (epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+      desc.set(CUBLASLT_MATMUL_DESC_EPILOGUE, static_cast<uint32_t>(epilogue));
+    }
+  }
+  LtMatmulDesc desc;
+  LtLayout a, b, d;  // C is D (the product accumulates in place when beta = 1)
+  // Candidates in the heuristic's order. The front is the one in use: an algorithm that
+  // cublasLtMatmul refuses with NOT_SUPPORTED is dropped, so the front is always the first one
+  // that ran. Empty: cuBLASLt has no algorithm for this problem.
+  std::vector<cublasLtMatmulAlgo_t> algos;
+};
+
 struct MatmulAlgoCache {
   // (type, transa, transb, m, n, k, lda, ldb, ldd, epilogue, alignments A, B, D, bias)
   using Key = std::tuple<int, int, int, int, int, int, int, int, int, int, int, int, int, int>;
-  struct Entry {
-    bool found = false;
-    cublasLtMatmulAlgo_t algo{};
-  };
-  std::map<Key, Entry> entries;
+  std::map<Key, std::unique_ptr<LtMatmulPlan>> plans;
 };
 
 MatmulAlgoCache* create_matmul_algo_cache() {
@@ -50,6 +119,8 @@ namespace {
 constexpr int kBlock = 256;
 constexpr int kWarpsPerBlock = kBlock / kWarpSize;
 constexpr int kRowsPerChunk = 64;
+// How many algorithms to ask the heuristic for: the fall-backs when the best one is refused.
+constexpr int kMaxAlgorithms = 8;
 
 template <typename F>
 constexpr cudaDataType_t data_type();
@@ -70,60 +141,40 @@ uint32_t alignment_of(const void* p) {
   return align;
 }
 
-// RAII owners of the cuBLASLt descriptors (a failed destroy is reported, not thrown).
-struct MatmulDesc {
-  cublasLtMatmulDesc_t desc = nullptr;
-  MatmulDesc() { GPT_CUDA_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F)); }
-  ~MatmulDesc() { GPT_CUDA_WARN(cublasLtMatmulDescDestroy(desc)); }
-  MatmulDesc(const MatmulDesc&) = delete;
-  MatmulDesc& operator=(const MatmulDesc&) = delete;
-  template <typename T>
-  void set(cublasLtMatmulDescAttributes_t attr, const T& value) {
-    GPT_CUDA_CHECK(cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value)));
+// The heuristic's algorithms for a plan (whose descriptor already carries the epilogue vector),
+// best first, told the workspace and the real alignment of every matrix. Empty when it has none.
+std::vector<cublasLtMatmulAlgo_t> heuristic_algorithms(const MatmulContext& ctx,
+                                                       const LtMatmulPlan& plan, uint32_t align_a,
+                                                       uint32_t align_b, uint32_t align_d) {
+  LtPreference pref;
+  pref.set(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, static_cast<uint64_t>(ctx.workspace_bytes));
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a);
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b);
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d);
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d);
+  cublasLtMatmulHeuristicResult_t results[kMaxAlgorithms] = {};
+  int count = 0;
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+      ctx.lt, plan.desc.desc, plan.a.layout, plan.b.layout, plan.d.layout, plan.d.layout, pref.pref,
+      kMaxAlgorithms, results, &count);
+  std::vector<cublasLtMatmulAlgo_t> algos;
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED) return algos;  // no heuristic for this configuration
+  GPT_CUDA_CHECK(status);
+  // Each result has its own state; keep the ones the library says it can run.
+  for (int i = 0; i < count; ++i) {
+    if (results[i].state == CUBLAS_STATUS_SUCCESS) algos.push_back(results[i].algo);
   }
-};
-struct Layout {
-  cublasLtMatrixLayout_t layout = nullptr;
-  Layout(cudaDataType_t type, int rows, int cols, int ld) {
-    GPT_CUDA_CHECK(cublasLtMatrixLayoutCreate(&layout, type, static_cast<uint64_t>(rows),
-                                              static_cast<uint64_t>(cols),
-                                              static_cast<int64_t>(ld)));
-  }
-  ~Layout() { GPT_CUDA_WARN(cublasLtMatrixLayoutDestroy(layout)); }
-  Layout(const Layout&) = delete;
-  Layout& operator=(const Layout&) = delete;
-};
-struct Preference {
-  cublasLtMatmulPreference_t pref = nullptr;
-  Preference() { GPT_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref)); }
-  ~Preference() { GPT_CUDA_WARN(cublasLtMatmulPreferenceDestroy(pref)); }
-  Preference(const Preference&) = delete;
-  Preference& operator=(const Preference&) = delete;
-  template <typename T>
-  void set(cublasLtMatmulPreferenceAttributes_t attr, const T& value) {
-    GPT_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)));
-  }
-};
+  return algos;
+}
 
 // Column-major D (m×n, ld ldd) = op(A) · op(B) + beta · D, with an optional epilogue whose vector
 // is `bias`. Returns false (doing nothing) when cuBLASLt has no algorithm for the problem.
 bool lt_matmul(const MatmulContext& ctx, cudaDataType_t type, cublasOperation_t transa,
                cublasOperation_t transb, int m, int n, int k, const void* A, int lda, const void* B,
                int ldb, void* D, int ldd, float beta, cublasLtEpilogue_t epilogue, void* bias) {
-  MatmulDesc desc;
-  desc.set(CUBLASLT_MATMUL_DESC_TRANSA, static_cast<int32_t>(transa));
-  desc.set(CUBLASLT_MATMUL_DESC_TRANSB, static_cast<int32_t>(transb));
-  if (epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
-    desc.set(CUBLASLT_MATMUL_DESC_EPILOGUE, static_cast<uint32_t>(epilogue));
-    desc.set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
-  }
-  // Stored shapes: op(A) is m×k, so A is k×m when transposed; op(B) is k×n.
-  const Layout a_layout(type, transa == CUBLAS_OP_N ? m : k, transa == CUBLAS_OP_N ? k : m, lda);
-  const Layout b_layout(type, transb == CUBLAS_OP_N ? k : n, transb == CUBLAS_OP_N ? n : k, ldb);
-  const Layout d_layout(type, m, n, ldd);
-
+  const bool has_vector = epilogue != CUBLASLT_EPILOGUE_DEFAULT;
   const uint32_t align_a = alignment_of(A), align_b = alignment_of(B), align_d = alignment_of(D);
-  const uint32_t align_bias = epilogue != CUBLASLT_EPILOGUE_DEFAULT ? alignment_of(bias) : 256;
+  const uint32_t align_bias = has_vector ? alignment_of(bias) : 256;
   const MatmulAlgoCache::Key key{static_cast<int>(type),
                                  static_cast<int>(transa),
                                  static_cast<int>(transb),
@@ -138,37 +189,33 @@ bool lt_matmul(const MatmulContext& ctx, cudaDataType_t type, cublasOperation_t 
                                  static_cast<int>(align_b),
                                  static_cast<int>(align_d),
                                  static_cast<int>(align_bias)};
-  auto it = ctx.cache->entries.find(key);
-  if (it == ctx.cache->entries.end()) {
-    Preference pref;
-    pref.set(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, static_cast<uint64_t>(ctx.workspace_bytes));
-    pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a);
-    pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b);
-    pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d);
-    pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d);
-    cublasLtMatmulHeuristicResult_t result{};
-    int count = 0;
-    const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
-        ctx.lt, desc.desc, a_layout.layout, b_layout.layout, d_layout.layout, d_layout.layout,
-        pref.pref, 1, &result, &count);
-    if (status != CUBLAS_STATUS_NOT_SUPPORTED) GPT_CUDA_CHECK(status);
-    MatmulAlgoCache::Entry entry;
-    entry.found =
-        status == CUBLAS_STATUS_SUCCESS && count > 0 && result.state == CUBLAS_STATUS_SUCCESS;
-    if (entry.found) entry.algo = result.algo;
-    it = ctx.cache->entries.emplace(key, entry).first;
+  auto it = ctx.cache->plans.find(key);
+  if (it == ctx.cache->plans.end()) {
+    // First call with this key: descriptors and heuristic, once. The plan enters the cache only
+    // when complete, so a failure here leaves nothing half-built behind.
+    auto plan =
+        std::make_unique<LtMatmulPlan>(type, transa, transb, m, n, k, lda, ldb, ldd, epilogue);
+    if (has_vector) plan->desc.set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
+    plan->algos = heuristic_algorithms(ctx, *plan, align_a, align_b, align_d);
+    it = ctx.cache->plans.emplace(key, std::move(plan)).first;
   }
-  if (!it->second.found) return false;
+  LtMatmulPlan& plan = *it->second;
+  // The epilogue vector is the one pointer the descriptor holds; it may differ from the last call.
+  if (has_vector) plan.desc.set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
   const float alpha = 1.0f;
-  const cublasStatus_t status = cublasLtMatmul(
-      ctx.lt, desc.desc, &alpha, A, a_layout.layout, B, b_layout.layout, &beta, D, d_layout.layout,
-      D, d_layout.layout, &it->second.algo, ctx.workspace, ctx.workspace_bytes, ctx.stream);
-  if (status == CUBLAS_STATUS_NOT_SUPPORTED) {  // the heuristic promised more than the library has
-    it->second.found = false;
-    return false;
+  while (!plan.algos.empty()) {
+    const cublasStatus_t status = cublasLtMatmul(
+        ctx.lt, plan.desc.desc, &alpha, A, plan.a.layout, B, plan.b.layout, &beta, D, plan.d.layout,
+        D, plan.d.layout, &plan.algos.front(), ctx.workspace, ctx.workspace_bytes, ctx.stream);
+    if (status != CUBLAS_STATUS_NOT_SUPPORTED) {
+      GPT_CUDA_CHECK(status);
+      return true;
+    }
+    // The heuristic offered an algorithm the library then refuses for this problem (nothing was
+    // launched): drop it for good and try the next.
+    plan.algos.erase(plan.algos.begin());
   }
-  GPT_CUDA_CHECK(status);
-  return true;
+  return false;
 }
 
 // Row-major D (M×N, ld ldd) = op_a(A) (M×K) · op_b(B) (K×N) + beta · D. Epilogue vectors in
