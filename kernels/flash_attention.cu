@@ -2,7 +2,7 @@
 // arithmetic: kernels/flash_attention_index.h, unit-tested on the CPU by
 // tests/test_flash_index.cpp).
 //
-// Layout of this file: PTX wrappers (cp.async, ldmatrix, mma, ordered flags), the tile loader, the
+// Layout of this file: the tile loader (PTX wrappers: kernels/ptx.cuh), the
 // forward kernel, the two backward kernels (D = rowsum(dO ⊙ O), then dK/dV/dQ), the launchers.
 //
 // Register fragments, as named below: a "tile" of an accumulator is one m16n8 block, float[4] per
@@ -17,6 +17,7 @@
 #include "kernels/cuda_common.cuh"
 #include "kernels/flash_attention.h"
 #include "kernels/flash_attention_index.h"
+#include "kernels/ptx.cuh"
 
 namespace gpt::cuda {
 namespace {
@@ -30,46 +31,15 @@ constexpr double kLog2eDouble = 1.4426950408889634;
 constexpr int kThreads = 128;  // 4 warps per CTA in every kernel of this file
 constexpr int kWarps = kThreads / kWarpSize;
 
-// ---- PTX wrappers -------------------------------------------------------------------------------
-
-__device__ __forceinline__ uint32_t smem_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte asynchronous global -> shared copy, bypassing L1; zero-fills when !valid (reads nothing).
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
-  const int src_bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::);
-}
-// Waits until at most N of this thread's committed groups are still in flight.
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-
-// d (16×8 f32) += a (16×16 bf16) · b (16×8 bf16)
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+// ---- PTX (kernels/ptx.cuh) -----------------------------------------------------------------------
+using ptx::cp_async_16;
+using ptx::cp_async_commit;
+using ptx::cp_async_wait;
+using ptx::ldmatrix_x4;
+using ptx::ldmatrix_x4_trans;
+using ptx::load_acquire;
+using ptx::mma_bf16;
+using ptx::smem_address;
 
 // Two floats -> bf16x2 (round to nearest even), `lo` in the low half (the lower column or row).
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
@@ -94,15 +64,10 @@ __device__ __forceinline__ void accumulators_to_a(uint32_t (&a)[4], const float 
 // orders the whole CTA's earlier stores) and counter store. A waiting CTA has one thread read the
 // counter with acquire loads until it shows its turn, then a CTA barrier passes the ordering on.
 // The accumulator itself is read and written with .cg accesses (L2, never a stale L1 line).
-__device__ __forceinline__ int load_acquire(const int* p) {
-  int v;
-  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p));
-  return v;
-}
 // Call after a __syncthreads that follows the stores being published; thread 0 only.
 __device__ __forceinline__ void publish_turn(int* counter, int value) {
   __threadfence();
-  asm volatile("st.relaxed.gpu.global.b32 [%0], %1;\n" ::"l"(counter), "r"(value) : "memory");
+  ptx::store_relaxed(counter, value);
 }
 
 // ---- tile loader --------------------------------------------------------------------------------
