@@ -404,7 +404,7 @@ struct BackwardTiles {
 template <int kHeadDim>
 __global__ void __launch_bounds__(kThreads)
     flash_backward_kernel(bf16* __restrict__ dqkv, float* __restrict__ dq_accum,
-                          int* __restrict__ dq_counters, const bf16* __restrict__ dout,
+                          int* __restrict__ dq_counters, int* __restrict__ tile_ticket, const bf16* __restrict__ dout,
                           const bf16* __restrict__ qkv, const float* __restrict__ lse,
                           const float* __restrict__ D, int T, int C, int NH, int num_m_tiles,
                           int num_n_tiles, float scale, float scale_log2) {
@@ -426,7 +426,12 @@ __global__ void __launch_bounds__(kThreads)
   const int tid = static_cast<int>(threadIdx.x);
   const int lane = tid % kWarpSize;
   const int warp = tid / kWarpSize;
-  const flash::BackwardBlock block = flash::backward_block(blockIdx.x, num_n_tiles);
+  // The tile comes from a ticket taken now that this CTA runs, not from blockIdx.x: a tile waits
+  // only on tiles of smaller tickets, which running CTAs hold (flash_attention_index.h).
+  __shared__ int s_ticket;
+  if (tid == 0) s_ticket = atomicAdd(tile_ticket, 1);
+  __syncthreads();
+  const flash::BackwardBlock block = flash::backward_block(s_ticket, num_n_tiles);
   const int b = block.bh / NH;
   const int h = block.bh % NH;
   const int n_tile = block.n_tile;
@@ -710,7 +715,8 @@ BackwardWorkspace backward_workspace(int B, int T, int C, int NH) {
       w.accum_offset + align256(static_cast<size_t>(flash::dq_accum_floats(
                                     static_cast<int>(BNH), M, BackwardTiles<64>::kBlockM, HS)) *
                                 sizeof(float));
-  w.total = w.counter_offset + align256(BNH * M * sizeof(int));
+  // The dQ turn counters and, after them, the tile ticket: zeroed together before each backward.
+  w.total = w.counter_offset + align256((BNH * M + 1) * sizeof(int));
   return w;
 }
 
@@ -769,7 +775,8 @@ void launch_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* 
   const double scale = 1.0 / std::sqrt(static_cast<double>(kHeadDim));
 
   GPT_CUDA_CHECK(
-      cudaMemsetAsync(counters, 0, static_cast<size_t>(B) * NH * M * sizeof(int), stream));
+      cudaMemsetAsync(counters, 0, (static_cast<size_t>(B) * NH * M + 1) * sizeof(int), stream));
+  int* ticket = counters + static_cast<size_t>(B) * NH * M;
   const unsigned dot_grid =
       grid_size((static_cast<long long>(B) * T + kWarps - 1) / kWarps, "flash_attention_backward");
   flash_backward_dot_kernel<kHeadDim><<<dot_grid, kThreads, 0, stream>>>(D, dout, out, B, T, C, NH);
@@ -780,7 +787,7 @@ void launch_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* 
                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       static_cast<int>(Tiles::kSmemBytes)));
   flash_backward_kernel<kHeadDim><<<grid, kThreads, Tiles::kSmemBytes, stream>>>(
-      dqkv, accum, counters, dout, qkv, lse, D, T, C, NH, M, N, static_cast<float>(scale),
+      dqkv, accum, counters, ticket, dout, qkv, lse, D, T, C, NH, M, N, static_cast<float>(scale),
       static_cast<float>(scale * kLog2eDouble));
   GPT_CUDA_CHECK_LAUNCH();
 }
