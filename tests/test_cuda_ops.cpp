@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -321,6 +322,60 @@ TEST_P(CudaOps, MatmulBackwardBothBiasGradientPaths) {
     } else if (gpu_->last_bias_grad() != CudaBiasGrad::cublaslt_epilogue) {
       std::printf("note: cuBLASLt offered no BGRADB algorithm; the kernel path ran instead\n");
     }
+  }
+}
+
+// cuBLASLt's heuristic may offer an algorithm that cublasLtMatmul then refuses with NOT_SUPPORTED:
+// the next candidate must run, for the plain product and both epilogues, and the plan keeps it
+// (a second call gives the same bits). On a GPU the first candidate normally runs and this is one
+// more matmul check; under the CPU emulation (tests/cuda_emu)
+// GPT_CUDA_EMU_LT_FIRST_ALGO_UNSUPPORTED makes the emulated heuristic offer such an algorithm first
+// for every problem, and the epilogue path must still be the one taken.
+TEST_P(CudaOps, MatmulFallsThroughRefusedAlgorithms) {
+  struct RefuseFirstAlgorithm {  // set for this test only, whichever way it ends
+    RefuseFirstAlgorithm() { setenv("GPT_CUDA_EMU_LT_FIRST_ALGO_UNSUPPORTED", "1", 1); }
+    ~RefuseFirstAlgorithm() { unsetenv("GPT_CUDA_EMU_LT_FIRST_ALGO_UNSUPPORTED"); }
+  } refuse_first_algorithm;
+  const int N = 96, C = 64, OC = 136;
+  auto inp = make(Kind::compute, {N, C});
+  auto weight = make(Kind::compute, {OC, C});
+  auto bias = make(Kind::compute, {OC});
+  auto out = make(Kind::compute, {N, OC});
+  auto dout = make(Kind::compute, {N, OC});
+  auto dinp = make(Kind::compute, {N, C});
+  auto dweight = make(Kind::compute, {OC, C});
+  auto dbias = make(Kind::compute, {OC});
+  inp->randomize(rng_);
+  weight->randomize(rng_);
+  bias->randomize(rng_);
+  dout->randomize(rng_);
+  std::vector<float> first_out, first_dweight;
+  for (int call = 0; call < 2; ++call) {
+    out->poison();
+    dinp->poison();
+    dweight->set(std::vector<float>(dweight->size(), 0.0f));
+    dbias->set(std::vector<float>(dbias->size(), 0.0f));
+    cpu_->matmul_forward(out->cpu(), inp->cpu(), weight->cpu(), bias->cpu());
+    gpu_->matmul_forward(out->gpu(), inp->gpu(), weight->gpu(), bias->gpu());
+    cpu_->matmul_backward(dinp->cpu(), dweight->cpu(), dbias->cpu(), dout->cpu(), inp->cpu(),
+                          weight->cpu());
+    gpu_->matmul_backward(dinp->gpu(), dweight->gpu(), dbias->gpu(), dout->gpu(), inp->gpu(),
+                          weight->gpu());
+    EXPECT_LT(out->error(), tol_.reduction) << "call " << call;
+    EXPECT_LT(dinp->error(), tol_.reduction) << "call " << call;
+    EXPECT_LT(dweight->error(), tol_.reduction) << "call " << call;
+    EXPECT_LT(dbias->error(), tol_.reduction) << "call " << call;
+    if (call == 0) {
+      first_out = out->gpu_values();
+      first_dweight = dweight->gpu_values();
+    } else {
+      EXPECT_EQ(out->gpu_values(), first_out);
+      EXPECT_EQ(dweight->gpu_values(), first_dweight);
+    }
+  }
+  const bool emulated = std::strstr(gpu_->properties().name, "emulator") != nullptr;
+  if (emulated) {
+    EXPECT_EQ(gpu_->last_bias_grad(), CudaBiasGrad::cublaslt_epilogue);
   }
 }
 
