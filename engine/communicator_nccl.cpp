@@ -1,11 +1,18 @@
 // The NCCL communicator (GPT_NCCL): GPU buffers, one rank per GPU.
 //
 // The unique id that ties the ranks together is made by rank 0 and reaches the others over MPI
-// (when the job was started by mpirun or srun --mpi=pmix) or through --dist-init file:/tcp:. Every
-// collective runs on the CUDA backend's stream (the legacy default stream) and is waited for with
-// a poll loop that checks ncclCommGetAsyncError and the --dist-timeout: a peer that died makes
-// this rank abort its communicator and exit with a message instead of hanging. Host collectives
-// (control data) are staged through a small device buffer.
+// (when the job was started by mpirun or srun --mpi=pmix) or through --dist-init file:/tcp:.
+//
+// The communicator is non-blocking (config.blocking = 0): no NCCL call waits for the other ranks.
+// A call that answers ncclInProgress has been taken but not finished (the init runs in NCCL's
+// background thread; a collective may not be enqueued yet), and nothing else may be called on the
+// communicator until ncclCommGetAsyncError stops answering ncclInProgress; every call is followed
+// by that poll. A collective, once enqueued, is waited for by polling its stream, NCCL's
+// asynchronous error and the --dist-timeout: a peer that died makes this rank abort its
+// communicator and exit with a message instead of hanging.
+//
+// Every collective runs on the legacy default stream. Host collectives (control data) are staged
+// through a small device buffer.
 //
 // Not run on a GPU by the CI machines: scripts/gpu_check.sh runs it as one rank.
 #include <cuda_runtime.h>
@@ -81,13 +88,29 @@ class NcclCommunicator : public Communicator {
     }
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;  // non-blocking: init and errors are polled, so a dead peer times out
-    GPT_NCCL_CHECK(ncclCommInitRankConfig(&comm_, world_, id, rank_, &config));
-    wait_comm("ncclCommInitRank");
+    const ncclResult_t rc = ncclCommInitRankConfig(&comm_, world_, id, rank_, &config);
+    if (rc != ncclSuccess && rc != ncclInProgress) {
+      const std::string why = describe(rc);
+      if (comm_) ncclCommAbort(comm_);
+      comm_ = nullptr;
+      throw std::runtime_error("rank " + std::to_string(rank_) +
+                               ": ncclCommInitRankConfig: " + why);
+    }
+    wait_comm("ncclCommInitRankConfig");  // the init runs in NCCL's thread until this says done
     GPT_CUDA_CHECK_COMM(cudaMalloc(&scratch_, kScratchBytes));
   }
   ~NcclCommunicator() override {
+    if (comm_) {
+      // Finalize flushes and may answer ncclInProgress; destroy then frees without blocking. A
+      // communicator that will not finish (a dead peer) is aborted instead.
+      ncclResult_t rc = ncclCommFinalize(comm_);
+      if (rc == ncclInProgress) rc = poll_state();
+      if (rc == ncclSuccess)
+        ncclCommDestroy(comm_);
+      else
+        ncclCommAbort(comm_);
+    }
     if (scratch_) cudaFree(scratch_);
-    if (comm_) ncclCommDestroy(comm_);
   }
 
   std::string kind() const override { return "nccl"; }
@@ -102,13 +125,11 @@ class NcclCommunicator : public Communicator {
 
   void all_gather_host(const void* send, void* recv, size_t bytes) override {
     if (bytes == 0) return;
-    void* dev = device_scratch(bytes * static_cast<size_t>(world_ + 1));
-    char* d = static_cast<char*>(dev);
-    GPT_CUDA_CHECK_COMM(cudaMemcpy(d, send, bytes, cudaMemcpyHostToDevice));
-    GPT_NCCL_CHECK(ncclAllGather(d, d + bytes, bytes, ncclUint8, comm_, nullptr));
-    wait_stream("all_gather_host");
-    GPT_CUDA_CHECK_COMM(cudaMemcpy(recv, d + bytes, bytes * static_cast<size_t>(world_),
-                                   cudaMemcpyDeviceToHost));
+    char* d = static_cast<char*>(device_scratch(bytes * static_cast<size_t>(world_ + 1)));
+    to_device(d, send, bytes);
+    enqueued("all_gather_host", ncclAllGather(d, d + bytes, bytes, ncclUint8, comm_, nullptr));
+    wait_stream("all_gather_host", nullptr);
+    to_host(recv, d + bytes, bytes * static_cast<size_t>(world_));
   }
 
   std::vector<std::string> gather_bytes(const std::string& mine, int root) override {
@@ -128,10 +149,10 @@ class NcclCommunicator : public Communicator {
   void broadcast_host(void* buf, size_t bytes, int root) override {
     if (bytes == 0) return;
     void* dev = device_scratch(bytes);
-    GPT_CUDA_CHECK_COMM(cudaMemcpy(dev, buf, bytes, cudaMemcpyHostToDevice));
-    GPT_NCCL_CHECK(ncclBroadcast(dev, dev, bytes, ncclUint8, root, comm_, nullptr));
-    wait_stream("broadcast");
-    GPT_CUDA_CHECK_COMM(cudaMemcpy(buf, dev, bytes, cudaMemcpyDeviceToHost));
+    to_device(dev, buf, bytes);
+    enqueued("broadcast", ncclBroadcast(dev, dev, bytes, ncclUint8, root, comm_, nullptr));
+    wait_stream("broadcast", nullptr);
+    to_host(buf, dev, bytes);
   }
 
   void barrier() override {
@@ -147,8 +168,9 @@ class NcclCommunicator : public Communicator {
     if (count == 0) return;
     const double bytes = static_cast<double>(count * comm_dtype_size(dtype)) * (world_ - 1);
     const auto t0 = std::chrono::steady_clock::now();
-    GPT_NCCL_CHECK(ncclReduceScatter(send, recv, count, nccl_type(dtype), ncclSum, comm_, nullptr));
-    wait_stream("reduce_scatter");
+    enqueued("reduce_scatter",
+             ncclReduceScatter(send, recv, count, nccl_type(dtype), ncclSum, comm_, nullptr));
+    wait_stream("reduce_scatter", nullptr);
     account(t0, bytes);
   }
 
@@ -156,8 +178,8 @@ class NcclCommunicator : public Communicator {
     if (count == 0) return;
     const double bytes = static_cast<double>(count * comm_dtype_size(dtype)) * (world_ - 1);
     const auto t0 = std::chrono::steady_clock::now();
-    GPT_NCCL_CHECK(ncclAllGather(send, recv, count, nccl_type(dtype), comm_, nullptr));
-    wait_stream("all_gather");
+    enqueued("all_gather", ncclAllGather(send, recv, count, nccl_type(dtype), comm_, nullptr));
+    wait_stream("all_gather", nullptr);
     account(t0, bytes);
   }
 
@@ -182,14 +204,21 @@ class NcclCommunicator : public Communicator {
     return scratch_;
   }
 
+  void to_device(void* dev, const void* host, size_t bytes) {
+    GPT_CUDA_CHECK_COMM(cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice));
+  }
+  void to_host(void* host, const void* dev, size_t bytes) {
+    GPT_CUDA_CHECK_COMM(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost));
+  }
+
   template <typename T>
   void host_all_reduce(T* x, size_t n, ncclDataType_t type, ncclRedOp_t op) {
     if (n == 0) return;
     void* dev = device_scratch(n * sizeof(T));
-    GPT_CUDA_CHECK_COMM(cudaMemcpy(dev, x, n * sizeof(T), cudaMemcpyHostToDevice));
-    GPT_NCCL_CHECK(ncclAllReduce(dev, dev, n, type, op, comm_, nullptr));
-    wait_stream("all_reduce");
-    GPT_CUDA_CHECK_COMM(cudaMemcpy(x, dev, n * sizeof(T), cudaMemcpyDeviceToHost));
+    to_device(dev, x, n * sizeof(T));
+    enqueued("all_reduce", ncclAllReduce(dev, dev, n, type, op, comm_, nullptr));
+    wait_stream("all_reduce", nullptr);
+    to_host(x, dev, n * sizeof(T));
   }
 
   void account(std::chrono::steady_clock::time_point t0, double bytes) {
@@ -197,29 +226,64 @@ class NcclCommunicator : public Communicator {
     stats_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
-  // Waits for the communicator to finish a non-blocking call (init), checking for errors.
+  std::string describe(ncclResult_t rc) const {
+    std::string why = ncclGetErrorString(rc);
+    const char* last = ncclGetLastError(comm_);
+    if (last != nullptr && *last != '\0') why += std::string(" (") + last + ")";
+    return why;
+  }
+
+  // What a collective call answered: ncclSuccess (enqueued), ncclInProgress (taken, not yet
+  // enqueued: poll until it is, before anything else touches the communicator or its stream), or
+  // an error, which ends this rank like any NCCL failure.
+  void enqueued(const char* what, ncclResult_t rc) {
+    if (rc == ncclInProgress)
+      wait_comm(what);
+    else if (rc != ncclSuccess)
+      fail(what, rc);
+  }
+
+  // Polls ncclCommGetAsyncError until the communicator is no longer in progress (the init or a
+  // call that answered ncclInProgress has finished), within the timeout.
   void wait_comm(const char* what) {
     const auto t0 = std::chrono::steady_clock::now();
     while (true) {
       ncclResult_t state = ncclSuccess;
-      GPT_NCCL_CHECK(ncclCommGetAsyncError(comm_, &state));
+      const ncclResult_t rc = ncclCommGetAsyncError(comm_, &state);
+      if (rc != ncclSuccess) fail(what, rc);
       if (state == ncclSuccess) return;
-      if (state != ncclInProgress) fail(what, ncclGetErrorString(state));
+      if (state != ncclInProgress) fail(what, state);
       check_timeout(what, t0);
-      std::this_thread::yield();
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }
 
-  // Waits for the stream while polling NCCL's asynchronous error and the timeout.
-  void wait_stream(const char* what) {
+  // The communicator's state once it is no longer in progress, or ncclInProgress after the timeout
+  // (for the destructor, which must neither throw nor exit).
+  ncclResult_t poll_state() {
     const auto t0 = std::chrono::steady_clock::now();
     while (true) {
-      const cudaError_t q = cudaStreamQuery(nullptr);
+      ncclResult_t state = ncclSuccess;
+      if (ncclCommGetAsyncError(comm_, &state) != ncclSuccess) return ncclInternalError;
+      if (state != ncclInProgress) return state;
+      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeout_s_)
+        return ncclInProgress;
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
+  // Waits for an enqueued collective (and what its stream held before it) while polling NCCL's
+  // asynchronous error and the timeout.
+  void wait_stream(const char* what, cudaStream_t stream) {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (true) {
+      const cudaError_t q = cudaStreamQuery(stream);
       if (q == cudaSuccess) return;
       if (q != cudaErrorNotReady) fail(what, cudaGetErrorString(q));
       ncclResult_t state = ncclSuccess;
-      GPT_NCCL_CHECK(ncclCommGetAsyncError(comm_, &state));
-      if (state != ncclSuccess && state != ncclInProgress) fail(what, ncclGetErrorString(state));
+      const ncclResult_t rc = ncclCommGetAsyncError(comm_, &state);
+      if (rc != ncclSuccess) fail(what, rc);
+      if (state != ncclSuccess && state != ncclInProgress) fail(what, state);
       check_timeout(what, t0);
       std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
@@ -238,6 +302,7 @@ class NcclCommunicator : public Communicator {
     }
   }
 
+  [[noreturn]] void fail(const char* what, ncclResult_t rc) { fail(what, describe(rc).c_str()); }
   [[noreturn]] void fail(const char* what, const char* why) {
     abort("rank " + std::to_string(rank_) + ": error: NCCL " + what + ": " + why);
   }
