@@ -59,6 +59,11 @@ class Communicator {
   virtual int local_rank() const = 0;
   // Whether the data-path buffers are device memory (nccl) or host memory.
   virtual bool device_buffers() const { return false; }
+  // nccl: the CUDA stream (a cudaStream_t) the data-path collectives are enqueued on, the
+  // backend's, so that they follow its queued work without a host synchronisation; null: the
+  // communicator's own stream again (the caller then synchronises first). Host collectives always
+  // run on the communicator's own stream. The others ignore it.
+  virtual void set_device_stream(void* /*stream*/) {}
 
   // ---- host collectives: small control data, exact, the same result on every rank ---------------
   // x (n) = the sum over ranks, added in rank order 0..N-1.

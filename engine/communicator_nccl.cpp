@@ -11,10 +11,14 @@
 // asynchronous error and the --dist-timeout: a peer that died makes this rank abort its
 // communicator and exit with a message instead of hanging.
 //
-// Every collective runs on the legacy default stream. Host collectives (control data) are staged
-// through a small device buffer.
+// Streams: the data-path collectives (gradients, parameters) run on the stream set_device_stream
+// gives, the CUDA backend's (non-blocking) stream, so they follow the backend's queued copies
+// without a host synchronisation. Host collectives (control data) are staged through a small device
+// buffer on the communicator's own stream, independent of the model's work.
 //
-// Not run on a GPU by the CI machines: scripts/gpu_check.sh runs it as one rank.
+// Not run on a GPU by the CI machines: scripts/gpu_check.sh runs it as one rank, and the emulated
+// build (GPT_CUDA_EMU) runs it against a fake libnccl (tests/fake_nccl) that answers
+// ncclInProgress.
 #include <cuda_runtime.h>
 #include <nccl.h>
 
@@ -78,6 +82,8 @@ class NcclCommunicator : public Communicator {
                                std::to_string(devices) +
                                " GPU(s): start one rank per GPU (NCCL refuses two ranks on one)");
     GPT_CUDA_CHECK_COMM(cudaSetDevice(local_rank_));
+    GPT_CUDA_CHECK_COMM(cudaStreamCreateWithFlags(&own_stream_, cudaStreamNonBlocking));
+    data_stream_ = own_stream_;
     ncclUniqueId id;
     if (rank_ == 0) GPT_NCCL_CHECK(ncclGetUniqueId(&id));
     if (world_ > 1) {
@@ -111,6 +117,7 @@ class NcclCommunicator : public Communicator {
         ncclCommAbort(comm_);
     }
     if (scratch_) cudaFree(scratch_);
+    if (own_stream_) cudaStreamDestroy(own_stream_);
   }
 
   std::string kind() const override { return "nccl"; }
@@ -118,6 +125,9 @@ class NcclCommunicator : public Communicator {
   int world_size() const override { return world_; }
   int local_rank() const override { return local_rank_; }
   bool device_buffers() const override { return true; }
+  void set_device_stream(void* stream) override {
+    data_stream_ = stream ? static_cast<cudaStream_t>(stream) : own_stream_;
+  }
 
   void all_reduce_sum(double* x, size_t n) override { host_all_reduce(x, n, ncclFloat64, ncclSum); }
   void all_reduce_sum(int64_t* x, size_t n) override { host_all_reduce(x, n, ncclInt64, ncclSum); }
@@ -127,8 +137,8 @@ class NcclCommunicator : public Communicator {
     if (bytes == 0) return;
     char* d = static_cast<char*>(device_scratch(bytes * static_cast<size_t>(world_ + 1)));
     to_device(d, send, bytes);
-    enqueued("all_gather_host", ncclAllGather(d, d + bytes, bytes, ncclUint8, comm_, nullptr));
-    wait_stream("all_gather_host", nullptr);
+    enqueued("all_gather_host", ncclAllGather(d, d + bytes, bytes, ncclUint8, comm_, own_stream_));
+    wait_stream("all_gather_host", own_stream_);
     to_host(recv, d + bytes, bytes * static_cast<size_t>(world_));
   }
 
@@ -150,8 +160,8 @@ class NcclCommunicator : public Communicator {
     if (bytes == 0) return;
     void* dev = device_scratch(bytes);
     to_device(dev, buf, bytes);
-    enqueued("broadcast", ncclBroadcast(dev, dev, bytes, ncclUint8, root, comm_, nullptr));
-    wait_stream("broadcast", nullptr);
+    enqueued("broadcast", ncclBroadcast(dev, dev, bytes, ncclUint8, root, comm_, own_stream_));
+    wait_stream("broadcast", own_stream_);
     to_host(buf, dev, bytes);
   }
 
@@ -169,8 +179,8 @@ class NcclCommunicator : public Communicator {
     const double bytes = static_cast<double>(count * comm_dtype_size(dtype)) * (world_ - 1);
     const auto t0 = std::chrono::steady_clock::now();
     enqueued("reduce_scatter",
-             ncclReduceScatter(send, recv, count, nccl_type(dtype), ncclSum, comm_, nullptr));
-    wait_stream("reduce_scatter", nullptr);
+             ncclReduceScatter(send, recv, count, nccl_type(dtype), ncclSum, comm_, data_stream_));
+    wait_stream("reduce_scatter", data_stream_);
     account(t0, bytes);
   }
 
@@ -178,8 +188,8 @@ class NcclCommunicator : public Communicator {
     if (count == 0) return;
     const double bytes = static_cast<double>(count * comm_dtype_size(dtype)) * (world_ - 1);
     const auto t0 = std::chrono::steady_clock::now();
-    enqueued("all_gather", ncclAllGather(send, recv, count, nccl_type(dtype), comm_, nullptr));
-    wait_stream("all_gather", nullptr);
+    enqueued("all_gather", ncclAllGather(send, recv, count, nccl_type(dtype), comm_, data_stream_));
+    wait_stream("all_gather", data_stream_);
     account(t0, bytes);
   }
 
@@ -204,11 +214,15 @@ class NcclCommunicator : public Communicator {
     return scratch_;
   }
 
+  // Host data into the scratch buffer, ordered before the collective on the communicator's stream
+  // (a pageable source is staged before cudaMemcpyAsync returns, so the caller may reuse it).
   void to_device(void* dev, const void* host, size_t bytes) {
-    GPT_CUDA_CHECK_COMM(cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice));
+    GPT_CUDA_CHECK_COMM(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, own_stream_));
   }
+  // The result back to the host, after wait_stream has seen the collective finish.
   void to_host(void* host, const void* dev, size_t bytes) {
-    GPT_CUDA_CHECK_COMM(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost));
+    GPT_CUDA_CHECK_COMM(cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, own_stream_));
+    GPT_CUDA_CHECK_COMM(cudaStreamSynchronize(own_stream_));
   }
 
   template <typename T>
@@ -216,8 +230,8 @@ class NcclCommunicator : public Communicator {
     if (n == 0) return;
     void* dev = device_scratch(n * sizeof(T));
     to_device(dev, x, n * sizeof(T));
-    enqueued("all_reduce", ncclAllReduce(dev, dev, n, type, op, comm_, nullptr));
-    wait_stream("all_reduce", nullptr);
+    enqueued("all_reduce", ncclAllReduce(dev, dev, n, type, op, comm_, own_stream_));
+    wait_stream("all_reduce", own_stream_);
     to_host(x, dev, n * sizeof(T));
   }
 
@@ -310,6 +324,8 @@ class NcclCommunicator : public Communicator {
   int rank_, world_, local_rank_;
   double timeout_s_;
   ncclComm_t comm_ = nullptr;
+  cudaStream_t own_stream_ = nullptr;   // host collectives; data path until set_device_stream
+  cudaStream_t data_stream_ = nullptr;  // the backend's stream once set_device_stream gave it
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = kScratchBytes;
 };

@@ -7,6 +7,9 @@
 #include <stdexcept>
 
 #include "engine/checkpoint.h"
+#ifdef GPT_HAVE_CUDA
+#include "engine/cuda_backend.h"
+#endif
 
 namespace gpt {
 
@@ -51,6 +54,18 @@ std::vector<double> block_sums(const F* x, int64_t n, int64_t block) {
     sums[static_cast<size_t>(b)] = s;
   }
   return sums;
+}
+
+// The CUDA stream the backend queues its work on (null: not a CUDA backend). The data-path
+// collectives of a device communicator are enqueued on it, after the backend's copies into the
+// send buffer and before its reads of the results, so no host synchronisation orders them.
+void* backend_stream(Backend& backend) {
+#ifdef GPT_HAVE_CUDA
+  if (auto* cuda = dynamic_cast<CudaBackend*>(&backend)) return cuda->stream();
+#else
+  (void)backend;
+#endif
+  return nullptr;
 }
 
 // A tiny self-describing packing of a SafeTensorsFile for gather_bytes.
@@ -143,6 +158,7 @@ DataParallel::DataParallel(Communicator& comm, Backend& backend, std::vector<Par
     optimizer_ = std::make_unique<AdamW>(backend_, groups_, config_);
     return;
   }
+  if (comm_.device_buffers()) comm_.set_device_stream(backend_stream(backend_));
   const int64_t N = comm_.world_size();
   const int64_t per_rank = (flat_ + N - 1) / N;
   shard_ = std::max<int64_t>(kNormBlock, (per_rank + kNormBlock - 1) / kNormBlock * kNormBlock);
@@ -161,7 +177,9 @@ DataParallel::DataParallel(Communicator& comm, Backend& backend, std::vector<Par
   optimizer_ = std::make_unique<AdamW>(backend_, make_shard_groups(my_segments_), config_);
 }
 
-DataParallel::~DataParallel() = default;
+DataParallel::~DataParallel() {
+  if (comm_.device_buffers()) comm_.set_device_stream(nullptr);  // the backend may go first
+}
 
 size_t DataParallel::buffer_bytes() const { return buffers_ ? buffers_->bytes() : 0; }
 
@@ -205,7 +223,9 @@ void DataParallel::reduce_round(bool first) {
   for (size_t g = 0; g < groups_.size(); ++g)
     backend_.copy(send + static_cast<size_t>(flat_offset_[g]) * es, groups_[g].grad.data,
                   groups_[g].grad.bytes());
-  if (comm_.device_buffers()) backend_.synchronize();
+  // Device buffers: the collective follows the copies on the backend's stream (set_device_stream);
+  // a backend without one finishes its copies first.
+  if (comm_.device_buffers() && backend_stream(backend_) == nullptr) backend_.synchronize();
   comm_.reduce_scatter(send_.data, accum_.data, static_cast<size_t>(shard_),
                        comm_dtype(backend_.dtype()), !first);
 }
@@ -292,7 +312,7 @@ double DataParallel::apply(float lr, double norm) {
                   static_cast<const char*>(g.param.data) + static_cast<size_t>(s.begin) * es,
                   static_cast<size_t>(s.end - s.begin) * es);
   }
-  if (comm_.device_buffers()) backend_.synchronize();
+  if (comm_.device_buffers() && backend_stream(backend_) == nullptr) backend_.synchronize();
   const size_t mine = static_cast<size_t>(comm_.rank()) * static_cast<size_t>(shard_) * es;
   comm_.all_gather(send + mine, send, static_cast<size_t>(shard_), comm_dtype(backend_.dtype()));
   for (size_t g = 0; g < groups_.size(); ++g)
