@@ -14,6 +14,7 @@ PACKAGES=(
   clang libclang-rt-dev    # the libFuzzer targets (scripts/test_fuzz.sh, tests/fuzz)
   libopenmpi-dev openmpi-bin   # data parallel over MPI (GPT_MPI) and mpirun for the distributed tests
   tmux                     # the progress-line test runs the apps on a terminal (tests/cli/progress.sh)
+  libboost-context-dev     # fibers for the CPU emulation of CUDA (tests/cuda_emu)
   python3 python3-venv python3-pip   # reference scripts and metric cross-checks (venv in .venv)
 )
 

@@ -5,7 +5,8 @@ Two rewrites, nothing else (the rest of the file compiles against tests/cuda_emu
   kernel<T><<<grid, block, smem, stream>>>(args);
     -> ::cuda_emu::launch(reinterpret_cast<const void*>(&kernel<T>), "kernel<T>", __FILE__,
                           __LINE__, ::cuda_emu::LaunchConfig(grid, block, smem, stream),
-                          [&]() { kernel<T>(args); });
+                          ::cuda_emu::pointers_of(args), [&]() { kernel<T>(args); });
+  (pointers_of collects the pointer arguments: the memory the kernel can reach.)
   extern __shared__ __align__(N) T name[];
     -> T* const name = static_cast<T*>(::cuda_emu::dynamic_shared());
 Line numbers are kept (a #line directive names the original file), so compiler errors and the
@@ -84,8 +85,8 @@ def rewrite_launches(text, path):
         out.append(text[pos:start])
         out.append(
             '::cuda_emu::launch(reinterpret_cast<const void*>(&%s), "%s", __FILE__, __LINE__, '
-            "::cuda_emu::LaunchConfig(%s), [&]() { %s(%s); })"
-            % (callee, name.replace('"', '\\"'), config, callee, args))
+            "::cuda_emu::LaunchConfig(%s), ::cuda_emu::pointers_of(%s), [&]() { %s(%s); })"
+            % (callee, name.replace('"', '\\"'), config, args, callee, args))
         pos = args_end + 1
 
 

@@ -78,23 +78,45 @@ double op_at(const void* X, cudaDataType type, int ld, bool trans, int64_t i, in
 }
 
 // D (m×n, ldd) = alpha·op(A)·op(B) + beta·C (ldc) [+ bias[i] on row i]; C may alias D.
+// op(A) is gathered row by row and op(B) column by column into contiguous doubles, so every output
+// element is one contiguous dot product (four partial sums, a fixed order: deterministic).
 void gemm(bool ta, bool tb, int m, int n, int k, double alpha, const void* A, cudaDataType at,
           int lda, const void* B, cudaDataType bt, int ldb, double beta, const void* C,
           cudaDataType ct, int ldc, void* D, cudaDataType dt, int ldd,
           const void* bias = nullptr) {
+  const size_t K = static_cast<size_t>(k);
+  std::vector<double> a(static_cast<size_t>(m) * K), b(static_cast<size_t>(n) * K);
+  for (int i = 0; i < m; ++i) {
+    for (int p = 0; p < k; ++p) a[i * K + static_cast<size_t>(p)] = op_at(A, at, lda, ta, i, p);
+  }
+  for (int j = 0; j < n; ++j) {
+    for (int p = 0; p < k; ++p) b[j * K + static_cast<size_t>(p)] = op_at(B, bt, ldb, tb, p, j);
+  }
   std::vector<double> col(static_cast<size_t>(m));
   for (int j = 0; j < n; ++j) {
+    const double* bj = b.data() + j * K;
     for (int i = 0; i < m; ++i) {
-      double sum = 0.0;
-      for (int p = 0; p < k; ++p) sum += op_at(A, at, lda, ta, i, p) * op_at(B, bt, ldb, tb, p, j);
+      const double* ai = a.data() + i * K;
+      double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+      size_t p = 0;
+      for (; p + 4 <= K; p += 4) {
+        s0 += ai[p] * bj[p];
+        s1 += ai[p + 1] * bj[p + 1];
+        s2 += ai[p + 2] * bj[p + 2];
+        s3 += ai[p + 3] * bj[p + 3];
+      }
+      for (; p < K; ++p) s0 += ai[p] * bj[p];
       double prior = 0.0;
       // beta = 0: C is not read (it may hold NaN), as the documentation promises.
-      if (beta != 0.0) prior = beta * load(C, ct, static_cast<size_t>(i + static_cast<int64_t>(j) * ldc));
-      col[static_cast<size_t>(i)] = alpha * sum + prior;
+      if (beta != 0.0) {
+        prior = beta * load(C, ct, static_cast<size_t>(i + static_cast<int64_t>(j) * ldc));
+      }
+      col[static_cast<size_t>(i)] = alpha * ((s0 + s1) + (s2 + s3)) + prior;
       if (bias != nullptr) col[static_cast<size_t>(i)] += load(bias, dt, static_cast<size_t>(i));
     }
     for (int i = 0; i < m; ++i) {
-      store(D, dt, static_cast<size_t>(i + static_cast<int64_t>(j) * ldd), col[static_cast<size_t>(i)]);
+      store(D, dt, static_cast<size_t>(i + static_cast<int64_t>(j) * ldd),
+            col[static_cast<size_t>(i)]);
     }
   }
 }

@@ -4,7 +4,6 @@
 #include <boost/context/fiber.hpp>
 
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <vector>
 
@@ -41,7 +40,7 @@ struct ThreadContext {
   uint64_t out[4] = {};
   // cp.async: copies not yet committed, and committed groups not yet landed (at-wait landing).
   std::vector<PendingCopy> uncommitted;
-  std::deque<std::vector<PendingCopy>> groups;
+  std::vector<std::vector<PendingCopy>> groups;  // oldest first
   const char* stack_lo = nullptr;
   const char* stack_hi = nullptr;
 };
@@ -92,14 +91,24 @@ struct Region {
   uintptr_t begin = 0, end = 0;
 };
 bool find_allocation(const void* p, Region* region);
-// Copies of every allocation's bytes, to restore and compare around schedules.
-struct MemorySnapshot {
-  std::vector<std::pair<Region, std::vector<unsigned char>>> regions;
+// Device memory around the schedules of one launch: a copy of every allocation before the first
+// run; after it, which allocations it changed (and their new bytes); before each later run those
+// are restored; after it, every allocation must hold what the first run left (the error says
+// where it differs first).
+class LaunchMemory {
+ public:
+  explicit LaunchMemory(const KernelPointers& reach);  // copies the allocations it points into
+  void record_first_result();     // after the first run
+  void restore();                 // before each later run
+  std::string compare() const;    // after each later run: "" when equal
+ private:
+  struct Saved {
+    Region region;
+    std::vector<unsigned char> before, after;  // after: only for the changed ones
+    bool changed = false;
+  };
+  std::vector<Saved> saved_;
 };
-MemorySnapshot snapshot_memory();
-void restore_memory(const MemorySnapshot& s);
-// Empty when equal; else where they first differ.
-std::string compare_memory(const MemorySnapshot& a, const MemorySnapshot& b);
 
 int max_dynamic_shared(const void* kernel);  // the opt-in, or 48 KiB
 void set_launch_error(cudaError_t e);

@@ -145,13 +145,16 @@ void cp_async_commit() {
 // earlier group is complete. Copies not yet committed are not waited for.
 void cp_async_wait(int n) {
   ThreadContext& t = current();
-  while (static_cast<int>(t.groups.size()) > n) {
-    for (const PendingCopy& c : t.groups.front()) {
+  const size_t keep = static_cast<size_t>(n);
+  if (t.groups.size() <= keep) return;
+  const size_t land = t.groups.size() - keep;
+  for (size_t g = 0; g < land; ++g) {
+    for (const PendingCopy& c : t.groups[g]) {
       std::memcpy(c.dst, c.src, static_cast<size_t>(c.src_size));
       std::memset(c.dst + c.src_size, 0, static_cast<size_t>(16 - c.src_size));
     }
-    t.groups.pop_front();
   }
+  t.groups.erase(t.groups.begin(), t.groups.begin() + static_cast<std::ptrdiff_t>(land));
 }
 
 void ldmatrix_x4(uint32_t (&r)[4], uint32_t address, bool trans, const char* file, int line) {

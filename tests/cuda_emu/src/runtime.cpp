@@ -85,36 +85,49 @@ bool find_allocation(const void* p, Region* region) {
   return true;
 }
 
-MemorySnapshot snapshot_memory() {
-  MemorySnapshot s;
+LaunchMemory::LaunchMemory(const KernelPointers& reach) {
   std::shared_lock<std::shared_mutex> lock(g_alloc_mutex);
-  s.regions.reserve(g_allocations.size());
-  for (const auto& [begin, a] : g_allocations) {
+  std::map<uintptr_t, size_t> reached;
+  for (int i = 0; i < reach.n; ++i) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(reach.p[i]);
+    auto it = g_allocations.upper_bound(a);
+    if (it == g_allocations.begin()) continue;
+    --it;
+    if (a < it->first + std::max<size_t>(it->second.size, 1)) reached[it->first] = it->second.size;
+  }
+  for (const auto& [begin, size] : reached) {
     const unsigned char* p = reinterpret_cast<const unsigned char*>(begin);
-    s.regions.emplace_back(Region{begin, begin + a.size},
-                           std::vector<unsigned char>(p, p + a.size));
-  }
-  return s;
-}
-
-void restore_memory(const MemorySnapshot& s) {
-  for (const auto& [r, bytes] : s.regions) {
-    std::memcpy(reinterpret_cast<void*>(r.begin), bytes.data(), bytes.size());
+    Saved s;
+    s.region = Region{begin, begin + size};
+    s.before.assign(p, p + size);
+    saved_.push_back(std::move(s));
   }
 }
 
-std::string compare_memory(const MemorySnapshot& a, const MemorySnapshot& b) {
-  if (a.regions.size() != b.regions.size()) return "the set of allocations changed";
-  for (size_t i = 0; i < a.regions.size(); ++i) {
-    const auto& [ra, ba] = a.regions[i];
-    const auto& [rb, bb] = b.regions[i];
-    if (ra.begin != rb.begin || ba.size() != bb.size()) return "the set of allocations changed";
-    for (size_t k = 0; k < ba.size(); ++k) {
-      if (ba[k] != bb[k]) {
-        return "allocation " + std::to_string(i) + " (" + std::to_string(ba.size()) +
-               " bytes) first differs at byte " + std::to_string(k);
-      }
-    }
+void LaunchMemory::record_first_result() {
+  for (Saved& s : saved_) {
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(s.region.begin);
+    s.changed = std::memcmp(p, s.before.data(), s.before.size()) != 0;
+    if (s.changed) s.after.assign(p, p + s.before.size());
+  }
+}
+
+void LaunchMemory::restore() {
+  for (const Saved& s : saved_) {
+    if (s.changed) std::memcpy(reinterpret_cast<void*>(s.region.begin), s.before.data(), s.before.size());
+  }
+}
+
+std::string LaunchMemory::compare() const {
+  for (size_t i = 0; i < saved_.size(); ++i) {
+    const Saved& s = saved_[i];
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(s.region.begin);
+    const std::vector<unsigned char>& expected = s.changed ? s.after : s.before;
+    if (std::memcmp(p, expected.data(), expected.size()) == 0) continue;
+    size_t k = 0;
+    while (p[k] == expected[k]) ++k;
+    return "device allocation " + std::to_string(i) + " (" + std::to_string(expected.size()) +
+           " bytes) first differs at byte " + std::to_string(k);
   }
   return "";
 }

@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <mutex>
 #include <numeric>
 #include <random>
@@ -33,22 +35,22 @@ namespace {
 // ---- fiber stacks: a pool per host thread, each stack with a guard page below it ------------------
 constexpr size_t kStackBytes = 256 * 1024;
 
-struct StackPool {
-  std::vector<void*> free_stacks;  // base of each mapping (guard page first)
-  ~StackPool() {
-    for (void* p : free_stacks) munmap(p, kStackBytes + static_cast<size_t>(getpagesize()));
-  }
-};
-thread_local StackPool tl_stacks;
+// One pool for the process: worker threads come and go with each launch, their stacks stay.
+std::mutex g_stack_mutex;
+std::vector<void*> g_free_stacks;  // base of each mapping (guard page first)
 
 struct PooledStack {
   boost::context::stack_context allocate() {
     const size_t page = static_cast<size_t>(getpagesize());
-    void* base;
-    if (!tl_stacks.free_stacks.empty()) {
-      base = tl_stacks.free_stacks.back();
-      tl_stacks.free_stacks.pop_back();
-    } else {
+    void* base = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(g_stack_mutex);
+      if (!g_free_stacks.empty()) {
+        base = g_free_stacks.back();
+        g_free_stacks.pop_back();
+      }
+    }
+    if (base == nullptr) {
       base = mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                   -1, 0);
       if (base == MAP_FAILED) throw std::bad_alloc();
@@ -61,7 +63,8 @@ struct PooledStack {
   }
   void deallocate(boost::context::stack_context& sc) {
     const size_t page = static_cast<size_t>(getpagesize());
-    tl_stacks.free_stacks.push_back(static_cast<char*>(sc.sp) - kStackBytes - page);
+    std::lock_guard<std::mutex> lock(g_stack_mutex);
+    g_free_stacks.push_back(static_cast<char*>(sc.sp) - kStackBytes - page);
   }
 };
 
@@ -254,7 +257,9 @@ void arrive_warp(ThreadContext& t, WarpOp op, unsigned mask, const char* file, i
           ": the mask names lanes that do not exist in this warp");
   }
   const int base = t.warp * 32;
-  for (int lane = 0; lane < w.lanes; ++lane) {
+  // The first lane to arrive checks the others; a lane that exits or goes to a barrier while the
+  // warp waits is caught there (on_exit, arrive_barrier).
+  for (int lane = 0; w.arrived == 0 && lane < w.lanes; ++lane) {
     if (((mask >> lane) & 1u) == 0) continue;
     const ThreadContext& other = b.threads[base + lane];
     if (other.wait == Wait::exited) {
@@ -272,7 +277,8 @@ void arrive_warp(ThreadContext& t, WarpOp op, unsigned mask, const char* file, i
     w.file = file;
     w.line = line;
     w.mask = mask;
-  } else if (w.op != op || w.line != line || std::string(w.file) != file || w.mask != mask) {
+  } else if (w.op != op || w.line != line || w.mask != mask ||
+             (w.file != file && std::strcmp(w.file, file) != 0)) {
     fault("divergence: " + std::string(warp_op_name(op)) + " at " + site(file, line) +
           " while other lanes of the warp wait at " + warp_op_name(w.op) + " at " +
           site(w.file, w.line));
@@ -305,7 +311,8 @@ void arrive_barrier(ThreadContext& t, int predicate, const char* file, int line)
     b.barrier_file = file;
     b.barrier_line = line;
     b.barrier_sum = 0;
-  } else if (b.barrier_line != line || std::string(b.barrier_file) != file) {
+  } else if (b.barrier_line != line ||
+             (b.barrier_file != file && std::strcmp(b.barrier_file, file) != 0)) {
     fault("divergence: __syncthreads at " + site(file, line) + " while other threads wait at " +
           "__syncthreads at " + site(b.barrier_file, b.barrier_line));
   }
@@ -479,13 +486,19 @@ class BlockRunner {
     b_.barrier_arrived = 0;
     b_.fault.clear();
     if (b_.smem_bytes > 0) std::memset(b_.smem, 0xFF, b_.smem_bytes);
-    b_.threads.clear();
-    b_.threads.resize(static_cast<size_t>(b_.nthreads));
+    // Thread contexts are reused from block to block (only their state is reset).
+    if (b_.threads.size() != static_cast<size_t>(b_.nthreads)) {
+      b_.threads = std::vector<ThreadContext>(static_cast<size_t>(b_.nthreads));
+    }
     const int nwarps = (b_.nthreads + 31) / 32;
     b_.warps.assign(static_cast<size_t>(nwarps), WarpState{});
     b_.warps.back().lanes = b_.nthreads - (nwarps - 1) * 32;
     for (int i = 0; i < b_.nthreads; ++i) {
       ThreadContext& t = b_.threads[static_cast<size_t>(i)];
+      t.wait = Wait::none;
+      t.spun = false;
+      t.uncommitted.clear();
+      t.groups.clear();
       t.idx = uint3{static_cast<unsigned>(i) % d.x, (static_cast<unsigned>(i) / d.x) % d.y,
                     static_cast<unsigned>(i) / (d.x * d.y)};
       t.linear = i;
@@ -677,7 +690,8 @@ std::string run_grid(const LaunchInfo& info, void (*body)(void*), void* context)
 }  // namespace
 
 void launch_kernel(const void* kernel, const char* name, const char* file, int line,
-                   const LaunchConfig& config, void (*body)(void*), void* body_context) {
+                   const LaunchConfig& config, const KernelPointers& pointers,
+                   void (*body)(void*), void* body_context) {
   if (tl_thread != nullptr) {
     throw KernelFault(where(tl_thread) + "launches a kernel from device code (not emulated)");
   }
@@ -697,18 +711,18 @@ void launch_kernel(const void* kernel, const char* name, const char* file, int l
     g_launched.insert(std::string(file) + ":" + strip_template(name));
   }
   const std::vector<Schedule>& list = schedules();
-  MemorySnapshot before, first_result;
-  if (list.size() > 1) before = snapshot_memory();
+  std::unique_ptr<LaunchMemory> memory;
+  if (list.size() > 1) memory = std::make_unique<LaunchMemory>(pointers);
   for (size_t i = 0; i < list.size(); ++i) {
-    if (i > 0) restore_memory(before);
+    if (i > 0) memory->restore();
     const LaunchInfo info{name, file, line, g, b, config.shared_bytes, &list[i]};
     const std::string f = run_grid(info, body, body_context);
     if (!f.empty()) throw KernelFault(f);
     if (list.size() == 1) break;
     if (i == 0) {
-      first_result = snapshot_memory();
+      memory->record_first_result();
     } else {
-      const std::string diff = compare_memory(first_result, snapshot_memory());
+      const std::string diff = memory->compare();
       if (!diff.empty()) {
         throw KernelFault("kernel " + std::string(name) + " (launched at " + file + ":" +
                           std::to_string(line) + ") leaves different bits under schedule " +

@@ -151,15 +151,34 @@ struct LaunchConfig {
 // Runs `body` (the kernel call) as every thread of every block, under each configured schedule
 // (cuda_emu/schedule.h), and checks that they leave device memory with the same bits. A fault
 // throws cuda_emu::KernelFault naming the kernel, block, thread and what went wrong.
+// `pointers`: the kernel's pointer arguments, i.e. the allocations it can reach (the ones saved,
+// restored and compared around the schedules).
+struct KernelPointers {
+  const void* p[24];
+  int n = 0;
+};
+template <typename... Args>
+inline KernelPointers pointers_of(const Args&... args) {
+  KernelPointers k;
+  auto add = [&k](const auto& a) {
+    using A = std::decay_t<decltype(a)>;
+    if constexpr (std::is_pointer<A>::value) {
+      if (k.n < 24) k.p[k.n++] = static_cast<const void*>(a);
+    }
+  };
+  (add(args), ...);
+  return k;
+}
 void launch_kernel(const void* kernel, const char* name, const char* file, int line,
-                   const LaunchConfig& config, void (*body)(void*), void* body_context);
+                   const LaunchConfig& config, const KernelPointers& pointers,
+                   void (*body)(void*), void* body_context);
 
 template <typename Body>
 inline void launch(const void* kernel, const char* name, const char* file, int line,
-                   const LaunchConfig& config, Body&& body) {
+                   const LaunchConfig& config, const KernelPointers& pointers, Body&& body) {
   using B = std::remove_reference_t<Body>;
   launch_kernel(
-      kernel, name, file, line, config, [](void* b) { (*static_cast<B*>(b))(); },
+      kernel, name, file, line, config, pointers, [](void* b) { (*static_cast<B*>(b))(); },
       const_cast<void*>(static_cast<const void*>(&body)));
 }
 
