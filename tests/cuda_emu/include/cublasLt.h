@@ -1,5 +1,5 @@
 // cuBLASLt for the CPU emulation of CUDA (tests/cuda_emu): descriptors, the heuristic and
-// cublasLtMatmul with the DEFAULT, BIAS and BGRADB epilogues, as the cuBLASLt documentation
+// cublasLtMatmul with the DEFAULT, BIAS, BGRADA and BGRADB epilogues, as the cuBLASLt documentation
 // defines them (src/cublas.cpp). Column-major; D = alpha·op(A)·op(B) + beta·C.
 //
 // Test knobs (environment): GPT_CUDA_EMU_LT_FIRST_ALGO_UNSUPPORTED=1 makes the heuristic's first

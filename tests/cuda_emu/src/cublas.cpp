@@ -332,6 +332,7 @@ cublasStatus_t check_problem(const cublasLtMatmulDescOpaque_t& d, const cublasLt
   switch (d.epilogue) {
     case CUBLASLT_EPILOGUE_DEFAULT: break;
     case CUBLASLT_EPILOGUE_BIAS:
+    case CUBLASLT_EPILOGUE_BGRADA:
     case CUBLASLT_EPILOGUE_BGRADB:
       if (d.bias == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
       if (d.bias_type != -1 && d.bias_type != static_cast<int32_t>(D.type)) {
@@ -417,6 +418,19 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t comp
     }
     for (int j = 0; j < n; ++j) {
       store(const_cast<void*>(d.bias), Ddesc->type, static_cast<size_t>(j), grad[static_cast<size_t>(j)]);
+    }
+  }
+  if (d.epilogue == CUBLASLT_EPILOGUE_BGRADA) {
+    // Bias gradient from A: length = rows of D, a sum over the k dimension of op(A).
+    std::vector<double> grad(static_cast<size_t>(m), 0.0);
+    for (int i = 0; i < m; ++i) {
+      for (int p = 0; p < k; ++p) {
+        grad[static_cast<size_t>(i)] += op_at(A, Adesc->type, static_cast<int>(Adesc->ld), ta, i, p);
+      }
+    }
+    for (int i = 0; i < m; ++i) {
+      store(const_cast<void*>(d.bias), Ddesc->type, static_cast<size_t>(i),
+            grad[static_cast<size_t>(i)]);
     }
   }
   // BIAS: a vector of length rows(D), broadcast over the columns, added to alpha·AB + beta·C.
