@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -211,21 +212,30 @@ double mean_loss(const std::vector<double>& losses, int begin, int end) {
   return sum / (end - begin);
 }
 
+// GPT_TEST_SHAPES=small (the runs under the CPU emulation of CUDA, about a second per step):
+// fewer training steps; the checks stay the same.
+bool small_shapes() {
+  const char* shapes = std::getenv("GPT_TEST_SHAPES");
+  return shapes != nullptr && std::string(shapes) == "small";
+}
+
 TEST_F(CudaModel, Bf16TracksFp32) {
-  const TrainResult fp32 = train(DType::f32, 200);
-  const TrainResult bf16 = train(DType::bf16, 200);
-  const double fp32_loss = mean_loss(fp32.losses, 150, 200);
-  const double bf16_loss = mean_loss(bf16.losses, 150, 200);
-  std::printf("mean train loss over steps 150-200: fp32 %.4f, bf16 %.4f (floor ln 4 = %.4f)\n",
-              fp32_loss, bf16_loss, std::log(4.0));
+  const int steps = small_shapes() ? 100 : 200;
+  const TrainResult fp32 = train(DType::f32, steps);
+  const TrainResult bf16 = train(DType::bf16, steps);
+  const double fp32_loss = mean_loss(fp32.losses, steps * 3 / 4, steps);
+  const double bf16_loss = mean_loss(bf16.losses, steps * 3 / 4, steps);
+  std::printf("mean train loss over steps %d-%d: fp32 %.4f, bf16 %.4f (floor ln 4 = %.4f)\n",
+              steps * 3 / 4, steps, fp32_loss, bf16_loss, std::log(4.0));
   EXPECT_LT(fp32_loss, 0.5 * fp32.losses.front()) << "the data must be learnable";
   EXPECT_LT(std::abs(bf16_loss - fp32_loss), 0.03);
 }
 
 TEST_F(CudaModel, RunsAreBitwiseIdentical) {
   for (DType dtype : {DType::bf16, DType::f32}) {
-    const TrainResult a = train(dtype, 15);
-    const TrainResult b = train(dtype, 15);
+    const int steps = small_shapes() ? 5 : 15;
+    const TrainResult a = train(dtype, steps);
+    const TrainResult b = train(dtype, steps);
     ASSERT_EQ(a.losses.size(), b.losses.size());
     for (size_t i = 0; i < a.losses.size(); ++i) {
       EXPECT_EQ(std::memcmp(&a.losses[i], &b.losses[i], sizeof(double)), 0)
