@@ -361,6 +361,9 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
   if (operationDesc->epilogue == CUBLASLT_EPILOGUE_BGRADB && env_flag("GPT_CUDA_EMU_LT_NO_BGRADB")) {
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
+  if (operationDesc->epilogue == CUBLASLT_EPILOGUE_BIAS && env_flag("GPT_CUDA_EMU_LT_NO_BIAS")) {
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  }
   std::vector<uint64_t> ids;
   if (env_flag("GPT_CUDA_EMU_LT_FIRST_ALGO_UNSUPPORTED")) ids.push_back(kAlgoUnsupported);
   ids.push_back(1);
