@@ -64,20 +64,40 @@ std::vector<float> random_values(size_t n, std::mt19937_64& rng, float scale = 1
   return v;
 }
 
-// One allocation of a backend, released on destruction.
+// One allocation of a backend, released on destruction. A guard of known bytes follows the
+// tensor inside the same allocation: the backend rounds allocations up, so a kernel that writes a
+// few elements past the end stays inside it and only the guard shows the fault.
 class Buffer {
  public:
-  Buffer(Backend& backend, DType dtype, Shape shape) : backend_(&backend) {
-    tensor_ = Tensor(backend.allocate(static_cast<size_t>(shape.numel()) * dtype_size(dtype)),
-                     dtype, shape);
+  static constexpr size_t kGuardBytes = 64;
+  static constexpr unsigned char kGuardByte = 0x5A;
+
+  Buffer(Backend& backend, DType dtype, Shape shape)
+      : backend_(&backend), bytes_(static_cast<size_t>(shape.numel()) * dtype_size(dtype)) {
+    tensor_ = Tensor(backend.allocate(bytes_ + kGuardBytes), dtype, shape);
+    const std::vector<unsigned char> guard(kGuardBytes, kGuardByte);
+    backend.copy_from_host(guard_address(), guard.data(), kGuardBytes);
   }
   ~Buffer() { backend_->release(tensor_.data); }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
   const Tensor& tensor() const { return tensor_; }
 
+  // True while nothing has written past the tensor's last element.
+  bool guard_intact() const {
+    std::vector<unsigned char> guard(kGuardBytes);
+    backend_->copy_to_host(guard.data(), guard_address(), kGuardBytes);
+    for (unsigned char b : guard) {
+      if (b != kGuardByte) return false;
+    }
+    return true;
+  }
+
  private:
+  void* guard_address() const { return static_cast<char*>(tensor_.data) + bytes_; }
+
   Backend* backend_;
+  size_t bytes_;
   Tensor tensor_;
 };
 
@@ -133,7 +153,12 @@ class Pair {
     cpu_backend_->download_f32(v.data(), cpu());
     return v;
   }
-  double error() const { return rel_error(gpu_values(), cpu_values()); }
+  // The relative error of the GPU's values against the CPU's; also fails the test when the GPU
+  // kernel wrote past the end of the tensor.
+  double error() const {
+    EXPECT_TRUE(gpu_.guard_intact()) << "a kernel wrote past the end of a tensor";
+    return rel_error(gpu_values(), cpu_values());
+  }
 
  private:
   Backend* gpu_backend_;
