@@ -126,6 +126,29 @@ class ProfilingBackend final : public Backend {
     timed("crossentropy",
           [&] { inner_.crossentropy(losses, logits, targets, vocab_size, dloss, grad); });
   }
+  void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight,
+                       float eps) override {
+    timed("rmsnorm_forward", [&] { inner_.rmsnorm_forward(out, rstd, inp, weight, eps); });
+  }
+  void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Tensor& inp,
+                        const Tensor& weight, const Tensor& rstd) override {
+    timed("rmsnorm_backward",
+          [&] { inner_.rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd); });
+  }
+  void rope_forward(Tensor qkv, const Tensor& cos, const Tensor& sin, int n_heads, int head_dim,
+                    int pos0) override {
+    timed("rope_forward", [&] { inner_.rope_forward(qkv, cos, sin, n_heads, head_dim, pos0); });
+  }
+  void rope_backward(Tensor dqkv, const Tensor& cos, const Tensor& sin, int n_heads, int head_dim,
+                     int pos0) override {
+    timed("rope_backward", [&] { inner_.rope_backward(dqkv, cos, sin, n_heads, head_dim, pos0); });
+  }
+  void swiglu_forward(Tensor out, const Tensor& inp) override {
+    timed("swiglu_forward", [&] { inner_.swiglu_forward(out, inp); });
+  }
+  void swiglu_backward(Tensor dinp, const Tensor& inp, const Tensor& dout) override {
+    timed("swiglu_backward", [&] { inner_.swiglu_backward(dinp, inp, dout); });
+  }
   double sum_of_squares(const Tensor& x) override {
     double r = 0.0;
     timed("sum_of_squares (grad norm)", [&] { r = inner_.sum_of_squares(x); });
