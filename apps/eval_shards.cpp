@@ -12,7 +12,7 @@
 #include "data/finetune_loader.h"
 #include "data/loader.h"
 #include "data/text_input.h"
-#include "engine/metrics.h"
+#include "eval/metrics.h"
 
 namespace fs = std::filesystem;
 

@@ -13,7 +13,7 @@
 #include "apps/eval_tasks.h"
 #include "data/finetune.h"
 #include "data/text_input.h"
-#include "engine/metrics.h"
+#include "eval/metrics.h"
 #include "models/sampler.h"
 
 namespace gpt {
