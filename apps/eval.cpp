@@ -9,7 +9,8 @@
 //   gpt2-hf
 //
 // Prints a table on stdout and, with --out-json, writes the same numbers as JSON. Progress goes to
-// stderr. The tasks are in the eval/ library (eval/tasks.h); docs/evaluation.md defines every number.
+// stderr. The tasks are in the eval/ library (eval/tasks.h); docs/evaluation.md defines every
+// number.
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
@@ -84,9 +85,10 @@ void register_options(gpt::Options& o, EvalCommand& c) {
   o.add("base", &s.base, "lm: the model before fine-tuning, for --forgetting (any --model format)");
   o.add("threads", &c.threads, "OpenMP threads for the CPU backend (0: OMP_NUM_THREADS or all)");
   o.add("show_examples", &s.show_examples, "generate: sample generations printed on stdout");
-  o.add("progress", &c.progress,
-        "progress on stderr: auto (line on a terminal, else plain), line (one line redrawn in place) "
-        "or plain (a line every 10 s)");
+  o.add(
+      "progress", &c.progress,
+      "progress on stderr: auto (line on a terminal, else plain), line (one line redrawn in place) "
+      "or plain (a line every 10 s)");
 }
 
 // `--truncate` and `--forgetting` may be given bare, meaning true: the Options table takes a value
@@ -163,8 +165,8 @@ int run(int argc, char** argv) {
 
   const nlohmann::json resolved = options.to_json();
   auto backend = gpt::make_app_backend(c.device, c.dtype);
-  gpt::EvalConsole console(progress, "config: " + resolved.dump() +
-                                         "\nbackend: " + backend->description() + "\n");
+  gpt::EvalConsole console(
+      progress, "config: " + resolved.dump() + "\nbackend: " + backend->description() + "\n");
   gpt::EvalContext context{*backend, gpt::load_app_tokenizer, console};
   const gpt::EvalReport report = gpt::run_eval_task(s, context);
 
@@ -191,4 +193,6 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return gpt::run_app("gpt-eval", run, argc, argv); }
+int main(int argc, char** argv) {
+  return gpt::run_app("gpt-eval", run, argc, argv);
+}

@@ -113,9 +113,9 @@ struct ChoiceRows {
 
 // One row: <|endoftext|> context ending (encoded apart: the boundary is a token boundary; the
 // ending with a leading space), its context's first tokens dropped under --truncate when too long.
-ChoiceRow make_choice_row(const EvalSettings& s, const PrepareTokenizer& tok, const ChoiceItem& item,
-                          size_t i, const std::vector<int32_t>& context, size_t k, int ctx,
-                          int64_t& truncated) {
+ChoiceRow make_choice_row(const EvalSettings& s, const PrepareTokenizer& tok,
+                          const ChoiceItem& item, size_t i, const std::vector<int32_t>& context,
+                          size_t k, int ctx, int64_t& truncated) {
   const std::string& e = item.endings[k];
   const bool spaced = !e.empty() && (e[0] == ' ' || e[0] == '\n' || e[0] == '\t');
   const std::vector<int32_t> ending = tok.encode(spaced ? e : " " + e);
@@ -127,13 +127,12 @@ ChoiceRow make_choice_row(const EvalSettings& s, const PrepareTokenizer& tok, co
   if (len > ctx) {
     const int64_t cut = len - ctx;
     if (!s.truncate || cut >= static_cast<int64_t>(context.size()))
-      throw InputError(item.file, item.line,
-                       "context and ending " + std::to_string(k) + " are " +
-                           std::to_string(row.tokens.size()) +
-                           " tokens, more than the context of " + std::to_string(ctx) +
-                           " tokens of " + s.model +
-                           (s.truncate ? " (the ending alone does not fit)"
-                                       : " (--truncate drops the context's first tokens)"));
+      throw InputError(
+          item.file, item.line,
+          "context and ending " + std::to_string(k) + " are " + std::to_string(row.tokens.size()) +
+              " tokens, more than the context of " + std::to_string(ctx) + " tokens of " + s.model +
+              (s.truncate ? " (the ending alone does not fit)"
+                          : " (--truncate drops the context's first tokens)"));
     row.tokens.erase(row.tokens.begin(), row.tokens.begin() + cut);
     row.ending_start -= static_cast<size_t>(cut);
     ++truncated;
@@ -228,11 +227,12 @@ EvalReport choice_report(const EvalSettings& s, const EvalModel& m,
   EvalReport report;
   report.json["model"] = m.describe();
   report.json["data"] = {{"pattern", s.data}, {"files", files}};
-  report.json["metrics"] = {{"accuracy", static_cast<double>(verdicts.correct) / n},
-                            {"accuracy_unnormalised", static_cast<double>(verdicts.correct_sum) / n},
-                            {"items", items},
-                            {"endings", rows.rows.size()},
-                            {"truncated_rows", rows.truncated}};
+  report.json["metrics"] = {
+      {"accuracy", static_cast<double>(verdicts.correct) / n},
+      {"accuracy_unnormalised", static_cast<double>(verdicts.correct_sum) / n},
+      {"items", items},
+      {"endings", rows.rows.size()},
+      {"truncated_rows", rows.truncated}};
   report.json["items"] = std::move(verdicts.per_item);
   std::vector<std::pair<std::string, std::string>> table = {
       {"accuracy (mean loss per ending token)",
@@ -256,7 +256,8 @@ EvalReport run_choice_task(const EvalSettings& s, EvalContext& context) {
 
   GptWeights w = load_weights(s.model);
   const GptConfig config = w.config;
-  const PrepareTokenizer tok = load_eval_tokenizer(context.load_tokenizer, s.tokenizer, "", s.model);
+  const PrepareTokenizer tok =
+      load_eval_tokenizer(context.load_tokenizer, s.tokenizer, "", s.model);
   check_tokenizer_fits(tok, config, s.model);
   const ChoiceRows rows = make_choice_rows(s, tok, items, config.max_seq_len);
 

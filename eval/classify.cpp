@@ -200,8 +200,7 @@ void check_head_suits_data(const EvalSettings& s, bool head, int data_classes, b
 
 // The label words as the data's tokenizer encodes them, checked against the data's <|endoftext|>
 // and the model's vocabulary.
-std::unique_ptr<LabelWordScorer> make_label_word_scorer(const EvalSettings& s,
-                                                        EvalContext& context,
+std::unique_ptr<LabelWordScorer> make_label_word_scorer(const EvalSettings& s, EvalContext& context,
                                                         const std::vector<std::string>& words,
                                                         int32_t eot, const std::string& meta_path,
                                                         const GptConfig& config) {
@@ -299,8 +298,8 @@ ClassifyTally classify_examples(const EvalSettings& s, GptModel& model, Finetune
     if (!scorer)
       tally_class_head(model.class_logits_to_host(B), K, row_targets.data(), rows, tally);
     else
-      tally_label_words(model.logits_to_host(B, Tb), Vp, row_targets.data(), rows, *scorer,
-                        s.data, T, tally);
+      tally_label_words(model.logits_to_host(B, Tb), Vp, row_targets.data(), rows, *scorer, s.data,
+                        T, tally);
     progress.update(static_cast<int64_t>(tally.labels.size()));
   }
   progress.finish();
@@ -425,8 +424,8 @@ EvalReport run_classify_task(const EvalSettings& s, EvalContext& context) {
   std::unique_ptr<LabelWordScorer> scorer;
   if (!head) scorer = make_label_word_scorer(s, context, words, eot, meta_path, config);
 
-  EvalModel m = build_eval_model(std::move(w), s.model, s.adapter, context.backend, s.batch_size,
-                                 T, HeadUse::kClassHeadIfPresent);
+  EvalModel m = build_eval_model(std::move(w), s.model, s.adapter, context.backend, s.batch_size, T,
+                                 HeadUse::kClassHeadIfPresent);
   const int K = class_count(s, *m.model, head, loader.num_classes(), words);
   context.console.announce_start();
   const ClassifyTally tally =

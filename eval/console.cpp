@@ -50,7 +50,8 @@ void EvalProgress::update(int64_t done) {
 void EvalProgress::finish() {
   if (finished_) return;
   finished_ = true;
-  line_.finish(mode_ == ProgressMode::line || now_seconds() - start_ > 2.0 ? text(done_, true) : "");
+  line_.finish(mode_ == ProgressMode::line || now_seconds() - start_ > 2.0 ? text(done_, true)
+                                                                           : "");
 }
 
 std::string EvalProgress::text(int64_t done, bool final_line) const {

@@ -61,8 +61,8 @@ class ExtraReferences {
 
 // What generation continues: <|endoftext|> prompt, its first tokens dropped under --truncate so
 // that max_new_tokens fit the context.
-void fit_prompt(const EvalSettings& s, const std::vector<int32_t>& prompt_ids, int32_t eot,
-                int ctx, const std::string& file, int64_t line, GenerateExample& g) {
+void fit_prompt(const EvalSettings& s, const std::vector<int32_t>& prompt_ids, int32_t eot, int ctx,
+                const std::string& file, int64_t line, GenerateExample& g) {
   g.prompt_ids.push_back(eot);
   g.prompt_ids.insert(g.prompt_ids.end(), prompt_ids.begin(), prompt_ids.end());
   const int P = static_cast<int>(g.prompt_ids.size());
@@ -169,8 +169,8 @@ std::vector<int32_t> generate_tokens(GptModel& model, Sampler& sampler,
 
 // One example at a time: prompts differ in length, and the KV cache is per row.
 Generations generate_all(GptModel& model, Sampler& sampler, const PrepareTokenizer& tok,
-                         const std::vector<GenerateExample>& examples, int ctx,
-                         int max_new_tokens, const EvalConsole& console) {
+                         const std::vector<GenerateExample>& examples, int ctx, int max_new_tokens,
+                         const EvalConsole& console) {
   Generations gens;
   EvalProgress progress(console, "generate", static_cast<int64_t>(examples.size()), "examples");
   for (size_t i = 0; i < examples.size(); ++i) {
@@ -233,9 +233,8 @@ GenerateScores score_generations(const std::vector<GenerateExample>& examples,
     for (const auto& r : sc.refs) answers.push_back(r[0]);
     sc.gsm8k = gsm8k_score(sc.hyps, answers);
   }
-  sc.completion_loss = gens.loss_tokens > 0
-                           ? gens.loss_sum / static_cast<double>(gens.loss_tokens)
-                           : std::numeric_limits<double>::quiet_NaN();
+  sc.completion_loss = gens.loss_tokens > 0 ? gens.loss_sum / static_cast<double>(gens.loss_tokens)
+                                            : std::numeric_limits<double>::quiet_NaN();
   return sc;
 }
 
@@ -295,8 +294,7 @@ nlohmann::ordered_json generations_json(const std::vector<GenerateExample>& exam
   return out;
 }
 
-EvalTable generate_table(const EvalSettings& s, const GenerateScores& sc,
-                         const Generations& gens) {
+EvalTable generate_table(const EvalSettings& s, const GenerateScores& sc, const Generations& gens) {
   const double n = static_cast<double>(sc.hyps.size());
   std::vector<std::pair<std::string, std::string>> rows = {
       {"completion loss (teacher-forced)", format_fixed(sc.completion_loss, 6)},
@@ -312,14 +310,13 @@ EvalTable generate_table(const EvalSettings& s, const GenerateScores& sc,
     rows.push_back({"GSM8K '#### N' format rate", format_fixed(sc.gsm8k->format_rate, 4)});
     rows.push_back({"GSM8K accuracy", format_fixed(sc.gsm8k->accuracy, 4)});
   }
-  rows.push_back({"generated tokens (mean)",
-                  format_fixed(static_cast<double>(gens.generated_tokens) / n, 2)});
+  rows.push_back(
+      {"generated tokens (mean)", format_fixed(static_cast<double>(gens.generated_tokens) / n, 2)});
   rows.push_back(
       {"stopped at <|endoftext|>", format_fixed(static_cast<double>(gens.stopped) / n, 4)});
   rows.push_back({"examples", std::to_string(sc.hyps.size())});
   if (sc.prompts_truncated + sc.teachers_truncated > 0)
-    rows.push_back({"truncated prompts / references", std::to_string(sc.prompts_truncated) +
-                                                          " / " +
+    rows.push_back({"truncated prompts / references", std::to_string(sc.prompts_truncated) + " / " +
                                                           std::to_string(sc.teachers_truncated)});
   return metric_table("generation (" + s.format + "): " + s.data, rows);
 }
@@ -379,9 +376,11 @@ EvalReport run_generate_task(const EvalSettings& s, EvalContext& context) {
 
   GptWeights w = load_weights(s.model);
   const int ctx = w.config.max_seq_len;
-  const PrepareTokenizer tok = load_eval_tokenizer(context.load_tokenizer, s.tokenizer, "", s.model);
+  const PrepareTokenizer tok =
+      load_eval_tokenizer(context.load_tokenizer, s.tokenizer, "", s.model);
   check_tokenizer_fits(tok, w.config, s.model);
-  const std::vector<GenerateExample> examples = prepare_examples(s, tok, raw, files, fo.format, ctx);
+  const std::vector<GenerateExample> examples =
+      prepare_examples(s, tok, raw, files, fo.format, ctx);
 
   EvalModel m = build_eval_model(std::move(w), s.model, s.adapter, context.backend, 1, ctx,
                                  HeadUse::kLanguageModel);

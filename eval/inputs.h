@@ -45,10 +45,10 @@ using TokenizerLoader =
 // The tokenizer: `spec` when given, else the one found next to `near_first` (the data), else
 // next to `near_second` (the model). Throws naming where it looked.
 PrepareTokenizer load_eval_tokenizer(const TokenizerLoader& load, const std::string& spec,
-                                     const std::string& near_first,
-                                     const std::string& near_second);
+                                     const std::string& near_first, const std::string& near_second);
 
-// Throws when the tokenizer has more tokens than the model's vocabulary (another model's tokenizer).
+// Throws when the tokenizer has more tokens than the model's vocabulary (another model's
+// tokenizer).
 void check_tokenizer_fits(const PrepareTokenizer& tok, const GptConfig& config,
                           const std::string& model_path);
 

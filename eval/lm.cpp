@@ -102,8 +102,8 @@ int score_runs(const EvalSettings& s, EvalContext& context, const nlohmann::json
     context.console.announce_start();
     note_ignored_head(m, context.console);
     r.model = m.describe();
-    r.score = score_lm(*m.model, *set, s.batch_size, T, s.max_examples, context.console,
-                       "lm " + r.role);
+    r.score =
+        score_lm(*m.model, *set, s.batch_size, T, s.max_examples, context.console, "lm " + r.role);
   }
   return T;
 }
