@@ -1,17 +1,11 @@
-// What gpt-eval's tasks share: report tables, the progress line, loading a (fine-tuned) model and
-// its tokenizer, and the meta.json that gpt-prepare writes beside the shards.
-#include <unistd.h>
+// What the evaluation tasks load (eval/inputs.h): the model with a fine-tuned checkpoint's adapter
+// and class head, its tokenizer, and the meta.json that gpt-prepare writes beside the shards.
+#include "eval/inputs.h"
 
-#include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
-#include "apps/app_common.h"
-#include "apps/eval_tasks.h"
 #include "engine/checkpoint.h"
 #include "engine/safetensors.h"
 #include "models/finetune_io.h"
@@ -19,142 +13,6 @@
 namespace fs = std::filesystem;
 
 namespace gpt {
-
-// ---- reports ----------------------------------------------------------------------------------
-
-std::string format_fixed(double value, int decimals) {
-  if (std::isnan(value)) return "nan";
-  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", decimals, value);
-  return buf;
-}
-
-EvalTable metric_table(const std::string& title,
-                       const std::vector<std::pair<std::string, std::string>>& rows) {
-  EvalTable t;
-  t.title = title;
-  t.header = {"metric", "value"};
-  for (const auto& [name, value] : rows) t.rows.push_back({name, value});
-  return t;
-}
-
-namespace {
-
-// Display width of UTF-8 text: one column per code point (enough for label words and names).
-size_t display_width(const std::string& text) {
-  size_t n = 0;
-  for (unsigned char c : text)
-    if ((c & 0xC0) != 0x80) ++n;
-  return n;
-}
-
-std::string padded(const std::string& text, size_t width, bool left) {
-  const size_t w = display_width(text);
-  const std::string fill(w < width ? width - w : 0, ' ');
-  return left ? text + fill : fill + text;
-}
-
-}  // namespace
-
-std::string render_tables(const std::vector<EvalTable>& tables) {
-  std::string out;
-  for (size_t i = 0; i < tables.size(); ++i) {
-    const EvalTable& t = tables[i];
-    if (i > 0) out += "\n";
-    if (!t.title.empty()) out += t.title + "\n";
-    std::vector<size_t> width(t.header.size(), 0);
-    for (size_t c = 0; c < t.header.size(); ++c) width[c] = display_width(t.header[c]);
-    for (const auto& row : t.rows)
-      for (size_t c = 0; c < row.size() && c < width.size(); ++c)
-        width[c] = std::max(width[c], display_width(row[c]));
-    auto line = [&](const std::vector<std::string>& cells) {
-      std::string l;
-      for (size_t c = 0; c < width.size(); ++c) {
-        if (c > 0) l += "  ";
-        l += padded(c < cells.size() ? cells[c] : "", width[c], c == 0);
-      }
-      while (!l.empty() && l.back() == ' ') l.pop_back();
-      out += l + "\n";
-    };
-    line(t.header);
-    std::vector<std::string> rule;
-    for (size_t w : width) rule.push_back(std::string(w, '-'));
-    line(rule);
-    for (const auto& row : t.rows) line(row);
-  }
-  return out;
-}
-
-// ---- progress ---------------------------------------------------------------------------------
-
-namespace {
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
-
-namespace {
-ProgressMode g_eval_progress = ProgressMode::plain;
-}  // namespace
-
-void set_eval_progress_mode(ProgressMode mode) { g_eval_progress = mode; }
-
-EvalProgress::EvalProgress(std::string label, int64_t total, std::string unit)
-    : label_(std::move(label)),
-      unit_(std::move(unit)),
-      total_(total),
-      mode_(g_eval_progress),
-      start_(now_seconds()),
-      last_draw_(start_),
-      line_(g_eval_progress, /*plain_every_s=*/10.0) {}
-
-void EvalProgress::update(int64_t done) {
-  done_ = done;
-  const double t = now_seconds();
-  if (mode_ == ProgressMode::line && t - last_draw_ < 0.5) return;
-  last_draw_ = t;
-  line_.update(text(done, false));
-}
-
-void EvalProgress::finish() {
-  if (finished_) return;
-  finished_ = true;
-  line_.finish(mode_ == ProgressMode::line || now_seconds() - start_ > 2.0 ? text(done_, true) : "");
-}
-
-std::string EvalProgress::text(int64_t done, bool final_line) const {
-  const double elapsed = now_seconds() - start_;
-  const double pct = total_ > 0 ? 100.0 * static_cast<double>(done) / total_ : 100.0;
-  char eta[48] = "";
-  if (!final_line && done > 0 && total_ > done)
-    std::snprintf(eta, sizeof(eta), "  ETA %.1f s", elapsed / done * (total_ - done));
-  char buf[512];
-  std::snprintf(buf, sizeof(buf), "gpt-eval: %s  %lld/%lld %s (%.0f%%)  %.1f s%s", label_.c_str(),
-                static_cast<long long>(done), static_cast<long long>(total_), unit_.c_str(), pct,
-                elapsed, eta);
-  return buf;
-}
-
-namespace {
-std::string g_start_banner;
-bool g_announced = false;
-}  // namespace
-
-void set_start_banner(std::string text) {
-  g_start_banner = std::move(text);
-}
-
-void announce_start() {
-  if (g_announced) return;
-  g_announced = true;
-  std::fputs(g_start_banner.c_str(), stderr);
-  std::fflush(stderr);
-}
-
-// ---- models and tokenizers --------------------------------------------------------------------
 
 nlohmann::ordered_json EvalModel::describe() const {
   const GptConfig& c = model->config();
@@ -228,23 +86,33 @@ EvalModel build_eval_model(GptWeights weights, const std::string& path, const st
   return m;
 }
 
-PrepareTokenizer load_eval_tokenizer(const std::string& spec, const std::string& near_first,
+PrepareTokenizer load_eval_tokenizer(const TokenizerLoader& load, const std::string& spec,
+                                     const std::string& near_first,
                                      const std::string& near_second) {
-  if (!spec.empty()) return load_app_tokenizer(spec, "");
+  if (!spec.empty()) return load(spec, "");
   if (!near_first.empty()) {
     try {
-      return load_app_tokenizer("", near_first);
+      return load("", near_first);
     } catch (const std::exception&) {
       // not beside the data: try the model
     }
   }
   try {
-    return load_app_tokenizer("", near_second);
+    return load("", near_second);
   } catch (const std::exception&) {
     throw std::runtime_error("no tokenizer found beside " +
                              (near_first.empty() ? "" : "the data (" + near_first + ") or ") +
                              "the model (" + near_second + "): pass --tokenizer bytes|gpt2|DIR");
   }
+}
+
+void check_tokenizer_fits(const PrepareTokenizer& tok, const GptConfig& config,
+                          const std::string& model_path) {
+  if (tok.vocab_size() > config.vocab_size)
+    throw std::invalid_argument("the tokenizer has " + std::to_string(tok.vocab_size()) +
+                                " tokens, more than the vocabulary of " + model_path + " (" +
+                                std::to_string(config.vocab_size) +
+                                "): pass the model's tokenizer with --tokenizer");
 }
 
 std::string data_meta_path(const std::string& pattern) {
