@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "data/shard.h"
+#include "engine/errors.h"
 
 namespace gpt {
 
@@ -27,10 +28,6 @@ std::string mask_path_for(const std::string& token_shard_path) {
 }
 
 namespace {
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
-}
 
 // Writes the parts to path + ".tmp", fsyncs, renames.
 void write_file_atomic(const std::string& path,

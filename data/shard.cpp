@@ -11,15 +11,9 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "engine/errors.h"
+
 namespace gpt {
-
-namespace {
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
-}
-
-}  // namespace
 
 TokenShard::TokenShard(const std::string& path, int vocab_size) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY);

@@ -14,6 +14,8 @@
 #include <limits>
 #include <stdexcept>
 
+#include "engine/errors.h"
+
 namespace gpt {
 
 namespace fs = std::filesystem;
@@ -134,10 +136,6 @@ std::string sha256_file(const std::string& path) {
 // ---- file-system helpers -----------------------------------------------------------------------
 
 namespace {
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
-}
 
 std::string errno_text() {
   return std::strerror(errno);

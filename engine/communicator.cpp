@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "engine/communicator_internal.h"
+#include "engine/errors.h"
 
 namespace gpt {
 
@@ -295,7 +296,7 @@ double now_s() {
 }
 
 [[noreturn]] void bootstrap_fail(const std::string& spec, const std::string& what) {
-  throw std::runtime_error("--dist-init " + spec + ": " + what);
+  fail("--dist-init " + spec, what);
 }
 
 void file_exchange(const std::string& spec, const std::string& path, int rank, void* data,

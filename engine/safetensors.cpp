@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "engine/errors.h"
+
 namespace gpt {
 
 namespace {
@@ -20,10 +22,6 @@ size_t dtype_bytes(const std::string& d) {
   if (d == "BF16" || d == "F16" || d == "I16" || d == "U16") return 2;
   if (d == "I8" || d == "U8" || d == "BOOL") return 1;
   return 0;
-}
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "engine/checkpoint.h"
+#include "engine/errors.h"
 #include "models/gpt_io.h"
 
 namespace gpt {
@@ -19,10 +20,6 @@ namespace gpt {
 namespace fs = std::filesystem;
 
 namespace {
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
-}
 
 std::string shape_text(const std::vector<int64_t>& s) {
   return nlohmann::json(s).dump();
