@@ -1,6 +1,5 @@
 // Byte-level BPE: the file formats (OpenAI's and Hugging Face's), GPT-2's byte <-> Unicode mapping,
 // and where the real GPT-2 files are found.
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -14,6 +13,7 @@
 
 #include "data/bpe_tokenizer.h"
 #include "engine/errors.h"
+#include "engine/files.h"
 
 namespace gpt {
 namespace fs = std::filesystem;
@@ -346,33 +346,6 @@ BpeTokenizer BpeTokenizer::load(const std::string& path) {
 // Saving in Hugging Face's formats
 // ---------------------------------------------------------------------------------------------
 
-namespace {
-
-// Writes text to dir/name through a temporary file and a rename.
-void write_file_atomic(const fs::path& dir, const std::string& name, const std::string& text) {
-  const fs::path final_path = dir / name;
-  const fs::path tmp = dir / (name + ".tmp" + std::to_string(::getpid()));
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail_in_file(tmp, std::string("cannot create: ") + std::strerror(errno));
-    out << text;
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      fail_in_file(tmp, "write error");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, final_path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    fail_in_file(final_path, "cannot rename the temporary file: " + ec.message());
-  }
-}
-
-}  // namespace
-
 void BpeTokenizer::save_hf(const std::string& dir) const {
   const fs::path d(dir);
   std::error_code ec;
@@ -433,10 +406,10 @@ void BpeTokenizer::save_hf(const std::string& dir) const {
     for (const char* key : {"bos_token", "eos_token", "unk_token"}) config[key] = tokens_[eot_];
   }
   try {
-    write_file_atomic(d, "vocab.json", vocab.dump(1) + "\n");
-    write_file_atomic(d, "merges.txt", merges_txt);
-    write_file_atomic(d, "tokenizer.json", tokenizer_json.dump(1) + "\n");
-    write_file_atomic(d, "tokenizer_config.json", config.dump(2) + "\n");
+    write_file_atomic((d / "vocab.json").string(), vocab.dump(1) + "\n");
+    write_file_atomic((d / "merges.txt").string(), merges_txt);
+    write_file_atomic((d / "tokenizer.json").string(), tokenizer_json.dump(1) + "\n");
+    write_file_atomic((d / "tokenizer_config.json").string(), config.dump(2) + "\n");
   } catch (const nlohmann::json::exception& e) {  // e.g. a special token that is not valid UTF-8
     fail_in_file(d, std::string("cannot serialise the vocabulary: ") + e.what());
   }
