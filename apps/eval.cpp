@@ -23,6 +23,7 @@
 
 #include "apps/app_common.h"
 #include "apps/options.h"
+#include "engine/files.h"
 #include "eval/tasks.h"
 
 namespace fs = std::filesystem;
@@ -116,19 +117,6 @@ std::string model_line(const std::string& role, const nlohmann::ordered_json& m)
   return line + ")\n";
 }
 
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const fs::path target(path);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error(tmp + ": cannot write");
-  }
-  fs::rename(tmp, path);
-}
-
 int run(int argc, char** argv) {
   CLI::App app{
       "Evaluate a GPT-2 style model: validation loss and perplexity (lm), classification "
@@ -174,10 +162,13 @@ int run(int argc, char** argv) {
   out["task"] = s.task;
   for (auto it = report.json.begin(); it != report.json.end(); ++it) out[it.key()] = it.value();
   out["config"] = resolved;
-  if (!c.out_json.empty())
-    write_text_atomic(
+  if (!c.out_json.empty()) {
+    const fs::path target(c.out_json);
+    if (target.has_parent_path()) fs::create_directories(target.parent_path());
+    gpt::write_file_atomic(
         c.out_json,
         out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
+  }
 
   std::string text = model_line("model", out["model"]);
   if (out.contains("base")) text += model_line("base", out["base"]);
