@@ -324,8 +324,7 @@ void CpuBackend::rope_backward(Tensor dqkv, const Tensor& cos, const Tensor& sin
   const RopeDims d = check_rope(dqkv, cos, sin, n_heads, head_dim, pos0, "rope_backward");
   dispatch(dtype_, [&](auto tag) {
     using F = decltype(tag);
-    cpu::rope_backward<F>(p<F>(dqkv), p<F>(cos), p<F>(sin), d.B, d.T, n_heads, head_dim, d.W,
-                          pos0);
+    cpu::rope_backward<F>(p<F>(dqkv), p<F>(cos), p<F>(sin), d.B, d.T, n_heads, head_dim, d.W, pos0);
   });
 }
 

@@ -484,27 +484,27 @@ void CudaBackend::rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& do
 
 void CudaBackend::rope_forward(Tensor qkv, const Tensor& cos, const Tensor& sin, int n_heads,
                                int head_dim, int pos0) {
-  const RopeDims d = check_rope(qkv, cos, sin, n_heads, head_dim, pos0, "rope_forward");
-  expect(qkv, dtype_, qkv.shape, "rope_forward qkv");
-  expect(cos, DType::f32, cos.shape, "rope_forward cos");
-  expect(sin, DType::f32, cos.shape, "rope_forward sin");
-  dispatch(dtype_, [&](auto tag) {
-    using F = decltype(tag);
-    cuda::rope_forward<F>(dev<F>(qkv), dev<float>(cos), dev<float>(sin), d.B, d.T, n_heads,
-                          head_dim, d.W, pos0, stream_);
-  });
+  rope(qkv, cos, sin, n_heads, head_dim, pos0, false);
 }
 
 void CudaBackend::rope_backward(Tensor dqkv, const Tensor& cos, const Tensor& sin, int n_heads,
                                 int head_dim, int pos0) {
-  const RopeDims d = check_rope(dqkv, cos, sin, n_heads, head_dim, pos0, "rope_backward");
-  expect(dqkv, dtype_, dqkv.shape, "rope_backward dqkv");
-  expect(cos, DType::f32, cos.shape, "rope_backward cos");
-  expect(sin, DType::f32, cos.shape, "rope_backward sin");
+  rope(dqkv, cos, sin, n_heads, head_dim, pos0, true);
+}
+
+// Forward and backward differ only in the direction of the rotation.
+void CudaBackend::rope(Tensor x, const Tensor& cos, const Tensor& sin, int n_heads, int head_dim,
+                       int pos0, bool backward) {
+  const char* op = backward ? "rope_backward" : "rope_forward";
+  const RopeDims d = check_rope(x, cos, sin, n_heads, head_dim, pos0, op);
+  expect(x, dtype_, x.shape, op);
+  expect(cos, DType::f32, cos.shape, op);
+  expect(sin, DType::f32, cos.shape, op);
   dispatch(dtype_, [&](auto tag) {
     using F = decltype(tag);
-    cuda::rope_backward<F>(dev<F>(dqkv), dev<float>(cos), dev<float>(sin), d.B, d.T, n_heads,
-                           head_dim, d.W, pos0, stream_);
+    const auto kernel = backward ? cuda::rope_backward<F> : cuda::rope_forward<F>;
+    kernel(dev<F>(x), dev<float>(cos), dev<float>(sin), d.B, d.T, n_heads, head_dim, d.W, pos0,
+           stream_);
   });
 }
 

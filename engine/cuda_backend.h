@@ -118,6 +118,8 @@ class CudaBackend final : public Backend {
   bool use_fused_attention(int head_size);
   void destroy() noexcept;
   double reduce_to_host(const Tensor& x, cuda::Reduction op);
+  void rope(Tensor x, const Tensor& cos, const Tensor& sin, int n_heads, int head_dim, int pos0,
+            bool backward);
 
   DType dtype_;
   CudaBackendOptions options_;
