@@ -23,6 +23,7 @@
 
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
+#include "kernels/cpu_fast_math.h"
 #include "kernels/crossentropy.h"
 #include "kernels/encoder.h"
 #include "kernels/gelu.h"
@@ -440,6 +441,24 @@ TEST(Matmul, DescribesItsBlas) {
 #else
   EXPECT_NE(description.find("plain loops"), std::string::npos) << description;
 #endif
+}
+
+// ------------------------------------------------------------------------------------------------
+// exp_approx (the vectorisable exp of the CPU kernels)
+
+TEST(ExpApprox, FloatWithinAFewUlpOfExp) {
+  double worst = 0.0;
+  for (double x = -87.0; x <= 1.0; x += 1.0 / 1024 + 1e-7) {
+    const float xf = static_cast<float>(x);
+    const double exact = std::exp(static_cast<double>(xf));
+    worst = std::max(worst, std::abs(exp_approx(xf) - exact) / exact);
+  }
+  EXPECT_LT(worst, 3e-7);  // float's epsilon is 1.2e-7
+  EXPECT_EQ(exp_approx(0.0f), 1.0f);
+  // Far below the range: a tiny positive number, no NaN, no negative value.
+  EXPECT_GE(exp_approx(-1000.0f), 0.0f);
+  EXPECT_LT(exp_approx(-1000.0f), 1e-37f);
+  EXPECT_EQ(exp_approx(-0.5), std::exp(-0.5));  // double: std::exp itself
 }
 
 // ------------------------------------------------------------------------------------------------
