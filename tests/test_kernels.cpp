@@ -486,6 +486,14 @@ TEST(Gelu, ForwardMatchesFormula) {
   Vec gelu_one = {kNaN};
   gelu_forward(gelu_one.data(), one.data(), 1);
   EXPECT_NEAR(gelu_one[0], 0.8411919906082768, 1e-15);
+  // Far out on both sides: x itself, or a zero of either sign, never NaN.
+  const std::vector<float> far = {-1e4f, -100.0f, 100.0f, 1e4f};
+  std::vector<float> far_out(far.size(), NAN);
+  gelu_forward(far_out.data(), far.data(), far.size());
+  EXPECT_NEAR(far_out[0], 0.0f, 1e-30f);
+  EXPECT_NEAR(far_out[1], 0.0f, 1e-30f);
+  EXPECT_EQ(far_out[2], 100.0f);
+  EXPECT_EQ(far_out[3], 1e4f);
 }
 
 TEST(Gelu, BackwardMatchesFiniteDifferences) {
