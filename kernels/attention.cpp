@@ -4,7 +4,8 @@
 // qkv[b, t, h·HS] and consecutive rows are 3C apart, so every product is a gemm with leading
 // dimension 3C (no copies). Queries are processed in tiles of kQueryTile rows; a tile [t0, t1)
 // needs the keys [0, t1), so its score block S is (t1 - t0) × t1, lives in a per-thread scratch
-// buffer, and holds zeros above the diagonal once turned into probabilities.
+// buffer, and holds zeros above the diagonal once turned into probabilities. The softmax loops
+// vectorise: exp is exp_approx (kernels/cpu_fast_math.h) and sums run in 8 fixed lanes (lane_sum).
 //
 // Inside the parallel region OpenBLAS (OpenMP build) and the plain-loop gemm run single-threaded,
 // and each (b, h) pair is handled by exactly one thread in a fixed order of tiles, so the results
@@ -16,12 +17,24 @@
 #include <cstddef>
 #include <vector>
 
+#include "kernels/cpu_fast_math.h"
 #include "kernels/matmul.h"
 
 namespace gpt::cpu {
 namespace {
 
 constexpr int kQueryTile = 64;
+
+// Sum of x[0..n) in 8 fixed lanes: vectorises, and the order of the additions depends on n only.
+template <typename F>
+F lane_sum(const F* x, int n) {
+  F lane[8] = {};
+  int u = 0;
+  for (; u + 8 <= n; u += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += x[u + l];
+  for (int l = 0; u < n; ++u, ++l) lane[l] += x[u];
+  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
 
 // A per-thread scratch buffer of at least n elements (grows, never shrinks).
 template <typename F>
@@ -64,15 +77,12 @@ void attention_forward(F* out, F* lse, const F* qkv, int B, int T, int C, int NH
         F* p = P + static_cast<size_t>(r) * t1;
         F max_s = p[0];
         for (int u = 1; u <= t; ++u) max_s = p[u] > max_s ? p[u] : max_s;
-        double sum = 0.0;
-        for (int u = 0; u <= t; ++u) {
-          p[u] = std::exp(p[u] - max_s);
-          sum += p[u];
-        }
-        const F inv_sum = static_cast<F>(1.0 / sum);
+        for (int u = 0; u <= t; ++u) p[u] = exp_approx(p[u] - max_s);
+        const F sum = lane_sum(p, t + 1);
+        const F inv_sum = F(1) / sum;
         for (int u = 0; u <= t; ++u) p[u] *= inv_sum;
         for (int u = t + 1; u < t1; ++u) p[u] = 0;  // causal mask
-        lse_bh[t] = static_cast<F>(max_s + std::log(sum));
+        lse_bh[t] = max_s + std::log(sum);
       }
       // out_tile (rows × HS) = P (rows × t1) · V[0:t1] (t1 × HS)
       gemm(Transpose::no, Transpose::no, rows, HS, t1, F(1), P, t1, v, ld_qkv, F(0),
@@ -124,7 +134,7 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, cons
         const int t = t0 + r;
         F* p = P + static_cast<size_t>(r) * t1;
         const F lse_t = lse_bh[t];
-        for (int u = 0; u <= t; ++u) p[u] = std::exp(p[u] - lse_t);
+        for (int u = 0; u <= t; ++u) p[u] = exp_approx(p[u] - lse_t);
         for (int u = t + 1; u < t1; ++u) p[u] = 0;
       }
       // dV[0:t1] += Pᵀ · dout_tile
@@ -142,7 +152,8 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, cons
         for (int c = 0; c < HS; ++c) D += do_t[c] * o_t[c];
         const F* p = P + static_cast<size_t>(r) * t1;
         F* ds = dS + static_cast<size_t>(r) * t1;
-        for (int u = 0; u < t1; ++u) ds[u] = p[u] * (ds[u] - D) * scale;
+        for (int u = 0; u <= t; ++u) ds[u] = p[u] * (ds[u] - D) * scale;
+        for (int u = t + 1; u < t1; ++u) ds[u] = 0;
       }
       // dQ_tile = dS · K[0:t1]   (each query row belongs to exactly one tile: overwrite)
       gemm(Transpose::no, Transpose::no, rows, HS, t1, F(1), dS, t1, k, ld_qkv, F(0),

@@ -3,7 +3,8 @@
 // float goes through CBLAS sgemm when the build found OpenBLAS (GPT_HAVE_CBLAS); double, and float
 // without CBLAS, go through plain loops. The plain loops parallelise over output rows and reduce
 // every output element over k in a fixed order. The sgemm path splits C into blocks that depend on
-// the shape only (see sgemm_blocked). Either way the bits of the result do not depend on the thread
+// the shape only (see sgemm_blocked); a long weight gradient splits the rows instead
+// (weight_gradient_by_chunks). Either way the bits of the result do not depend on the thread
 // count (the determinism test in tests/test_kernels.cpp checks it).
 #include "kernels/matmul.h"
 
@@ -14,6 +15,7 @@
 #include <cstddef>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #ifdef GPT_HAVE_CBLAS
 #include <cblas.h>
@@ -161,6 +163,72 @@ void matmul_forward(F* out, const F* inp, const F* weight, const F* bias, int N,
   gemm(Transpose::no, Transpose::yes, N, OC, C, F(1), inp, C, weight, C, beta, out, OC);
 }
 
+#ifdef GPT_HAVE_CBLAS
+namespace {
+
+// Rows of dout and inp per chunk of the split weight gradient below.
+constexpr int kGradChunkRows = 512;
+
+// Whether to form dweight (and dbias) from chunks of rows: when the reduction dimension N is long
+// against the output (OC, C), e.g. 4096 tokens into a 512 x 128 weight. Blocking the output instead
+// (sgemm_blocked) would give each thread 64 x 64 blocks with N = 4096, whose panels OpenBLAS packs
+// again for every block.
+bool split_weight_gradient(int N, int C, int OC) {
+  return N >= 2 * kGradChunkRows && N > OC && N > C;
+}
+
+// dweight (OC,C) += doutᵀ · inp and dbias (OC) += column sums of dout, the rows split into chunks
+// of kGradChunkRows: each chunk's products go to its own slice of a scratch buffer (one sgemm per
+// chunk, one thread per chunk), then the chunks are added in order. The split depends on N only,
+// so the bits do not depend on the thread count. The bias sums are taken from the chunk the sgemm
+// just read.
+void weight_gradient_by_chunks(float* dweight, float* dbias, const float* dout, const float* inp,
+                               int N, int C, int OC) {
+  const int chunks = (N + kGradChunkRows - 1) / kGradChunkRows;
+  const size_t w_size = static_cast<size_t>(OC) * C;
+  thread_local std::vector<float> partial_buffer;  // chunks x (OC·C + OC); the calling thread's
+  const size_t stride = w_size + OC;
+  if (partial_buffer.size() < chunks * stride) partial_buffer.resize(chunks * stride);
+  float* partial = partial_buffer.data();
+#pragma omp parallel for schedule(dynamic)
+  for (int chunk = 0; chunk < chunks; ++chunk) {
+    const int n0 = chunk * kGradChunkRows;
+    const int rows = std::min(kGradChunkRows, N - n0);
+    const float* dout_chunk = dout + static_cast<size_t>(n0) * OC;
+    float* dw = partial + chunk * stride;
+    if (dweight != nullptr) {
+      sgemm(Transpose::yes, Transpose::no, OC, C, rows, 1.0f, dout_chunk, OC,
+            inp + static_cast<size_t>(n0) * C, C, 0.0f, dw, C);
+    }
+    if (dbias != nullptr) {
+      float* db = dw + w_size;
+      for (int o = 0; o < OC; ++o) db[o] = 0.0f;
+      for (int n = 0; n < rows; ++n) {
+        const float* dout_row = dout_chunk + static_cast<size_t>(n) * OC;
+        for (int o = 0; o < OC; ++o) db[o] += dout_row[o];
+      }
+    }
+  }
+  // Add the chunks in order, element by element (vectorises over elements).
+  auto reduce = [&](float* dst, size_t offset, size_t n) {
+    constexpr size_t kBlock = 1024;
+#pragma omp parallel for schedule(static)
+    for (size_t i0 = 0; i0 < n; i0 += kBlock) {
+      const size_t i1 = std::min(n, i0 + kBlock);
+      for (size_t i = i0; i < i1; ++i) {
+        float sum = partial[offset + i];
+        for (int chunk = 1; chunk < chunks; ++chunk) sum += partial[chunk * stride + offset + i];
+        dst[i] += sum;
+      }
+    }
+  };
+  if (dweight != nullptr) reduce(dweight, 0, w_size);
+  if (dbias != nullptr) reduce(dbias, w_size, static_cast<size_t>(OC));
+}
+
+}  // namespace
+#endif
+
 template <typename F>
 void matmul_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* inp, const F* weight,
                      int N, int C, int OC) {
@@ -168,6 +236,15 @@ void matmul_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* inp,
     // dinp (N,C) = dout (N,OC) · weight (OC,C)
     gemm(Transpose::no, Transpose::no, N, C, OC, F(1), dout, OC, weight, C, F(0), dinp, C);
   }
+#ifdef GPT_HAVE_CBLAS
+  if constexpr (std::is_same_v<F, float>) {
+    if ((dweight != nullptr || dbias != nullptr) && omp_get_level() == 0 &&
+        split_weight_gradient(N, C, OC)) {
+      weight_gradient_by_chunks(dweight, dbias, dout, inp, N, C, OC);
+      return;
+    }
+  }
+#endif
   if (dweight != nullptr) {
     // dweight (OC,C) += doutᵀ (OC,N) · inp (N,C)
     gemm(Transpose::yes, Transpose::no, OC, C, N, F(1), dout, OC, inp, C, F(1), dweight, C);

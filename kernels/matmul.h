@@ -13,7 +13,9 @@
 // element is reduced in one fixed order, so results do not depend on the thread count. (For sgemm
 // this needs care: OpenBLAS's own threading splits C by the thread count and its edge kernels add
 // in another order, so the CPU code splits C into blocks fixed by the shape and runs one
-// single-threaded sgemm per block; called inside a parallel region, gemm runs on that thread.)
+// single-threaded sgemm per block; called inside a parallel region, gemm runs on that thread.
+// When N is long against the weight, dweight and dbias are instead summed over fixed chunks of rows,
+// one sgemm per chunk, and the chunks added in order.)
 #pragma once
 
 namespace gpt::cpu {

@@ -19,10 +19,12 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
+#include "kernels/cpu_fast_math.h"
 #include "kernels/crossentropy.h"
 #include "kernels/encoder.h"
 #include "kernels/gelu.h"
@@ -331,39 +333,52 @@ TEST(Matmul, GemmAllTransposesStrided) {
       }
 }
 
-// float through CBLAS at a size where C is split into several blocks, against plain double loops.
+// float through CBLAS against plain double loops: at a size where C is split into several blocks,
+// and at one where the weight gradient is formed from chunks of rows (N = 1100: two chunks of 512
+// rows and a partial one).
 TEST(Matmul, FloatLargeMatchesReference) {
-  std::mt19937_64 rng(15);
-  const int N = 300, C = 70, OC = 200;
-  const Vec inp = random_vector(static_cast<size_t>(N) * C, rng);
-  const Vec weight = random_vector(static_cast<size_t>(OC) * C, rng);
-  const Vec bias = random_vector(OC, rng);
-  const Vec dout = random_vector(static_cast<size_t>(N) * OC, rng);
-  const Vec pre_dweight = random_vector(weight.size(), rng);
-  const Vec pre_dbias = random_vector(OC, rng);
-  const Vec ref_out = matmul_reference(inp, weight, &bias, N, C, OC);
-  Vec ref_dinp(inp.size(), 0.0), ref_dweight = pre_dweight, ref_dbias = pre_dbias;
-  for (int n = 0; n < N; ++n)
-    for (int o = 0; o < OC; ++o) {
-      const double g = dout[n * OC + o];
-      ref_dbias[o] += g;
-      for (int c = 0; c < C; ++c) {
-        ref_dinp[n * C + c] += g * weight[o * C + c];
-        ref_dweight[o * C + c] += g * inp[n * C + c];
+  for (const auto& [N, C, OC] : {std::tuple{300, 70, 200}, std::tuple{1100, 48, 40}}) {
+    SCOPED_TRACE("N " + std::to_string(N));
+    std::mt19937_64 rng(15);
+    const Vec inp = random_vector(static_cast<size_t>(N) * C, rng);
+    const Vec weight = random_vector(static_cast<size_t>(OC) * C, rng);
+    const Vec bias = random_vector(OC, rng);
+    const Vec dout = random_vector(static_cast<size_t>(N) * OC, rng);
+    const Vec pre_dweight = random_vector(weight.size(), rng);
+    const Vec pre_dbias = random_vector(OC, rng);
+    const Vec ref_out = matmul_reference(inp, weight, &bias, N, C, OC);
+    Vec ref_dinp(inp.size(), 0.0), ref_dweight = pre_dweight, ref_dbias = pre_dbias;
+    for (int n = 0; n < N; ++n)
+      for (int o = 0; o < OC; ++o) {
+        const double g = dout[n * OC + o];
+        ref_dbias[o] += g;
+        for (int c = 0; c < C; ++c) {
+          ref_dinp[n * C + c] += g * weight[o * C + c];
+          ref_dweight[o * C + c] += g * inp[n * C + c];
+        }
       }
-    }
 
-  const std::vector<float> inpf = to_float(inp), weightf = to_float(weight), biasf = to_float(bias),
-                           doutf = to_float(dout);
-  std::vector<float> out(ref_out.size(), NAN), dinp(inp.size(), NAN),
-      dweight = to_float(pre_dweight), dbias = to_float(pre_dbias);
-  matmul_forward(out.data(), inpf.data(), weightf.data(), biasf.data(), N, C, OC);
-  matmul_backward(dinp.data(), dweight.data(), dbias.data(), doutf.data(), inpf.data(),
-                  weightf.data(), N, C, OC);
-  EXPECT_LT(rel_error(out, ref_out), kFloatTol);
-  EXPECT_LT(rel_error(dinp, ref_dinp), kFloatTol);
-  EXPECT_LT(rel_error(dweight, ref_dweight), kFloatTol);
-  EXPECT_LT(rel_error(dbias, ref_dbias), kFloatTol);
+    const std::vector<float> inpf = to_float(inp), weightf = to_float(weight),
+                             biasf = to_float(bias), doutf = to_float(dout);
+    std::vector<float> out(ref_out.size(), NAN), dinp(inp.size(), NAN),
+        dweight = to_float(pre_dweight), dbias = to_float(pre_dbias);
+    matmul_forward(out.data(), inpf.data(), weightf.data(), biasf.data(), N, C, OC);
+    matmul_backward(dinp.data(), dweight.data(), dbias.data(), doutf.data(), inpf.data(),
+                    weightf.data(), N, C, OC);
+    EXPECT_LT(rel_error(out, ref_out), kFloatTol);
+    EXPECT_LT(rel_error(dinp, ref_dinp), kFloatTol);
+    EXPECT_LT(rel_error(dweight, ref_dweight), kFloatTol);
+    EXPECT_LT(rel_error(dbias, ref_dbias), kFloatTol);
+    // dweight alone and dbias alone: the same bits as together.
+    std::vector<float> dweight_alone = to_float(pre_dweight), dbias_alone = to_float(pre_dbias);
+    matmul_backward(static_cast<float*>(nullptr), dweight_alone.data(),
+                    static_cast<float*>(nullptr), doutf.data(), inpf.data(), weightf.data(), N, C,
+                    OC);
+    matmul_backward(static_cast<float*>(nullptr), static_cast<float*>(nullptr), dbias_alone.data(),
+                    doutf.data(), inpf.data(), weightf.data(), N, C, OC);
+    EXPECT_TRUE(same_bits(dweight_alone, dweight));
+    EXPECT_TRUE(same_bits(dbias_alone, dbias));
+  }
 }
 
 TEST(Matmul, DescribesItsBlas) {
@@ -373,6 +388,24 @@ TEST(Matmul, DescribesItsBlas) {
 #else
   EXPECT_NE(description.find("plain loops"), std::string::npos) << description;
 #endif
+}
+
+// ------------------------------------------------------------------------------------------------
+// exp_approx (the vectorisable exp of the CPU kernels)
+
+TEST(ExpApprox, FloatWithinAFewUlpOfExp) {
+  double worst = 0.0;
+  for (double x = -87.0; x <= 1.0; x += 1.0 / 1024 + 1e-7) {
+    const float xf = static_cast<float>(x);
+    const double exact = std::exp(static_cast<double>(xf));
+    worst = std::max(worst, std::abs(exp_approx(xf) - exact) / exact);
+  }
+  EXPECT_LT(worst, 3e-7);  // float's epsilon is 1.2e-7
+  EXPECT_EQ(exp_approx(0.0f), 1.0f);
+  // Far below the range: a tiny positive number, no NaN, no negative value.
+  EXPECT_GE(exp_approx(-1000.0f), 0.0f);
+  EXPECT_LT(exp_approx(-1000.0f), 1e-37f);
+  EXPECT_EQ(exp_approx(-0.5), std::exp(-0.5));  // double: std::exp itself
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -400,6 +433,14 @@ TEST(Gelu, ForwardMatchesFormula) {
   Vec gelu_one = {kNaN};
   gelu_forward(gelu_one.data(), one.data(), 1);
   EXPECT_NEAR(gelu_one[0], 0.8411919906082768, 1e-15);
+  // Far out on both sides: x itself, or a zero of either sign, never NaN.
+  const std::vector<float> far = {-1e4f, -100.0f, 100.0f, 1e4f};
+  std::vector<float> far_out(far.size(), NAN);
+  gelu_forward(far_out.data(), far.data(), far.size());
+  EXPECT_NEAR(far_out[0], 0.0f, 1e-30f);
+  EXPECT_NEAR(far_out[1], 0.0f, 1e-30f);
+  EXPECT_EQ(far_out[2], 100.0f);
+  EXPECT_EQ(far_out[3], 1e4f);
 }
 
 TEST(Gelu, BackwardMatchesFiniteDifferences) {
@@ -789,7 +830,7 @@ TEST(GlobalNorm, ClipScaleAndScale) {
 
 struct ReductionResults {
   std::vector<float> ln_dinp, ln_dweight, ln_dbias, dwte, dwpe, dqkv, mm_out, mm_dinp, mm_dweight,
-      mm_dbias, ce_losses, ce_dlogits;
+      mm_dbias, mm_chunked_dweight, mm_chunked_dbias, ce_losses, ce_dlogits;
   double sum_sq = 0.0;
 };
 
@@ -839,6 +880,15 @@ ReductionResults run_reductions() {
                     inp.data(), w.data(), N, C, OC);
   }
   {
+    // Long enough for the weight gradient to be formed from chunks of rows.
+    const int N = 1100, C = 48, OC = 40;
+    const std::vector<float> inp = rand_f(N * C), w = rand_f(OC * C), dout = rand_f(N * OC);
+    r.mm_chunked_dweight = rand_f(OC * C);
+    r.mm_chunked_dbias = rand_f(OC);
+    matmul_backward(static_cast<float*>(nullptr), r.mm_chunked_dweight.data(),
+                    r.mm_chunked_dbias.data(), dout.data(), inp.data(), w.data(), N, C, OC);
+  }
+  {
     const int N = 64, V = 1000, Vp = 1024;
     std::vector<int32_t> targets(N);
     for (int i = 0; i < N; ++i) targets[i] = i % 5 == 0 ? kIgnoreIndex : (i * 37) % V;
@@ -872,6 +922,8 @@ TEST(Determinism, SameBitsWhateverTheThreadCount) {
     EXPECT_TRUE(same_bits(r.mm_dinp, one.mm_dinp));
     EXPECT_TRUE(same_bits(r.mm_dweight, one.mm_dweight));
     EXPECT_TRUE(same_bits(r.mm_dbias, one.mm_dbias));
+    EXPECT_TRUE(same_bits(r.mm_chunked_dweight, one.mm_chunked_dweight));
+    EXPECT_TRUE(same_bits(r.mm_chunked_dbias, one.mm_chunked_dbias));
     EXPECT_TRUE(same_bits(r.ce_losses, one.ce_losses));
     EXPECT_TRUE(same_bits(r.ce_dlogits, one.ce_dlogits));
     EXPECT_EQ(std::memcmp(&r.sum_sq, &one.sum_sq, sizeof(double)), 0);
