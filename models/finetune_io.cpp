@@ -62,10 +62,7 @@ SafeTensorsFile lora_to_safetensors(GptModel& model) {
   f.metadata["format"] = "gpt-engine-lora";
   f.metadata["rank"] = std::to_string(lc.rank);
   f.metadata["alpha"] = std::to_string(lc.alpha);
-  std::string targets;
-  for (auto [on, name] : {std::pair{lc.qkv, "qkv"}, {lc.attproj, "attproj"}, {lc.fc, "fc"}, {lc.fcproj, "fcproj"}})
-    if (on) targets += (targets.empty() ? "" : ",") + std::string(name);
-  f.metadata["targets"] = targets;
+  f.metadata["targets"] = lora_targets_text(lc);
   f.metadata["n_layer"] = std::to_string(model.config().n_layer);
   f.metadata["n_embd"] = std::to_string(model.config().n_embd);
   for (auto& [name, t] : model.lora_tensors()) f.tensors.emplace_back(name, tensor_to_f32(model.backend(), t));
@@ -81,20 +78,12 @@ LoraConfig lora_config_from_safetensors(const SafeTensorsFile& file, const std::
   } catch (const std::exception&) {
     throw std::runtime_error(path + ": metadata field 'alpha' is not a number");
   }
-  lc.qkv = lc.attproj = lc.fc = lc.fcproj = false;
   const std::string targets = meta(file, path, "targets");
-  size_t start = 0;
-  while (start <= targets.size()) {
-    const size_t end = targets.find(',', start);
-    const std::string t = targets.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (t == "qkv") lc.qkv = true;
-    else if (t == "attproj") lc.attproj = true;
-    else if (t == "fc") lc.fc = true;
-    else if (t == "fcproj") lc.fcproj = true;
-    else throw std::runtime_error(path + ": metadata field 'targets': unknown target '" + t + "'");
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
+  // Every comma separates two names here: an empty list or name is an unknown target.
+  LoraTargetsParse parsed = set_lora_targets(lc, targets);
+  if (parsed.ok && (targets.empty() || targets.back() == ',')) parsed = LoraTargetsParse{false, ""};
+  if (!parsed.ok)
+    throw std::runtime_error(path + ": metadata field 'targets': unknown target '" + parsed.unknown + "'");
   return lc;
 }
 

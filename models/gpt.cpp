@@ -12,26 +12,14 @@ namespace gpt {
 
 namespace {
 
-constexpr const char* kParamNames[kNumParams] = {
-    "wte",   "wpe",  "ln1_w", "ln1_b",    "qkv_w",    "qkv_b", "attproj_w", "attproj_b",
-    "ln2_w", "ln2_b", "fc_w", "fc_b", "fcproj_w", "fcproj_b", "lnf_w", "lnf_b"};
+bool is_stacked(Param p) { return param_spec(p).stacked; }
+bool is_decayed(Param p) { return param_spec(p).decayed; }
 
-}  // namespace
-
-namespace {
-
-bool is_stacked(Param p) {
-  return p != Param::wte && p != Param::wpe && p != Param::lnf_w && p != Param::lnf_b;
-}
-
-bool is_decayed(Param p) {
-  return p == Param::wte || p == Param::qkv_w || p == Param::attproj_w || p == Param::fc_w ||
-         p == Param::fcproj_w;
+Shape to_shape(const std::vector<int64_t>& s) {
+  return s.size() == 1 ? Shape{s[0]} : s.size() == 2 ? Shape{s[0], s[1]} : Shape{s[0], s[1], s[2]};
 }
 
 }  // namespace
-
-const char* param_name(Param p) { return kParamNames[static_cast<int>(p)]; }
 
 void GptConfig::validate() const {
   auto positive = [](int v, const char* name) {
@@ -71,32 +59,15 @@ GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int
                                 " must be in [1, max_seq_len=" + std::to_string(config_.max_seq_len) +
                                 "]");
   }
-  const int64_t L = config_.n_layer, C = config_.n_embd, Vp = config_.padded_vocab_size();
-  const int64_t maxT = config_.max_seq_len;
   const DType dt = backend_.dtype();
 
   // Parameters (the gradients take the same layout, less what is frozen).
-  auto param_layout = [&]() {
-    ArenaLayout layout;
-    layout.add("wte", dt, {Vp, C});
-    layout.add("wpe", dt, {maxT, C});
-    layout.add("ln1_w", dt, {L, C});
-    layout.add("ln1_b", dt, {L, C});
-    layout.add("qkv_w", dt, {L, 3 * C, C});
-    layout.add("qkv_b", dt, {L, 3 * C});
-    layout.add("attproj_w", dt, {L, C, C});
-    layout.add("attproj_b", dt, {L, C});
-    layout.add("ln2_w", dt, {L, C});
-    layout.add("ln2_b", dt, {L, C});
-    layout.add("fc_w", dt, {L, 4 * C, C});
-    layout.add("fc_b", dt, {L, 4 * C});
-    layout.add("fcproj_w", dt, {L, C, 4 * C});
-    layout.add("fcproj_b", dt, {L, C});
-    layout.add("lnf_w", dt, {C});
-    layout.add("lnf_b", dt, {C});
-    return layout;
-  };
-  params_ = std::make_unique<Arena>(backend_, param_layout());
+  ArenaLayout param_layout;
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const Param p = static_cast<Param>(pi);
+    param_layout.add(param_name(p), dt, to_shape(gpt_param_shape(config_, p)));
+  }
+  params_ = std::make_unique<Arena>(backend_, std::move(param_layout));
   for (int pi = 0; pi < kNumParams; ++pi) {
     trainable_.emplace_back(is_stacked(static_cast<Param>(pi)) ? config_.n_layer : 1, 1);
     grad_index_[pi] = -1;  // no gradients until they are needed (ensure_grads)
@@ -219,31 +190,22 @@ void GptModel::init_weights(uint64_t seed) {
     const Param p = static_cast<Param>(pi);
     Tensor t = param(p);
     std::vector<float> host(static_cast<size_t>(t.numel()), 0.0f);
-    switch (p) {
-      case Param::ln1_w:
-      case Param::ln2_w:
-      case Param::lnf_w:
+    switch (param_spec(p).init) {
+      case ParamInit::ones:
         std::fill(host.begin(), host.end(), 1.0f);
         break;
-      case Param::ln1_b:
-      case Param::ln2_b:
-      case Param::lnf_b:
-      case Param::qkv_b:
-      case Param::attproj_b:
-      case Param::fc_b:
-      case Param::fcproj_b:
+      case ParamInit::zeros:
         break;
-      case Param::wte: {
+      case ParamInit::embedding: {
         // Real rows only; the padded rows stay zero (they never receive gradient).
         const size_t real = static_cast<size_t>(V) * C;
         for (size_t i = 0; i < real; ++i) host[i] = static_cast<float>(rng.normal() * std_base);
         break;
       }
-      case Param::attproj_w:
-      case Param::fcproj_w:
+      case ParamInit::residual:
         for (auto& x : host) x = static_cast<float>(rng.normal() * std_proj);
         break;
-      default:
+      case ParamInit::normal:
         for (auto& x : host) x = static_cast<float>(rng.normal() * std_base);
         break;
     }

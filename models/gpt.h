@@ -21,6 +21,7 @@
 // activations, and freezing the lower blocks saves their gradients and their activations.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -30,6 +31,7 @@
 #include "engine/arena.h"
 #include "engine/backend.h"
 #include "engine/model_interface.h"
+#include "models/gpt_params.h"
 
 namespace gpt {
 
@@ -42,7 +44,22 @@ struct LoraConfig {
   bool fc = false;
   bool fcproj = false;
   float scale() const { return alpha / static_cast<float>(rank); }
+  // Target t in the order of models/gpt_params.h (lora_target_name: qkv, attproj, fc, fcproj).
+  bool& target(int t) { return *flags()[t]; }
+  bool target(int t) const { return *const_cast<LoraConfig*>(this)->flags()[t]; }
+
+ private:
+  std::array<bool*, 4> flags() { return {&qkv, &attproj, &fc, &fcproj}; }
 };
+// The targets as a comma-separated list ("qkv,attproj"), in table order.
+std::string lora_targets_text(const LoraConfig& lc);
+// Sets lc's targets from such a list (an empty list, or a trailing comma, adds none); returns the
+// first name that is not a target ("" when every name is one: check `ok`).
+struct LoraTargetsParse {
+  bool ok = true;
+  std::string unknown;
+};
+LoraTargetsParse set_lora_targets(LoraConfig& lc, const std::string& list);
 
 struct GptConfig {
   int n_layer = 12;
@@ -65,29 +82,7 @@ struct GptConfig {
   double flops_per_token(int seq_len) const;
 };
 
-// Names of the parameter tensors, in arena order. Shapes in comments (L = n_layer, C = n_embd,
-// Vp = padded vocab, maxT = max_seq_len). Weight matrices are (out, in) like PyTorch's Linear.
-enum class Param : int {
-  wte = 0,    // (Vp, C)   token embedding, tied with the output layer
-  wpe,        // (maxT, C) position embedding
-  ln1_w,      // (L, C)
-  ln1_b,      // (L, C)
-  qkv_w,      // (L, 3C, C)
-  qkv_b,      // (L, 3C)
-  attproj_w,  // (L, C, C)
-  attproj_b,  // (L, C)
-  ln2_w,      // (L, C)
-  ln2_b,      // (L, C)
-  fc_w,       // (L, 4C, C)
-  fc_b,       // (L, 4C)
-  fcproj_w,   // (L, C, 4C)
-  fcproj_b,   // (L, C)
-  lnf_w,      // (C)
-  lnf_b,      // (C)
-  count
-};
-constexpr int kNumParams = static_cast<int>(Param::count);
-const char* param_name(Param p);  // "wte", "ln1_w", ...
+// The parameters (Param, their names, shapes, weight decay, HF and llm.c names): models/gpt_params.h.
 
 class GptModel : public TrainableModel {
  public:
