@@ -31,7 +31,7 @@
 #include <optional>
 
 #include "apps/app_common.h"
-#include "apps/finetune_method.h"
+#include "models/trainability.h"
 #include "apps/options.h"
 #include "apps/signals.h"
 #include "apps/training_run.h"
@@ -173,7 +173,7 @@ gpt::LoraConfig parse_lora(const FinetuneSettings& s) {
   return gpt::parse_lora_settings(s.lora_rank, s.lora_alpha, s.lora_targets);
 }
 
-// The trainable parameters of --method (apps/finetune_method.h, shared with gpt-plan).
+// The trainable parameters of --method (models/trainability.h, shared with gpt-plan).
 gpt::FinetuneMethod finetune_method(const FinetuneSettings& s, const gpt::LoraConfig& lora) {
   gpt::FinetuneMethod m;
   m.method = s.method;

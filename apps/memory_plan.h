@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <string>
 
-#include "apps/finetune_method.h"
+#include "models/trainability.h"
 #include "engine/backend.h"
 #include "models/gpt.h"
 

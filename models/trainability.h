@@ -1,6 +1,8 @@
-// What --method means for a model: LoRA's settings and which parameters train. Shared by
-// gpt-finetune (which applies it to the loaded model) and gpt-plan (which applies it to a model on
-// the sizing backend to count its memory), so that both set up the same trainable parameters.
+// The trainability policy: what --method full|lora|freeze means for a model, LoRA's settings and
+// which parameters train. Shared by gpt-finetune (which applies it to the loaded model) and
+// gpt-plan (which applies it to a model on the sizing backend to count its memory), so that both
+// set up the same trainable parameters. The rules pick parameters by their kind in the family's
+// parameter table (embedding, norm, final norm, bias), never by a family's names.
 #pragma once
 
 #include <functional>

@@ -1,4 +1,4 @@
-#include "apps/finetune_method.h"
+#include "models/trainability.h"
 
 #include <stdexcept>
 
@@ -8,17 +8,11 @@ LoraConfig parse_lora_settings(int rank, float alpha, const std::string& targets
   LoraConfig lc;
   lc.rank = rank;
   lc.alpha = alpha;
-  lc.qkv = lc.attproj = lc.fc = lc.fcproj = false;
-  std::string rest = targets;
-  while (!rest.empty()) {
-    const size_t comma = rest.find(',');
-    const std::string t = rest.substr(0, comma);
-    rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
-    if (t == "qkv") lc.qkv = true;
-    else if (t == "attproj") lc.attproj = true;
-    else if (t == "fc") lc.fc = true;
-    else if (t == "fcproj") lc.fcproj = true;
-    else throw std::invalid_argument("--lora-targets: unknown target '" + t + "' (expected qkv, attproj, fc, fcproj)");
+  const LoraTargetsParse parsed = set_lora_targets(lc, targets);
+  if (!parsed.ok) {
+    std::string expected;
+    for (int t = 0; t < kNumLoraTargets; ++t) expected += (t ? ", " : "") + std::string(lora_target_name(t));
+    throw std::invalid_argument("--lora-targets: unknown target '" + parsed.unknown + "' (expected " + expected + ")");
   }
   if (lc.rank <= 0) throw std::invalid_argument("--lora-rank must be positive");
   return lc;
@@ -40,10 +34,12 @@ void apply_trainable(GptModel& model, const FinetuneMethod& m) {
     if (name == "cls_w" || name == "cls_b") return m.train_head;
     if (name == "lora") return true;
     if (layer >= 0 && layer >= L - m.train_top) return true;
-    if ((name == "lnf_w" || name == "lnf_b") && m.train_top > 0) return true;
-    if (m.train_layernorm && name.find("ln") == 0) return true;
-    if (m.train_biases && name.size() > 2 && name.compare(name.size() - 2, 2, "_b") == 0) return true;
-    if (m.train_embeddings && (name == "wte" || name == "wpe")) return true;
+    const ParamSpec* p = find_param(name);
+    if (!p) return false;
+    if (p->kind == ParamKind::final_norm && m.train_top > 0) return true;
+    if (m.train_layernorm && (p->kind == ParamKind::norm || p->kind == ParamKind::final_norm)) return true;
+    if (m.train_biases && p->bias) return true;
+    if (m.train_embeddings && p->kind == ParamKind::embedding) return true;
     return false;
   });
 }
