@@ -103,7 +103,7 @@ std::string signed_fixed(double v, int decimals) {
   return (v >= 0 ? "+" : "") + format_fixed(v, decimals);
 }
 
-void note_ignored_head(const EvalModel& m) {
+void note_ignored_head(const LoadedModel& m) {
   if (m.class_head_ignored)
     std::fprintf(stderr,
                  "gpt-eval: note: %s has a class head (head.safetensors); this task uses the "
@@ -146,7 +146,7 @@ EvalReport run_lm_task(const EvalSettings& s, Backend& backend) {
                                   r.path + " (" + std::to_string(w.config.max_seq_len) +
                                   " tokens)" + (s.seq_len == 0 ? ": pass --seq-len" : ""));
     if (!set) set = std::make_unique<ValidationSet>(s.data, s.batch_size, T, vocab);
-    EvalModel m = build_eval_model(std::move(w), r.path, r.role == "model" ? r.adapter : "",
+    LoadedModel m = build_eval_model(std::move(w), r.path, r.role == "model" ? r.adapter : "",
                                    backend, s.batch_size, T, HeadUse::kLanguageModel);
     announce_start();
     note_ignored_head(m);
@@ -366,7 +366,7 @@ EvalReport run_classify_task(const EvalSettings& s, Backend& backend) {
   }
 
   const int B = s.batch_size;
-  EvalModel m = build_eval_model(std::move(w), s.model, s.adapter, backend, B, T,
+  LoadedModel m = build_eval_model(std::move(w), s.model, s.adapter, backend, B, T,
                                  HeadUse::kClassHeadIfPresent);
   GptModel& model = *m.model;
   const int K = head ? model.num_classes() : static_cast<int>(words.size());

@@ -212,7 +212,7 @@ EvalReport run_generate_task(const EvalSettings& s, Backend& backend) {
   }
 
   // One example at a time: prompts differ in length, and the KV cache is per row.
-  EvalModel m =
+  LoadedModel m =
       build_eval_model(std::move(w), s.model, s.adapter, backend, 1, ctx, HeadUse::kLanguageModel);
   GptModel& model = *m.model;
   announce_start();
@@ -511,7 +511,7 @@ EvalReport run_choice_task(const EvalSettings& s, Backend& backend) {
   }
 
   const int B = s.batch_size;
-  EvalModel m = build_eval_model(std::move(w), s.model, s.adapter, backend, B, max_len,
+  LoadedModel m = build_eval_model(std::move(w), s.model, s.adapter, backend, B, max_len,
                                  HeadUse::kLanguageModel);
   GptModel& model = *m.model;
   announce_start();

@@ -42,6 +42,7 @@
 #include "engine/rng.h"
 #include "engine/trainer.h"
 #include "models/finetune_io.h"
+#include "models/loader.h"
 #include "models/gpt_interop.h"
 #include "models/gpt_io.h"
 
@@ -241,7 +242,7 @@ int run(int argc, char** argv) {
   gpt::Backend* backend = &run.backend();
   // The weights to start from: the checkpoint's (base weights, adapters and head as trained) or --init.
   const std::string weights_from = resume ? resume->dir() : s.init;
-  const gpt::GptWeights probe_config = gpt::load_weights(weights_from);  // validates the weights fully
+  gpt::GptWeights probe_config = gpt::load_weights(weights_from);  // validates the weights fully
   const int context = probe_config.config.max_seq_len;
   if (s.seq_len == 0) s.seq_len = std::min(256, context);
   if (s.seq_len > context)
@@ -305,7 +306,10 @@ int run(int argc, char** argv) {
     throw std::invalid_argument("--metric accuracy needs a class head (class-id classification data)");
 
   // Model.
-  gpt::InferenceModel loaded = gpt::load_model_for_inference(weights_from, "", *backend, s.batch_size, s.seq_len);
+  gpt::LoadOptions load;
+  load.max_batch = s.batch_size;
+  load.max_seq = s.seq_len;
+  gpt::LoadedModel loaded = gpt::load_model(std::move(probe_config), weights_from, *backend, load);
   gpt::GptModel& model = *loaded.model;
   if (num_classes > 0) {
     if (loaded.has_class_head && model.num_classes() != num_classes)

@@ -15,6 +15,7 @@
 
 #include "apps/app_common.h"
 #include "apps/options.h"
+#include "models/loader.h"
 #include "models/sampler.h"
 
 namespace {
@@ -66,9 +67,12 @@ int run(int argc, char** argv) {
 
   const gpt::PrepareTokenizer tokenizer = gpt::load_app_tokenizer(tokenizer_spec, model_path);
   auto backend = gpt::make_app_backend(device, dtype);
-  gpt::LoadedModel loaded = gpt::load_app_model(model_path, *backend, 1, 0);
+  gpt::LoadOptions load;  // the language-model head, without a checkpoint's adapter
+  load.checkpoint_adapter = false;
+  load.head = gpt::HeadUse::kLanguageModel;
+  load.freeze = true;  // sampling only: no gradients, one layer of activations
+  gpt::LoadedModel loaded = gpt::load_model(model_path, *backend, load);
   gpt::GptModel& model = *loaded.model;
-  model.freeze();  // sampling only: no gradients, one layer of activations
   const gpt::GptConfig& cfg = model.config();
   if (tokenizer.vocab_size() > cfg.vocab_size) {
     throw std::invalid_argument("the tokenizer has " + std::to_string(tokenizer.vocab_size()) +

@@ -1,13 +1,8 @@
 #include "models/finetune_io.h"
 
-#include <filesystem>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <vector>
-
-#include "engine/checkpoint.h"
-#include "models/gpt_interop.h"
-
-namespace fs = std::filesystem;
 
 namespace gpt {
 
@@ -114,38 +109,6 @@ int class_head_classes(const SafeTensorsFile& file, const std::string& path) {
 void load_class_head(GptModel& model, const SafeTensorsFile& file, const std::string& path) {
   upload_checked(model.backend(), model.class_param(0), file, path, "cls_w");
   upload_checked(model.backend(), model.class_param(1), file, path, "cls_b");
-}
-
-InferenceModel load_model_for_inference(const std::string& path, const std::string& adapter, Backend& backend,
-                                        int max_batch, int max_seq) {
-  InferenceModel out;
-  out.format = weights_format_name(detect_weights_format(path));
-  GptWeights w = load_weights(path);
-  out.model = std::make_unique<GptModel>(w.config, backend, max_batch, max_seq > 0 ? max_seq : w.config.max_seq_len);
-  upload_weights(*out.model, w);
-  std::string adapter_path = adapter;
-  if (out.format == std::string("checkpoint")) {
-    const Checkpoint ckpt = Checkpoint::open(resolve_checkpoint(path));
-    if (ckpt.has_file("head.safetensors")) {
-      const SafeTensorsFile head = ckpt.read_tensors("head.safetensors");
-      out.model->enable_class_head(class_head_classes(head, ckpt.path("head.safetensors")), 0);
-      load_class_head(*out.model, head, ckpt.path("head.safetensors"));
-      out.has_class_head = true;
-    }
-    if (adapter_path.empty() && ckpt.has_file("adapter.safetensors")) {
-      const SafeTensorsFile a = ckpt.read_tensors("adapter.safetensors");
-      out.model->enable_lora(lora_config_from_safetensors(a, ckpt.path("adapter.safetensors")), 0);
-      load_lora(*out.model, a, ckpt.path("adapter.safetensors"));
-      out.has_adapter = true;
-    }
-  }
-  if (!adapter_path.empty()) {
-    const SafeTensorsFile a = read_safetensors(adapter_path);
-    out.model->enable_lora(lora_config_from_safetensors(a, adapter_path), 0);
-    load_lora(*out.model, a, adapter_path);
-    out.has_adapter = true;
-  }
-  return out;
 }
 
 }  // namespace gpt
