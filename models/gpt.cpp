@@ -298,55 +298,74 @@ void GptModel::upload_batch(const int32_t* tokens, const int32_t* targets, int B
   if (targets) backend_.copy_from_host(a[kTargets].data, targets, n * sizeof(int32_t));
 }
 
-void GptModel::forward_impl(int B, int T, bool lm_logits, bool fill_kv_cache) {
-  const int L = config_.n_layer, C = config_.n_embd, NH = config_.n_head;
+void GptModel::forward_impl(int B, int T, bool lm_logits, Attend attend, int pos) {
+  const int L = config_.n_layer, C = config_.n_embd;
   const int Vp = config_.padded_vocab_size();
-  const int N = B * T;
   auto A = [&](int idx, int l, Shape s) { return acts_->view(idx, l, s); };
   const Shape btc{B, T, C};
 
-  Tensor tokens = A(kTokens, 0, {B, T});
+  // The position embeddings from row `pos` on.
+  const Tensor wpe = param(Param::wpe);
+  const Tensor wpe_at(static_cast<char*>(wpe.data) + static_cast<size_t>(pos) * C * dtype_size(wpe.dtype),
+                      wpe.dtype, {config_.max_seq_len - pos, C});
   Tensor encoded = A(kEncoded, 0, btc);
-  backend_.encoder_forward(encoded, tokens, param(Param::wte), param(Param::wpe));
+  backend_.encoder_forward(encoded, A(kTokens, 0, {B, T}), param(Param::wte), wpe_at);
 
   Tensor residual = encoded;
-  for (int l = 0; l < L; ++l) {
-    Tensor ln1 = A(kLn1, l, btc), ln1_mean = A(kLn1Mean, l, {B, T}), ln1_rstd = A(kLn1Rstd, l, {B, T});
-    Tensor qkv = A(kQkv, l, {B, T, 3 * C});
-    Tensor atty = A(kAtty, l, btc);
-    Tensor lse = A(kAttLse, l, {B, NH, T});
-    Tensor residual2 = A(kResidual2, l, btc);
-    Tensor ln2 = A(kLn2, l, btc), ln2_mean = A(kLn2Mean, l, {B, T}), ln2_rstd = A(kLn2Rstd, l, {B, T});
-    Tensor fch = A(kFch, l, {B, T, 4 * C}), fch_gelu = A(kFchGelu, l, {B, T, 4 * C});
-    Tensor residual3 = A(kResidual3, l, btc);
-
-    backend_.layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, layer_view(param(Param::ln1_w), l),
-                               layer_view(param(Param::ln1_b), l));
-    backend_.matmul_forward(qkv, ln1, layer_view(param(Param::qkv_w), l),
-                            layer_view(param(Param::qkv_b), l));
-    if (lora_on(LoraTarget::qkv)) lora_forward(LoraTarget::qkv, l, ln1, qkv, N);
-    if (fill_kv_cache) cache_qkv(l, qkv, B, T);
-    backend_.attention_forward(atty, lse, qkv, NH);
-    backend_.matmul_forward(residual2, atty, layer_view(param(Param::attproj_w), l),
-                            layer_view(param(Param::attproj_b), l));
-    if (lora_on(LoraTarget::attproj)) lora_forward(LoraTarget::attproj, l, atty, residual2, N);
-    backend_.residual_forward(residual2, residual2, residual);
-    backend_.layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, layer_view(param(Param::ln2_w), l),
-                               layer_view(param(Param::ln2_b), l));
-    backend_.matmul_forward(fch, ln2, layer_view(param(Param::fc_w), l),
-                            layer_view(param(Param::fc_b), l));
-    if (lora_on(LoraTarget::fc)) lora_forward(LoraTarget::fc, l, ln2, fch, N);
-    backend_.gelu_forward(fch_gelu, fch);
-    backend_.matmul_forward(residual3, fch_gelu, layer_view(param(Param::fcproj_w), l),
-                            layer_view(param(Param::fcproj_b), l));
-    if (lora_on(LoraTarget::fcproj)) lora_forward(LoraTarget::fcproj, l, fch_gelu, residual3, N);
-    backend_.residual_forward(residual3, residual3, residual2);
-    residual = residual3;
-  }
+  for (int l = 0; l < L; ++l) residual = block_forward(l, residual, B, T, attend, pos);
   Tensor lnf = A(kLnf, 0, btc);
   backend_.layernorm_forward(lnf, A(kLnfMean, 0, {B, T}), A(kLnfRstd, 0, {B, T}), residual,
                              param(Param::lnf_w), param(Param::lnf_b));
   if (lm_logits) backend_.matmul_forward(A(kLogits, 0, {B, T, Vp}), lnf, param(Param::wte), Tensor());
+}
+
+Tensor GptModel::block_forward(int l, const Tensor& residual, int B, int T, Attend attend, int pos) {
+  const int C = config_.n_embd, NH = config_.n_head;
+  const int N = B * T;
+  const int slot = attend == Attend::decode ? 0 : l;
+  auto A = [&](int idx, Shape s) { return acts_->view(idx, slot, s); };
+  const Shape btc{B, T, C};
+  Tensor ln1 = A(kLn1, btc), ln1_mean = A(kLn1Mean, {B, T}), ln1_rstd = A(kLn1Rstd, {B, T});
+  Tensor qkv = A(kQkv, {B, T, 3 * C});
+  Tensor atty = A(kAtty, btc);
+  Tensor residual2 = A(kResidual2, btc);
+  Tensor ln2 = A(kLn2, btc), ln2_mean = A(kLn2Mean, {B, T}), ln2_rstd = A(kLn2Rstd, {B, T});
+  Tensor fch = A(kFch, {B, T, 4 * C}), fch_gelu = A(kFchGelu, {B, T, 4 * C});
+  Tensor residual3 = A(kResidual3, btc);
+
+  backend_.layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, layer_view(param(Param::ln1_w), l),
+                             layer_view(param(Param::ln1_b), l));
+  backend_.matmul_forward(qkv, ln1, layer_view(param(Param::qkv_w), l),
+                          layer_view(param(Param::qkv_b), l));
+  if (lora_on(LoraTarget::qkv)) lora_forward(LoraTarget::qkv, l, ln1, qkv, N);
+  switch (attend) {
+    case Attend::causal_fill_cache:
+      cache_qkv(l, qkv, B, T, 0);
+      [[fallthrough]];
+    case Attend::causal:
+      backend_.attention_forward(atty, A(kAttLse, {B, NH, T}), qkv, NH);
+      break;
+    case Attend::decode:  // the new rows join the cache, then attend over rows 0..pos
+      cache_qkv(l, qkv, B, 1, pos);
+      backend_.attention_decode(Tensor(atty.data, atty.dtype, {B, C}), cache_view(l, B), pos, NH);
+      break;
+  }
+  backend_.matmul_forward(residual2, atty, layer_view(param(Param::attproj_w), l),
+                          layer_view(param(Param::attproj_b), l));
+  if (lora_on(LoraTarget::attproj)) lora_forward(LoraTarget::attproj, l, atty, residual2, N);
+  backend_.residual_forward(residual2, residual2, residual);
+  backend_.layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, layer_view(param(Param::ln2_w), l),
+                             layer_view(param(Param::ln2_b), l));
+  backend_.matmul_forward(fch, ln2, layer_view(param(Param::fc_w), l),
+                          layer_view(param(Param::fc_b), l));
+  if (lora_on(LoraTarget::fc)) lora_forward(LoraTarget::fc, l, ln2, fch, N);
+  backend_.gelu_forward(fch_gelu, fch);
+  backend_.matmul_forward(residual3, fch_gelu, layer_view(param(Param::fcproj_w), l),
+                          layer_view(param(Param::fcproj_b), l));
+  if (lora_on(LoraTarget::fcproj)) lora_forward(LoraTarget::fcproj, l, fch_gelu, residual3, N);
+  // In a shared slot, `residual` is this slot's residual3: read above, before it is rewritten.
+  backend_.residual_forward(residual3, residual3, residual2);
+  return residual3;
 }
 
 // Backward from the LM head: dlogits (in the logits buffer) -> dlnf, then the rest.

@@ -191,9 +191,19 @@ class GptModel : public TrainableModel {
   struct Lora;
   struct ClassHead;
   enum class LoraTarget : int { qkv = 0, attproj, fc, fcproj, count };
-  // fill_kv_cache: copy each layer's q, k, v into the KV cache (prefill), as the layers run.
-  void forward_impl(int B, int T, bool lm_logits, bool fill_kv_cache = false);
-  void cache_qkv(int l, const Tensor& qkv, int B, int P);  // layer l's (B, P, 3C) into the KV cache
+  // How a block's attention runs: over the batch's own T positions (causal), the same while
+  // copying each layer's q, k, v into the KV cache (causal_fill_cache: prefill), or for one new
+  // position per row attending over the cache (decode: T = 1).
+  enum class Attend { causal, causal_fill_cache, decode };
+  // The forward from the tokens uploaded by upload_batch to the final LayerNorm (and the logits
+  // when lm_logits). `pos` is the position of the first token (decode: the new token's).
+  void forward_impl(int B, int T, bool lm_logits, Attend attend = Attend::causal, int pos = 0);
+  // One block, written once for training, prefill and decode: reads the residual stream
+  // (B, T, C), writes layer l's activations (decode: the layer-0 slots, as scratch), returns the
+  // stream after the block.
+  Tensor block_forward(int l, const Tensor& residual, int B, int T, Attend attend, int pos);
+  void cache_qkv(int l, const Tensor& qkv, int B, int P, int pos);  // (B, P, 3C) into rows pos..
+  Tensor cache_view(int l, int B) const;  // layer l's first B rows of the cache (B, Tmax, 3C)
   void ensure_activations();
   void backward_impl(int B, int T);
   void backward_from_lnf(int B, int T);
