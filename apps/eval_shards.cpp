@@ -34,7 +34,7 @@ struct LmScore {
 
 // Every window of the validation set (at most max_windows of them when > 0) through the model;
 // the loss is the sum over every target, so the mean is over tokens, not over batches.
-LmScore score_lm(GptModel& model, const ValidationSet& set, int B, int T, int64_t max_windows,
+LmScore score_lm(LanguageModel& model, const ValidationSet& set, int B, int T, int64_t max_windows,
                  const std::string& label) {
   LmScore score;
   std::vector<int32_t> tokens(static_cast<size_t>(B) * T), targets(tokens.size());
@@ -368,7 +368,7 @@ EvalReport run_classify_task(const EvalSettings& s, Backend& backend) {
   const int B = s.batch_size;
   LoadedModel m = build_eval_model(std::move(w), s.model, s.adapter, backend, B, T,
                                  HeadUse::kClassHeadIfPresent);
-  GptModel& model = *m.model;
+  LanguageModel& model = *m.model;
   const int K = head ? model.num_classes() : static_cast<int>(words.size());
   if (head && K != data_classes)
     throw std::invalid_argument(s.model + ": the class head has " + std::to_string(K) +

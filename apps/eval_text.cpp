@@ -214,7 +214,7 @@ EvalReport run_generate_task(const EvalSettings& s, Backend& backend) {
   // One example at a time: prompts differ in length, and the KV cache is per row.
   LoadedModel m =
       build_eval_model(std::move(w), s.model, s.adapter, backend, 1, ctx, HeadUse::kLanguageModel);
-  GptModel& model = *m.model;
+  LanguageModel& model = *m.model;
   announce_start();
   double loss_sum = 0.0;
   int64_t loss_tokens = 0, generated_tokens = 0, stopped = 0;
@@ -513,7 +513,7 @@ EvalReport run_choice_task(const EvalSettings& s, Backend& backend) {
   const int B = s.batch_size;
   LoadedModel m = build_eval_model(std::move(w), s.model, s.adapter, backend, B, max_len,
                                  HeadUse::kLanguageModel);
-  GptModel& model = *m.model;
+  LanguageModel& model = *m.model;
   announce_start();
   const int V = config.vocab_size, Vp = config.padded_vocab_size();
   std::vector<double> row_loss(rows.size(), 0.0);

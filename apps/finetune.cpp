@@ -56,7 +56,7 @@ namespace {
 // (replayed text trains the language-model head and the body).
 class ReplayAwareModel : public gpt::TrainableModel {
  public:
-  explicit ReplayAwareModel(gpt::GptModel& model) : model_(model) {}
+  explicit ReplayAwareModel(gpt::LanguageModel& model) : model_(model) {}
   void set_kind(const int32_t* tokens, bool replay) { kinds_[tokens] = replay; }
   gpt::Backend& backend() override { return model_.backend(); }
   double forward(const int32_t* tokens, const int32_t* targets, int B, int T) override {
@@ -74,7 +74,7 @@ class ReplayAwareModel : public gpt::TrainableModel {
   std::vector<gpt::ParamGroup> parameters() override { return model_.parameters(); }
 
  private:
-  gpt::GptModel& model_;
+  gpt::LanguageModel& model_;
   std::map<const int32_t*, bool> kinds_;
 };
 
@@ -310,7 +310,7 @@ int run(int argc, char** argv) {
   load.max_batch = s.batch_size;
   load.max_seq = s.seq_len;
   gpt::LoadedModel loaded = gpt::load_model(std::move(probe_config), weights_from, *backend, load);
-  gpt::GptModel& model = *loaded.model;
+  gpt::LanguageModel& model = *loaded.model;
   if (num_classes > 0) {
     if (loaded.has_class_head && model.num_classes() != num_classes)
       throw std::invalid_argument(weights_from + ": its class head has " + std::to_string(model.num_classes()) +
@@ -494,7 +494,7 @@ int run(int argc, char** argv) {
   auto save = [&](const gpt::StepRecord& r, double score) {
     gpt::CheckpointContents c;
     if (run.is_main()) {  // every rank holds the same weights
-      c.tensor_files.emplace_back("model.safetensors", gpt::gpt_weights_to_safetensors(gpt::download_weights(model)));
+      c.tensor_files.emplace_back("model.safetensors", model.weights_to_safetensors());
       if (model.lora_enabled()) c.tensor_files.emplace_back("adapter.safetensors", gpt::lora_to_safetensors(model));
       if (model.num_classes() > 0) c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
     }
@@ -517,7 +517,7 @@ int run(int argc, char** argv) {
     st["finetune_state"] = {{"loaders", loaders}, {"early_stopping", es}};
     if (replay) st["finetune_state"]["replay_rng"] = gpt::rng_state_to_json(replay_rng);
     st["finetune"] = {{"task", s.task}, {"method", s.method}, {"num_classes", num_classes}};
-    st["model_config"] = gpt::gpt_config_to_json(model.config());
+    st["model_config"] = model.config_json();
     st["config"] = resolved;
     return run.save_checkpoint(s.out, r.step, c, retention);
   };
@@ -577,10 +577,10 @@ int run(int argc, char** argv) {
     }
     model.merge_lora();
     gpt::CheckpointContents c;
-    c.tensor_files.emplace_back("model.safetensors", gpt::gpt_weights_to_safetensors(gpt::download_weights(model)));
+    c.tensor_files.emplace_back("model.safetensors", model.weights_to_safetensors());
     if (model.num_classes() > 0) c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
     c.copy_files = tokenizer_files;
-    c.state["model_config"] = gpt::gpt_config_to_json(model.config());
+    c.state["model_config"] = model.config_json();
     c.state["finetune"] = {{"task", s.task}, {"method", "lora (merged)"}, {"num_classes", num_classes}};
     c.state["config"] = resolved;
     const std::string dir = gpt::save_checkpoint(s.out + "/merged", best_step >= 0 ? best_step : s.steps, c, {});

@@ -72,27 +72,27 @@ int run(int argc, char** argv) {
   load.head = gpt::HeadUse::kLanguageModel;
   load.freeze = true;  // sampling only: no gradients, one layer of activations
   gpt::LoadedModel loaded = gpt::load_model(model_path, *backend, load);
-  gpt::GptModel& model = *loaded.model;
-  const gpt::GptConfig& cfg = model.config();
+  gpt::LanguageModel& model = *loaded.model;
+  const gpt::ModelShape cfg = model.shape();
   if (tokenizer.vocab_size() > cfg.vocab_size) {
     throw std::invalid_argument("the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
                                 " tokens but the model only " + std::to_string(cfg.vocab_size));
   }
   std::fprintf(stderr, "gpt-generate: %s model (%d layers, width %d, context %d) on %s\n",
-               loaded.format.c_str(), cfg.n_layer, cfg.n_embd, cfg.max_seq_len, backend->description().c_str());
+               loaded.format.c_str(), cfg.n_layer, cfg.n_embd, cfg.context, backend->description().c_str());
 
   const int eot = tokenizer.eot_token();
-  const int Vp = cfg.padded_vocab_size();
+  const int Vp = cfg.padded_vocab_size;
   for (const std::string& prompt : prompts) {
     std::vector<int32_t> ids;
     if (eot >= 0) ids.push_back(eot);  // the document start every training document had
     tokenizer.encode_append(prompt, &ids);
     const int P = static_cast<int>(ids.size());
-    if (P >= cfg.max_seq_len) {
+    if (P >= cfg.context) {
       throw std::invalid_argument("prompt of " + std::to_string(P) + " tokens does not fit the context of " +
-                                  std::to_string(cfg.max_seq_len) + " tokens");
+                                  std::to_string(cfg.context) + " tokens");
     }
-    const int budget = std::min(max_new_tokens, cfg.max_seq_len - P);
+    const int budget = std::min(max_new_tokens, cfg.context - P);
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<float> logits = model.prefill(ids.data(), 1, P);
     std::vector<int32_t> out;

@@ -51,15 +51,15 @@ int meta_int(const SafeTensorsFile& f, const std::string& path, const std::strin
 
 }  // namespace
 
-SafeTensorsFile lora_to_safetensors(GptModel& model) {
+SafeTensorsFile lora_to_safetensors(LanguageModel& model) {
   const LoraConfig& lc = model.lora_config();
   SafeTensorsFile f;
   f.metadata["format"] = "gpt-engine-lora";
   f.metadata["rank"] = std::to_string(lc.rank);
   f.metadata["alpha"] = std::to_string(lc.alpha);
   f.metadata["targets"] = lora_targets_text(lc);
-  f.metadata["n_layer"] = std::to_string(model.config().n_layer);
-  f.metadata["n_embd"] = std::to_string(model.config().n_embd);
+  f.metadata["n_layer"] = std::to_string(model.shape().n_layer);
+  f.metadata["n_embd"] = std::to_string(model.shape().n_embd);
   for (auto& [name, t] : model.lora_tensors()) f.tensors.emplace_back(name, tensor_to_f32(model.backend(), t));
   return f;
 }
@@ -82,18 +82,18 @@ LoraConfig lora_config_from_safetensors(const SafeTensorsFile& file, const std::
   return lc;
 }
 
-void load_lora(GptModel& model, const SafeTensorsFile& file, const std::string& path) {
+void load_lora(LanguageModel& model, const SafeTensorsFile& file, const std::string& path) {
   const int n_layer = meta_int(file, path, "n_layer"), n_embd = meta_int(file, path, "n_embd");
-  if (n_layer != model.config().n_layer || n_embd != model.config().n_embd) {
+  if (n_layer != model.shape().n_layer || n_embd != model.shape().n_embd) {
     throw std::runtime_error(path + ": adapter for a model with " + std::to_string(n_layer) + " layers of width " +
                              std::to_string(n_embd) + ", but this model has " +
-                             std::to_string(model.config().n_layer) + " layers of width " +
-                             std::to_string(model.config().n_embd));
+                             std::to_string(model.shape().n_layer) + " layers of width " +
+                             std::to_string(model.shape().n_embd));
   }
   for (auto& [name, t] : model.lora_tensors()) upload_checked(model.backend(), t, file, path, name);
 }
 
-SafeTensorsFile class_head_to_safetensors(GptModel& model) {
+SafeTensorsFile class_head_to_safetensors(LanguageModel& model) {
   SafeTensorsFile f;
   f.metadata["format"] = "gpt-engine-class-head";
   f.metadata["num_classes"] = std::to_string(model.num_classes());
@@ -106,7 +106,7 @@ int class_head_classes(const SafeTensorsFile& file, const std::string& path) {
   return meta_int(file, path, "num_classes");
 }
 
-void load_class_head(GptModel& model, const SafeTensorsFile& file, const std::string& path) {
+void load_class_head(LanguageModel& model, const SafeTensorsFile& file, const std::string& path) {
   upload_checked(model.backend(), model.class_param(0), file, path, "cls_w");
   upload_checked(model.backend(), model.class_param(1), file, path, "cls_b");
 }

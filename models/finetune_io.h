@@ -12,18 +12,19 @@
 
 #include "engine/safetensors.h"
 #include "models/gpt.h"
+#include "models/model.h"
 
 namespace gpt {
 
-SafeTensorsFile lora_to_safetensors(GptModel& model);
-SafeTensorsFile class_head_to_safetensors(GptModel& model);
+SafeTensorsFile lora_to_safetensors(LanguageModel& model);
+SafeTensorsFile class_head_to_safetensors(LanguageModel& model);
 // Reads the LoRA configuration from an adapter file's metadata (throws naming path and field).
 LoraConfig lora_config_from_safetensors(const SafeTensorsFile& file, const std::string& path);
 // Loads adapter tensors into a model that has LoRA enabled with the same configuration; checks
 // the shapes against the model and throws naming the file and tensor ("an adapter for another model
 // shape").
-void load_lora(GptModel& model, const SafeTensorsFile& file, const std::string& path);
+void load_lora(LanguageModel& model, const SafeTensorsFile& file, const std::string& path);
 int class_head_classes(const SafeTensorsFile& file, const std::string& path);
-void load_class_head(GptModel& model, const SafeTensorsFile& file, const std::string& path);
+void load_class_head(LanguageModel& model, const SafeTensorsFile& file, const std::string& path);
 
 }  // namespace gpt

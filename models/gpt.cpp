@@ -124,6 +124,26 @@ void GptModel::allocate_activations() {
 
 GptModel::~GptModel() = default;
 
+ModelShape GptModel::shape() const {
+  ModelShape s;
+  s.family = family();
+  s.n_layer = config_.n_layer;
+  s.n_head = config_.n_head;
+  s.n_embd = config_.n_embd;
+  s.context = config_.max_seq_len;
+  s.vocab_size = config_.vocab_size;
+  s.padded_vocab_size = config_.padded_vocab_size();
+  return s;
+}
+
+bool GptModel::param_kind(const std::string& name, ParamKind* kind, bool* bias) const {
+  const ParamSpec* p = find_param(name);
+  if (!p) return false;
+  *kind = p->kind;
+  *bias = p->bias;
+  return true;
+}
+
 void GptModel::ensure_activations() {
   if (!acts_->arena) allocate_activations();
 }

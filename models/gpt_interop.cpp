@@ -205,6 +205,10 @@ GptWeights download_arena(GptModel& model, bool grads) {
 }
 }  // namespace
 
+SafeTensorsFile GptModel::weights_to_safetensors() {
+  return gpt_weights_to_safetensors(download_weights(*this));
+}
+
 GptWeights download_weights(GptModel& model) {
   return download_arena(model, false);
 }

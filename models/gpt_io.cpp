@@ -16,6 +16,8 @@ nlohmann::json gpt_config_to_json(const GptConfig& c) {
                         {"vocab_size", c.vocab_size}};
 }
 
+nlohmann::json GptModel::config_json() const { return gpt_config_to_json(config()); }
+
 GptConfig gpt_config_from_json(const nlohmann::json& j, const std::string& source) {
   if (!j.is_object()) throw std::invalid_argument(source + ": model config is not a JSON object");
   GptConfig c;

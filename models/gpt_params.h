@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "models/model.h"  // ParamKind
+
 namespace gpt {
 
 struct GptConfig;
@@ -47,14 +49,6 @@ enum class ParamInit {
   normal,     // normal(0, 0.02)
   residual,   // normal(0, 0.02 / sqrt(2·L)): the projections into the residual stream
   embedding,  // normal(0, 0.02) on the V real rows; the padded rows stay zero
-};
-
-// What a parameter is, for the rules that pick parameters by kind (models/trainability.h).
-enum class ParamKind {
-  embedding,   // token and position embeddings
-  norm,        // a block's normalisation
-  final_norm,  // the normalisation before the output layer
-  linear,      // a block's matrices and their biases
 };
 
 struct ParamSpec {

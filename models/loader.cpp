@@ -11,14 +11,14 @@ namespace fs = std::filesystem;
 namespace gpt {
 
 nlohmann::ordered_json LoadedModel::describe() const {
-  const GptConfig& c = model->config();
+  const ModelShape c = model->shape();
   nlohmann::ordered_json j;
   j["path"] = path;
   j["format"] = format;
   j["n_layer"] = c.n_layer;
   j["n_head"] = c.n_head;
   j["n_embd"] = c.n_embd;
-  j["context"] = c.max_seq_len;
+  j["context"] = c.context;
   j["vocab_size"] = c.vocab_size;
   j["adapter"] = has_adapter;
   j["class_head"] =
@@ -37,8 +37,9 @@ LoadedModel load_model(GptWeights weights, const std::string& path, Backend& bac
   m.path = path;
   m.format = weights_format_name(detect_weights_format(path));
   const int max_seq = options.max_seq > 0 ? options.max_seq : weights.config.max_seq_len;
-  m.model = std::make_unique<GptModel>(weights.config, backend, options.max_batch, max_seq);
-  upload_weights(*m.model, weights);
+  auto gpt = std::make_unique<GptModel>(weights.config, backend, options.max_batch, max_seq);
+  upload_weights(*gpt, weights);
+  m.model = std::move(gpt);
   weights = GptWeights();  // the host copy is no longer needed
   const std::string& adapter = options.adapter;
   if (m.format == std::string(weights_format_name(WeightsFormat::checkpoint))) {

@@ -12,6 +12,7 @@
 #include "engine/backend.h"
 #include "models/gpt.h"
 #include "models/gpt_interop.h"
+#include "models/model.h"
 
 namespace gpt {
 
@@ -30,7 +31,7 @@ struct LoadOptions {
 };
 
 struct LoadedModel {
-  std::unique_ptr<GptModel> model;
+  std::unique_ptr<LanguageModel> model;
   std::string path;
   std::string format;  // weights_format_name: checkpoint, Hugging Face, llm.c
   bool has_adapter = false;

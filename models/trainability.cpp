@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "models/gpt.h"  // the LoRA target names
+
 namespace gpt {
 
 LoraConfig parse_lora_settings(int rank, float alpha, const std::string& targets) {
@@ -18,8 +20,8 @@ LoraConfig parse_lora_settings(int rank, float alpha, const std::string& targets
   return lc;
 }
 
-void apply_trainable(GptModel& model, const FinetuneMethod& m) {
-  const int L = model.config().n_layer;
+void apply_trainable(LanguageModel& model, const FinetuneMethod& m) {
+  const int L = model.shape().n_layer;
   if (m.method == "full") return;
   if (m.method == "lora") {
     const bool head = m.train_head;
@@ -30,16 +32,17 @@ void apply_trainable(GptModel& model, const FinetuneMethod& m) {
   }
   if (m.method != "freeze") throw std::invalid_argument("--method '" + m.method + "': expected full, lora or freeze");
   if (m.train_top < 0 || m.train_top > L) throw std::invalid_argument("--train-top must be in [0, n_layer]");
-  model.set_trainable([&m, L](const std::string& name, int layer) {
+  model.set_trainable([&m, &model, L](const std::string& name, int layer) {
     if (name == "cls_w" || name == "cls_b") return m.train_head;
     if (name == "lora") return true;
     if (layer >= 0 && layer >= L - m.train_top) return true;
-    const ParamSpec* p = find_param(name);
-    if (!p) return false;
-    if (p->kind == ParamKind::final_norm && m.train_top > 0) return true;
-    if (m.train_layernorm && (p->kind == ParamKind::norm || p->kind == ParamKind::final_norm)) return true;
-    if (m.train_biases && p->bias) return true;
-    if (m.train_embeddings && p->kind == ParamKind::embedding) return true;
+    ParamKind kind;
+    bool bias = false;
+    if (!model.param_kind(name, &kind, &bias)) return false;
+    if (kind == ParamKind::final_norm && m.train_top > 0) return true;
+    if (m.train_layernorm && (kind == ParamKind::norm || kind == ParamKind::final_norm)) return true;
+    if (m.train_biases && bias) return true;
+    if (m.train_embeddings && kind == ParamKind::embedding) return true;
     return false;
   });
 }

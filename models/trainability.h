@@ -8,7 +8,7 @@
 #include <functional>
 #include <string>
 
-#include "models/gpt.h"
+#include "models/model.h"
 
 namespace gpt {
 
@@ -29,6 +29,6 @@ LoraConfig parse_lora_settings(int rank, float alpha, const std::string& targets
 // Sets which parameters of `model` train for m.method (lora: the adapters, which must be enabled
 // already, and the head; freeze: the top blocks and the extras asked for; full: everything).
 // Throws std::invalid_argument for --train-top outside [0, n_layer] or an unknown method.
-void apply_trainable(GptModel& model, const FinetuneMethod& m);
+void apply_trainable(LanguageModel& model, const FinetuneMethod& m);
 
 }  // namespace gpt
