@@ -36,18 +36,32 @@ void GptConfig::validate() const {
   }
 }
 
+namespace {
+
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+}  // namespace
+
 int64_t GptConfig::num_parameters() const {
-  const int64_t L = n_layer, C = n_embd, V = vocab_size, T = max_seq_len;
   // Counted with the real vocabulary (padded rows are always zero and not trained in effect).
-  return V * C + T * C + L * (2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + 4 * C * C + 4 * C +
-                              4 * C * C + C) +
-         2 * C;
+  int64_t n = 0;
+  for (int pi = 0; pi < kNumParams; ++pi) n += numel(gpt_param_shape(*this, static_cast<Param>(pi)));
+  return n - static_cast<int64_t>(padded_vocab_size() - vocab_size) * n_embd;
 }
 
 double GptConfig::flops_per_token(int seq_len) const {
-  const double L = n_layer, C = n_embd, V = vocab_size, T = seq_len;
-  const double matmul_params = L * 12.0 * C * C + V * C;  // block matrices + the tied lm head
-  return 6.0 * matmul_params + 6.0 * L * T * C;            // 6·N + attention (causal half of 12·L·T·C)
+  // The block matrices (the linear kind's weights) and the tied lm head (V real rows of wte).
+  int64_t matmul_params = static_cast<int64_t>(vocab_size) * n_embd;
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const ParamSpec& p = gpt_params()[pi];
+    if (p.kind == ParamKind::linear && !p.bias) matmul_params += numel(gpt_param_shape(*this, p.id));
+  }
+  const double L = n_layer, C = n_embd, T = seq_len;
+  return 6.0 * static_cast<double>(matmul_params) + 6.0 * L * T * C;  // 6·N + attention (causal half of 12·L·T·C)
 }
 
 GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int max_seq)
