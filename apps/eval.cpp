@@ -9,7 +9,8 @@
 //   gpt2-hf
 //
 // Prints a table on stdout and, with --out-json, writes the same numbers as JSON. Progress goes to
-// stderr. The tasks are in apps/eval_tasks.h; docs/evaluation.md defines every number.
+// stderr. The tasks are in the eval/ library (eval/tasks.h); docs/evaluation.md defines every
+// number.
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
@@ -21,14 +22,27 @@
 #include <vector>
 
 #include "apps/app_common.h"
-#include "apps/eval_tasks.h"
 #include "apps/options.h"
+#include "engine/files.h"
+#include "eval/tasks.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-void register_options(gpt::Options& o, gpt::EvalSettings& s) {
+// Every setting of gpt-eval: the task's, and how and where it runs.
+struct EvalCommand {
+  gpt::EvalSettings task;
+  std::string out_json;
+  std::string device = "auto";
+  std::string dtype = "auto";
+  int threads = 0;
+  std::string progress = "auto";
+};
+
+// Flags and JSON keys of the same name; the order is the resolved config's.
+void register_options(gpt::Options& o, EvalCommand& c) {
+  gpt::EvalSettings& s = c.task;
   o.add(
       "model", &s.model,
       "the model: a checkpoint (directory, run directory or `latest`; its adapter.safetensors and "
@@ -44,9 +58,9 @@ void register_options(gpt::Options& o, gpt::EvalSettings& s) {
   o.add("format", &s.format,
         "generate: the examples' format: gsm8k, dialogsum, multi30k, jsonl, seed-tasks (as for "
         "gpt-prepare)");
-  o.add("out_json", &s.out_json, "also write the results as JSON to this file (empty: no file)");
-  o.add("device", &s.device, "cpu, cuda or auto");
-  o.add("dtype", &s.dtype, "compute dtype: auto (f32 on cpu, bf16 on cuda), f32, bf16");
+  o.add("out_json", &c.out_json, "also write the results as JSON to this file (empty: no file)");
+  o.add("device", &c.device, "cpu, cuda or auto");
+  o.add("dtype", &c.dtype, "compute dtype: auto (f32 on cpu, bf16 on cuda), f32, bf16");
   o.add("batch_size", &s.batch_size,
         "rows per forward pass (lm, classify, choice; generate runs one example at a time)");
   o.add("seq_len", &s.seq_len,
@@ -70,11 +84,12 @@ void register_options(gpt::Options& o, gpt::EvalSettings& s) {
         "lm: also evaluate --base on the same data and report both losses and the change (a bare "
         "--forgetting means true; --base alone implies it)");
   o.add("base", &s.base, "lm: the model before fine-tuning, for --forgetting (any --model format)");
-  o.add("threads", &s.threads, "OpenMP threads for the CPU backend (0: OMP_NUM_THREADS or all)");
+  o.add("threads", &c.threads, "OpenMP threads for the CPU backend (0: OMP_NUM_THREADS or all)");
   o.add("show_examples", &s.show_examples, "generate: sample generations printed on stdout");
-  o.add("progress", &s.progress,
-        "progress on stderr: auto (line on a terminal, else plain), line (one line redrawn in place) "
-        "or plain (a line every 10 s)");
+  o.add(
+      "progress", &c.progress,
+      "progress on stderr: auto (line on a terminal, else plain), line (one line redrawn in place) "
+      "or plain (a line every 10 s)");
 }
 
 // `--truncate` and `--forgetting` may be given bare, meaning true: the Options table takes a value
@@ -102,19 +117,6 @@ std::string model_line(const std::string& role, const nlohmann::ordered_json& m)
   return line + ")\n";
 }
 
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const fs::path target(path);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error(tmp + ": cannot write");
-  }
-  fs::rename(tmp, path);
-}
-
 int run(int argc, char** argv) {
   CLI::App app{
       "Evaluate a GPT-2 style model: validation loss and perplexity (lm), classification "
@@ -130,9 +132,9 @@ int run(int argc, char** argv) {
       "--max-examples 100\n"
       "  gpt-eval --model gpt2-hf --task choice --data hellaswag_val.jsonl --out-json hs.json\n"
       "See docs/evaluation.md for the metrics and the JSON format.");
-  gpt::EvalSettings s;
+  EvalCommand c;
   gpt::Options options;
-  register_options(options, s);
+  register_options(options, c);
   options.register_flags(app);
   std::vector<std::string> args = with_bare_flags(argc, argv);
   std::vector<char*> arg_ptrs;
@@ -144,46 +146,29 @@ int run(int argc, char** argv) {
   }
   options.resolve();
 
-  if (s.model.empty()) throw std::invalid_argument("--model is required");
-  if (s.task != "lm" && s.task != "classify" && s.task != "generate" && s.task != "choice")
-    throw std::invalid_argument("--task '" + s.task +
-                                "': expected one of lm, classify, generate, choice");
-  if (s.data.empty()) throw std::invalid_argument("--data is required");
-  if (s.batch_size <= 0) throw std::invalid_argument("--batch-size must be positive");
-  if (s.seq_len < 0) throw std::invalid_argument("--seq-len must be >= 0");
-  if (s.max_examples < 0) throw std::invalid_argument("--max-examples must be >= 0");
-  if ((s.forgetting || !s.base.empty()) && s.task != "lm")
-    throw std::invalid_argument("--forgetting and --base are for --task lm");
-  if (!s.format.empty() && s.task != "generate")
-    throw std::invalid_argument("--format is for --task generate");
-  if (!s.label_words.empty() && s.task != "classify")
-    throw std::invalid_argument("--label-words is for --task classify");
-  if (s.threads > 0) omp_set_num_threads(s.threads);
-  gpt::set_eval_progress_mode(gpt::progress_mode_from_name(s.progress, "--progress"));
+  const gpt::EvalSettings& s = c.task;
+  gpt::check_eval_settings(s);
+  if (c.threads > 0) omp_set_num_threads(c.threads);
+  const gpt::ProgressMode progress = gpt::progress_mode_from_name(c.progress, "--progress");
 
   const nlohmann::json resolved = options.to_json();
-  auto backend = gpt::make_app_backend(s.device, s.dtype);
-  gpt::set_start_banner("config: " + resolved.dump() + "\nbackend: " + backend->description() +
-                        "\n");
-
-  gpt::EvalReport report;
-  if (s.task == "lm")
-    report = gpt::run_lm_task(s, *backend);
-  else if (s.task == "classify")
-    report = gpt::run_classify_task(s, *backend);
-  else if (s.task == "generate")
-    report = gpt::run_generate_task(s, *backend);
-  else
-    report = gpt::run_choice_task(s, *backend);
+  auto backend = gpt::make_app_backend(c.device, c.dtype);
+  gpt::EvalConsole console(
+      progress, "config: " + resolved.dump() + "\nbackend: " + backend->description() + "\n");
+  gpt::EvalContext context{*backend, gpt::load_app_tokenizer, console};
+  const gpt::EvalReport report = gpt::run_eval_task(s, context);
 
   nlohmann::ordered_json out;
   out["task"] = s.task;
   for (auto it = report.json.begin(); it != report.json.end(); ++it) out[it.key()] = it.value();
   out["config"] = resolved;
-  if (!s.out_json.empty())
-    write_text_atomic(
-        s.out_json,
+  if (!c.out_json.empty()) {
+    const fs::path target(c.out_json);
+    if (target.has_parent_path()) fs::create_directories(target.parent_path());
+    gpt::write_file_atomic(
+        c.out_json,
         out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
+  }
 
   std::string text = model_line("model", out["model"]);
   if (out.contains("base")) text += model_line("base", out["base"]);
@@ -199,4 +184,6 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return gpt::run_app("gpt-eval", run, argc, argv); }
+int main(int argc, char** argv) {
+  return gpt::run_app("gpt-eval", run, argc, argv);
+}

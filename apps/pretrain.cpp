@@ -27,6 +27,7 @@
 #include "data/loader.h"
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
+#include "engine/files.h"
 #include "engine/optimizer.h"
 #include "engine/trainer.h"
 #include "models/gpt.h"
@@ -404,7 +405,7 @@ int run(int argc, char** argv) {
 
   if (run.is_main()) {
     gpt::write_safetensors(s.out + "/model.safetensors", model.weights_to_safetensors());
-    gpt::write_text_atomic(s.out + "/model_config.json", gpt::gpt_config_to_json(mc).dump(2) + "\n");
+    gpt::write_file_atomic(s.out + "/model_config.json", gpt::gpt_config_to_json(mc).dump(2) + "\n");
   }
   const auto& h = trainer.history();
   run.print("done: %ld steps in %.1f s; final train loss %.4f",

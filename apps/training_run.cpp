@@ -20,6 +20,7 @@
 
 #include "apps/app_common.h"
 #include "apps/signals.h"
+#include "engine/files.h"
 
 namespace fs = std::filesystem;
 
@@ -225,7 +226,7 @@ void TrainingRun::prepare_outputs(const nlohmann::json& resolved, long resume_st
   if (is_main()) {
     lock_out_dir();  // before anything in OUT is touched
     if (start_over) remove_checkpoints(s_.out);  // an earlier run's ckpt_* would mix in
-    write_text_atomic(s_.out + "/config.json", resolved.dump(2) + "\n");
+    write_file_atomic(s_.out + "/config.json", resolved.dump(2) + "\n");
     if (resume_step >= 0)
       truncate_log(s_.out + "/log.jsonl", resume_step);
     else
@@ -274,17 +275,6 @@ void TrainingRun::combine(std::vector<double>& values) {
 
 // ---- helpers ---------------------------------------------------------------------------------------
 
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error(tmp + ": cannot write");
-  }
-  fs::rename(tmp, path);
-}
-
 void truncate_log(const std::string& path, long step) {
   std::ifstream in(path);
   if (!in) return;
@@ -302,7 +292,7 @@ void truncate_log(const std::string& path, long step) {
     kept += line + "\n";
   }
   in.close();
-  write_text_atomic(path, kept);
+  write_file_atomic(path, kept);
 }
 
 nlohmann::json read_meta_beside(const std::string& pattern) {

@@ -90,8 +90,6 @@ class TrainingRun {
 };
 
 // ---- helpers both apps use ----------------------------------------------------------------------
-// Writes path.tmp, then renames it over path.
-void write_text_atomic(const std::string& path, const std::string& text);
 // Keeps the lines of log.jsonl up to `step` (a line cut short by a crash ends it).
 void truncate_log(const std::string& path, long step);
 // meta.json beside the shards of a glob ({} when absent); throws naming it when malformed.

@@ -3,7 +3,9 @@
 //
 //   bench_train --n-layer 4 --n-embd 256 --n-head 4 --vocab 4096 --batch 8 --seq 256 --steps 10
 //
-// Prints one JSON line with the median step time, tokens/s and (with --peak-tflops) MFU.
+// Prints one JSON line with the median step time, tokens/s and (with --peak-tflops) MFU. With
+// --profile, first a table of where a step's milliseconds go, op by op (bench/profiling_backend.h;
+// every op is then followed by a synchronize, so the step time printed is the profiled one).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -12,6 +14,7 @@
 #include <omp.h>
 #include <vector>
 
+#include "bench/profiling_backend.h"
 #include "engine/backend.h"
 #include "engine/optimizer.h"
 #include "engine/rng.h"
@@ -22,6 +25,7 @@ int main(int argc, char** argv) {
   int n_layer = 4, n_embd = 256, n_head = 4, vocab = 4096, batch = 8, seq = 256, steps = 10, warmup = 2;
   std::string device = "cpu", dtype = "auto", label, attention = "fused";
   double peak_tflops = 0.0;
+  bool profile = false;
   app.add_option("--n-layer", n_layer)->capture_default_str();
   app.add_option("--n-embd", n_embd)->capture_default_str();
   app.add_option("--n-head", n_head)->capture_default_str();
@@ -35,21 +39,25 @@ int main(int argc, char** argv) {
   app.add_option("--attention", attention, "GPU attention kernel: fused or unfused")->capture_default_str();
   app.add_option("--peak-tflops", peak_tflops, "device peak for MFU (0: not reported)");
   app.add_option("--label", label, "name printed with the result");
+  app.add_flag("--profile", profile, "print the time of each op per step (stderr) first");
   CLI11_PARSE(app, argc, argv);
   try {
     gpt::DType dt = dtype == "auto" ? (device == "cuda" ? gpt::DType::bf16 : gpt::DType::f32)
                                     : gpt::dtype_from_name(dtype);
     auto backend = gpt::make_backend(device, dt);
     backend->set_attention_kernel(gpt::attention_kernel_from_name(attention));
+    std::unique_ptr<gpt::ProfilingBackend> profiler;
+    if (profile) profiler = std::make_unique<gpt::ProfilingBackend>(*backend);
+    gpt::Backend& run_on = profiler ? *profiler : *backend;
     gpt::GptConfig cfg;
     cfg.n_layer = n_layer;
     cfg.n_embd = n_embd;
     cfg.n_head = n_head;
     cfg.vocab_size = vocab;
     cfg.max_seq_len = std::max(seq, 1024);
-    gpt::GptModel model(cfg, *backend, batch, seq);
+    gpt::GptModel model(cfg, run_on, batch, seq);
     model.init_weights(1);
-    gpt::AdamW opt(*backend, model.parameters(), gpt::AdamWConfig{});
+    gpt::AdamW opt(run_on, model.parameters(), gpt::AdamWConfig{});
     gpt::Rng rng(3);
     std::vector<int32_t> tokens(static_cast<size_t>(batch) * seq), targets(tokens.size());
     for (size_t i = 0; i < tokens.size(); ++i) {
@@ -65,9 +73,17 @@ int main(int argc, char** argv) {
       backend->synchronize();
       const double dt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       if (s >= warmup) ms.push_back(dt_ms);
+      if (profiler && s + 1 == warmup) profiler->reset();
     }
     std::sort(ms.begin(), ms.end());
     const double median = ms[ms.size() / 2];
+    if (profiler) {
+      double total = 0.0;
+      for (double t : ms) total += t;
+      std::fprintf(stderr, "%s: %d steps profiled\n", label.empty() ? "bench_train" : label.c_str(),
+                   steps);
+      profiler->print(stderr, steps, total / steps);
+    }
     const double tok_s = static_cast<double>(tokens.size()) / (median / 1000.0);
     nlohmann::ordered_json j;
     if (!label.empty()) j["label"] = label;

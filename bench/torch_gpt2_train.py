@@ -9,11 +9,16 @@ to a multiple of 128 (50304) and the loss runs over the padded classes.
 
     python3 bench/torch_gpt2_train.py --batch 16 --seq 1024 --steps 10 --peak-tflops 989
 
+With --device cpu it is the CPU baseline of bench/cpu_vs_torch.sh: fp32 (no autocast), eager unless
+--compile 1, AdamW's fused CPU implementation where this torch has one, torch.set_num_threads from
+--threads (default: OMP_NUM_THREADS, else all cores).
+
 Prints progress to stderr and, last, one JSON line: median step time, tokens/s, MFU.
 """
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
@@ -90,21 +95,32 @@ def main():
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
     ap.add_argument("--compile", type=int, default=1, help="1: torch.compile the model")
     ap.add_argument("--peak-tflops", type=float, default=0.0, help="device peak for MFU (0: not reported)")
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    ap.add_argument("--threads", type=int, default=0, help="cpu: torch threads (0: OMP_NUM_THREADS or all)")
+    ap.add_argument("--label", default="pytorch", help="name printed with the result")
     args = ap.parse_args()
 
-    if not torch.cuda.is_available():
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
         print("torch_gpt2_train.py: no CUDA device", file=sys.stderr)
         sys.exit(2)
     torch.manual_seed(0)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    device = "cuda"
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        threads = args.threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+        if threads > 0:
+            torch.set_num_threads(threads)
     vocab_padded = (args.vocab + 127) // 128 * 128
     model = GPT(args.n_layer, args.n_embd, args.n_head, vocab_padded, max(args.seq, 1024)).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    groups = [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        opt = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    except (RuntimeError, ValueError):  # an older torch without the fused CPU AdamW
+        opt = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.95), eps=1e-8, foreach=True)
     step_model = torch.compile(model) if args.compile else model
 
     gen = torch.Generator(device=device).manual_seed(3)
@@ -113,23 +129,30 @@ def main():
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+        if device == "cuda":
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                loss = step_model(idx, targets)
+        else:
             loss = step_model(idx, targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         return loss
 
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
     t0 = time.time()
     for i in range(args.warmup):
         loss = step()
-        torch.cuda.synchronize()
+        sync()
         print(f"warmup step {i}: loss {loss.item():.4f} ({time.time() - t0:.1f}s)", file=sys.stderr, flush=True)
     times = []
     for i in range(args.steps):
         start = time.perf_counter()
         step()
-        torch.cuda.synchronize()
+        sync()
         times.append((time.perf_counter() - start) * 1e3)
     times.sort()
     median = times[len(times) // 2]
@@ -139,9 +162,9 @@ def main():
     L, C, T, V = args.n_layer, args.n_embd, args.seq, args.vocab
     flops_per_token = 6.0 * (12.0 * L * C * C + V * C) + 6.0 * L * T * C
     result = {
-        "label": "pytorch",
+        "label": args.label,
         "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(),
+        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads",
         "compile": bool(args.compile),
         "shape": {"n_layer": L, "n_embd": C, "n_head": args.n_head, "vocab": args.vocab,
                   "vocab_padded": vocab_padded, "batch": args.batch, "seq": args.seq},

@@ -1,6 +1,5 @@
 // Byte-level BPE: the file formats (OpenAI's and Hugging Face's), GPT-2's byte <-> Unicode mapping,
 // and where the real GPT-2 files are found.
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -13,6 +12,8 @@
 #include <unordered_map>
 
 #include "data/bpe_tokenizer.h"
+#include "engine/errors.h"
+#include "engine/files.h"
 
 namespace gpt {
 namespace fs = std::filesystem;
@@ -110,16 +111,16 @@ bool gpt2_unicode_to_bytes(std::string_view text, std::string* bytes) {
 
 namespace {
 
-[[noreturn]] void fail(const fs::path& file, const std::string& what) {
-  throw std::runtime_error("tokenizer file " + file.string() + ": " + what);
+[[noreturn]] void fail_in_file(const fs::path& file, const std::string& what) {
+  fail("tokenizer file " + file.string(), what);
 }
 
 std::string read_file(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
-  if (!in) fail(file, std::string("cannot open: ") + std::strerror(errno));
+  if (!in) fail_in_file(file, std::string("cannot open: ") + std::strerror(errno));
   std::ostringstream ss;
   ss << in.rdbuf();
-  if (in.bad()) fail(file, "read error");
+  if (in.bad()) fail_in_file(file, "read error");
   return ss.str();
 }
 
@@ -128,7 +129,7 @@ json parse_json(const fs::path& file) {
   try {
     return json::parse(text);
   } catch (const json::exception& e) {
-    fail(file, std::string("invalid JSON: ") + e.what());
+    fail_in_file(file, std::string("invalid JSON: ") + e.what());
   }
 }
 
@@ -143,19 +144,19 @@ struct RawVocab {
 };
 
 void read_vocab_object(const json& vocab, const fs::path& file, RawVocab* raw) {
-  if (!vocab.is_object()) fail(file, "the vocabulary must be a JSON object {token: id}");
+  if (!vocab.is_object()) fail_in_file(file, "the vocabulary must be a JSON object {token: id}");
   std::vector<int8_t> seen;
   raw->text_of_id.assign(vocab.size(), std::string());
   seen.assign(vocab.size(), 0);
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     if (!it.value().is_number_integer())
-      fail(file, "token '" + it.key() + "': id is not an integer");
+      fail_in_file(file, "token '" + it.key() + "': id is not an integer");
     const int64_t id = it.value().get<int64_t>();
     if (id < 0 || id >= static_cast<int64_t>(vocab.size())) {
-      fail(file, "token '" + it.key() + "': id " + std::to_string(id) + " outside [0, " +
+      fail_in_file(file, "token '" + it.key() + "': id " + std::to_string(id) + " outside [0, " +
                      std::to_string(vocab.size()) + ") (ids must be 0..N-1 without gaps)");
     }
-    if (seen[id]) fail(file, "id " + std::to_string(id) + " is given to two tokens");
+    if (seen[id]) fail_in_file(file, "id " + std::to_string(id) + " is given to two tokens");
     seen[id] = 1;
     raw->text_of_id[id] = it.key();
     raw->id_of_text[it.key()] = static_cast<int32_t>(id);
@@ -167,12 +168,12 @@ void add_merge(const std::string& left, const std::string& right, const fs::path
   const auto l = raw->id_of_text.find(left);
   const auto r = raw->id_of_text.find(right);
   if (l == raw->id_of_text.end())
-    fail(file, where + ": token '" + left + "' is not in the vocabulary");
+    fail_in_file(file, where + ": token '" + left + "' is not in the vocabulary");
   if (r == raw->id_of_text.end())
-    fail(file, where + ": token '" + right + "' is not in the vocabulary");
+    fail_in_file(file, where + ": token '" + right + "' is not in the vocabulary");
   const auto m = raw->id_of_text.find(left + right);
   if (m == raw->id_of_text.end()) {
-    fail(file, where + ": merged token '" + left + right + "' is not in the vocabulary");
+    fail_in_file(file, where + ": merged token '" + left + right + "' is not in the vocabulary");
   }
   raw->merges.emplace_back(l->second, r->second);
   raw->merged_ids.push_back(m->second);
@@ -194,7 +195,7 @@ void read_merges_text(const fs::path& file, RawVocab* raw) {
     const size_t space = line.find(' ');
     if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
         line.find(' ', space + 1) != std::string::npos) {
-      fail(file, "line " + std::to_string(line_no) + ": expected 'left right', got '" + line + "'");
+      fail_in_file(file, "line " + std::to_string(line_no) + ": expected 'left right', got '" + line + "'");
     }
     add_merge(line.substr(0, space), line.substr(space + 1), file,
               "line " + std::to_string(line_no), raw);
@@ -205,44 +206,44 @@ void read_merges_text(const fs::path& file, RawVocab* raw) {
 void read_tokenizer_json(const fs::path& file, RawVocab* raw) {
   const json root = parse_json(file);
   if (!root.is_object() || !root.contains("model") || !root["model"].is_object()) {
-    fail(file, "no \"model\" object");
+    fail_in_file(file, "no \"model\" object");
   }
   const json& model = root["model"];
   if (model.value("type", std::string("BPE")) != "BPE") {
-    fail(file, "model.type is '" + model.value("type", std::string()) + "'; only BPE is supported");
+    fail_in_file(file, "model.type is '" + model.value("type", std::string()) + "'; only BPE is supported");
   }
   auto null_or_empty = [&](const char* key) {
     return !model.contains(key) || model[key].is_null() ||
            (model[key].is_string() && model[key].get<std::string>().empty());
   };
   if (!null_or_empty("continuing_subword_prefix") || !null_or_empty("end_of_word_suffix")) {
-    fail(file, "subword prefixes/suffixes are not supported (byte-level BPE has none)");
+    fail_in_file(file, "subword prefixes/suffixes are not supported (byte-level BPE has none)");
   }
   if (model.contains("dropout") && !model["dropout"].is_null() &&
       model["dropout"].get<double>() != 0.0) {
-    fail(file, "BPE dropout is not supported");
+    fail_in_file(file, "BPE dropout is not supported");
   }
-  if (model.value("byte_fallback", false)) fail(file, "byte_fallback is not supported");
+  if (model.value("byte_fallback", false)) fail_in_file(file, "byte_fallback is not supported");
   if (root.contains("normalizer") && !root["normalizer"].is_null()) {
-    fail(file, "a normalizer is not supported (GPT-2 has none)");
+    fail_in_file(file, "a normalizer is not supported (GPT-2 has none)");
   }
   const json pre = root.value("pre_tokenizer", json());
   if (!pre.is_object() || pre.value("type", std::string()) != "ByteLevel" ||
       pre.value("add_prefix_space", false) || !pre.value("use_regex", true)) {
-    fail(file,
+    fail_in_file(file,
          "pre_tokenizer must be {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
          "\"use_regex\": true} (GPT-2 style), got " +
              pre.dump());
   }
   raw->ignore_merges = model.value("ignore_merges", false);
-  if (!model.contains("vocab")) fail(file, "no model.vocab");
+  if (!model.contains("vocab")) fail_in_file(file, "no model.vocab");
   json vocab = model["vocab"];
   // Added tokens are part of the vocabulary; tokenizer.json normally lists them in both places.
   if (root.contains("added_tokens") && root["added_tokens"].is_array()) {
     for (const json& t : root["added_tokens"]) {
       if (!t.is_object() || !t.contains("id") || !t.contains("content") ||
           !t["id"].is_number_integer() || !t["content"].is_string()) {
-        fail(file, "added_tokens entries need an integer \"id\" and a string \"content\"");
+        fail_in_file(file, "added_tokens entries need an integer \"id\" and a string \"content\"");
       }
       vocab[t["content"].get<std::string>()] = t["id"];
     }
@@ -252,7 +253,7 @@ void read_tokenizer_json(const fs::path& file, RawVocab* raw) {
     for (const json& t : root["added_tokens"])
       raw->declared_special.push_back(t["id"].get<int32_t>());
   }
-  if (!model.contains("merges") || !model["merges"].is_array()) fail(file, "no model.merges array");
+  if (!model.contains("merges") || !model["merges"].is_array()) fail_in_file(file, "no model.merges array");
   int index = 0;
   for (const json& m : model["merges"]) {
     const std::string where = "model.merges[" + std::to_string(index++) + "]";
@@ -261,13 +262,13 @@ void read_tokenizer_json(const fs::path& file, RawVocab* raw) {
       const size_t space = s.find(' ');
       if (space == std::string::npos || space == 0 || space + 1 == s.size() ||
           s.find(' ', space + 1) != std::string::npos) {
-        fail(file, where + ": expected \"left right\", got \"" + s + "\"");
+        fail_in_file(file, where + ": expected \"left right\", got \"" + s + "\"");
       }
       add_merge(s.substr(0, space), s.substr(space + 1), file, where, raw);
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       add_merge(m[0].get<std::string>(), m[1].get<std::string>(), file, where, raw);
     } else {
-      fail(file, where + ": expected \"left right\" or [\"left\", \"right\"]");
+      fail_in_file(file, where + ": expected \"left right\" or [\"left\", \"right\"]");
     }
   }
 }
@@ -295,7 +296,7 @@ BpeTokenizer build(RawVocab raw, const fs::path& vocab_file) {
       token_bytes[id] = text;
       special_ids.push_back(static_cast<int32_t>(id));
     } else if (!decodes) {
-      fail(vocab_file, "token '" + text + "' (id " + std::to_string(id) +
+      fail_in_file(vocab_file, "token '" + text + "' (id " + std::to_string(id) +
                            ") is not written in GPT-2's byte-level alphabet");
     } else {
       token_bytes[id] = bytes;
@@ -304,7 +305,7 @@ BpeTokenizer build(RawVocab raw, const fs::path& vocab_file) {
   try {
     return BpeTokenizer(std::move(token_bytes), raw.merges, special_ids, raw.ignore_merges);
   } catch (const std::invalid_argument& e) {
-    fail(vocab_file, e.what());
+    fail_in_file(vocab_file, e.what());
   }
 }
 
@@ -345,38 +346,11 @@ BpeTokenizer BpeTokenizer::load(const std::string& path) {
 // Saving in Hugging Face's formats
 // ---------------------------------------------------------------------------------------------
 
-namespace {
-
-// Writes text to dir/name through a temporary file and a rename.
-void write_file_atomic(const fs::path& dir, const std::string& name, const std::string& text) {
-  const fs::path final_path = dir / name;
-  const fs::path tmp = dir / (name + ".tmp" + std::to_string(::getpid()));
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(tmp, std::string("cannot create: ") + std::strerror(errno));
-    out << text;
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      fail(tmp, "write error");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, final_path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    fail(final_path, "cannot rename the temporary file: " + ec.message());
-  }
-}
-
-}  // namespace
-
 void BpeTokenizer::save_hf(const std::string& dir) const {
   const fs::path d(dir);
   std::error_code ec;
   fs::create_directories(d, ec);
-  if (ec) fail(d, "cannot create the directory: " + ec.message());
+  if (ec) fail_in_file(d, "cannot create the directory: " + ec.message());
 
   auto text_of = [&](int32_t id) {
     return is_special(id) ? tokens_[id] : bytes_to_gpt2_unicode(tokens_[id]);
@@ -432,12 +406,12 @@ void BpeTokenizer::save_hf(const std::string& dir) const {
     for (const char* key : {"bos_token", "eos_token", "unk_token"}) config[key] = tokens_[eot_];
   }
   try {
-    write_file_atomic(d, "vocab.json", vocab.dump(1) + "\n");
-    write_file_atomic(d, "merges.txt", merges_txt);
-    write_file_atomic(d, "tokenizer.json", tokenizer_json.dump(1) + "\n");
-    write_file_atomic(d, "tokenizer_config.json", config.dump(2) + "\n");
+    write_file_atomic((d / "vocab.json").string(), vocab.dump(1) + "\n");
+    write_file_atomic((d / "merges.txt").string(), merges_txt);
+    write_file_atomic((d / "tokenizer.json").string(), tokenizer_json.dump(1) + "\n");
+    write_file_atomic((d / "tokenizer_config.json").string(), config.dump(2) + "\n");
   } catch (const nlohmann::json::exception& e) {  // e.g. a special token that is not valid UTF-8
-    fail(d, std::string("cannot serialise the vocabulary: ") + e.what());
+    fail_in_file(d, std::string("cannot serialise the vocabulary: ") + e.what());
   }
 }
 

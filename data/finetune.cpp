@@ -1,9 +1,6 @@
 // Fine-tuning data sets: mask shards, examples as tokens, and prepare_finetune (data/finetune.h).
 #include "data/finetune.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -13,6 +10,8 @@
 #include <fstream>
 
 #include "data/shard.h"
+#include "engine/errors.h"
+#include "engine/files.h"
 
 namespace gpt {
 
@@ -25,46 +24,6 @@ std::string mask_path_for(const std::string& token_shard_path) {
     return token_shard_path.substr(0, token_shard_path.size() - ext.size()) + ".mask";
   return token_shard_path + ".mask";
 }
-
-namespace {
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
-}
-
-// Writes the parts to path + ".tmp", fsyncs, renames.
-void write_file_atomic(const std::string& path,
-                       const std::vector<std::pair<const void*, size_t>>& parts) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) fail(tmp, std::string("cannot create: ") + std::strerror(errno));
-  for (const auto& [data, size] : parts) {
-    const char* p = static_cast<const char*>(data);
-    size_t left = size;
-    while (left > 0) {
-      const ssize_t w = ::write(fd, p, left);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) {
-        const std::string err = std::strerror(errno);
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        fail(tmp, "write failed: " + err);
-      }
-      p += w;
-      left -= static_cast<size_t>(w);
-    }
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    fail(tmp, std::string("fsync/close failed: ") + std::strerror(errno));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    fail(path, std::string("rename failed: ") + std::strerror(errno));
-  }
-}
-
-}  // namespace
 
 void write_mask_shard(const std::string& path, const std::vector<uint8_t>& flags,
                       const std::vector<int32_t>& labels, int num_classes) {
@@ -94,9 +53,11 @@ void write_mask_shard(const std::string& path, const std::vector<uint8_t>& flags
   header[2] = static_cast<int32_t>(flags.size());
   header[3] = static_cast<int32_t>(examples);
   header[4] = num_classes;
-  write_file_atomic(path, {{header.data(), header.size() * sizeof(int32_t)},
-                           {flags.data(), flags.size()},
-                           {labels.data(), labels.size() * sizeof(int32_t)}});
+  write_file_atomic(path, [&](AtomicFileWriter& out) {
+    out.write(header.data(), header.size() * sizeof(int32_t));
+    out.write(flags.data(), flags.size());
+    out.write(labels.data(), labels.size() * sizeof(int32_t));
+  });
 }
 
 MaskShard read_mask_shard(const std::string& path, int64_t expected_tokens) {

@@ -17,6 +17,7 @@
 
 #include "data/bpe_trainer.h"
 #include "data/shard.h"
+#include "engine/files.h"
 
 namespace gpt {
 
@@ -275,14 +276,7 @@ std::string OutputStage::path(const std::string& name) const {
 }
 
 void OutputStage::write_text(const std::string& name, const std::string& text) const {
-  const std::string final_path = path(name), tmp = final_path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error(tmp + ": cannot write");
-  }
-  fs::rename(tmp, final_path);
+  write_file_atomic(path(name), text);
 }
 
 void OutputStage::commit() {

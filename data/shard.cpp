@@ -11,15 +11,10 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "engine/errors.h"
+#include "engine/files.h"
+
 namespace gpt {
-
-namespace {
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
-}
-
-}  // namespace
 
 TokenShard::TokenShard(const std::string& path, int vocab_size) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY);
@@ -131,39 +126,15 @@ void write_token_shard(const std::string& path, const std::vector<int32_t>& toke
   header[1] = fits16 ? kShardVersionU16 : kShardVersionU32;
   header[2] = static_cast<int32_t>(tokens.size());
 
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) fail(tmp, std::string("cannot create: ") + std::strerror(errno));
-  auto write_all = [&](const void* data, size_t bytes) {
-    const char* p = static_cast<const char*>(data);
-    while (bytes > 0) {
-      ssize_t w = ::write(fd, p, bytes);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        const std::string err = std::strerror(errno);
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        fail(tmp, "write failed: " + err);
-      }
-      p += w;
-      bytes -= static_cast<size_t>(w);
+  write_file_atomic(path, [&](AtomicFileWriter& out) {
+    out.write(header.data(), header.size() * sizeof(int32_t));
+    if (fits16) {
+      std::vector<uint16_t> body(tokens.begin(), tokens.end());
+      out.write(body.data(), body.size() * sizeof(uint16_t));
+    } else {
+      out.write(tokens.data(), tokens.size() * sizeof(int32_t));
     }
-  };
-  write_all(header.data(), header.size() * sizeof(int32_t));
-  if (fits16) {
-    std::vector<uint16_t> body(tokens.begin(), tokens.end());
-    write_all(body.data(), body.size() * sizeof(uint16_t));
-  } else {
-    write_all(tokens.data(), tokens.size() * sizeof(int32_t));
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    fail(tmp, std::string("fsync/close failed: ") + std::strerror(errno));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    fail(path, std::string("rename failed: ") + std::strerror(errno));
-  }
+  });
 }
 
 std::vector<std::string> expand_glob(const std::string& pattern) {

@@ -52,7 +52,7 @@ class TokenShard {
 };
 
 // Writes tokens as a shard; uint16 (version 1) when every token fits, else uint32 (version 7),
-// unless force_u32. Atomic: writes path + ".tmp", fsyncs, renames. Throws naming the file.
+// unless force_u32. Atomic (engine/files.h: temporary file, fsync, rename). Throws naming the file.
 void write_token_shard(const std::string& path, const std::vector<int32_t>& tokens,
                        bool force_u32 = false);
 

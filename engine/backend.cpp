@@ -25,6 +25,40 @@ AttentionKernel attention_kernel_from_name(const std::string& name) {
   throw std::invalid_argument("unknown attention kernel '" + name + "' (expected fused or unfused)");
 }
 
+RopeDims check_rope(const Tensor& qkv, const Tensor& cos, const Tensor& sin, int n_heads,
+                    int head_dim, int pos0, const char* op) {
+  const std::string name = op;
+  if (qkv.shape.ndim() != 3) throw ShapeError(name + ": qkv must be (B, T, W), got " + qkv.str());
+  if (head_dim <= 0 || head_dim % 2 != 0 || n_heads <= 0)
+    throw ShapeError(name + ": head_dim " + std::to_string(head_dim) +
+                     " must be even and positive, n_heads " + std::to_string(n_heads) + " positive");
+  RopeDims d;
+  d.B = static_cast<int>(qkv.shape[0]);
+  d.T = static_cast<int>(qkv.shape[1]);
+  d.W = static_cast<int>(qkv.shape[2]);
+  if (static_cast<int64_t>(n_heads) * head_dim > d.W)
+    throw ShapeError(name + ": " + std::to_string(n_heads) + " heads of " +
+                     std::to_string(head_dim) + " do not fit rows of " + std::to_string(d.W));
+  if (cos.shape.ndim() != 2 || cos.shape[1] != head_dim / 2 || cos.shape[0] < pos0 + d.T ||
+      pos0 < 0)
+    throw ShapeError(name + ": cos " + cos.str() + " does not cover positions " +
+                     std::to_string(pos0) + ".." + std::to_string(pos0 + d.T - 1) +
+                     " of head_dim " + std::to_string(head_dim));
+  check_shape(sin, cos.shape, (name + " sin").c_str());
+  return d;
+}
+
+SwigluDims check_swiglu(const Tensor& inp, const Tensor& half, const char* op) {
+  const std::string name = op;
+  if (inp.shape.cols() % 2 != 0)
+    throw ShapeError(name + ": inp " + inp.str() + " must be (N, 2H)");
+  SwigluDims d;
+  d.N = static_cast<int>(inp.shape.rows());
+  d.H = static_cast<int>(inp.shape.cols() / 2);
+  check_shape(half, Shape{d.N, d.H}, (name + " (N, H) tensor").c_str());
+  return d;
+}
+
 void Backend::scale(Tensor out, const Tensor& in, float s) {
   check_shape(out, in.shape, "scale out");
   std::vector<float> host = to_host(*this, in);

@@ -120,6 +120,25 @@ class Backend {
   virtual void crossentropy(Tensor losses, Tensor logits, const Tensor& targets, int vocab_size,
                             float dloss, LossGrad grad) = 0;
 
+  // ---- the Llama family's ops (kernels/rmsnorm.h, kernels/rope.h, kernels/swiglu.h) ----------
+  // inp, out (N,C); weight (C); rstd (N) in stat dtype; eps from the model's config.
+  virtual void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight,
+                               float eps) = 0;
+  // dinp +=, dweight += (either may be empty)
+  virtual void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Tensor& inp,
+                                const Tensor& weight, const Tensor& rstd) = 0;
+  // In place on qkv (B, T, W): the first n_heads heads of head_dim values of each row (the query
+  // heads, then the key heads) rotated; row t at position pos0 + t. cos, sin (maxT, head_dim / 2)
+  // in stat dtype (cpu::rope_table). The backward rotates dqkv back (=, in place).
+  virtual void rope_forward(Tensor qkv, const Tensor& cos, const Tensor& sin, int n_heads,
+                            int head_dim, int pos0) = 0;
+  virtual void rope_backward(Tensor dqkv, const Tensor& cos, const Tensor& sin, int n_heads,
+                             int head_dim, int pos0) = 0;
+  // out (N,H) = silu(gate) · up with inp (N,2H) = [gate | up]
+  virtual void swiglu_forward(Tensor out, const Tensor& inp) = 0;
+  // dinp (N,2H) = (may alias inp)
+  virtual void swiglu_backward(Tensor dinp, const Tensor& inp, const Tensor& dout) = 0;
+
   // Sum of squares of x (any length, compute dtype), in double on the host. Deterministic.
   virtual double sum_of_squares(const Tensor& x) = 0;
   // Sum of x (stat dtype, e.g. per-token losses), in double on the host. Deterministic.
@@ -140,6 +159,19 @@ class Backend {
   virtual void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor master,
                             const AdamWStep& step) = 0;
 };
+
+// Shape checks of the ops both backends share (engine/backend.cpp); each throws ShapeError naming
+// the op and the argument. rope: qkv (B, T, W) with n_heads · head_dim <= W, head_dim even, cos and
+// sin (maxT, head_dim / 2) with pos0 + T <= maxT. swiglu: inp (N, 2H), the other (N, H).
+struct RopeDims {
+  int B = 0, T = 0, W = 0;
+};
+RopeDims check_rope(const Tensor& qkv, const Tensor& cos, const Tensor& sin, int n_heads,
+                    int head_dim, int pos0, const char* op);
+struct SwigluDims {
+  int N = 0, H = 0;
+};
+SwigluDims check_swiglu(const Tensor& inp, const Tensor& half, const char* op);
 
 // Creates a backend: "cpu" (dtype f32 or f64), "cuda" (bf16 or f32), "auto" (cuda when a device is
 // present and the build has CUDA, else cpu). Throws std::invalid_argument for an unknown device or a

@@ -14,6 +14,9 @@
 #include <limits>
 #include <stdexcept>
 
+#include "engine/errors.h"
+#include "engine/files.h"
+
 namespace gpt {
 
 namespace fs = std::filesystem;
@@ -135,48 +138,8 @@ std::string sha256_file(const std::string& path) {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
-}
-
 std::string errno_text() {
   return std::strerror(errno);
-}
-
-void fsync_path(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), O_RDONLY | (directory ? O_DIRECTORY : 0));
-  if (fd < 0) fail(path, "cannot open for fsync: " + errno_text());
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) {
-    errno = err;
-    fail(path, "fsync failed: " + errno_text());
-  }
-}
-
-// Writes bytes to path (created or truncated) and fsyncs it.
-void write_file_synced(const std::string& path, const void* data, size_t n) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) fail(path, "cannot create: " + errno_text());
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      const std::string e = errno_text();
-      ::close(fd);
-      fail(path, "write failed: " + e);
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0) {
-    const std::string e = errno_text();
-    ::close(fd);
-    fail(path, "fsync failed: " + e);
-  }
-  if (::close(fd) != 0) fail(path, "close failed: " + errno_text());
 }
 
 std::string read_file(const std::string& path) {
@@ -187,14 +150,10 @@ std::string read_file(const std::string& path) {
   return s;
 }
 
-// Replaces root/name with a file holding `target` + "\n": temp file, fsync, rename, fsync root.
+// Replaces root/name with a file holding `target` + "\n" (engine/files.h: temp file, fsync, rename,
+// fsync root).
 void write_pointer(const std::string& root, const std::string& name, const std::string& target) {
-  const std::string tmp = root + "/." + name + ".tmp";
-  const std::string text = target + "\n";
-  write_file_synced(tmp, text.data(), text.size());
-  if (::rename(tmp.c_str(), (root + "/" + name).c_str()) != 0)
-    fail(root + "/" + name, "rename failed: " + errno_text());
-  fsync_path(root, true);
+  write_file_atomic(root + "/" + name, target + "\n");
 }
 
 // The name stored in a pointer file, or "" when there is none.
@@ -291,7 +250,7 @@ void remove_stale_temporaries(const std::string& root) {
     const bool tmp_ckpt =
         n.rfind(".ckpt_", 0) == 0 && n.size() > 4 && n.compare(n.size() - 4, 4, ".tmp") == 0;
     const bool trash = n.rfind(".trash-ckpt_", 0) == 0;
-    const bool tmp_pointer = n == ".latest.tmp" || n == ".best.tmp";
+    const bool tmp_pointer = n.rfind(".latest.tmp", 0) == 0 || n.rfind(".best.tmp", 0) == 0;
     if (tmp_ckpt || trash || tmp_pointer) stale.push_back(e.path());
   }
   for (const auto& p : stale) fs::remove_all(p, ec);
@@ -349,7 +308,7 @@ std::string save_checkpoint(const std::string& root, long step, const Checkpoint
   for (const auto& [file, tensors] : contents.tensor_files) {
     if (file.find('/') != std::string::npos)
       throw std::invalid_argument("save_checkpoint: bad file name " + file);
-    write_safetensors(tmp + "/" + file, tensors);  // writes file.tmp, fsyncs, renames
+    write_safetensors(tmp + "/" + file, tensors);  // atomic: temporary file, fsync, rename
     record(file);
     if (file == "model.safetensors") maybe_crash("after_model", step);
     if (file == "optimizer.safetensors") maybe_crash("after_optimizer", step);
@@ -358,8 +317,7 @@ std::string save_checkpoint(const std::string& root, long step, const Checkpoint
     const std::string base = fs::path(src).filename().string();
     if (files.contains(base) || base == "trainer_state.json")
       throw std::invalid_argument("save_checkpoint: two files named " + base);
-    const std::string bytes = read_file(src);
-    write_file_synced(tmp + "/" + base, bytes.data(), bytes.size());
+    write_file_atomic(tmp + "/" + base, read_file(src));
     record(base);
   }
 
@@ -373,9 +331,8 @@ std::string save_checkpoint(const std::string& root, long step, const Checkpoint
     state[it.key()] = it.value();
   }
   state["files"] = files;
-  const std::string text = state.dump(2) + "\n";
-  write_file_synced(tmp + "/trainer_state.json", text.data(), text.size());
-  fsync_path(tmp, true);
+  write_file_atomic(tmp + "/trainer_state.json", state.dump(2) + "\n");
+  fsync_directory(tmp);
   maybe_crash("before_rename", step);
 
   if (fs::exists(final_dir, ec)) {
@@ -396,7 +353,7 @@ std::string save_checkpoint(const std::string& root, long step, const Checkpoint
   } else if (::rename(tmp.c_str(), final_dir.c_str()) != 0) {
     fail(final_dir, "rename failed: " + errno_text());
   }
-  fsync_path(root, true);
+  fsync_directory(root);
   maybe_crash("before_latest", step);
   write_pointer(root, "latest", name);
   apply_retention(root, name, policy);

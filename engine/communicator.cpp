@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "engine/communicator_internal.h"
+#include "engine/errors.h"
+#include "engine/files.h"
 
 namespace gpt {
 
@@ -295,22 +297,18 @@ double now_s() {
 }
 
 [[noreturn]] void bootstrap_fail(const std::string& spec, const std::string& what) {
-  throw std::runtime_error("--dist-init " + spec + ": " + what);
+  fail("--dist-init " + spec, what);
 }
 
 void file_exchange(const std::string& spec, const std::string& path, int rank, void* data,
                    size_t bytes, double timeout_s) {
   const double deadline = now_s() + timeout_s;
   if (rank == 0) {
-    const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
-      out.flush();
-      if (!out) bootstrap_fail(spec, "cannot write " + tmp);
+    try {
+      write_file_atomic(path, std::string_view(static_cast<const char*>(data), bytes));
+    } catch (const std::runtime_error& e) {
+      bootstrap_fail(spec, e.what());
     }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      bootstrap_fail(spec, "cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
     return;
   }
   // The others wait for a file of exactly `bytes` bytes written after this job started: rank 0

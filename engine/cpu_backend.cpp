@@ -16,6 +16,9 @@
 #include "kernels/layernorm.h"
 #include "kernels/matmul.h"
 #include "kernels/residual.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu.h"
 
 namespace gpt {
 
@@ -277,6 +280,69 @@ void CpuBackend::crossentropy(Tensor losses, Tensor logits, const Tensor& target
     F* dlogits = grad == LossGrad::write ? p<F>(logits) : nullptr;
     cpu::crossentropy_forward_backward<F>(p<F>(losses), dlogits, p<F>(logits), p<int32_t>(targets),
                                           N, vocab_size, Vp, static_cast<F>(dloss));
+  });
+}
+
+void CpuBackend::rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight,
+                                 float eps) {
+  const int N = as_int(inp.shape.rows(), "inp"), C = as_int(inp.shape.cols(), "inp");
+  check_shape(out, inp.shape, "rmsnorm_forward out");
+  check_shape(weight, Shape{C}, "rmsnorm_forward weight");
+  check_shape(rstd, Shape{N}, "rmsnorm_forward rstd");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cpu::rmsnorm_forward<F>(p<F>(out), p<F>(rstd), p<F>(inp), p<F>(weight), N, C, eps);
+  });
+}
+
+void CpuBackend::rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout,
+                                  const Tensor& inp, const Tensor& weight, const Tensor& rstd) {
+  const int N = as_int(inp.shape.rows(), "inp"), C = as_int(inp.shape.cols(), "inp");
+  check_shape(dout, inp.shape, "rmsnorm_backward dout");
+  if (!dinp.empty()) check_shape(dinp, inp.shape, "rmsnorm_backward dinp");
+  if (!dweight.empty()) check_shape(dweight, Shape{C}, "rmsnorm_backward dweight");
+  check_shape(weight, Shape{C}, "rmsnorm_backward weight");
+  check_shape(rstd, Shape{N}, "rmsnorm_backward rstd");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cpu::rmsnorm_backward<F>(p<F>(dinp), p<F>(dweight), p<F>(dout), p<F>(inp), p<F>(weight),
+                             p<F>(rstd), N, C);
+  });
+}
+
+void CpuBackend::rope_forward(Tensor qkv, const Tensor& cos, const Tensor& sin, int n_heads,
+                              int head_dim, int pos0) {
+  const RopeDims d = check_rope(qkv, cos, sin, n_heads, head_dim, pos0, "rope_forward");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cpu::rope_forward<F>(p<F>(qkv), p<F>(cos), p<F>(sin), d.B, d.T, n_heads, head_dim, d.W, pos0);
+  });
+}
+
+void CpuBackend::rope_backward(Tensor dqkv, const Tensor& cos, const Tensor& sin, int n_heads,
+                               int head_dim, int pos0) {
+  const RopeDims d = check_rope(dqkv, cos, sin, n_heads, head_dim, pos0, "rope_backward");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cpu::rope_backward<F>(p<F>(dqkv), p<F>(cos), p<F>(sin), d.B, d.T, n_heads, head_dim, d.W,
+                          pos0);
+  });
+}
+
+void CpuBackend::swiglu_forward(Tensor out, const Tensor& inp) {
+  const SwigluDims d = check_swiglu(inp, out, "swiglu_forward");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cpu::swiglu_forward<F>(p<F>(out), p<F>(inp), d.N, d.H);
+  });
+}
+
+void CpuBackend::swiglu_backward(Tensor dinp, const Tensor& inp, const Tensor& dout) {
+  const SwigluDims d = check_swiglu(inp, dout, "swiglu_backward");
+  check_shape(dinp, inp.shape, "swiglu_backward dinp");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cpu::swiglu_backward<F>(p<F>(dinp), p<F>(inp), p<F>(dout), d.N, d.H);
   });
 }
 

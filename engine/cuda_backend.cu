@@ -445,6 +445,94 @@ void CudaBackend::gelu_backward(Tensor dinp, const Tensor& inp, const Tensor& do
   });
 }
 
+void CudaBackend::rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight,
+                                  float eps) {
+  check_not_empty(inp, "rmsnorm_forward inp");
+  const int N = as_int(inp.shape.rows(), "inp"), C = as_int(inp.shape.cols(), "inp");
+  expect(inp, dtype_, inp.shape, "rmsnorm_forward inp");
+  expect(out, dtype_, inp.shape, "rmsnorm_forward out");
+  expect(weight, dtype_, Shape{C}, "rmsnorm_forward weight");
+  expect(rstd, DType::f32, Shape{N}, "rmsnorm_forward rstd");
+  check_multiple(C, pack_of(dtype_), "rmsnorm_forward C");
+  check_aligned({&out, &inp, &weight}, "rmsnorm_forward");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cuda::rmsnorm_forward<F>(dev<F>(out), dev<float>(rstd), dev<F>(inp), dev<F>(weight), N, C, eps,
+                             stream_);
+  });
+}
+
+void CudaBackend::rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout,
+                                   const Tensor& inp, const Tensor& weight, const Tensor& rstd) {
+  check_not_empty(inp, "rmsnorm_backward inp");
+  const int N = as_int(inp.shape.rows(), "inp"), C = as_int(inp.shape.cols(), "inp");
+  expect(inp, dtype_, inp.shape, "rmsnorm_backward inp");
+  expect(dout, dtype_, inp.shape, "rmsnorm_backward dout");
+  expect(weight, dtype_, Shape{C}, "rmsnorm_backward weight");
+  expect(rstd, DType::f32, Shape{N}, "rmsnorm_backward rstd");
+  if (!dinp.empty()) expect(dinp, dtype_, inp.shape, "rmsnorm_backward dinp");
+  if (!dweight.empty()) expect(dweight, dtype_, Shape{C}, "rmsnorm_backward dweight");
+  check_multiple(C, pack_of(dtype_), "rmsnorm_backward C");
+  check_aligned({&dinp, &dweight, &dout, &inp, &weight}, "rmsnorm_backward");
+  void* buffer = dweight.empty() ? nullptr : scratch(cuda::norm_backward_params_scratch_bytes(N, C));
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cuda::rmsnorm_backward<F>(dev<F>(dinp), dev<F>(dweight), dev<F>(dout), dev<F>(inp),
+                              dev<F>(weight), dev<float>(rstd), N, C, buffer, stream_);
+  });
+}
+
+void CudaBackend::rope_forward(Tensor qkv, const Tensor& cos, const Tensor& sin, int n_heads,
+                               int head_dim, int pos0) {
+  const RopeDims d = check_rope(qkv, cos, sin, n_heads, head_dim, pos0, "rope_forward");
+  expect(qkv, dtype_, qkv.shape, "rope_forward qkv");
+  expect(cos, DType::f32, cos.shape, "rope_forward cos");
+  expect(sin, DType::f32, cos.shape, "rope_forward sin");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cuda::rope_forward<F>(dev<F>(qkv), dev<float>(cos), dev<float>(sin), d.B, d.T, n_heads,
+                          head_dim, d.W, pos0, stream_);
+  });
+}
+
+void CudaBackend::rope_backward(Tensor dqkv, const Tensor& cos, const Tensor& sin, int n_heads,
+                                int head_dim, int pos0) {
+  const RopeDims d = check_rope(dqkv, cos, sin, n_heads, head_dim, pos0, "rope_backward");
+  expect(dqkv, dtype_, dqkv.shape, "rope_backward dqkv");
+  expect(cos, DType::f32, cos.shape, "rope_backward cos");
+  expect(sin, DType::f32, cos.shape, "rope_backward sin");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cuda::rope_backward<F>(dev<F>(dqkv), dev<float>(cos), dev<float>(sin), d.B, d.T, n_heads,
+                           head_dim, d.W, pos0, stream_);
+  });
+}
+
+void CudaBackend::swiglu_forward(Tensor out, const Tensor& inp) {
+  const SwigluDims d = check_swiglu(inp, out, "swiglu_forward");
+  expect(inp, dtype_, inp.shape, "swiglu_forward inp");
+  expect(out, dtype_, out.shape, "swiglu_forward out");
+  check_multiple(d.H, pack_of(dtype_), "swiglu_forward H");
+  check_aligned({&out, &inp}, "swiglu_forward");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cuda::swiglu_forward<F>(dev<F>(out), dev<F>(inp), d.N, d.H, stream_);
+  });
+}
+
+void CudaBackend::swiglu_backward(Tensor dinp, const Tensor& inp, const Tensor& dout) {
+  const SwigluDims d = check_swiglu(inp, dout, "swiglu_backward");
+  expect(inp, dtype_, inp.shape, "swiglu_backward inp");
+  expect(dinp, dtype_, inp.shape, "swiglu_backward dinp");
+  expect(dout, dtype_, dout.shape, "swiglu_backward dout");
+  check_multiple(d.H, pack_of(dtype_), "swiglu_backward H");
+  check_aligned({&dinp, &inp, &dout}, "swiglu_backward");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cuda::swiglu_backward<F>(dev<F>(dinp), dev<F>(inp), dev<F>(dout), d.N, d.H, stream_);
+  });
+}
+
 void CudaBackend::residual_forward(Tensor out, const Tensor& a, const Tensor& b) {
   expect(a, dtype_, a.shape, "residual_forward a");
   expect(b, dtype_, a.shape, "residual_forward b");

@@ -88,6 +88,16 @@ class CudaBackend final : public Backend {
                           const Tensor& lse, int n_head) override;
   void crossentropy(Tensor losses, Tensor logits, const Tensor& targets, int vocab_size,
                     float dloss, LossGrad grad) override;
+  void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight,
+                       float eps) override;
+  void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Tensor& inp,
+                        const Tensor& weight, const Tensor& rstd) override;
+  void rope_forward(Tensor qkv, const Tensor& cos, const Tensor& sin, int n_heads, int head_dim,
+                    int pos0) override;
+  void rope_backward(Tensor dqkv, const Tensor& cos, const Tensor& sin, int n_heads, int head_dim,
+                     int pos0) override;
+  void swiglu_forward(Tensor out, const Tensor& inp) override;
+  void swiglu_backward(Tensor dinp, const Tensor& inp, const Tensor& dout) override;
   double sum_of_squares(const Tensor& x) override;
   double sum(const Tensor& x) override;
   void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor master,

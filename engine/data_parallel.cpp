@@ -10,6 +10,7 @@
 #ifdef GPT_HAVE_CUDA
 #include "engine/cuda_backend.h"
 #endif
+#include "engine/errors.h"
 
 namespace gpt {
 
@@ -364,32 +365,29 @@ void DataParallel::load_state(
   };
   std::map<std::pair<int, std::string>, Whole> wholes;
   long step = -1;
-  for (const auto& entry : files) {
-    const std::string& path = entry.first;  // (C++17 lambdas cannot capture structured bindings)
-    const SafeTensorsFile& file = entry.second;
-    auto fail = [&](const std::string& what) { throw std::runtime_error(path + ": " + what); };
+  for (const auto& [path, file] : files) {
     auto meta = file.metadata.find("format");
     if (meta == file.metadata.end() || meta->second != "gpt-engine-optimizer")
-      fail("metadata field 'format': expected gpt-engine-optimizer");
+      fail(path, "metadata field 'format': expected gpt-engine-optimizer");
     auto st = file.metadata.find("step");
-    if (st == file.metadata.end()) fail("metadata field 'step' is missing");
+    if (st == file.metadata.end()) fail(path, "metadata field 'step' is missing");
     long s = -1;
     try {
       s = std::stol(st->second);
     } catch (const std::exception&) {
-      fail("metadata field 'step': '" + st->second + "' is not an integer");
+      fail(path, "metadata field 'step': '" + st->second + "' is not an integer");
     }
     if (step >= 0 && s != step)
-      fail("optimizer step " + std::to_string(s) + " differs from another shard's " +
+      fail(path, "optimizer step " + std::to_string(s) + " differs from another shard's " +
            std::to_string(step));
     step = s;
     for (const auto& [name, t] : file.tensors) {
       const size_t dot = name.rfind('.');
-      if (dot == std::string::npos) fail("tensor '" + name + "': expected <group>.m/.v/.master");
+      if (dot == std::string::npos) fail(path, "tensor '" + name + "': expected <group>.m/.v/.master");
       const std::string part = name.substr(dot + 1);
       std::string base = name.substr(0, dot);
       if (part != "m" && part != "v" && part != "master")
-        fail("tensor '" + name + "': expected <group>.m/.v/.master");
+        fail(path, "tensor '" + name + "': expected <group>.m/.v/.master");
       int64_t a = 0, b = -1;
       const size_t at = base.find('@');
       if (at != std::string::npos) {
@@ -401,22 +399,22 @@ void DataParallel::load_state(
           a = std::stoll(range.substr(0, colon));
           b = std::stoll(range.substr(colon + 1));
         } catch (const std::exception&) {
-          fail("tensor '" + name + "': malformed range '" + range + "'");
+          fail(path, "tensor '" + name + "': malformed range '" + range + "'");
         }
       }
       auto gi = group_index.find(base);
       if (gi == group_index.end())
-        fail("tensor '" + name + "' does not belong to this model's optimizer (trainable '" +
+        fail(path, "tensor '" + name + "' does not belong to this model's optimizer (trainable '" +
              base + "')");
       const int64_t numel = groups_[static_cast<size_t>(gi->second)].param.numel();
       if (b < 0) b = numel;
       if (a < 0 || b > numel || a >= b)
-        fail("tensor '" + name + "': range outside the group's " + std::to_string(numel) +
+        fail(path, "tensor '" + name + "': range outside the group's " + std::to_string(numel) +
              " elements");
       if (t.dtype != st_dtype(sd))
-        fail("tensor '" + name + "' has dtype " + t.dtype + ", expected " + st_dtype(sd));
+        fail(path, "tensor '" + name + "' has dtype " + t.dtype + ", expected " + st_dtype(sd));
       if (t.numel() != b - a || t.data.size() != static_cast<size_t>(b - a) * es)
-        fail("tensor '" + name + "' has " + std::to_string(t.numel()) + " elements, expected " +
+        fail(path, "tensor '" + name + "' has " + std::to_string(t.numel()) + " elements, expected " +
              std::to_string(b - a));
       Whole& w = wholes[{gi->second, part}];
       if (w.data.empty()) w.data.resize(static_cast<size_t>(numel) * es);

@@ -1,14 +1,13 @@
 #include "engine/safetensors.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+
+#include "engine/errors.h"
+#include "engine/files.h"
 
 namespace gpt {
 
@@ -20,10 +19,6 @@ size_t dtype_bytes(const std::string& d) {
   if (d == "BF16" || d == "F16" || d == "I16" || d == "U16") return 2;
   if (d == "I8" || d == "U8" || d == "BOOL") return 1;
   return 0;
-}
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
 }
 
 }  // namespace
@@ -59,31 +54,13 @@ void write_safetensors(const std::string& path, const SafeTensorsFile& file) {
   while (h.size() % 8 != 0) h.push_back(' ');  // the format pads the header with spaces
   const uint64_t n = h.size();
 
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(tmp, "cannot create");
+  write_file_atomic(path, [&](AtomicFileWriter& out) {
     uint8_t len[8];
     for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
-    out.write(reinterpret_cast<const char*>(len), 8);
-    out.write(h.data(), static_cast<std::streamsize>(h.size()));
-    for (const auto& [name, t] : file.tensors)
-      out.write(reinterpret_cast<const char*>(t.data.data()), static_cast<std::streamsize>(t.data.size()));
-    out.flush();
-    if (!out) {
-      ::unlink(tmp.c_str());
-      fail(tmp, "write failed (disk full?)");
-    }
-  }
-  int fd = ::open(tmp.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    fail(path, std::string("rename failed: ") + std::strerror(errno));
-  }
+    out.write(len, 8);
+    out.write(h);
+    for (const auto& [name, t] : file.tensors) out.write(t.data.data(), t.data.size());
+  });
 }
 
 SafeTensorsFile read_safetensors(const std::string& path) {

@@ -26,7 +26,7 @@ struct SafeTensorsFile {
   const SafeTensor* find(const std::string& name) const;
 };
 
-// Writes atomically (path.tmp, fsync, rename). Throws naming the file.
+// Writes atomically (engine/files.h: temporary file, fsync, rename). Throws naming the file.
 void write_safetensors(const std::string& path, const SafeTensorsFile& file);
 // Throws std::runtime_error naming the file and the tensor for a truncated or malformed file.
 SafeTensorsFile read_safetensors(const std::string& path);

@@ -63,6 +63,13 @@ class SizingBackend final : public Backend {
   void attention_forward(Tensor, Tensor, const Tensor&, int) override {}
   void attention_backward(Tensor, const Tensor&, const Tensor&, const Tensor&, const Tensor&, int) override {}
   void crossentropy(Tensor, Tensor, const Tensor&, int, float, LossGrad) override {}
+  void rmsnorm_forward(Tensor, Tensor, const Tensor&, const Tensor&, float) override {}
+  void rmsnorm_backward(Tensor, Tensor, const Tensor&, const Tensor&, const Tensor&,
+                        const Tensor&) override {}
+  void rope_forward(Tensor, const Tensor&, const Tensor&, int, int, int) override {}
+  void rope_backward(Tensor, const Tensor&, const Tensor&, int, int, int) override {}
+  void swiglu_forward(Tensor, const Tensor&) override {}
+  void swiglu_backward(Tensor, const Tensor&, const Tensor&) override {}
   double sum_of_squares(const Tensor&) override { return 0.0; }
   double sum(const Tensor&) override { return 0.0; }
   void scale(Tensor, const Tensor&, float) override {}

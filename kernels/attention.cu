@@ -36,17 +36,6 @@ size_t align256(size_t n) {
   return (n + 255) / 256 * 256;
 }
 
-template <typename F>
-constexpr cudaDataType_t data_type();
-template <>
-constexpr cudaDataType_t data_type<float>() {
-  return CUDA_R_32F;
-}
-template <>
-constexpr cudaDataType_t data_type<bf16>() {
-  return CUDA_R_16BF;
-}
-
 // Row-major, batched: C_i (M×N, ldc) = alpha · op_a(A_i) (M×K) · op_b(B_i) (K×N) + beta · C_i, for
 // i < batch, with A_i = A + i·stride_a etc. (strides in elements). cuBLAS is column-major, where a
 // row-major X is Xᵀ: compute C_iᵀ = op_b(B_i)ᵀ · op_a(A_i)ᵀ by swapping the operands and M with N.

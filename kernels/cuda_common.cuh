@@ -1,5 +1,5 @@
-// Shared pieces of the CUDA kernels (device code): the compute types, 16-byte packed
-// loads and stores, warp and block reductions, and the stochastic-rounding hash.
+// Shared pieces of the CUDA kernels (device code): the compute types and their cuBLAS data types,
+// 16-byte packed loads and stores, warp and block reductions, and the stochastic-rounding hash.
 //
 // Precision: kernels are templated on the storage type F of parameters, gradients and activations,
 // either float (the fp32 mode, compared with the CPU backend at fp32 tolerance) or __nv_bfloat16
@@ -48,6 +48,18 @@ __device__ __forceinline__ float from_float<float>(float x) {
 template <>
 __device__ __forceinline__ bf16 from_float<bf16>(float x) {
   return __float2bfloat16_rn(x);
+}
+
+// The cuBLAS / cuBLASLt data type of a storage type.
+template <typename F>
+constexpr cudaDataType_t data_type();
+template <>
+constexpr cudaDataType_t data_type<float>() {
+  return CUDA_R_32F;
+}
+template <>
+constexpr cudaDataType_t data_type<bf16>() {
+  return CUDA_R_16BF;
 }
 
 // ---- 16-byte packets ----------------------------------------------------------------------------

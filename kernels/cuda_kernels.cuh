@@ -40,6 +40,35 @@ void layernorm_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* i
                         const float* mean, const float* rstd, int N, int C, void* scratch,
                         cudaStream_t stream);
 
+// The parameter gradients of a norm (kernels/layernorm.cu): dweight += Σ_rows dout · xhat and
+// dbias += Σ_rows dout with xhat = (inp - mean) · rstd; mean null for RMSNorm (no centring); either
+// gradient may be null. Deterministic: a fixed row chunking, partial sums added in order.
+size_t norm_backward_params_scratch_bytes(int N, int C);
+template <typename F>
+void norm_backward_params(F* dweight, F* dbias, const F* dout, const F* inp, const float* mean,
+                          const float* rstd, int N, int C, void* scratch, cudaStream_t stream);
+
+// ---- the Llama family's ops (kernels/rmsnorm.h, kernels/rope.h, kernels/swiglu.h) --------------
+template <typename F>
+void rmsnorm_forward(F* out, float* rstd, const F* inp, const F* weight, int N, int C, float eps,
+                     cudaStream_t stream);
+// dinp +=, dweight += ; either may be null. Scratch: norm_backward_params_scratch_bytes(N, C).
+template <typename F>
+void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F* weight,
+                      const float* rstd, int N, int C, void* scratch, cudaStream_t stream);
+// In place on the first n_heads heads of each of the B·T rows of x (row_stride values a row).
+template <typename F>
+void rope_forward(F* x, const float* cos, const float* sin, int B, int T, int n_heads,
+                  int head_dim, int row_stride, int pos0, cudaStream_t stream);
+template <typename F>
+void rope_backward(F* dx, const float* cos, const float* sin, int B, int T, int n_heads,
+                   int head_dim, int row_stride, int pos0, cudaStream_t stream);
+// out (N,H) = silu(gate) · up of inp (N,2H) = [gate | up]; dinp (N,2H) = (may alias inp).
+template <typename F>
+void swiglu_forward(F* out, const F* inp, int N, int H, cudaStream_t stream);
+template <typename F>
+void swiglu_backward(F* dinp, const F* inp, const F* dout, int N, int H, cudaStream_t stream);
+
 // ---- matmul through cuBLASLt (kernels/matmul.h) -------------------------------------------------
 // How the bias gradient is computed: fused into the weight-gradient matmul as cuBLASLt's BGRADB
 // epilogue (written to scratch, then added), or by a separate deterministic column-sum kernel.

@@ -8,7 +8,8 @@
 // Backward, in three deterministic kernels (no atomics):
 //   rows:    one warp per row: the two row sums of g = dout·w (Σg and Σg·xhat), then
 //            dinp += rstd · (g - mean(g) - xhat · mean(g·xhat)).
-//   columns: dweight and dbias are sums over rows. Block (column chunk, row chunk) of 8 warps:
+//   columns: dweight and dbias are sums over rows (norm_backward_params, shared with RMSNorm, whose
+//            rows have no mean). Block (column chunk, row chunk) of 8 warps:
 //            lane l owns the packet of columns [chunk + l·x, +x), warp w takes rows w, w+8, ... of
 //            the row chunk; the eight warp sums are added in warp order and stored as one partial
 //            per row chunk (fp32 scratch, 2 · num_row_chunks · C floats).
@@ -136,7 +137,7 @@ __global__ void layernorm_backward_columns_kernel(float* partial_dw, float* part
       const int64_t offset = static_cast<int64_t>(row) * C + c;
       const Packed128<F> dy = load128cs(dout + offset);
       const Packed128<F> v = load128cs(inp + offset);
-      const float m = mean[row];
+      const float m = mean != nullptr ? mean[row] : 0.0f;  // null: RMSNorm (no centring)
       const float s = rstd[row];
 #pragma unroll
       for (int k = 0; k < x; ++k) {
@@ -194,24 +195,21 @@ void layernorm_forward(F* out, float* mean, float* rstd, const F* inp, const F* 
   GPT_CUDA_CHECK_LAUNCH();
 }
 
-size_t layernorm_backward_scratch_bytes(int N, int C) {
+size_t norm_backward_params_scratch_bytes(int N, int C) {
   return 2 * static_cast<size_t>(ceil_div(N, kRowsPerChunk)) * C * sizeof(float);
 }
 
+size_t layernorm_backward_scratch_bytes(int N, int C) {
+  return norm_backward_params_scratch_bytes(N, C);
+}
+
 template <typename F>
-void layernorm_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* inp, const F* weight,
-                        const float* mean, const float* rstd, int N, int C, void* scratch,
-                        cudaStream_t stream) {
-  if (N == 0) return;
-  if (dinp != nullptr) {
-    layernorm_backward_rows_kernel<F><<<ceil_div(N, kWarpsPerBlock), kBlock, 0, stream>>>(
-        dinp, dout, inp, weight, mean, rstd, N, C);
-    GPT_CUDA_CHECK_LAUNCH();
-  }
-  if (dweight == nullptr && dbias == nullptr) return;
+void norm_backward_params(F* dweight, F* dbias, const F* dout, const F* inp, const float* mean,
+                          const float* rstd, int N, int C, void* scratch, cudaStream_t stream) {
+  if (N == 0 || (dweight == nullptr && dbias == nullptr)) return;
   constexpr int x = pack_size<F>();
   const int num_chunks = ceil_div(N, kRowsPerChunk);
-  if (num_chunks > 65535) throw std::invalid_argument("layernorm_backward: too many rows");
+  if (num_chunks > 65535) throw std::invalid_argument("norm backward: too many rows");
   float* partial_dw = static_cast<float*>(scratch);
   float* partial_db = partial_dw + static_cast<size_t>(num_chunks) * C;
   const dim3 grid(static_cast<unsigned>(ceil_div(C, kWarpSize * x)),
@@ -224,6 +222,19 @@ void layernorm_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* i
   GPT_CUDA_CHECK_LAUNCH();
 }
 
+template <typename F>
+void layernorm_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* inp, const F* weight,
+                        const float* mean, const float* rstd, int N, int C, void* scratch,
+                        cudaStream_t stream) {
+  if (N == 0) return;
+  if (dinp != nullptr) {
+    layernorm_backward_rows_kernel<F><<<ceil_div(N, kWarpsPerBlock), kBlock, 0, stream>>>(
+        dinp, dout, inp, weight, mean, rstd, N, C);
+    GPT_CUDA_CHECK_LAUNCH();
+  }
+  norm_backward_params<F>(dweight, dbias, dout, inp, mean, rstd, N, C, scratch, stream);
+}
+
 template void layernorm_forward<float>(float*, float*, float*, const float*, const float*,
                                        const float*, int, int, cudaStream_t);
 template void layernorm_forward<bf16>(bf16*, float*, float*, const bf16*, const bf16*, const bf16*,
@@ -233,5 +244,9 @@ template void layernorm_backward<float>(float*, float*, float*, const float*, co
                                         cudaStream_t);
 template void layernorm_backward<bf16>(bf16*, bf16*, bf16*, const bf16*, const bf16*, const bf16*,
                                        const float*, const float*, int, int, void*, cudaStream_t);
+template void norm_backward_params<float>(float*, float*, const float*, const float*, const float*,
+                                          const float*, int, int, void*, cudaStream_t);
+template void norm_backward_params<bf16>(bf16*, bf16*, const bf16*, const bf16*, const float*,
+                                         const float*, int, int, void*, cudaStream_t);
 
 }  // namespace gpt::cuda

@@ -122,17 +122,6 @@ constexpr int kRowsPerChunk = 64;
 // How many algorithms to ask the heuristic for: the fall-backs when the best one is refused.
 constexpr int kMaxAlgorithms = 8;
 
-template <typename F>
-constexpr cudaDataType_t data_type();
-template <>
-constexpr cudaDataType_t data_type<float>() {
-  return CUDA_R_32F;
-}
-template <>
-constexpr cudaDataType_t data_type<bf16>() {
-  return CUDA_R_16BF;
-}
-
 // Largest power of two (at most 256) dividing the address; 256 for null.
 uint32_t alignment_of(const void* p) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);

@@ -1,9 +1,5 @@
 #include "models/gpt_interop.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -12,6 +8,8 @@
 #include <stdexcept>
 
 #include "engine/checkpoint.h"
+#include "engine/errors.h"
+#include "engine/files.h"
 #include "models/gpt_io.h"
 
 namespace gpt {
@@ -19,10 +17,6 @@ namespace gpt {
 namespace fs = std::filesystem;
 
 namespace {
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
-}
 
 std::string shape_text(const std::vector<int64_t>& s) {
   return nlohmann::json(s).dump();
@@ -71,30 +65,6 @@ float bf16_to_float(uint16_t b) {
 void transpose(const float* src, float* dst, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
-}
-
-// Writes bytes to path atomically (path.tmp, fsync, rename).
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(tmp, "cannot create");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) {
-      ::unlink(tmp.c_str());
-      fail(tmp, "write failed (disk full?)");
-    }
-  }
-  const int fd = ::open(tmp.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    fail(path, std::string("rename failed: ") + std::strerror(errno));
-  }
 }
 
 void check_sizes(const GptWeights& w, const char* who) {
@@ -598,10 +568,10 @@ void write_llmc_gpt2(const std::string& path, const GptWeights& w) {
   h[5] = c.n_head;
   h[6] = c.n_embd;
   h[7] = c.padded_vocab_size();
-  std::string bytes(reinterpret_cast<const char*>(h), sizeof(h));
-  for (const auto& t : w.params)
-    bytes.append(reinterpret_cast<const char*>(t.data()), t.size() * 4);
-  write_file_atomic(path, bytes);
+  write_file_atomic(path, [&](AtomicFileWriter& out) {
+    out.write(h, sizeof(h));
+    for (const auto& t : w.params) out.write(t.data(), t.size() * 4);
+  });
 }
 
 }  // namespace gpt

@@ -23,6 +23,7 @@
 #include "engine/backend.h"
 #include "engine/cuda_backend.h"
 #include "kernels/crossentropy.h"
+#include "kernels/rope.h"
 
 namespace gpt {
 
@@ -458,6 +459,97 @@ TEST_P(CudaOps, ResidualForwardInPlace) {
   cpu_->residual_forward(a->cpu(), a->cpu(), b->cpu());
   gpu_->residual_forward(a->gpu(), a->gpu(), b->gpu());
   EXPECT_LT(a->error(), tol_.elementwise);
+}
+
+// ---- the Llama family's ops ---------------------------------------------------------------------
+
+TEST_P(CudaOps, RmsNormForwardAndBackward) {
+  const int N = 77, C = 96;  // N not a multiple of the warps of a block
+  const float eps = 1e-6f;
+  auto inp = make(Kind::compute, {N, C});
+  auto weight = make(Kind::compute, {C});
+  auto out = make(Kind::compute, {N, C});
+  auto rstd = make(Kind::stat, {N});
+  inp->randomize(rng_, 2.0f);
+  weight->randomize(rng_);
+  out->poison();
+  rstd->poison();
+  cpu_->rmsnorm_forward(out->cpu(), rstd->cpu(), inp->cpu(), weight->cpu(), eps);
+  gpu_->rmsnorm_forward(out->gpu(), rstd->gpu(), inp->gpu(), weight->gpu(), eps);
+  EXPECT_LT(out->error(), tol_.reduction);
+  EXPECT_LT(rstd->error(), tol_.reduction);
+
+  rstd->set(rstd->cpu_values());  // the backward from the same statistics on both sides
+  auto dout = make(Kind::compute, {N, C});
+  auto dinp = make(Kind::compute, {N, C});
+  auto dweight = make(Kind::compute, {C});
+  dout->randomize(rng_);
+  dinp->randomize(rng_);  // both accumulate
+  dweight->randomize(rng_);
+  cpu_->rmsnorm_backward(dinp->cpu(), dweight->cpu(), dout->cpu(), inp->cpu(), weight->cpu(),
+                         rstd->cpu());
+  gpu_->rmsnorm_backward(dinp->gpu(), dweight->gpu(), dout->gpu(), inp->gpu(), weight->gpu(),
+                         rstd->gpu());
+  EXPECT_LT(dinp->error(), tol_.reduction);
+  EXPECT_LT(dweight->error(), tol_.reduction);
+  // Without the weight gradient (frozen norm), only dinp.
+  cpu_->rmsnorm_backward(dinp->cpu(), Tensor(), dout->cpu(), inp->cpu(), weight->cpu(),
+                         rstd->cpu());
+  gpu_->rmsnorm_backward(dinp->gpu(), Tensor(), dout->gpu(), inp->gpu(), weight->gpu(),
+                         rstd->gpu());
+  EXPECT_LT(dinp->error(), tol_.reduction);
+  EXPECT_LT(dweight->error(), tol_.reduction);
+}
+
+// Query and key heads of grouped-query qkv rows (3 query heads, 1 KV head): 4 heads rotated, the
+// value head left alone, at positions from 5 on (a decode-like offset).
+TEST_P(CudaOps, RopeForwardAndBackwardInPlace) {
+  const int B = 2, T = 19, n_q = 3, n_kv = 1, D = 32, pos0 = 5, max_T = 30;
+  const int W = (n_q + 2 * n_kv) * D;
+  std::vector<double> cos_d(static_cast<size_t>(max_T) * D / 2), sin_d(cos_d.size());
+  cpu::rope_table(cos_d.data(), sin_d.data(), max_T, D, 10000.0, cpu::RopeScaling{});
+  auto cos = make(Kind::stat, {max_T, D / 2});
+  auto sin = make(Kind::stat, {max_T, D / 2});
+  cos->set(std::vector<float>(cos_d.begin(), cos_d.end()));
+  sin->set(std::vector<float>(sin_d.begin(), sin_d.end()));
+  auto qkv = make(Kind::compute, {B, T, W});
+  qkv->randomize(rng_, 2.0f);
+  const std::vector<float> before = qkv->gpu_values();
+  cpu_->rope_forward(qkv->cpu(), cos->cpu(), sin->cpu(), n_q + n_kv, D, pos0);
+  gpu_->rope_forward(qkv->gpu(), cos->gpu(), sin->gpu(), n_q + n_kv, D, pos0);
+  EXPECT_LT(qkv->error(), tol_.elementwise);
+  const std::vector<float> after = qkv->gpu_values();
+  for (int r = 0; r < B * T; ++r)  // the value head is untouched, bit for bit
+    for (int c = (n_q + n_kv) * D; c < W; ++c)
+      ASSERT_EQ(after[static_cast<size_t>(r) * W + c], before[static_cast<size_t>(r) * W + c]);
+
+  auto dqkv = make(Kind::compute, {B, T, W});
+  dqkv->randomize(rng_);
+  cpu_->rope_backward(dqkv->cpu(), cos->cpu(), sin->cpu(), n_q + n_kv, D, pos0);
+  gpu_->rope_backward(dqkv->gpu(), cos->gpu(), sin->gpu(), n_q + n_kv, D, pos0);
+  EXPECT_LT(dqkv->error(), tol_.elementwise);
+}
+
+TEST_P(CudaOps, SwiGluForwardAndBackward) {
+  const int N = 37, H = 72;
+  auto inp = make(Kind::compute, {N, 2 * H});
+  auto out = make(Kind::compute, {N, H});
+  inp->randomize(rng_, 4.0f);
+  out->poison();
+  cpu_->swiglu_forward(out->cpu(), inp->cpu());
+  gpu_->swiglu_forward(out->gpu(), inp->gpu());
+  EXPECT_LT(out->error(), tol_.elementwise);
+  auto dout = make(Kind::compute, {N, H});
+  auto dinp = make(Kind::compute, {N, 2 * H});
+  dout->randomize(rng_);
+  dinp->poison();  // overwritten
+  cpu_->swiglu_backward(dinp->cpu(), inp->cpu(), dout->cpu());
+  gpu_->swiglu_backward(dinp->gpu(), inp->gpu(), dout->gpu());
+  EXPECT_LT(dinp->error(), tol_.elementwise);
+  // In place (dinp aliases inp), as the model may run it.
+  cpu_->swiglu_backward(inp->cpu(), inp->cpu(), dout->cpu());
+  gpu_->swiglu_backward(inp->gpu(), inp->gpu(), dout->gpu());
+  EXPECT_LT(inp->error(), tol_.elementwise);
 }
 
 // Forward and backward, in one chunk and in chunks of one batch.

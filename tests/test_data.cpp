@@ -11,25 +11,13 @@
 
 #include "data/loader.h"
 #include "data/shard.h"
+#include "engine/files.h"
+#include "tests/temp_dir.h"
 
 namespace gpt {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/gpt_test_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 void write_raw(const std::string& path, const std::vector<int32_t>& header, const std::vector<uint16_t>& body) {
   std::ofstream out(path, std::ios::binary);
@@ -37,15 +25,6 @@ void write_raw(const std::string& path, const std::vector<int32_t>& header, cons
   for (size_t i = 0; i < header.size(); ++i) h[i] = header[i];
   out.write(reinterpret_cast<const char*>(h.data()), 1024);
   out.write(reinterpret_cast<const char*>(body.data()), static_cast<std::streamsize>(body.size() * 2));
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(TokenShard, RoundTripU16AndU32) {
@@ -65,7 +44,7 @@ TEST(TokenShard, RoundTripU16AndU32) {
   std::vector<int32_t> back(4);
   b.read(0, 4, back.data());
   EXPECT_EQ(back, big);
-  EXPECT_FALSE(fs::exists(dir.file("b.bin.tmp")));
+  EXPECT_FALSE(fs::exists(atomic_temp_path(dir.file("b.bin"))));
 }
 
 // A rejected shard must not keep its file mapped (found by fuzz_shard: each bad shard leaked one

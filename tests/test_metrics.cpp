@@ -1,4 +1,4 @@
-// Unit tests of engine/metrics: hand-checked small cases and values computed once with the
+// Unit tests of eval/metrics: hand-checked small cases and values computed once with the
 // reference packages (sacrebleu 2.6.0, rouge-score 0.1.2 with NLTK 3.10.4, scikit-learn 1.9.1) and
 // hard-coded here. The cross-check on real data is tests/reference/check_metrics.py.
 #include <gtest/gtest.h>
@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "engine/metrics.h"
+#include "eval/metrics.h"
 
 namespace {
 

@@ -12,21 +12,15 @@
 #      non-zero in bounded time with a message naming the rank.
 # Exits 77 (skipped) when mpirun or the MPI build is missing.
 # Usage: distributed.sh BIN_DIR
-set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 BIN=$1
 if ! command -v mpirun >/dev/null; then echo "SKIP: no mpirun (apt install openmpi-bin)"; exit 77; fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1
 # OpenMPI refuses root unless told; CI containers run as root.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-failures=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; failures=$((failures + 1)); }
 
-for i in $(seq 1 400); do echo "line $i: the quick brown fox $((i * 7919 % 1009)) jumps over the lazy dog"; done >"$work/text.txt"
-"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || {
-  echo "FAIL gpt-prepare"; exit 1; }
+fox_text 400 "$work/text.txt"
+"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || die gpt-prepare
 
 # 12 micro-batches of 4x32 per step: divisible by 1, 2, 3 and 4 ranks.
 common=(--train-data "$work/data/train_*.bin" --val-data "$work/data/val_*.bin" --device cpu --n-layer 2
@@ -39,15 +33,10 @@ mpi() { # mpi N ARGS...: run ARGS on N ranks
 if ! mpi 1 "$BIN/gpt-pretrain" --help 2>&1 | grep -q -- "--dist"; then
   echo "SKIP: mpirun cannot start gpt-pretrain here"; exit 77
 fi
-# log.jsonl without what depends on the clock or the world size (timing, bytes moved).
-losses() { sed -E 's/"(tokens_per_s|comm_bytes|comm_ms)":[^,}]*,?//g; s/,}/}/' "$1"; }
-same_run() { # same_run A B: identical losses and final weights
-  diff <(losses "$1/log.jsonl") <(losses "$2/log.jsonl") >/dev/null && cmp -s "$1/model.safetensors" "$2/model.safetensors"
-}
 why() { diff <(losses "$1/log.jsonl") <(losses "$2/log.jsonl") | head -4; }
 
 # ---- 1. pretrain at 1-4 ranks == one process -------------------------------------------------------
-"$BIN/gpt-pretrain" "${common[@]}" --steps 6 --out "$work/p1" 2>"$work/p1.err" || { echo "FAIL single run: $(tail -2 "$work/p1.err")"; exit 1; }
+"$BIN/gpt-pretrain" "${common[@]}" --steps 6 --out "$work/p1" 2>"$work/p1.err" || die "single run: $(tail -2 "$work/p1.err")"
 for n in 1 2 3 4; do
   if mpi "$n" "$BIN/gpt-pretrain" "${common[@]}" --steps 6 --out "$work/pn$n" 2>"$work/pn$n.err" >/dev/null &&
      same_run "$work/p1" "$work/pn$n"; then
@@ -161,11 +150,7 @@ flat=(--min-lr 0.01 --eval-every 0 --save-every 0)
 long=("${common[@]}" --steps 400 "${flat[@]}")
 mpirun --oversubscribe --bind-to none -np 4 "$BIN/gpt-pretrain" "${long[@]}" --out "$work/sig" 2>"$work/sig.err" >/dev/null &
 pid=$!
-for _ in $(seq 1 6000); do
-  [[ -f $work/sig/log.jsonl && $(grep -c . "$work/sig/log.jsonl") -ge 4 ]] && break
-  kill -0 $pid 2>/dev/null || break
-  sleep 0.01
-done
+wait_for_log "$work/sig/log.jsonl" 4 $pid . 6000
 kill -TERM $pid
 wait $pid
 stopped=$(sed -nE 's/.*SIGTERM: stopped after step ([0-9]+).*/\1/p' "$work/sig.err" | sort -u)
@@ -200,10 +185,7 @@ signal_a_rank() {
   mpirun --oversubscribe --bind-to none -np "$n" "$BIN/gpt-pretrain" "${long[@]}" "$@" --out "$work/$name" \
     2>"$work/$name.err" >/dev/null &
   local pid=$! victim _ t0
-  for _ in $(seq 1 6000); do
-    [[ -f $work/$name/log.jsonl && $(grep -c . "$work/$name/log.jsonl") -ge 3 ]] && break
-    sleep 0.01
-  done
+  wait_for_log "$work/$name/log.jsonl" 3 $pid . 6000
   victim=$(pgrep -f -- "--out $work/$name" | grep -v "^$pid\$" | while read -r p; do
     [[ $(ps -o comm= -p "$p") == gpt-pretrain ]] && echo "$p"; done | tail -n 1)
   t0=$SECONDS
@@ -233,5 +215,4 @@ elif [[ $rc -ne 0 ]] && grep -qE "rank [0-9]: error: collective '[a-z_]+' has wa
 else bad "hung rank: rc $rc: $(tail -3 "$work/hang.err")"; fi
 
 
-if [[ $failures -gt 0 ]]; then echo "$failures check(s) failed"; exit 1; fi
-echo "all distributed checks passed"
+finish "all distributed checks passed"

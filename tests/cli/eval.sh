@@ -3,7 +3,7 @@
 # (lm, forgetting, classify by label words and by a class head, generate, choice) gives finite,
 # consistent numbers and the same output twice; bad input gives one line and a non-zero exit.
 # Usage: eval.sh BIN_DIR DATA_DIR   (exits 77 = skipped when DATA_DIR has no tinyshakespeare)
-set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 BIN=$1
 DATA=$2
 FIXTURES=$(cd "$(dirname "$0")/../fixtures" && pwd)
@@ -12,38 +12,6 @@ if [[ ! -f $DATA/tinyshakespeare/input.txt || ! -f $DATA/gsm8k/test.jsonl ]]; th
   exit 77
 fi
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-
-ok() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; failures=$((failures + 1)); }
-
-# run NAME CMD...: the command must succeed.
-run() {
-  local name=$1
-  shift
-  if "$@" >"$work/log.txt" 2>&1; then ok "$name"; else fail "$name: $(tail -3 "$work/log.txt")"; fi
-}
-
-# expect_error NAME PATTERN CMD...: the command must fail with exactly one stderr line matching PATTERN.
-expect_error() {
-  local name=$1 pattern=$2
-  shift 2
-  local err rc lines
-  err=$("$@" 2>&1 >/dev/null)
-  rc=$?
-  lines=$(printf '%s\n' "$err" | grep -c .)
-  if [[ $rc -eq 0 ]]; then
-    fail "$name: exit status 0"
-  elif ! grep -q -- "$pattern" <<<"$err"; then
-    fail "$name: stderr does not match '$pattern': $err"
-  elif [[ $lines -ne 1 ]]; then
-    fail "$name: expected one line, got $lines: $err"
-  else
-    ok "$name: $err"
-  fi
-}
 
 # eval_twice NAME ARGS...: gpt-eval twice with the same arguments; stdout and --out-json must be
 # identical. The first run's outputs stay in $work/NAME.txt and $work/NAME.json.
@@ -51,7 +19,7 @@ eval_twice() {
   local name=$1
   shift
   if ! "$BIN/gpt-eval" --device cpu "$@" --out-json "$work/$name.json" >"$work/$name.txt" 2>"$work/$name.err"; then
-    fail "$name: $(tail -2 "$work/$name.err")"
+    bad "$name: $(tail -2 "$work/$name.err")"
     return
   fi
   "$BIN/gpt-eval" --device cpu "$@" --out-json "$work/$name.2.json" >"$work/$name.2.txt" 2>/dev/null
@@ -60,7 +28,7 @@ eval_twice() {
      cmp -s <(grep -v '"out_json"' "$work/$name.json") <(grep -v '"out_json"' "$work/$name.2.json"); then
     ok "$name: runs, identical stdout and JSON twice"
   else
-    fail "$name: two runs differ: $(diff "$work/$name.txt" "$work/$name.2.txt" | head -4)"
+    bad "$name: two runs differ: $(diff "$work/$name.txt" "$work/$name.2.txt" | head -4)"
   fi
 }
 
@@ -71,7 +39,7 @@ json_number() {
 
 # check NAME AWK_CONDITION: the condition (awk syntax over shell-substituted numbers) must hold.
 check() {
-  if awk "BEGIN { exit !($2) }" 2>/dev/null; then ok "$1"; else fail "$1 ($2)"; fi
+  if awk "BEGIN { exit !($2) }" 2>/dev/null; then ok "$1"; else bad "$1 ($2)"; fi
 }
 
 # ---- a tiny byte-level model --------------------------------------------------------------------
@@ -108,7 +76,7 @@ eval_twice forgetting --model "$M" --task lm --data "$work/data/val_*.bin" --for
 diff_loss=$(json_number "$work/forgetting.json" loss_difference)
 check "forgetting against itself: difference $diff_loss is exactly 0" "\"$diff_loss\" != \"\" && $diff_loss == 0"
 grep -q '"relative_change": 0.0' "$work/forgetting.json" && ok "forgetting: relative change 0" ||
-  fail "forgetting: relative change: $(grep relative_change "$work/forgetting.json")"
+  bad "forgetting: relative change: $(grep relative_change "$work/forgetting.json")"
 
 # ---- generate: GSM8K test questions (longer than the 64-token context: --truncate) ---------------
 eval_twice gsm8k --model "$M" --task generate --format gsm8k --data "$DATA/gsm8k/test.jsonl" \
@@ -117,8 +85,8 @@ check "generate gsm8k: 3 generations" "$(grep -c '"completion":' "$work/gsm8k.js
 closs=$(json_number "$work/gsm8k.json" completion_loss)
 check "generate gsm8k: completion loss $closs is finite" "\"$closs\" != \"\" && $closs > 0 && $closs < 100"
 grep -q '"format_rate"' "$work/gsm8k.json" && ok "generate gsm8k: GSM8K answer metrics reported" ||
-  fail "generate gsm8k: no format_rate in the JSON"
-grep -q 'GSM8K accuracy' "$work/gsm8k.txt" && ok "generate gsm8k: table on stdout" || fail "generate gsm8k: no table"
+  bad "generate gsm8k: no format_rate in the JSON"
+grep -q 'GSM8K accuracy' "$work/gsm8k.txt" && ok "generate gsm8k: table on stdout" || bad "generate gsm8k: no table"
 # Short prompts that fit; sampling with a seed is deterministic too.
 cat >"$work/sft.jsonl" <<'EOF'
 {"prompt": "Q: What is two plus two?\nA:", "completion": " four"}
@@ -138,7 +106,7 @@ check "choice: accuracy $acc in [0, 1] over 5 items" \
 "$BIN/gpt-eval" --device cpu --model "$M" --task choice --data "$FIXTURES/choice_tiny.jsonl" --batch-size 1 \
   --out-json "$work/choice1.json" >/dev/null 2>&1
 [[ $(grep -A2 '"prediction"' "$work/choice.json") == $(grep -A2 '"prediction"' "$work/choice1.json") ]] &&
-  ok "choice: batch size 1 and 3 predict the same" || fail "choice: batch size changes the predictions"
+  ok "choice: batch size 1 and 3 predict the same" || bad "choice: batch size changes the predictions"
 
 # ---- classify by label words ---------------------------------------------------------------------
 for i in $(seq 0 23); do
@@ -150,11 +118,11 @@ run "gpt-prepare classify with label words" "$BIN/gpt-prepare" --task classify -
 eval_twice classify_words --model "$M" --task classify --data "$work/cls/val_*.bin"
 check "classify (label words): 12 examples" "$(json_number "$work/classify_words.json" examples) == 12"
 grep -q '"mode": "label_words"' "$work/classify_words.json" && grep -q 'confusion matrix' "$work/classify_words.txt" &&
-  ok "classify (label words): mode, confusion matrix" || fail "classify (label words): $(head -5 "$work/classify_words.txt")"
+  ok "classify (label words): mode, confusion matrix" || bad "classify (label words): $(head -5 "$work/classify_words.txt")"
 mkdir -p "$work/nometa" && cp "$work/cls/val_"* "$work/nometa/"
 eval_twice classify_flag --model "$M" --task classify --data "$work/nometa/val_*.bin" --label-words negative,positive
 cmp -s <(grep -A30 '"metrics"' "$work/classify_words.json") <(grep -A30 '"metrics"' "$work/classify_flag.json") &&
-  ok "classify: --label-words gives what meta.json's label words give" || fail "classify: --label-words differs"
+  ok "classify: --label-words gives what meta.json's label words give" || bad "classify: --label-words differs"
 
 # ---- classify with a class head (needs gpt-finetune) ---------------------------------------------
 run "gpt-prepare classify for a class head" "$BIN/gpt-prepare" --task classify --format jsonl \
@@ -166,7 +134,7 @@ if [[ -x $BIN/gpt-finetune ]]; then
   eval_twice classify_head --model "$work/ft" --task classify --data "$work/clsh/val_*.bin"
   grep -q '"mode": "class_head"' "$work/classify_head.json" &&
     check "classify (class head): 12 examples" "$(json_number "$work/classify_head.json" examples) == 12" ||
-    fail "classify (class head): mode"
+    bad "classify (class head): mode"
   eval_twice forgetting_ft --model "$work/ft" --task lm --data "$work/data/val_*.bin" --base "$M"
   d=$(json_number "$work/forgetting_ft.json" loss_difference)
   check "forgetting of the fine-tuned model: difference $d is finite" "\"$d\" != \"\" && $d < 1 && $d > -1"
@@ -198,7 +166,7 @@ expect_error "seq-len beyond the context" "exceeds the context" "${E[@]}" --task
 expect_error "forgetting without a base" "needs --base" "${E[@]}" --task lm --data "$work/data/val_*.bin" --forgetting
 expect_error "missing model" "nothing: " "$BIN/gpt-eval" --device cpu --model "$work/nothing" --task lm --data "$work/data/val_*.bin"
 expect_error "generate without --format" "needs --format" "${E[@]}" --task generate --data "$work/sft.jsonl"
-[[ ! -e $work/never.json ]] || fail "an error left a JSON file"
+[[ ! -e $work/never.json ]] || bad "an error left a JSON file"
 
 # ---- --help documents every flag -----------------------------------------------------------------
 help=$("$BIN/gpt-eval" --help)
@@ -207,6 +175,6 @@ for f in model adapter tokenizer task data format out-json device dtype batch-si
          label-words max-new-tokens temperature top-k top-p seed truncate forgetting base threads show-examples; do
   grep -q -- "--$f " <<<"$help" || missing+=" --$f"
 done
-[[ -z $missing ]] && ok "--help lists every flag" || fail "--help lacks$missing"
+[[ -z $missing ]] && ok "--help lists every flag" || bad "--help lacks$missing"
 
-exit $failures
+finish

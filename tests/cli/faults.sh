@@ -13,21 +13,15 @@
 #      updates (and 2 ranks skip the same steps to one process's bits); K skips in a row end the run.
 # Parts 1 and 2 need to mount a tmpfs (root); without it they are skipped, saying so.
 # Usage: faults.sh BIN_DIR
-set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 BIN=$1
-work=$(mktemp -d)
 mnt=$work/mnt
 mkdir -p "$mnt"
-cleanup() { mountpoint -q "$mnt" && umount "$mnt"; rm -rf "$work"; }
-trap cleanup EXIT
+at_exit() { mountpoint -q "$mnt" && umount "$mnt"; }
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1
-failures=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; failures=$((failures + 1)); }
-losses() { sed -E 's/"tokens_per_s":[^,}]*,?//; s/,}/}/' "$1"; }
 
-for i in $(seq 1 400); do echo "line $i: the quick brown fox $((i * 7919 % 1009)) jumps over the lazy dog"; done >"$work/text.txt"
-"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || { echo "FAIL prepare"; exit 1; }
+fox_text 400 "$work/text.txt"
+"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || die "prepare"
 # 0.12M parameters: a checkpoint is ~1.4 MiB (weights + AdamW state), so 3 MiB holds two of them
 # while the third is written.
 common=(--train-data "$work/data/train_*.bin" --device cpu --n-layer 2 --n-head 2 --n-embd 64 --max-seq-len 32
@@ -45,7 +39,7 @@ else
   latest=$(cat "$mnt/run/latest" 2>/dev/null)
   if [[ $rc -ne 0 && $err == *"gpt-pretrain: error: $mnt/run/"*"write failed (disk full?)"* &&
         $(printf '%s\n' "$err" | grep -c .) -eq 1 && -n $latest && -f $mnt/run/$latest/model.safetensors ]] &&
-     "$BIN/gpt-export" --checkpoint "$mnt/run/latest" --format llmc --out "$work/probe.bin" --force 2>/dev/null; then
+     loadable "$mnt/run/latest"; then
     ok "disk full: rc $rc, one line ($err); latest = $latest, which loads"
   else bad "disk full: rc $rc, latest '$latest': $(tail -2 "$work/full.err")"; fi
   # Room again: continue from what the full disk kept, to the bits of a run that never stopped.
@@ -117,7 +111,7 @@ nf=("${common[@]}" --steps 10 --save-every 2)
 err=$(GPT_TEST_NONFINITE=grad:5 "$BIN/gpt-pretrain" "${nf[@]}" --out "$work/nan-stop" 2>&1 >/dev/null | grep error)
 if [[ $err == "gpt-pretrain: error: non-finite gradient norm (nan), first in the gradient of 'wte' at step 5 "* &&
       $(cat "$work/nan-stop/latest") == ckpt_000004 ]] &&
-   "$BIN/gpt-export" --checkpoint "$work/nan-stop/latest" --format llmc --out "$work/probe.bin" --force 2>/dev/null; then
+   loadable "$work/nan-stop/latest"; then
   ok "a NaN gradient stops the run: $err; ckpt_000004 intact"
 else bad "NaN stop: $err"; fi
 GPT_TEST_NONFINITE=loss:5,grad:7 "$BIN/gpt-pretrain" "${nf[@]}" --on-nonfinite skip --out "$work/nan-skip" 2>"$work/skip.err"
@@ -132,9 +126,7 @@ if command -v mpirun >/dev/null && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_RO
      "$BIN/gpt-pretrain" "${nf[@]}" --total-batch-tokens 128 --on-nonfinite skip --out "$work/nan-skip2" 2>/dev/null >/dev/null; then
   GPT_TEST_NONFINITE=loss:5,grad:7 "$BIN/gpt-pretrain" "${nf[@]}" --total-batch-tokens 128 --on-nonfinite skip \
     --out "$work/nan-skip1" 2>/dev/null
-  strip() { sed -E 's/"(tokens_per_s|comm_bytes|comm_ms)":[^,}]*,?//g; s/,}/}/' "$1"; }
-  if diff <(strip "$work/nan-skip1/log.jsonl") <(strip "$work/nan-skip2/log.jsonl") >/dev/null &&
-     cmp -s "$work/nan-skip1/model.safetensors" "$work/nan-skip2/model.safetensors"; then
+  if same_run "$work/nan-skip1" "$work/nan-skip2"; then
     ok "2 ranks skip the same steps and end with one process's bits"
   else bad "skip at 2 ranks differs from one process"; fi
 fi
@@ -143,5 +135,4 @@ err=$(GPT_TEST_NONFINITE=loss:4+ "$BIN/gpt-pretrain" "${nf[@]}" --on-nonfinite s
 [[ $err == *"3 steps in a row skipped (--max-skipped-steps), the last at step 4"* ]] && ok "K skips in a row end the run: $err" ||
   bad "skips in a row: $err"
 
-if [[ $failures -gt 0 ]]; then echo "$failures check(s) failed"; exit 1; fi
-echo "all fault checks passed"
+finish "all fault checks passed"

@@ -4,26 +4,21 @@
 # trimmed vs padded rows, SIGTERM mid-run; an adapter for another model shape, a missing --init and
 # labels outside the class set give one-line errors.
 # Usage: finetune.sh BIN_DIR
-set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 BIN=$1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-ok() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; failures=$((failures + 1)); }
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=2
 
 # A tiny corpus and a tiny pretrained model.
 for i in $(seq 1 60); do echo "the cat sat on the mat and the dog ran in the sun number $i."; done > "$work/text.txt"
-"$BIN/gpt-prepare" --input "$work/text.txt" --out "$work/lm" 2>/dev/null || { echo "FAIL prepare lm"; exit 1; }
+"$BIN/gpt-prepare" --input "$work/text.txt" --out "$work/lm" 2>/dev/null || die "prepare lm"
 "$BIN/gpt-pretrain" --train-data "$work/lm/train_*.bin" --out "$work/base" --device cpu --n-layer 1 --n-head 2 \
-  --n-embd 16 --max-seq-len 64 --seq-len 32 --batch-size 4 --steps 3 --eval-every 0 2>/dev/null || { echo "FAIL pretrain"; exit 1; }
+  --n-embd 16 --max-seq-len 64 --seq-len 32 --batch-size 4 --steps 3 --eval-every 0 2>/dev/null || die "pretrain"
 # Classification data: JSONL text + class id, 2 classes.
 for i in $(seq 1 40); do
   echo "{\"text\": \"good film number $i\", \"label\": 1}"; echo "{\"text\": \"bad film number $i\", \"label\": 0}"
 done > "$work/cls.jsonl"
 "$BIN/gpt-prepare" --task classify --format jsonl --input "$work/cls.jsonl" --val-fraction 0.25 --seq-len 32 \
-  --out "$work/cls" 2>/dev/null || { echo "FAIL prepare classify"; exit 1; }
+  --out "$work/cls" 2>/dev/null || die "prepare classify"
 
 common=(--init "$work/base" --task classify --train-data "$work/cls/train_*.bin" --val-data "$work/cls/val_*.bin"
         --batch-size 4 --seq-len 32 --device cpu --eval-every 1)
@@ -35,7 +30,7 @@ if "$BIN/gpt-finetune" "${common[@]}" --method full --lr 1e-12 --min-lr 1e-12 --
    [[ $(cat "$work/es/best") == ckpt_000001* ]]; then
   ok "early stopping stops after the patience and keeps the best (step 1)"
 else
-  fail "early stopping: $(tail -3 "$work/es.log")"
+  bad "early stopping: $(tail -3 "$work/es.log")"
 fi
 
 # LoRA: adapters alone, merged checkpoint, and evaluation of both gives the same predictions.
@@ -43,9 +38,9 @@ if "$BIN/gpt-finetune" "${common[@]}" --method lora --lr 1e-2 --steps 4 --merge-
    [[ -s $work/lora/adapter.safetensors && -f $work/lora/merged/latest ]]; then
   a=$("$BIN/gpt-eval" --model "$work/lora/best" --task classify --data "$work/cls/val_*.bin" --device cpu 2>/dev/null | grep -i "accuracy")
   b=$("$BIN/gpt-eval" --model "$work/lora/merged" --task classify --data "$work/cls/val_*.bin" --device cpu 2>/dev/null | grep -i "accuracy")
-  if [[ -n $a && $a == "$b" ]]; then ok "LoRA adapters and the merged checkpoint classify alike ($a)"; else fail "merged vs adapters: '$a' vs '$b'"; fi
+  if [[ -n $a && $a == "$b" ]]; then ok "LoRA adapters and the merged checkpoint classify alike ($a)"; else bad "merged vs adapters: '$a' vs '$b'"; fi
 else
-  fail "LoRA run: $(tail -3 "$work/lora.log")"
+  bad "LoRA run: $(tail -3 "$work/lora.log")"
 fi
 
 # Grouping by length trains; --overwrite into the early-stopping run's directory starts over: its
@@ -55,20 +50,20 @@ if "$BIN/gpt-finetune" "${common[@]}" --method full --lr 1e-3 --steps 2 --group-
    [[ $(ls -d "$work"/es/ckpt_* | wc -l) -eq 2 && -d $work/es/ckpt_000002 && ! -d $work/es/ckpt_000003 ]]; then
   ok "--group-by-length trains; --overwrite removes the earlier run's checkpoints"
 else
-  fail "grouped/overwrite: $(ls "$work/es") $(tail -3 "$work/grouped.log")"
+  bad "grouped/overwrite: $(ls "$work/es") $(tail -3 "$work/grouped.log")"
 fi
 
 # Trimmed rows (the default) train exactly as rows padded to --seq-len: the same first-step loss.
 for trim in true false; do
   "$BIN/gpt-finetune" "${common[@]}" --method full --lr 1e-3 --steps 1 --trim-rows $trim --out "$work/trim-$trim" \
-    2>"$work/trim-$trim.log" || fail "--trim-rows $trim: $(tail -2 "$work/trim-$trim.log")"
+    2>"$work/trim-$trim.log" || bad "--trim-rows $trim: $(tail -2 "$work/trim-$trim.log")"
 done
 first_loss() { grep -m1 '"train_loss"' "$1/log.jsonl" | sed 's/.*"train_loss":\([^,]*\),.*/\1/'; }
 if python3 -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(abs(a - b) > 1e-5 * abs(a))" \
      "$(first_loss "$work/trim-true")" "$(first_loss "$work/trim-false")"; then
   ok "trimmed and padded rows give the same loss ($(first_loss "$work/trim-true"))"
 else
-  fail "trimmed vs padded loss: $(first_loss "$work/trim-true") vs $(first_loss "$work/trim-false")"
+  bad "trimmed vs padded loss: $(first_loss "$work/trim-true") vs $(first_loss "$work/trim-false")"
 fi
 
 # SIGTERM mid-run: the step finishes, the last checkpoint is written beside the best, exit 0 with
@@ -76,11 +71,7 @@ fi
 "$BIN/gpt-finetune" "${common[@]}" --method lora --lr 1e-3 --steps 100000 --eval-every 5 --out "$work/sig" \
   2>"$work/sig.err" &
 pid=$!
-for _ in $(seq 1 3000); do
-  [[ -f $work/sig/log.jsonl && $(grep -c train_loss "$work/sig/log.jsonl") -ge 12 ]] && break
-  kill -0 $pid 2>/dev/null || break
-  sleep 0.01
-done
+wait_for_log "$work/sig/log.jsonl" 12 $pid train_loss
 kill -TERM $pid 2>/dev/null
 wait $pid
 rc=$?
@@ -90,7 +81,7 @@ if [[ $rc -eq 0 && -n $step && $line == *"last checkpoint $work/sig/ckpt_"*"; be
       -f $work/sig/$(printf 'ckpt_%06d' "$step")/trainer_state.json && -f $work/sig/best ]]; then
   ok "SIGTERM: exit 0 after step $step: $line"
 else
-  fail "SIGTERM: rc=$rc: $(tail -2 "$work/sig.err")"
+  bad "SIGTERM: rc=$rc: $(tail -2 "$work/sig.err")"
 fi
 
 # Bad input: an adapter for another model shape, no --init, labels outside the class set.
@@ -101,11 +92,11 @@ err=$("$BIN/gpt-eval" --model "$work/other" --adapter "$work/lora/adapter.safete
 if [[ $? -ne 0 && $err == *"adapter.safetensors"* && $(printf '%s\n' "$err" | grep -c .) -eq 1 ]]; then
   ok "adapter for another model shape: $err"
 else
-  fail "adapter shape mismatch: $err"
+  bad "adapter shape mismatch: $err"
 fi
 err=$("$BIN/gpt-finetune" --task sft --train-data "$work/cls/train_*.bin" --out "$work/x" 2>&1 >/dev/null)
-[[ $? -ne 0 && $err == *"--init is required"* ]] && ok "missing --init: $err" || fail "missing --init: $err"
+[[ $? -ne 0 && $err == *"--init is required"* ]] && ok "missing --init: $err" || bad "missing --init: $err"
 echo '{"text": "strange film", "label": 7}' > "$work/bad.jsonl"
 err=$("$BIN/gpt-prepare" --task classify --format jsonl --input "$work/bad.jsonl" --out "$work/bad" 2>&1 >/dev/null)
-[[ $? -ne 0 && $err == *"bad.jsonl:1"* ]] && ok "label outside the class set: $err" || fail "bad label: $err"
-exit $failures
+[[ $? -ne 0 && $err == *"bad.jsonl:1"* ]] && ok "label outside the class set: $err" || bad "bad label: $err"
+finish

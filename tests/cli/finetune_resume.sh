@@ -11,30 +11,24 @@
 #   4. a gpt-pretrain checkpoint, changed training data and a run that already stopped early are
 #      refused with one line naming the file.
 # Usage: finetune_resume.sh BIN_DIR
-set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 BIN=$1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=2
-failures=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; failures=$((failures + 1)); }
 
-for i in $(seq 1 300); do echo "line $i: the quick brown fox $((i * 7919 % 1009)) jumps over the lazy dog"; done >"$work/text.txt"
-"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/lm" 2>/dev/null || { echo "FAIL prepare"; exit 1; }
+fox_text 300 "$work/text.txt"
+"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/lm" 2>/dev/null || die "prepare"
 "$BIN/gpt-pretrain" --train-data "$work/lm/train_*.bin" --device cpu --n-layer 2 --n-head 2 --n-embd 32 \
-  --max-seq-len 64 --seq-len 32 --batch-size 4 --steps 3 --out "$work/base" 2>/dev/null || { echo "FAIL pretrain"; exit 1; }
+  --max-seq-len 64 --seq-len 32 --batch-size 4 --steps 3 --out "$work/base" 2>/dev/null || die "pretrain"
 for i in $(seq 1 48); do
   echo "{\"text\": \"a good film, number $i of them\", \"label\": 1}"; echo "{\"text\": \"bad film $i\", \"label\": 0}"
 done >"$work/cls.jsonl"
 "$BIN/gpt-prepare" --task classify --format jsonl --tokenizer bytes --input "$work/cls.jsonl" --val-fraction 0.25 \
-  --seq-len 32 --out "$work/cls" 2>/dev/null || { echo "FAIL prepare classify"; exit 1; }
+  --seq-len 32 --out "$work/cls" 2>/dev/null || die "prepare classify"
 
 cls=(--init "$work/base" --task classify --train-data "$work/cls/train_*.bin" --val-data "$work/cls/val_*.bin"
      --batch-size 4 --seq-len 32 --device cpu --eval-every 3 --keep-last 0)
 lm=(--init "$work/base" --task lm --train-data "$work/lm/train_*.bin" --val-data "$work/lm/val_*.bin"
     --batch-size 4 --seq-len 32 --device cpu --eval-every 3 --val-max-batches 4 --keep-last 0)
-losses() { sed -E 's/"tokens_per_s":[^,}]*,?//; s/,}/}/' "$1"; }
 same_dir() { # same_dir A B: the same files with the same bytes (trainer_state.json: but the config's resume/out)
   local f
   [[ $(ls "$1") == "$(ls "$2")" ]] || return 1
@@ -75,11 +69,7 @@ flat=("${cls[@]}" --method lora --lr 3e-3 --min-lr 3e-3 --warmup-steps 2 --eval-
       --replay-data "$work/lm/train_*.bin" --replay-ratio 0.3)
 "$BIN/gpt-finetune" "${flat[@]}" --steps 100000 --out "$work/sig" 2>"$work/sig.err" &
 pid=$!
-for _ in $(seq 1 3000); do
-  [[ -f $work/sig/log.jsonl && $(grep -c train_loss "$work/sig/log.jsonl") -ge 9 ]] && break
-  kill -0 $pid 2>/dev/null || break
-  sleep 0.01
-done
+wait_for_log "$work/sig/log.jsonl" 9 $pid train_loss
 kill -TERM $pid 2>/dev/null
 wait $pid
 s=$(sed -n 's/.*SIGTERM: stopped after step \([0-9]*\)\/.*/\1/p' "$work/sig.err")
@@ -124,5 +114,4 @@ err=$("$BIN/gpt-finetune" --resume "$work/freeze-lm-saved/ckpt_000005" --train-d
 err=$("$BIN/gpt-finetune" "${cls[@]}" --method lora --steps 2 --out "$work/lora-head-straight" 2>&1 >/dev/null)
 [[ $? -ne 0 && $err == *"--resume latest"* ]] && ok "a fresh run into an --out with checkpoints: $err" || bad "fresh into used out: $err"
 
-if [[ $failures -gt 0 ]]; then echo "$failures check(s) failed"; exit 1; fi
-echo "all fine-tuning resume checks passed"
+finish "all fine-tuning resume checks passed"

@@ -8,23 +8,16 @@
 #      reported as skipped otherwise);
 #   4. bad input gives one line naming the file and the field.
 # Usage: interop.sh BIN_DIR INTEROP_TOOL [PYTHON]
-set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 BIN=$1
 TOOL=$2
 PY=${3:-}
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 HF_TINY=$SRC/tests/fixtures/hf_tiny
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 export OMP_WAIT_POLICY=passive
-failures=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; failures=$((failures + 1)); }
-losses() { sed -E 's/"tokens_per_s":[^,}]*,?//' "$1"; }
 
 for i in $(seq 1 200); do echo "line $i: a small corpus to fine-tune a tiny GPT-2 $((i * 31 % 97))"; done >"$work/text.txt"
-"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || {
-  echo "FAIL gpt-prepare"; exit 1; }
+"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || die gpt-prepare
 train=(--train-data "$work/data/train_*.bin" --val-data "$work/data/val_*.bin" --device cpu --seq-len 8
        --batch-size 4 --lr 0.003 --warmup-steps 1 --eval-every 2 --threads 2)
 
@@ -70,16 +63,6 @@ else
 fi
 
 # ---- 4. bad input ----------------------------------------------------------------------------------------
-expect_error() {
-  local name=$1 pattern=$2
-  shift 2
-  local err rc
-  err=$("$@" 2>&1 >/dev/null)
-  rc=$?
-  if [[ $rc -ne 0 && $(printf '%s\n' "$err" | grep -c .) -eq 1 ]] && grep -q -- "$pattern" <<<"$err"; then
-    ok "$name: $err"
-  else bad "$name: rc=$rc: $err"; fi
-}
 cp -r "$work/data" "$work/data300"
 sed -i 's/"vocab_size": 257/"vocab_size": 300/' "$work/data300/meta.json"
 expect_error "data vocabulary != model vocabulary" "data300/meta.json: the data's vocab_size 300 does not match the model's vocab_size 257" \
@@ -103,5 +86,4 @@ expect_error "truncated llm.c file" "short.bin: size 5000 bytes, the header impl
   "$BIN/gpt-export" --checkpoint "$work/short.bin" --format hf --out "$work/never"
 [[ ! -e $work/never ]] && ok "the failed commands wrote nothing" || bad "a failed command wrote $work/never"
 
-echo "$failures failure(s)"
-exit $failures
+finish

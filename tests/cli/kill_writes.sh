@@ -6,14 +6,9 @@
 # there: GPT_TEST_KILL_IN_PREPARE_COMMIT, GPT_TEST_KILL_IN_EXPORT), the rest by kills at spread-out
 # times; a run after a kill completes and cleans up what the killed one left.
 # Usage: kill_writes.sh BIN_DIR
-set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 BIN=$1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 export OMP_WAIT_POLICY=passive
-failures=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; failures=$((failures + 1)); }
 
 # Runs a command that kills itself, without the shell's "Killed" report (dash prints none).
 quietly() { sh -c '"$@" 2>/dev/null; exit 0' sh "$@"; }
@@ -38,7 +33,7 @@ PY
 prep() {  # prep INPUT OUT
   "$BIN/gpt-prepare" --tokenizer bytes --input "$1" --out "$2" --shard-tokens 200000 --val-fraction 0.05 2>>"$work/prepare.log"
 }
-prep "$work/old.txt" "$work/ref-old" && prep "$work/new.txt" "$work/ref-new" || { echo "FAIL reference prepares"; exit 1; }
+prep "$work/old.txt" "$work/ref-old" && prep "$work/new.txt" "$work/ref-new" || die "reference prepares"
 old_sig=$(sig "$work/ref-old"); new_sig=$(sig "$work/ref-new")
 shards=$(ls "$work/ref-new" | grep -c '_[0-9]*\.bin$')
 echo "     the new data set: $shards shards; the old one: $(ls "$work/ref-old" | grep -c '_[0-9]*\.bin$')"
@@ -100,20 +95,19 @@ model=(--device cpu --n-layer 4 --n-head 4 --n-embd 256 --max-seq-len 64 --seq-l
 "$BIN/gpt-pretrain" "${model[@]}" --train-data "$work/ref-old/train_*.bin" --val-data "$work/ref-old/val_*.bin" \
   --steps 1 --out "$work/run-a" 2>/dev/null &&
 "$BIN/gpt-pretrain" "${model[@]}" --train-data "$work/ref-old/train_*.bin" --val-data "$work/ref-old/val_*.bin" \
-  --steps 2 --out "$work/run-b" 2>/dev/null || { echo "FAIL the two models"; exit 1; }
+  --steps 2 --out "$work/run-b" 2>/dev/null || die "the two models"
 export_to() { "$BIN/gpt-export" --checkpoint "$1" --format "$2" --out "$3" --force 2>/dev/null; }
-export_to "$work/run-a" hf "$work/hf-a" && export_to "$work/run-b" hf "$work/hf-b" || { echo "FAIL reference exports"; exit 1; }
+export_to "$work/run-a" hf "$work/hf-a" && export_to "$work/run-b" hf "$work/hf-b" || die "reference exports"
 a_sig=$(sig "$work/hf-a"); b_sig=$(sig "$work/hf-b")
-loads() { "$BIN/gpt-export" --checkpoint "$1" --format llmc --out "$work/probe.bin" --force 2>/dev/null; }
 judge_export() {  # OUT: a | b | aside (OUT gone, OUT.replaced-PID is a whole) | a failure
   local out=$1 s
   if [[ ! -e $out ]]; then
     local r; r=$(ls -d "$out".replaced-* 2>/dev/null | head -n 1)
-    if [[ -n $r && $(sig "$r") == "$a_sig" ]] && loads "$r"; then echo aside; else echo "GONE"; fi
+    if [[ -n $r && $(sig "$r") == "$a_sig" ]] && loadable "$r"; then echo aside; else echo "GONE"; fi
     return
   fi
   s=$(sig "$out")
-  if [[ $s == "$a_sig" ]] && loads "$out"; then echo a; elif [[ $s == "$b_sig" ]] && loads "$out"; then echo b; else echo MIXED; fi
+  if [[ $s == "$a_sig" ]] && loadable "$out"; then echo a; elif [[ $s == "$b_sig" ]] && loadable "$out"; then echo b; else echo MIXED; fi
 }
 trial_export() {  # trial_export LABEL ENV|"" DELAY
   local out="$work/hf-out"
@@ -148,5 +142,4 @@ for d in 0.02 0.05 0.1 0.2; do
   else bad "llm.c export killed at ${d}s: neither"; fi
 done
 
-if ((failures)); then echo "$failures failure(s)"; exit 1; fi
-echo "all ok"
+finish

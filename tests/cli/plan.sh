@@ -5,19 +5,13 @@
 # fine-tuning with LoRA and with frozen layers; its answers for the GPU presets are sane; bad flags
 # get one clear line.
 # Usage: plan.sh BIN_DIR
-set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 BIN=$1
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 export OMP_WAIT_POLICY=passive
-failures=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; failures=$((failures + 1)); }
 
-for i in $(seq 1 300); do echo "line $i: the quick brown fox $((i * 7919 % 1009)) jumps over the lazy dog"; done >"$work/text.txt"
-"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || {
-  echo "FAIL gpt-prepare"; exit 1; }
+fox_text 300 "$work/text.txt"
+"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || die gpt-prepare
 {
   echo -e "label\tcontent"
   for i in $(seq 1 64); do
@@ -25,7 +19,7 @@ for i in $(seq 1 300); do echo "line $i: the quick brown fox $((i * 7919 % 1009)
   done
 } >"$work/cls.tsv"
 "$BIN/gpt-prepare" --task classify --format sst2 --input "$work/cls.tsv" --tokenizer bytes --val-fraction 0 \
-  --seq-len 48 --truncate --out "$work/cls" 2>/dev/null || { echo "FAIL gpt-prepare classify"; exit 1; }
+  --seq-len 48 --truncate --out "$work/cls" 2>/dev/null || die "gpt-prepare classify"
 
 # The "(N bytes)" of the app's last line, and gpt-plan's "peak".
 measured() { grep -o 'peak memory [0-9.]* MiB ([0-9]* bytes)' "$1" | grep -o '([0-9]*' | tr -d '('; }
@@ -111,19 +105,12 @@ t=$("$BIN/gpt-plan" --preset gpt2-124m --tokens 10e9 --tokens-per-s 1e6 2>&1 | g
 [[ $t == *"2.78 h"* ]] && ok "time estimate: $t" || bad "time estimate: '$t'"
 
 # 5. bad input: one line naming the flag, exit 1.
-expect_error() {
-  local want=$1; shift
-  local err
-  err=$("$BIN/gpt-plan" "$@" 2>&1 >/dev/null); local rc=$?
-  if [[ $rc -ne 0 && $err == *"$want"* && $(wc -l <<<"$err") -eq 1 ]]; then ok "refused: $err"; else bad "gpt-plan $*: rc $rc, '$err'"; fi
-}
-expect_error "--device-memory '80'" --preset gpt2-124m --device-memory 80
-expect_error "--preset 'gpt2-xl'" --preset gpt2-xl
-expect_error "--task 'sft'" --preset gpt2-124m --task sft
-expect_error "--seq-len 2048" --preset gpt2-124m --seq-len 2048
-expect_error "--lora-targets" --preset gpt2-124m --task lora --lora-targets qkv,mlp
-expect_error "no model" --batch 4
-expect_error "--train-top" --preset gpt2-124m --task freeze --train-top 13
+expect_error refused "--device-memory '80'" "$BIN/gpt-plan" --preset gpt2-124m --device-memory 80
+expect_error refused "--preset 'gpt2-xl'" "$BIN/gpt-plan" --preset gpt2-xl
+expect_error refused "--task 'sft'" "$BIN/gpt-plan" --preset gpt2-124m --task sft
+expect_error refused "--seq-len 2048" "$BIN/gpt-plan" --preset gpt2-124m --seq-len 2048
+expect_error refused "--lora-targets" "$BIN/gpt-plan" --preset gpt2-124m --task lora --lora-targets qkv,mlp
+expect_error refused "no model" "$BIN/gpt-plan" --batch 4
+expect_error refused "--train-top" "$BIN/gpt-plan" --preset gpt2-124m --task freeze --train-top 13
 
-if ((failures)); then echo "$failures failure(s)"; exit 1; fi
-echo "all ok"
+finish

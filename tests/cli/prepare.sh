@@ -3,7 +3,7 @@
 # tinyshakespeare that gpt-pretrain then trains on, identical output for 1 and 2 threads, SST-2 for
 # classification, GSM8K for instruction tuning, and one-line errors naming file and line.
 # Usage: prepare.sh BIN_DIR DATA_DIR   (exits 77 = skipped when DATA_DIR has no tinyshakespeare)
-set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 BIN=$1
 DATA=$2
 if [[ ! -f $DATA/tinyshakespeare/input.txt ]]; then
@@ -12,39 +12,6 @@ if [[ ! -f $DATA/tinyshakespeare/input.txt ]]; then
 fi
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 export GPT_TOKENIZER_DIR=$DATA/gpt2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-
-ok() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; failures=$((failures + 1)); }
-
-# run NAME CMD...: the command must succeed.
-run() {
-  local name=$1
-  shift
-  local log=$work/log.txt
-  if "$@" >"$log" 2>&1; then ok "$name"; else fail "$name: $(tail -3 "$log")"; fi
-}
-
-# expect_error NAME PATTERN CMD...: the command must fail with exactly one stderr line matching PATTERN.
-expect_error() {
-  local name=$1 pattern=$2
-  shift 2
-  local err rc lines
-  err=$("$@" 2>&1 >/dev/null)
-  rc=$?
-  lines=$(printf '%s\n' "$err" | grep -c .)
-  if [[ $rc -eq 0 ]]; then
-    fail "$name: exit status 0"
-  elif ! grep -q -- "$pattern" <<<"$err"; then
-    fail "$name: stderr does not match '$pattern': $err"
-  elif [[ $lines -ne 1 ]]; then
-    fail "$name: expected one line, got $lines: $err"
-  else
-    ok "$name: $err"
-  fi
-}
 
 # ---- pretraining with a trained tokenizer, then 5 steps of gpt-pretrain on it ----------------------
 run "prepare tinyshakespeare, --train-tokenizer --vocab-size 4096" \
@@ -53,7 +20,7 @@ if grep -q '"vocab_size": 4096' "$work/ts/meta.json" && grep -q '"val_bytes"' "$
    [[ -s $work/ts/tokenizer/vocab.json && -s $work/ts/tokenizer/merges.txt && -s $work/ts/tokenizer/tokenizer.json ]]; then
   ok "meta.json and tokenizer/ written"
 else
-  fail "meta.json or tokenizer/ missing: $(cat "$work/ts/meta.json" 2>&1 | head -5)"
+  bad "meta.json or tokenizer/ missing: $(cat "$work/ts/meta.json" 2>&1 | head -5)"
 fi
 run "gpt-pretrain trains 5 steps on the BPE shards" \
   "$BIN/gpt-pretrain" --train-data "$work/ts/train_*.bin" --val-data "$work/ts/val_*.bin" --out "$work/run" \
@@ -61,15 +28,15 @@ run "gpt-pretrain trains 5 steps on the BPE shards" \
 if [[ $(grep -c '"step"' "$work/run/log.jsonl" 2>/dev/null) -ge 5 ]] && grep -q '"val_bpb"' "$work/run/log.jsonl"; then
   ok "log.jsonl has 5 steps and bits per byte"
 else
-  fail "log.jsonl: $(tail -2 "$work/run/log.jsonl" 2>&1)"
+  bad "log.jsonl: $(tail -2 "$work/run/log.jsonl" 2>&1)"
 fi
 
 # ---- the same output for 1 and 2 threads -------------------------------------------------------------
 for t in 1 2; do
   "$BIN/gpt-prepare" --tokenizer gpt2 --input "$DATA/tinyshakespeare/input.txt" --out "$work/threads$t" \
-    --threads "$t" --shard-tokens 100000 2>/dev/null || fail "gpt-prepare --threads $t"
+    --threads "$t" --shard-tokens 100000 2>/dev/null || bad "gpt-prepare --threads $t"
 done
-if diff -r "$work/threads1" "$work/threads2" >/dev/null; then ok "1 and 2 threads: identical files"; else fail "1 and 2 threads differ"; fi
+if diff -r "$work/threads1" "$work/threads2" >/dev/null; then ok "1 and 2 threads: identical files"; else bad "1 and 2 threads differ"; fi
 
 # ---- fine-tuning data sets ------------------------------------------------------------------------
 run "prepare SST-2 for classification" \
@@ -83,7 +50,7 @@ for d in sst2 gsm8k; do
         -s $work/$d/tokenizer/tokenizer.json ]]; then
     ok "$d: token shards, mask shards and tokenizer/"
   else
-    fail "$d: outputs missing: $(ls "$work/$d" 2>&1)"
+    bad "$d: outputs missing: $(ls "$work/$d" 2>&1)"
   fi
 done
 
@@ -101,7 +68,7 @@ expect_error "wrong JSON type" "type.jsonl:1: field 'answer': expected a string"
 expect_error "missing input" "nothing.txt: cannot open" "$BIN/gpt-prepare" --input "$work/nothing.txt" --out "$work/bad"
 expect_error "unknown format" "not a fine-tuning format" \
   "$BIN/gpt-prepare" --task sft --format csv --input "$work/bad.tsv" --out "$work/bad"
-if [[ -e $work/bad ]]; then fail "a failed prepare wrote $work/bad"; else ok "failed runs wrote nothing"; fi
+if [[ -e $work/bad ]]; then bad "a failed prepare wrote $work/bad"; else ok "failed runs wrote nothing"; fi
 
-if "$BIN/gpt-prepare" --help | grep -q -- "--label-words"; then ok "--help"; else fail "--help"; fi
-exit $failures
+if "$BIN/gpt-prepare" --help | grep -q -- "--label-words"; then ok "--help"; else bad "--help"; fi
+finish

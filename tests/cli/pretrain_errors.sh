@@ -1,35 +1,11 @@
 #!/usr/bin/env bash
 # The apps as a user meets them: bad input gives one line naming the problem and a non-zero exit.
 # Usage: pretrain_errors.sh BIN_DIR
-set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 BIN=$1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-
-# expect_error NAME PATTERN CMD...: the command must fail with exactly one stderr line matching PATTERN.
-expect_error() {
-  local name=$1 pattern=$2
-  shift 2
-  local err rc
-  err=$("$@" 2>&1 >/dev/null)
-  rc=$?
-  local lines
-  lines=$(printf '%s\n' "$err" | grep -c .)
-  if [[ $rc -eq 0 ]]; then
-    echo "FAIL $name: exit status 0"; failures=$((failures + 1))
-  elif ! grep -q -- "$pattern" <<<"$err"; then
-    echo "FAIL $name: stderr does not match '$pattern': $err"; failures=$((failures + 1))
-  elif [[ $lines -ne 1 ]]; then
-    echo "FAIL $name: expected one line, got $lines: $err"; failures=$((failures + 1))
-  else
-    echo "ok   $name: $err"
-  fi
-}
 
 printf 'hello world, this is a tiny corpus for the error tests.\n%.0s' {1..40} >"$work/text.txt"
-"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || {
-  echo "FAIL gpt-prepare on a valid file"; exit 1; }
+"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || die "gpt-prepare on a valid file"
 
 common=(--train-data "$work/data/train_*.bin" --out "$work/run" --device cpu --n-layer 1 --n-head 1
         --n-embd 8 --max-seq-len 8 --seq-len 8 --batch-size 2 --steps 1)
@@ -58,8 +34,8 @@ expect_error "missing input" "nothing.txt: cannot open" "$BIN/gpt-prepare" --inp
 # And a valid run succeeds and writes its outputs.
 if "$BIN/gpt-pretrain" "${common[@]}" --val-data "$work/data/val_*.bin" 2>/dev/null &&
    [[ -s "$work/run/log.jsonl" && -s "$work/run/model.safetensors" && -s "$work/run/config.json" ]]; then
-  echo "ok   valid run writes log.jsonl, config.json, model.safetensors"
+  ok "valid run writes log.jsonl, config.json, model.safetensors"
 else
-  echo "FAIL valid run"; failures=$((failures + 1))
+  bad "valid run"
 fi
-exit $failures
+finish

@@ -5,16 +5,12 @@
 # own above it, nothing wider than the pane (also a narrow one), the final state left on screen;
 # and off a terminal, plain lines every --log-every steps. Skips (77) without tmux.
 # Usage: progress.sh BIN_DIR
-set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 BIN=$(cd "$1" && pwd)
 command -v tmux >/dev/null || { echo "skip: tmux not installed (scripts/setup.sh installs it)"; exit 77; }
-work=$(mktemp -d)
 sock="gpt-progress-$$"
-trap 'tmux -L "$sock" kill-server 2>/dev/null; rm -rf "$work"' EXIT
+at_exit() { tmux -L "$sock" kill-server 2>/dev/null; }
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=2
-failures=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; failures=$((failures + 1)); }
 
 # on_terminal NAME WIDTH COMMAND...: runs COMMAND in a WIDTH-column pane, waits for it, and leaves
 # the screen (with its scroll-back) in $work/NAME.screen and the exit status in $work/NAME.rc.
@@ -33,7 +29,7 @@ on_terminal() {
 }
 widest() { awk '{ if (length($0) > w) w = length($0) } END { print w + 0 }' "$1"; }
 
-for i in $(seq 1 400); do echo "line $i: the quick brown fox $((i * 7919 % 1009)) jumps over the lazy dog"; done >"$work/text.txt"
+fox_text 400 "$work/text.txt"
 
 # 1. gpt-prepare: one "tokenizing" line, finished at 100%.
 on_terminal prepare 100 "$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data"
@@ -106,5 +102,4 @@ err=$("$BIN/gpt-pretrain" "${common[@]}" --steps 1 --progress bar --out "$work/b
 err=$("$BIN/gpt-pretrain" "${common[@]}" --steps 1 --log-every 0 --out "$work/bad" 2>&1 >/dev/null)
 [[ $err == *"--log-every"* ]] && ok "refused: $err" || bad "--log-every 0: '$err'"
 
-if ((failures)); then echo "$failures failure(s)"; exit 1; fi
-echo "all ok"
+finish

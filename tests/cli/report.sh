@@ -12,7 +12,7 @@
 # and gpt-generate there are used when present). Exits 77 (skipped) when .venv/bin/python cannot
 # import matplotlib (scripts/python_deps.sh). Chromium is installed with apt-get when missing and
 # running as root; otherwise the browser part is skipped, loudly.
-set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 BIN=$(cd "$1" && pwd)
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PY=$ROOT/.venv/bin/python
@@ -23,12 +23,6 @@ if [[ ! -x $PY ]] || ! "$PY" -c "import matplotlib, numpy" 2>/dev/null; then
   exit 77
 fi
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-ok() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; failures=$((failures + 1)); }
-die() { echo "FAIL $1"; exit 1; }
 
 # ---- tiny runs ------------------------------------------------------------------------------------
 for i in $(seq 1 200); do
@@ -96,15 +90,15 @@ else
   die "plot_run.py failed: $(tail -5 "$work/plot.err")"
 fi
 grep -q "^report: $work/report/index.html" "$work/plot.out" && ok "prints the report's path" ||
-  fail "the report's path is not printed: $(cat "$work/plot.out")"
+  bad "the report's path is not printed: $(cat "$work/plot.out")"
 grep -q "empty: no log.jsonl, skipped" "$work/plot.err" && ok "a directory without log.jsonl is skipped with a warning" ||
-  fail "no warning for a directory without log.jsonl: $(cat "$work/plot.err")"
+  bad "no warning for a directory without log.jsonl: $(cat "$work/plot.err")"
 
 expected=(index.html report.md loss-lm.png lr.png grad_norm.png throughput.png)
 [[ $finetune == yes ]] && expected+=(loss-classify.png accuracy.png forgetting.png)
 missing=()
 for f in "${expected[@]}"; do [[ -s $work/report/$f ]] || missing+=("$f"); done
-if [[ ${#missing[@]} -eq 0 ]]; then ok "files exist: ${expected[*]}"; else fail "missing: ${missing[*]}"; fi
+if [[ ${#missing[@]} -eq 0 ]]; then ok "files exist: ${expected[*]}"; else bad "missing: ${missing[*]}"; fi
 
 # static_check DIR: every PNG decodes, is at least 300x200 and not blank; index.html and report.md
 # reference every PNG, by relative links that exist. Prints one line per check; exit 1 on a failure.
@@ -159,7 +153,7 @@ if static_check "$work/report" >"$work/static.txt"; then
   ok "static checks: $(grep -c '^ok' "$work/static.txt") passed"
   sed 's/^/     /' "$work/static.txt"
 else
-  fail "static checks:"; grep -v '^ok' "$work/static.txt"
+  bad "static checks:"; grep -v '^ok' "$work/static.txt"
 fi
 
 # ---- what the report says -------------------------------------------------------------------------
@@ -169,36 +163,36 @@ row() { grep "^| $1 |" "$md"; }
 col() { row "$1" | awk -F' \\| ' -v c="$2" '{print $c}'; }
 last_train=$(grep '"train_loss"' "$work/runs/lm-val/log.jsonl" | tail -1 | grep -o '"train_loss":[-0-9.eE+]*' | cut -d: -f2)
 [[ $(col lm-val 5) == $(printf '%.4f' "$last_train") ]] && ok "metrics: lm-val last train loss $(col lm-val 5) matches log.jsonl" ||
-  fail "metrics: lm-val last train loss '$(col lm-val 5)' vs log.jsonl $last_train"
+  bad "metrics: lm-val last train loss '$(col lm-val 5)' vs log.jsonl $last_train"
 [[ $(col lm-val 3) == "30 / 30" && $(col lm-val 4) == "3.8k" ]] && ok "metrics: lm-val 30 / 30 steps, 3.8k tokens (30 x 4 x 32)" ||
-  fail "metrics: lm-val steps/tokens: $(row lm-val)"
+  bad "metrics: lm-val steps/tokens: $(row lm-val)"
 [[ $(col lm-noval 4) == "5.1k" && $(col lm-noval 6) == "–" && $(col lm-noval 9) == "–" ]] &&
   ok "metrics: lm-noval has no validation (–) and 5.1k tokens (20 x total_batch_tokens 256)" ||
-  fail "metrics: lm-noval: $(row lm-noval)"
+  bad "metrics: lm-noval: $(row lm-noval)"
 grep -q '^| lm-val | pretrain |.*| [0-9.]* | [0-9.]* | – | – |' "$md" &&
-  ok "metrics: lm-val has perplexity and bits per byte, no accuracy" || fail "metrics: lm-val: $(row lm-val)"
+  ok "metrics: lm-val has perplexity and bits per byte, no accuracy" || bad "metrics: lm-val: $(row lm-val)"
 if [[ $finetune == yes ]]; then
   [[ $(col cls-es 3) == "6 / 20" && $(col cls-es 13) == "early stop at 6 |" && $(col cls-es 10) == *"(2)" ]] &&
     ok "metrics: cls-es stopped early at step 6 of 20, best accuracy at step 2 (OUT/best)" ||
-    fail "metrics: cls-es: $(row cls-es)"
+    bad "metrics: cls-es: $(row cls-es)"
   grep -q "forget-cls-replay.json | lm | .*forgetting: loss" "$md" && ok "evaluations: the forgetting files are summarised" ||
-    fail "evaluations: no forgetting row"
+    bad "evaluations: no forgetting row"
 fi
 grep -q "extra &lt;prompt&gt;</span> from --samples &amp; escaped" "$work/report/index.html" &&
   grep -q "lm-val/sample.jsonl" "$work/report/index.html" &&
-  ok "samples: RUN_DIR/sample.jsonl and --samples shown, HTML-escaped" || fail "samples missing from index.html"
+  ok "samples: RUN_DIR/sample.jsonl and --samples shown, HTML-escaped" || bad "samples missing from index.html"
 grep -q '<tr class="differs"><td>total_batch_tokens</td>' "$work/report/index.html" &&
-  ok "settings: config.json keys that differ between runs are highlighted" || fail "settings table"
+  ok "settings: config.json keys that differ between runs are highlighted" || bad "settings table"
 
 # A run without validation or accuracy alone; nothing to report is an error.
 if "$PY" "$PLOT" "$work/runs/lm-noval" --out "$work/report-noval" >/dev/null 2>"$work/log.txt" &&
    [[ -s $work/report-noval/loss-lm.png && ! -e $work/report-noval/accuracy.png && ! -e $work/report-noval/forgetting.png ]]; then
   ok "a run without validation alone: loss-lm.png, no accuracy or forgetting chart"
 else
-  fail "run without validation: $(tail -3 "$work/log.txt") $(ls "$work/report-noval" 2>&1)"
+  bad "run without validation: $(tail -3 "$work/log.txt") $(ls "$work/report-noval" 2>&1)"
 fi
 if "$PY" "$PLOT" "$work/runs/empty" --out "$work/report-none" >/dev/null 2>"$work/log.txt"; then
-  fail "no run and no evaluation: exit status 0"
+  bad "no run and no evaluation: exit status 0"
 else
   ok "nothing to report: exits non-zero ($(tail -1 "$work/log.txt"))"
 fi
@@ -221,7 +215,7 @@ else
     ok "headless Chromium loads every image of a copy of the report ($(grep -c '^ok' "$work/browser.txt") images)"
     sed 's/^/     /' "$work/browser.txt"
   else
-    fail "headless Chromium:"; cat "$work/browser.txt"
+    bad "headless Chromium:"; cat "$work/browser.txt"
   fi
   # The checks can fail: a broken link, and a corrupted PNG, are both caught by both checks.
   cp -r "$work/report" "$work/broken-link"
@@ -236,18 +230,14 @@ else
     if [[ $rc -eq 1 ]] && grep -q "FAIL browser could not load $img" "$work/b.txt"; then
       ok "$dir: the browser check fails on $img ($(grep "FAIL" "$work/b.txt" | head -1))"
     else
-      fail "$dir: the browser check did not fail (exit $rc): $(cat "$work/b.txt")"
+      bad "$dir: the browser check did not fail (exit $rc): $(cat "$work/b.txt")"
     fi
     if static_check "$work/$dir" >"$work/b.txt"; then
-      fail "$dir: the static check did not fail"
+      bad "$dir: the static check did not fail"
     else
       ok "$dir: the static check fails too ($(grep FAIL "$work/b.txt" | head -1))"
     fi
   done
 fi
 
-if [[ $failures -ne 0 ]]; then
-  echo "$failures check(s) failed"
-  exit 1
-fi
-echo "all report checks passed"
+finish "all report checks passed"

@@ -11,33 +11,23 @@
 #   5. a flipped byte or a truncated file in a checkpoint is reported, naming the file, and nothing
 #      is written; a fresh run will not overwrite an earlier run's checkpoints.
 # Usage: resume.sh BIN_DIR
-set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 BIN=$1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 export OMP_WAIT_POLICY=passive
-failures=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; failures=$((failures + 1)); }
 
-for i in $(seq 1 300); do echo "line $i: the quick brown fox $((i * 7919 % 1009)) jumps over the lazy dog"; done >"$work/text.txt"
-"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || {
-  echo "FAIL gpt-prepare"; exit 1; }
+fox_text 300 "$work/text.txt"
+"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || die gpt-prepare
 
 common=(--train-data "$work/data/train_*.bin" --val-data "$work/data/val_*.bin" --device cpu --n-layer 2
         --n-head 2 --n-embd 32 --max-seq-len 32 --seq-len 32 --batch-size 4 --warmup-steps 3 --lr 0.01)
 pretrain() { "$BIN/gpt-pretrain" "$@" 2>>"$work/stderr.log"; }
-# log.jsonl without the timing field: step, train_loss, lr, grad_norm, val_loss, val_bpb.
-losses() { sed -E 's/"tokens_per_s":[^,}]*,?//' "$1"; }
 final() { echo "$1/$(cat "$1/latest")"; }
 # same RUN_A RUN_B: identical logs, final weights and optimizer state.
 same() {
-  diff <(losses "$1/log.jsonl") <(losses "$2/log.jsonl") >/dev/null &&
-    cmp -s "$1/model.safetensors" "$2/model.safetensors" &&
+  same_run "$1" "$2" &&
     cmp -s "$(final "$1")/model.safetensors" "$(final "$2")/model.safetensors" &&
     cmp -s "$(final "$1")/optimizer.safetensors" "$(final "$2")/optimizer.safetensors"
 }
-loadable() { "$BIN/gpt-export" --checkpoint "$1" --format llmc --out "$work/probe.bin" --force 2>/dev/null; }
 
 # ---- 1. exact resume, 2 and 3 threads ----------------------------------------------------------------
 for t in 2 3; do
@@ -68,11 +58,7 @@ long=("${common[@]}" --steps 600 --eval-every 200 --save-every 50 --threads 2)
 pretrain "${long[@]}" --out "$work/uninterrupted"
 "$BIN/gpt-pretrain" "${long[@]}" --out "$work/sig" 2>"$work/sig.err" &
 pid=$!
-for _ in $(seq 1 3000); do
-  [[ -f $work/sig/log.jsonl && $(grep -c . "$work/sig/log.jsonl") -ge 80 ]] && break
-  kill -0 $pid 2>/dev/null || break
-  sleep 0.01
-done
+wait_for_log "$work/sig/log.jsonl" 80 $pid
 kill -TERM $pid 2>/dev/null
 wait $pid
 rc=$?
@@ -95,10 +81,7 @@ big=(--train-data "$work/data/train_*.bin" --device cpu --n-layer 4 --n-head 4 -
      --seq-len 64 --batch-size 8 --steps 1000 --save-every 1 --threads 2)
 "$BIN/gpt-pretrain" "${big[@]}" --out "$work/twice" 2>"$work/twice.err" &
 pid=$!
-for _ in $(seq 1 6000); do
-  [[ -f $work/twice/log.jsonl && $(grep -c . "$work/twice/log.jsonl") -ge 2 ]] && break
-  sleep 0.01
-done
+wait_for_log "$work/twice/log.jsonl" 2 $pid . 6000
 kill -TERM $pid; sleep 0.05; kill -TERM $pid
 wait $pid
 rc=$?
@@ -135,17 +118,6 @@ for delay in 0.7 1.1 1.6; do
 done
 
 # ---- 5. bad checkpoints are reported, and nothing is written -------------------------------------------
-# expect_error NAME PATTERN CMD...: fails with one stderr line matching PATTERN.
-expect_error() {
-  local name=$1 pattern=$2
-  shift 2
-  local err rc
-  err=$("$@" 2>&1 >/dev/null)
-  rc=$?
-  if [[ $rc -ne 0 && $(printf '%s\n' "$err" | grep -c .) -eq 1 ]] && grep -q -- "$pattern" <<<"$err"; then
-    ok "$name: $err"
-  else bad "$name: rc=$rc: $err"; fi
-}
 flip_byte() {  # FILE OFFSET
   local b
   b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
@@ -181,5 +153,4 @@ if pretrain "${common[@]}" --steps 2 --out "$work/straight2" --overwrite true &&
   ok "--overwrite true starts over"
 else bad "--overwrite"; fi
 
-echo "$failures failure(s)"
-exit $failures
+finish

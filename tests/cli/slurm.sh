@@ -8,14 +8,10 @@
 # Exits 77 (skipped, with the reason) when the cluster cannot start here (not root, no packages,
 # a daemon that does not come up) or mpirun is missing. Stops the daemons it started.
 # Usage: slurm.sh BIN_DIR
-set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 BIN=$(cd "$1" && pwd)
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d)
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1
-failures=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; failures=$((failures + 1)); }
 command -v mpirun >/dev/null || { echo "SKIP: no mpirun (apt install openmpi-bin)"; exit 77; }
 
 dir=${SLURM_LOCAL_DIR:-/tmp/gpt-slurm}
@@ -25,30 +21,24 @@ state=$(bash "$ROOT/scripts/slurm_local.sh" status 2>/dev/null)
 bash "$ROOT/scripts/slurm_local.sh" start >"$work/start.log" 2>&1
 rc=$?
 if [[ $rc -eq 77 ]]; then
-  echo "SKIP: a one-node Slurm cannot start on this machine:"; tail -5 "$work/start.log"; rm -rf "$work"; exit 77
+  echo "SKIP: a one-node Slurm cannot start on this machine:"; tail -5 "$work/start.log"; exit 77
 elif [[ $rc -ne 0 ]]; then
-  echo "FAIL scripts/slurm_local.sh start (rc $rc):"; tail -20 "$work/start.log"; rm -rf "$work"; exit 1
+  echo "FAIL scripts/slurm_local.sh start (rc $rc):"; tail -20 "$work/start.log"; exit 1
 fi
-cleanup() {
-  [[ $started -eq 1 ]] && bash "$ROOT/scripts/slurm_local.sh" stop >/dev/null 2>&1
-  rm -rf "$work"
+at_exit() {
+  if [[ $started -eq 1 ]]; then bash "$ROOT/scripts/slurm_local.sh" stop >/dev/null 2>&1; fi
 }
-trap cleanup EXIT
 # shellcheck disable=SC1091
 source "$dir/env.sh"
 echo "ok   one-node Slurm up: $(sinfo -h -o '%P %a %D %t %N' 2>/dev/null)"
 
-for i in $(seq 1 400); do echo "line $i: the quick brown fox $((i * 7919 % 1009)) jumps over the lazy dog"; done >"$work/text.txt"
-"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || { echo "FAIL gpt-prepare"; exit 1; }
+fox_text 400 "$work/text.txt"
+"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || die gpt-prepare
 common=(--train-data "$work/data/train_*.bin" --val-data "$work/data/val_*.bin" --device cpu --n-layer 2
         --n-head 2 --n-embd 32 --max-seq-len 32 --seq-len 32 --batch-size 4 --total-batch-tokens 1024
         --warmup-steps 2 --lr 0.01 --eval-every 3 --val-max-batches 4 --steps 6 --threads 1)
-losses() { sed -E 's/"(tokens_per_s|comm_bytes|comm_ms)":[^,}]*,?//g; s/,}/}/' "$1"; }
-same_run() {
-  diff <(losses "$1/log.jsonl") <(losses "$2/log.jsonl") >/dev/null && cmp -s "$1/model.safetensors" "$2/model.safetensors"
-}
 
-"$BIN/gpt-pretrain" "${common[@]}" --out "$work/one" 2>"$work/one.err" || { echo "FAIL single run: $(tail -2 "$work/one.err")"; exit 1; }
+"$BIN/gpt-pretrain" "${common[@]}" --out "$work/one" 2>"$work/one.err" || die "single run: $(tail -2 "$work/one.err")"
 mpirun --oversubscribe --bind-to none -np 2 "$BIN/gpt-pretrain" "${common[@]}" --out "$work/mpi" 2>"$work/mpi.err" >/dev/null
 timeout 300 srun -n 2 --overcommit --mpi=pmix --time=5 -J gpt-test "$BIN/gpt-pretrain" "${common[@]}" --out "$work/srun" \
   2>"$work/srun.err" >/dev/null
@@ -78,5 +68,4 @@ if [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q 'error: rank 1 of 2: injected failu
   ok "a failing rank under srun ends the step in $((SECONDS - start)) s (rc $rc), naming rank 1"
 else bad "failing rank under srun: rc $rc: $(tail -3 "$work/fail.err")"; fi
 
-if [[ $failures -gt 0 ]]; then echo "$failures check(s) failed"; exit 1; fi
-echo "all Slurm checks passed"
+finish "all Slurm checks passed"

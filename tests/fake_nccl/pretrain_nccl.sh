@@ -8,29 +8,22 @@
 #   3. enqueue its reduce-scatters and all-gathers on one stream that is neither the legacy default
 #      stream nor the one the host collectives use (the backend's), as the fake's log records.
 # Usage: pretrain_nccl.sh BIN_DIR
-set -uo pipefail
+source "$(dirname "$0")/../cli/lib.sh"
 BIN=$1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 # One schedule per launch is enough here: the kernels' schedules are the kernel tests' business.
 export GPT_CUDA_EMU_SCHEDULES=${GPT_CUDA_EMU_SCHEDULES:-index:lockstep:issue:1}
-failures=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; failures=$((failures + 1)); }
 
-for i in $(seq 1 200); do echo "line $i: the quick brown fox $((i * 7919 % 1009)) jumps over the lazy dog"; done >"$work/text.txt"
-"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || {
-  echo "FAIL gpt-prepare"; exit 1; }
+fox_text 200 "$work/text.txt"
+"$BIN/gpt-prepare" --tokenizer bytes --input "$work/text.txt" --out "$work/data" 2>/dev/null || die gpt-prepare
 
 common=(--train-data "$work/data/train_*.bin" --val-data "$work/data/val_*.bin" --device cuda
         --n-layer 1 --n-head 2 --n-embd 32 --max-seq-len 16 --seq-len 16 --batch-size 2
         --total-batch-tokens 64 --warmup-steps 1 --lr 0.01 --steps 2 --eval-every 2
         --val-max-batches 1 --progress plain)
-losses() { sed -E 's/"(tokens_per_s|comm_bytes|comm_ms)":[^,}]*,?//g; s/,}/}/' "$1"; }
 
 if ! "$BIN/gpt-pretrain" "${common[@]}" --dist single --out "$work/single" 2>"$work/single.err" >/dev/null; then
-  echo "FAIL --dist single on the emulated GPU: $(tail -3 "$work/single.err")"; exit 1
+  die "--dist single on the emulated GPU: $(tail -3 "$work/single.err")"
 fi
 
 export GPT_FAKE_NCCL_IN_PROGRESS=3 GPT_FAKE_NCCL_LOG=$work/nccl.log
@@ -51,8 +44,7 @@ if grep -q '^ncclCommInitRankConfig blocking=0' "$work/nccl.log" &&
   ok "init, collectives and finalize answered ncclInProgress and were polled through, no misuse"
 else bad "the fake's log: $(grep -m3 'error\|Init' "$work/nccl.log")"; fi
 
-if diff <(losses "$work/single/log.jsonl") <(losses "$work/nccl/log.jsonl") >/dev/null &&
-   cmp -s "$work/single/model.safetensors" "$work/nccl/model.safetensors"; then
+if same_run "$work/single" "$work/nccl"; then
   ok "--dist nccl gives --dist single's losses and weights bit for bit"
 else bad "--dist nccl differs from --dist single:"; diff <(losses "$work/single/log.jsonl") <(losses "$work/nccl/log.jsonl") | head -4; fi
 
@@ -64,5 +56,4 @@ if [[ -n $data && $(wc -l <<<"$data") -eq 1 && $data != "(nil)" && $data != 0x0 
   ok "reduce-scatter and all-gather ran on one stream of their own ($data; host collectives: $host)"
 else bad "data-path streams '$data', host streams '$host'"; fi
 
-if [[ $failures -gt 0 ]]; then echo "$failures check(s) failed"; exit 1; fi
-echo "all fake-NCCL pretrain checks passed"
+finish "all fake-NCCL pretrain checks passed"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cross-checks engine/metrics (through metrics_tool) against the reference Python packages.
+"""Cross-checks eval/metrics (through metrics_tool) against the reference Python packages.
 
 1. sacrebleu: the 13a tokenizer on every line of Multi30k val/test (en, de) and on random strings
    built from the characters its rules care about; corpus_bleu on 1,000 Multi30k val.en references

@@ -1,4 +1,4 @@
-// metrics_tool: runs engine/metrics on the inputs of a JSON request and prints our scores as JSON,
+// metrics_tool: runs eval/metrics on the inputs of a JSON request and prints our scores as JSON,
 // for tests/reference/check_metrics.py to compare with sacrebleu, rouge-score, NLTK and
 // scikit-learn. Usage:
 //
@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/metrics.h"
+#include "eval/metrics.h"
 
 namespace {
 

@@ -1,7 +1,7 @@
 // Evaluation metrics. The text metrics follow their reference packages rule by rule; the comments
 // name the rule of the package each piece reproduces (sacrebleu 2.x, rouge-score 0.1.2, NLTK 3.x
-// PorterStemmer, scikit-learn 1.x). See engine/metrics.h and docs/metrics.md.
-#include "engine/metrics.h"
+// PorterStemmer, scikit-learn 1.x). See eval/metrics.h and docs/metrics.md.
+#include "eval/metrics.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,11 +1,11 @@
 // The Porter stemmer as NLTK's PorterStemmer applies it by default (NLTK_EXTENSIONS mode), which
-// rouge-score's use_stemmer=True uses; declared in engine/metrics.h, tested word for word against
+// rouge-score's use_stemmer=True uses; declared in eval/metrics.h, tested word for word against
 // NLTK (tests/test_metrics.cpp).
 #include <string>
 #include <string_view>
 #include <unordered_map>
 
-#include "engine/metrics.h"
+#include "eval/metrics.h"
 
 namespace gpt {
 

@@ -1,0 +1,258 @@
+// Tests of the CPU kernels of the Llama family's ops (kernels/rmsnorm, rope, swiglu), in the manner
+// of tests/test_kernels.cpp: forwards against formulas written out here, backwards against central
+// finite differences in double through L = sum(out · R), outputs poisoned with NaN, accumulating
+// gradients pre-filled, reductions bitwise identical for any thread count.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu.h"
+#include "tests/numeric_check.h"
+
+namespace gpt::cpu {
+namespace {
+
+using namespace gpt::numeric_check;
+
+// ------------------------------------------------------------------------------------------------
+// RMSNorm
+
+TEST(RmsNorm, ForwardMatchesFormula) {
+  std::mt19937_64 rng(41);
+  const int N = 5, C = 37;
+  const double eps = 1e-6;
+  const Vec x = random_vector(static_cast<size_t>(N) * C, rng, -2.0, 3.0);
+  const Vec w = random_vector(C, rng, 0.5, 1.5);
+  Vec ref(x.size()), ref_rstd(N);
+  for (int i = 0; i < N; ++i) {  // out = x / sqrt(mean(x²) + eps) · w
+    double ms = 0.0;
+    for (int c = 0; c < C; ++c) ms += x[i * C + c] * x[i * C + c] / C;
+    ref_rstd[i] = 1.0 / std::sqrt(ms + eps);
+    for (int c = 0; c < C; ++c) ref[i * C + c] = x[i * C + c] / std::sqrt(ms + eps) * w[c];
+  }
+  Vec out(x.size(), kNaN), rstd(N, kNaN);
+  rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, eps);
+  EXPECT_LT(rel_error(out, ref), kDoubleTol);
+  EXPECT_LT(rel_error(rstd, ref_rstd), kDoubleTol);
+
+  const std::vector<float> xf = to_float(x), wf = to_float(w);
+  std::vector<float> outf(x.size(), NAN), rstdf(N, NAN);
+  rmsnorm_forward(outf.data(), rstdf.data(), xf.data(), wf.data(), N, C, eps);
+  EXPECT_LT(rel_error(outf, ref), kFloatTol);
+  EXPECT_LT(rel_error(rstdf, ref_rstd), kFloatTol);
+}
+
+TEST(RmsNorm, BackwardMatchesFiniteDifferences) {
+  std::mt19937_64 rng(42);
+  const int N = 3, C = 37;  // two full column blocks of the weight reduction and a tail
+  const double eps = 1e-5;
+  Vec x = random_vector(static_cast<size_t>(N) * C, rng, -2.0, 3.0);
+  Vec w = random_vector(C, rng, 0.5, 1.5);
+  const Vec R = random_vector(x.size(), rng);
+  Vec out(x.size()), rstd(N);
+  auto loss = [&] {
+    rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, eps);
+    return dot(out, R);
+  };
+  const Vec num_dx = numeric_gradient(x, loss);
+  const Vec num_dw = numeric_gradient(w, loss);
+  loss();
+
+  const Vec pre_dx = random_vector(x.size(), rng);  // both accumulate
+  const Vec pre_dw = random_vector(C, rng);
+  Vec dx = pre_dx, dw = pre_dw;
+  rmsnorm_backward(dx.data(), dw.data(), R.data(), x.data(), w.data(), rstd.data(), N, C);
+  EXPECT_LT(rel_error(minus(dx, pre_dx), num_dx), kGradTol);
+  EXPECT_LT(rel_error(minus(dw, pre_dw), num_dw), kGradTol);
+
+  Vec dx2 = pre_dx, dw2 = pre_dw;  // either may be skipped; the other is unchanged
+  rmsnorm_backward(dx2.data(), static_cast<double*>(nullptr), R.data(), x.data(), w.data(),
+                   rstd.data(), N, C);
+  rmsnorm_backward(static_cast<double*>(nullptr), dw2.data(), R.data(), x.data(), w.data(),
+                   rstd.data(), N, C);
+  EXPECT_TRUE(same_bits(dx2, dx));
+  EXPECT_TRUE(same_bits(dw2, dw));
+}
+
+TEST(RmsNorm, WeightGradientSameBitsForAnyThreadCount) {
+  std::mt19937_64 rng(43);
+  const int N = 301, C = 70;
+  const std::vector<float> x = to_float(random_vector(static_cast<size_t>(N) * C, rng));
+  const std::vector<float> w = to_float(random_vector(C, rng));
+  const std::vector<float> dout = to_float(random_vector(x.size(), rng));
+  std::vector<float> out(x.size()), rstd(N);
+  rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5);
+  std::vector<std::vector<float>> results;
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    std::vector<float> dx(x.size(), 0.0f), dw(C, 0.0f);
+    rmsnorm_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), N, C);
+    dx.insert(dx.end(), dw.begin(), dw.end());
+    results.push_back(dx);
+  }
+  omp_set_num_threads(saved);
+  EXPECT_TRUE(same_bits(results[0], results[1]));
+  EXPECT_TRUE(same_bits(results[0], results[2]));
+}
+
+// ------------------------------------------------------------------------------------------------
+// RoPE
+
+// Hugging Face's formulation written out: emb = cat(freqs, freqs), y = x · cos(emb) +
+// rotate_half(x) · sin(emb) with rotate_half(x) = cat(-x2, x1).
+Vec rope_reference(const Vec& x, const std::vector<double>& inv_freq, int B, int T, int n_heads,
+                   int D, int stride, int pos0) {
+  Vec y = x;
+  for (int r = 0; r < B * T; ++r) {
+    const int p = pos0 + r % T;
+    for (int h = 0; h < n_heads; ++h) {
+      const size_t base = static_cast<size_t>(r) * stride + static_cast<size_t>(h) * D;
+      for (int d = 0; d < D; ++d) {
+        const double angle = p * inv_freq[d % (D / 2)];
+        const double rotated = d < D / 2 ? -x[base + d + D / 2] : x[base + d - D / 2];
+        y[base + d] = x[base + d] * std::cos(angle) + rotated * std::sin(angle);
+      }
+    }
+  }
+  return y;
+}
+
+struct RopeCase {
+  int B = 2, T = 5, n_heads = 3, D = 6, stride = 3 * 6 + 2 * 6, pos0 = 0;
+};
+
+TEST(Rope, ForwardMatchesRotateHalfFormula) {
+  std::mt19937_64 rng(44);
+  for (const RopeCase& k : {RopeCase{}, RopeCase{1, 3, 2, 8, 24, 7}}) {
+    const double theta = 10000.0;
+    const int max_T = k.pos0 + k.T;
+    const std::vector<double> inv_freq = rope_inverse_frequencies(k.D, theta, {});
+    for (int i = 0; i < k.D / 2; ++i)
+      EXPECT_DOUBLE_EQ(inv_freq[i], std::pow(theta, -2.0 * i / k.D));
+    Vec cos(static_cast<size_t>(max_T) * k.D / 2), sin(cos.size());
+    rope_table(cos.data(), sin.data(), max_T, k.D, theta, {});
+    const Vec x = random_vector(static_cast<size_t>(k.B) * k.T * k.stride, rng);
+    const Vec ref = rope_reference(x, inv_freq, k.B, k.T, k.n_heads, k.D, k.stride, k.pos0);
+    Vec y = x;
+    rope_forward(y.data(), cos.data(), sin.data(), k.B, k.T, k.n_heads, k.D, k.stride, k.pos0);
+    EXPECT_LT(rel_error(y, ref), kDoubleTol);
+    for (int r = 0; r < k.B * k.T; ++r)  // the value heads are untouched
+      for (int c = k.n_heads * k.D; c < k.stride; ++c)
+        EXPECT_EQ(y[static_cast<size_t>(r) * k.stride + c], x[static_cast<size_t>(r) * k.stride + c]);
+  }
+}
+
+TEST(Rope, BackwardMatchesFiniteDifferences) {
+  std::mt19937_64 rng(45);
+  const RopeCase k{2, 4, 3, 10, 3 * 10 + 10, 2};
+  const int max_T = k.pos0 + k.T;
+  Vec cos(static_cast<size_t>(max_T) * k.D / 2), sin(cos.size());
+  rope_table(cos.data(), sin.data(), max_T, k.D, 500.0, {});
+  Vec x = random_vector(static_cast<size_t>(k.B) * k.T * k.stride, rng);
+  const Vec R = random_vector(x.size(), rng);
+  Vec y;
+  auto loss = [&] {
+    y = x;
+    rope_forward(y.data(), cos.data(), sin.data(), k.B, k.T, k.n_heads, k.D, k.stride, k.pos0);
+    return dot(y, R);
+  };
+  const Vec num_dx = numeric_gradient(x, loss);
+  Vec dx = R;  // in place, overwritten
+  rope_backward(dx.data(), cos.data(), sin.data(), k.B, k.T, k.n_heads, k.D, k.stride, k.pos0);
+  EXPECT_LT(rel_error(dx, num_dx), kGradTol);
+}
+
+// Llama 3's scaling, by its defining properties rather than by its formula: wavelengths shorter
+// than original_context / high_freq_factor keep their frequency, those longer than
+// original_context / low_freq_factor are divided by factor, and the blend in between moves
+// monotonically from one to the other.
+TEST(Rope, Llama3ScalingKeepsHighDividesLowBlendsBetween) {
+  const double kPi = 3.14159265358979323846;
+  const RopeScaling scaling{8.0, 1.0, 4.0, 64};  // λ_high = 16, λ_low = 64
+  const int D = 64;
+  const double theta = 10000.0;
+  const std::vector<double> plain = rope_inverse_frequencies(D, theta, {});
+  const std::vector<double> scaled = rope_inverse_frequencies(D, theta, scaling);
+  int kept = 0, divided = 0, blended = 0;
+  double previous_ratio = 1.0;
+  for (int i = 0; i < D / 2; ++i) {
+    const double wavelength = 2 * kPi / plain[i];
+    const double ratio = scaled[i] / plain[i];
+    if (wavelength < 16.0) {
+      EXPECT_EQ(scaled[i], plain[i]) << i;
+      ++kept;
+    } else if (wavelength > 64.0) {
+      EXPECT_NEAR(ratio, 1.0 / 8.0, 1e-15) << i;
+      ++divided;
+    } else {
+      EXPECT_LE(ratio, 1.0) << i;
+      EXPECT_GE(ratio, 1.0 / 8.0) << i;
+      ++blended;
+    }
+    EXPECT_LE(ratio, previous_ratio + 1e-15) << i;  // longer wavelengths: never less scaled
+    previous_ratio = ratio;
+  }
+  EXPECT_GT(kept, 0);
+  EXPECT_GT(divided, 0);
+  EXPECT_GT(blended, 0);
+  EXPECT_THROW(rope_inverse_frequencies(7, theta, {}), std::invalid_argument);
+}
+
+// ------------------------------------------------------------------------------------------------
+// SwiGLU
+
+TEST(SwiGlu, ForwardMatchesFormula) {
+  std::mt19937_64 rng(46);
+  const int N = 4, H = 13;
+  const Vec x = random_vector(static_cast<size_t>(N) * 2 * H, rng, -6.0, 6.0);
+  Vec ref(static_cast<size_t>(N) * H);
+  for (int n = 0; n < N; ++n)
+    for (int j = 0; j < H; ++j) {
+      const double g = x[n * 2 * H + j], u = x[n * 2 * H + H + j];
+      ref[n * H + j] = g / (1.0 + std::exp(-g)) * u;
+    }
+  Vec out(ref.size(), kNaN);
+  swiglu_forward(out.data(), x.data(), N, H);
+  EXPECT_LT(rel_error(out, ref), kDoubleTol);
+  std::vector<float> outf(ref.size(), NAN);
+  swiglu_forward(outf.data(), to_float(x).data(), N, H);
+  EXPECT_LT(rel_error(outf, ref), kFloatTol);
+
+  // Very negative gates: exp overflows, σ is 0, no NaN.
+  const std::vector<float> extreme = {-1000.0f, 3.0f};
+  std::vector<float> y(1, NAN), dx(2, NAN);
+  const std::vector<float> dy = {1.0f};
+  swiglu_forward(y.data(), extreme.data(), 1, 1);
+  swiglu_backward(dx.data(), extreme.data(), dy.data(), 1, 1);
+  EXPECT_EQ(y[0], 0.0f);
+  EXPECT_FALSE(std::isnan(dx[0]));
+  EXPECT_FALSE(std::isnan(dx[1]));
+}
+
+TEST(SwiGlu, BackwardMatchesFiniteDifferencesAndMayRunInPlace) {
+  std::mt19937_64 rng(47);
+  const int N = 3, H = 11;
+  Vec x = random_vector(static_cast<size_t>(N) * 2 * H, rng, -4.0, 4.0);
+  const Vec R = random_vector(static_cast<size_t>(N) * H, rng);
+  Vec out(R.size());
+  auto loss = [&] {
+    swiglu_forward(out.data(), x.data(), N, H);
+    return dot(out, R);
+  };
+  const Vec num_dx = numeric_gradient(x, loss);
+  Vec dx(x.size(), kNaN);  // overwritten
+  swiglu_backward(dx.data(), x.data(), R.data(), N, H);
+  EXPECT_LT(rel_error(dx, num_dx), kGradTol);
+  Vec in_place = x;  // dinp may alias inp
+  swiglu_backward(in_place.data(), in_place.data(), R.data(), N, H);
+  EXPECT_TRUE(same_bits(in_place, dx));
+}
+
+}  // namespace
+}  // namespace gpt::cpu
