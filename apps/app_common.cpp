@@ -6,7 +6,6 @@
 #include <stdexcept>
 
 #include "engine/checkpoint.h"
-#include "models/gpt_interop.h"
 
 namespace fs = std::filesystem;
 
@@ -21,18 +20,6 @@ std::unique_ptr<Backend> make_app_backend(const std::string& device, const std::
     dt = dtype_from_name(dtype);
   }
   return make_backend(device, dt);
-}
-
-LoadedModel load_app_model(const std::string& path, Backend& backend, int max_batch, int max_seq) {
-  LoadedModel out;
-  const WeightsFormat format = detect_weights_format(path);
-  out.format = weights_format_name(format);
-  out.path = path;
-  GptWeights w = load_weights(path);
-  const int seq = max_seq > 0 ? max_seq : w.config.max_seq_len;
-  out.model = std::make_unique<GptModel>(w.config, backend, max_batch, seq);
-  upload_weights(*out.model, w);
-  return out;
 }
 
 namespace {

@@ -31,7 +31,7 @@
 #include <optional>
 
 #include "apps/app_common.h"
-#include "apps/finetune_method.h"
+#include "models/trainability.h"
 #include "apps/options.h"
 #include "apps/signals.h"
 #include "apps/training_run.h"
@@ -42,6 +42,7 @@
 #include "engine/rng.h"
 #include "engine/trainer.h"
 #include "models/finetune_io.h"
+#include "models/loader.h"
 #include "models/gpt_interop.h"
 #include "models/gpt_io.h"
 
@@ -55,7 +56,7 @@ namespace {
 // (replayed text trains the language-model head and the body).
 class ReplayAwareModel : public gpt::TrainableModel {
  public:
-  explicit ReplayAwareModel(gpt::GptModel& model) : model_(model) {}
+  explicit ReplayAwareModel(gpt::LanguageModel& model) : model_(model) {}
   void set_kind(const int32_t* tokens, bool replay) { kinds_[tokens] = replay; }
   gpt::Backend& backend() override { return model_.backend(); }
   double forward(const int32_t* tokens, const int32_t* targets, int B, int T) override {
@@ -73,7 +74,7 @@ class ReplayAwareModel : public gpt::TrainableModel {
   std::vector<gpt::ParamGroup> parameters() override { return model_.parameters(); }
 
  private:
-  gpt::GptModel& model_;
+  gpt::LanguageModel& model_;
   std::map<const int32_t*, bool> kinds_;
 };
 
@@ -173,7 +174,7 @@ gpt::LoraConfig parse_lora(const FinetuneSettings& s) {
   return gpt::parse_lora_settings(s.lora_rank, s.lora_alpha, s.lora_targets);
 }
 
-// The trainable parameters of --method (apps/finetune_method.h, shared with gpt-plan).
+// The trainable parameters of --method (models/trainability.h, shared with gpt-plan).
 gpt::FinetuneMethod finetune_method(const FinetuneSettings& s, const gpt::LoraConfig& lora) {
   gpt::FinetuneMethod m;
   m.method = s.method;
@@ -241,7 +242,7 @@ int run(int argc, char** argv) {
   gpt::Backend* backend = &run.backend();
   // The weights to start from: the checkpoint's (base weights, adapters and head as trained) or --init.
   const std::string weights_from = resume ? resume->dir() : s.init;
-  const gpt::GptWeights probe_config = gpt::load_weights(weights_from);  // validates the weights fully
+  gpt::GptWeights probe_config = gpt::load_weights(weights_from);  // validates the weights fully
   const int context = probe_config.config.max_seq_len;
   if (s.seq_len == 0) s.seq_len = std::min(256, context);
   if (s.seq_len > context)
@@ -305,8 +306,11 @@ int run(int argc, char** argv) {
     throw std::invalid_argument("--metric accuracy needs a class head (class-id classification data)");
 
   // Model.
-  gpt::InferenceModel loaded = gpt::load_model_for_inference(weights_from, "", *backend, s.batch_size, s.seq_len);
-  gpt::GptModel& model = *loaded.model;
+  gpt::LoadOptions load;
+  load.max_batch = s.batch_size;
+  load.max_seq = s.seq_len;
+  gpt::LoadedModel loaded = gpt::load_model(std::move(probe_config), weights_from, *backend, load);
+  gpt::LanguageModel& model = *loaded.model;
   if (num_classes > 0) {
     if (loaded.has_class_head && model.num_classes() != num_classes)
       throw std::invalid_argument(weights_from + ": its class head has " + std::to_string(model.num_classes()) +
@@ -490,7 +494,7 @@ int run(int argc, char** argv) {
   auto save = [&](const gpt::StepRecord& r, double score) {
     gpt::CheckpointContents c;
     if (run.is_main()) {  // every rank holds the same weights
-      c.tensor_files.emplace_back("model.safetensors", gpt::gpt_weights_to_safetensors(gpt::download_weights(model)));
+      c.tensor_files.emplace_back("model.safetensors", model.weights_to_safetensors());
       if (model.lora_enabled()) c.tensor_files.emplace_back("adapter.safetensors", gpt::lora_to_safetensors(model));
       if (model.num_classes() > 0) c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
     }
@@ -513,7 +517,7 @@ int run(int argc, char** argv) {
     st["finetune_state"] = {{"loaders", loaders}, {"early_stopping", es}};
     if (replay) st["finetune_state"]["replay_rng"] = gpt::rng_state_to_json(replay_rng);
     st["finetune"] = {{"task", s.task}, {"method", s.method}, {"num_classes", num_classes}};
-    st["model_config"] = gpt::gpt_config_to_json(model.config());
+    st["model_config"] = model.config_json();
     st["config"] = resolved;
     return run.save_checkpoint(s.out, r.step, c, retention);
   };
@@ -573,10 +577,10 @@ int run(int argc, char** argv) {
     }
     model.merge_lora();
     gpt::CheckpointContents c;
-    c.tensor_files.emplace_back("model.safetensors", gpt::gpt_weights_to_safetensors(gpt::download_weights(model)));
+    c.tensor_files.emplace_back("model.safetensors", model.weights_to_safetensors());
     if (model.num_classes() > 0) c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
     c.copy_files = tokenizer_files;
-    c.state["model_config"] = gpt::gpt_config_to_json(model.config());
+    c.state["model_config"] = model.config_json();
     c.state["finetune"] = {{"task", s.task}, {"method", "lora (merged)"}, {"num_classes", num_classes}};
     c.state["config"] = resolved;
     const std::string dir = gpt::save_checkpoint(s.out + "/merged", best_step >= 0 ? best_step : s.steps, c, {});

@@ -15,6 +15,7 @@
 
 #include "apps/app_common.h"
 #include "apps/options.h"
+#include "models/loader.h"
 #include "models/sampler.h"
 
 namespace {
@@ -66,29 +67,32 @@ int run(int argc, char** argv) {
 
   const gpt::PrepareTokenizer tokenizer = gpt::load_app_tokenizer(tokenizer_spec, model_path);
   auto backend = gpt::make_app_backend(device, dtype);
-  gpt::LoadedModel loaded = gpt::load_app_model(model_path, *backend, 1, 0);
-  gpt::GptModel& model = *loaded.model;
-  model.freeze();  // sampling only: no gradients, one layer of activations
-  const gpt::GptConfig& cfg = model.config();
+  gpt::LoadOptions load;  // the language-model head, without a checkpoint's adapter
+  load.checkpoint_adapter = false;
+  load.head = gpt::HeadUse::kLanguageModel;
+  load.freeze = true;  // sampling only: no gradients, one layer of activations
+  gpt::LoadedModel loaded = gpt::load_model(model_path, *backend, load);
+  gpt::LanguageModel& model = *loaded.model;
+  const gpt::ModelShape cfg = model.shape();
   if (tokenizer.vocab_size() > cfg.vocab_size) {
     throw std::invalid_argument("the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
                                 " tokens but the model only " + std::to_string(cfg.vocab_size));
   }
   std::fprintf(stderr, "gpt-generate: %s model (%d layers, width %d, context %d) on %s\n",
-               loaded.format.c_str(), cfg.n_layer, cfg.n_embd, cfg.max_seq_len, backend->description().c_str());
+               loaded.format.c_str(), cfg.n_layer, cfg.n_embd, cfg.context, backend->description().c_str());
 
   const int eot = tokenizer.eot_token();
-  const int Vp = cfg.padded_vocab_size();
+  const int Vp = cfg.padded_vocab_size;
   for (const std::string& prompt : prompts) {
     std::vector<int32_t> ids;
     if (eot >= 0) ids.push_back(eot);  // the document start every training document had
     tokenizer.encode_append(prompt, &ids);
     const int P = static_cast<int>(ids.size());
-    if (P >= cfg.max_seq_len) {
+    if (P >= cfg.context) {
       throw std::invalid_argument("prompt of " + std::to_string(P) + " tokens does not fit the context of " +
-                                  std::to_string(cfg.max_seq_len) + " tokens");
+                                  std::to_string(cfg.context) + " tokens");
     }
-    const int budget = std::min(max_new_tokens, cfg.max_seq_len - P);
+    const int budget = std::min(max_new_tokens, cfg.context - P);
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<float> logits = model.prefill(ids.data(), 1, P);
     std::vector<int32_t> out;

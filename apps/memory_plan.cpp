@@ -6,6 +6,8 @@
 
 #include "engine/data_parallel.h"
 #include "engine/sizing.h"
+#include "models/gpt_io.h"
+#include "models/model.h"
 
 namespace gpt {
 
@@ -23,7 +25,9 @@ MemoryPlan plan_memory(const PlanRequest& r) {
 
   // The set-up of gpt-pretrain / gpt-finetune, in their order, on a backend that only counts.
   SizingBackend backend(r.device, r.dtype);
-  GptModel model(r.model, backend, r.batch, r.seq_len);
+  const std::unique_ptr<LanguageModel> model_ptr =
+      make_model("gpt2", gpt_config_to_json(r.model), "the model", backend, r.batch, r.seq_len);
+  LanguageModel& model = *model_ptr;
   if (task == "classify") model.enable_class_head(r.num_classes, 0);
   if (method.method == "lora") model.enable_lora(method.lora, 0);
   apply_trainable(model, method);
@@ -34,7 +38,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
   model.allocate_activations();  // what the first training step allocates
 
   MemoryPlan p;
-  const GptModel::MemoryUse use = model.memory_use();
+  const MemoryUse use = model.memory_use();
   p.parameters = use.parameters;
   p.gradients = use.gradients;
   p.activations = use.activations;

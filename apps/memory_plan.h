@@ -1,5 +1,5 @@
 // gpt-plan's library: the device memory a training run will hold, counted by running the run's own
-// set-up code (GptModel, its fine-tuning mode, DataParallel with ZeRO-1, AdamW) on the sizing
+// set-up code (the model, its fine-tuning mode, DataParallel with ZeRO-1, AdamW) on the sizing
 // backend (engine/sizing.h), which counts allocations and allocates nothing. The bytes are
 // therefore those gpt-pretrain and gpt-finetune allocate, arena by arena, with no second formula
 // to drift from them (tests/test_memory_plan.cpp builds the same models on the CPU backend and
@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <string>
 
-#include "apps/finetune_method.h"
+#include "models/trainability.h"
 #include "engine/backend.h"
 #include "models/gpt.h"
 

@@ -32,6 +32,8 @@
 #include "engine/trainer.h"
 #include "models/gpt.h"
 #include "models/gpt_interop.h"
+#include "models/loader.h"
+#include "models/model.h"
 #include "models/gpt_io.h"
 
 namespace fs = std::filesystem;
@@ -199,7 +201,22 @@ int run(int argc, char** argv) {
   // The job's ranks, this rank's device and backend, the data-parallel optimizer.
   gpt::TrainingRun run("gpt-pretrain", s);
   gpt::Backend* backend = &run.backend();
-  gpt::GptModel model(mc, *backend, s.batch_size, s.seq_len);
+  // The model: the start weights through the loader (models/loader.h), or initialised.
+  std::unique_ptr<gpt::LanguageModel> model_ptr;
+  if (start_weights) {
+    gpt::LoadOptions load;  // the weights alone, as trained
+    load.max_batch = s.batch_size;
+    load.max_seq = s.seq_len;
+    load.checkpoint_adapter = false;
+    load.head = gpt::HeadUse::kLanguageModel;
+    model_ptr = gpt::load_model(std::move(*start_weights), weights_source, *backend, load).model;
+    start_weights.reset();
+  } else {
+    model_ptr = gpt::make_model("gpt2", gpt::gpt_config_to_json(mc), "the model settings", *backend,
+                                s.batch_size, s.seq_len);
+    model_ptr->init_weights(static_cast<uint64_t>(s.seed));
+  }
+  gpt::LanguageModel& model = *model_ptr;
   gpt::DataParallel& dp = run.make_optimizer(model.parameters());
   gpt::AdamW& optimizer = dp.optimizer();
 
@@ -207,12 +224,6 @@ int run(int argc, char** argv) {
   long tokens_base = 0, step_base = 0;
   double best_val = std::nan("");
   long best_val_step = -1;
-  if (start_weights) {
-    gpt::upload_weights(model, *start_weights);
-    start_weights.reset();
-  } else {
-    model.init_weights(static_cast<uint64_t>(s.seed));
-  }
   if (resume) {
     const std::string state_path = resume->path("trainer_state.json");
     run.load_optimizer_state(*resume);
@@ -310,7 +321,7 @@ int run(int argc, char** argv) {
     gpt::CheckpointContents c;
     if (run.is_main())  // every rank holds the same weights
       c.tensor_files.emplace_back("model.safetensors",
-                                  gpt::gpt_weights_to_safetensors(gpt::download_weights(model)));
+                                  model.weights_to_safetensors());
     run.add_optimizer_state(c);  // collective: every rank's shard, on rank 0
     c.copy_files = tokenizer_files;
     nlohmann::json& st = c.state;
@@ -393,7 +404,7 @@ int run(int argc, char** argv) {
     final_dir = s.out + "/" + gpt::checkpoint_dir_name(last_saved);
 
   if (run.is_main()) {
-    gpt::save_gpt_weights(s.out + "/model.safetensors", model);
+    gpt::write_safetensors(s.out + "/model.safetensors", model.weights_to_safetensors());
     gpt::write_file_atomic(s.out + "/model_config.json", gpt::gpt_config_to_json(mc).dump(2) + "\n");
   }
   const auto& h = trainer.history();

@@ -156,10 +156,10 @@ ChoiceRows make_choice_rows(const EvalSettings& s, const PrepareTokenizer& tok,
 }
 
 // The summed loss and the number of ending tokens of every row, B rows per forward pass.
-void score_choice_rows(GptModel& model, const std::vector<ChoiceRow>& rows, int B, int32_t eot,
+void score_choice_rows(LanguageModel& model, const std::vector<ChoiceRow>& rows, int B, int32_t eot,
                        size_t items, const EvalConsole& console, std::vector<double>& row_loss,
                        std::vector<int64_t>& row_tokens) {
-  const int V = model.config().vocab_size, Vp = model.config().padded_vocab_size();
+  const int V = model.shape().vocab_size, Vp = model.shape().padded_vocab_size;
   row_loss.assign(rows.size(), 0.0);
   row_tokens.assign(rows.size(), 0);
   std::vector<int32_t> tokens;
@@ -220,7 +220,7 @@ ChoiceVerdicts judge_items(const std::vector<ChoiceItem>& items, const std::vect
   return v;
 }
 
-EvalReport choice_report(const EvalSettings& s, const EvalModel& m,
+EvalReport choice_report(const EvalSettings& s, const LoadedModel& m,
                          const std::vector<std::string>& files, size_t items,
                          const ChoiceRows& rows, ChoiceVerdicts verdicts) {
   const double n = static_cast<double>(items);
@@ -261,7 +261,7 @@ EvalReport run_choice_task(const EvalSettings& s, EvalContext& context) {
   check_tokenizer_fits(tok, config, s.model);
   const ChoiceRows rows = make_choice_rows(s, tok, items, config.max_seq_len);
 
-  EvalModel m = build_eval_model(std::move(w), s.model, s.adapter, context.backend, s.batch_size,
+  LoadedModel m = build_eval_model(std::move(w), s.model, s.adapter, context.backend, s.batch_size,
                                  rows.max_len, HeadUse::kLanguageModel);
   context.console.announce_start();
   std::vector<double> row_loss;

@@ -220,7 +220,7 @@ std::unique_ptr<LabelWordScorer> make_label_word_scorer(const EvalSettings& s, E
 }
 
 // The number of classes K: the class head's (which must match the data's), or the label words'.
-int class_count(const EvalSettings& s, const GptModel& model, bool head, int data_classes,
+int class_count(const EvalSettings& s, const LanguageModel& model, bool head, int data_classes,
                 const std::vector<std::string>& words) {
   const int K = head ? model.num_classes() : static_cast<int>(words.size());
   if (head && K != data_classes)
@@ -271,11 +271,11 @@ void cut_rows(const std::vector<int32_t>& in, int B, int T, int Tb, std::vector<
 
 // Every example (the first s.max_examples) through the model: with the class head when `scorer`
 // is null, else by label words.
-ClassifyTally classify_examples(const EvalSettings& s, GptModel& model, FinetuneLoader& loader,
+ClassifyTally classify_examples(const EvalSettings& s, LanguageModel& model, FinetuneLoader& loader,
                                 const LabelWordScorer* scorer, int K, int T,
                                 const EvalConsole& console) {
   const int B = s.batch_size;
-  const int Vp = model.config().padded_vocab_size();
+  const int Vp = model.shape().padded_vocab_size;
   const int64_t total = s.max_examples > 0
                             ? std::min<int64_t>(s.max_examples, loader.num_examples())
                             : loader.num_examples();
@@ -379,7 +379,7 @@ std::vector<EvalTable> classify_tables(const ClassificationReport& r,
   return tables;
 }
 
-EvalReport classify_report(const EvalSettings& s, const EvalModel& m, size_t shards, int T, int K,
+EvalReport classify_report(const EvalSettings& s, const LoadedModel& m, size_t shards, int T, int K,
                            const ClassifyTally& tally, const std::vector<std::string>& words,
                            const LabelWordScorer* scorer) {
   const ClassificationReport r = classification_report(tally.labels, tally.predictions, K);
@@ -424,7 +424,7 @@ EvalReport run_classify_task(const EvalSettings& s, EvalContext& context) {
   std::unique_ptr<LabelWordScorer> scorer;
   if (!head) scorer = make_label_word_scorer(s, context, words, eot, meta_path, config);
 
-  EvalModel m = build_eval_model(std::move(w), s.model, s.adapter, context.backend, s.batch_size, T,
+  LoadedModel m = build_eval_model(std::move(w), s.model, s.adapter, context.backend, s.batch_size, T,
                                  HeadUse::kClassHeadIfPresent);
   const int K = class_count(s, *m.model, head, loader.num_classes(), words);
   context.console.announce_start();

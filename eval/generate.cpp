@@ -135,7 +135,7 @@ struct Generations {
 };
 
 // Teacher-forced loss (summed) of the reference completion and its closing <|endoftext|>.
-double teacher_forced_loss(GptModel& model, const TokenExample& teacher, int64_t& loss_tokens) {
+double teacher_forced_loss(LanguageModel& model, const TokenExample& teacher, int64_t& loss_tokens) {
   const int T = static_cast<int>(teacher.tokens.size()) - 1;
   std::vector<int32_t> inputs(teacher.tokens.begin(), teacher.tokens.end() - 1);
   std::vector<int32_t> targets(static_cast<size_t>(T), -1);
@@ -148,7 +148,7 @@ double teacher_forced_loss(GptModel& model, const TokenExample& teacher, int64_t
 }
 
 // Up to `budget` tokens after the prompt with the KV cache; stops at <|endoftext|> (not kept).
-std::vector<int32_t> generate_tokens(GptModel& model, Sampler& sampler,
+std::vector<int32_t> generate_tokens(LanguageModel& model, Sampler& sampler,
                                      const std::vector<int32_t>& prompt, int budget, int32_t eot,
                                      bool& hit_eot) {
   const int P = static_cast<int>(prompt.size());
@@ -156,7 +156,7 @@ std::vector<int32_t> generate_tokens(GptModel& model, Sampler& sampler,
   std::vector<int32_t> out;
   hit_eot = false;
   for (int k = 0; k < budget; ++k) {
-    const int32_t next = sampler.sample(logits.data(), model.config().vocab_size);
+    const int32_t next = sampler.sample(logits.data(), model.shape().vocab_size);
     if (next == eot) {
       hit_eot = true;
       break;
@@ -168,7 +168,7 @@ std::vector<int32_t> generate_tokens(GptModel& model, Sampler& sampler,
 }
 
 // One example at a time: prompts differ in length, and the KV cache is per row.
-Generations generate_all(GptModel& model, Sampler& sampler, const PrepareTokenizer& tok,
+Generations generate_all(LanguageModel& model, Sampler& sampler, const PrepareTokenizer& tok,
                          const std::vector<GenerateExample>& examples, int ctx, int max_new_tokens,
                          const EvalConsole& console) {
   Generations gens;
@@ -336,7 +336,7 @@ std::vector<std::string> sample_lines(const std::vector<GenerateExample>& exampl
   return lines;
 }
 
-EvalReport generate_report(const EvalSettings& s, const EvalModel& m,
+EvalReport generate_report(const EvalSettings& s, const LoadedModel& m,
                            const std::vector<std::string>& files,
                            const std::vector<GenerateExample>& examples, const Generations& gens,
                            ExampleFormat format) {
@@ -382,7 +382,7 @@ EvalReport run_generate_task(const EvalSettings& s, EvalContext& context) {
   const std::vector<GenerateExample> examples =
       prepare_examples(s, tok, raw, files, fo.format, ctx);
 
-  EvalModel m = build_eval_model(std::move(w), s.model, s.adapter, context.backend, 1, ctx,
+  LoadedModel m = build_eval_model(std::move(w), s.model, s.adapter, context.backend, 1, ctx,
                                  HeadUse::kLanguageModel);
   context.console.announce_start();
   const Generations gens =

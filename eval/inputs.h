@@ -11,31 +11,18 @@
 #include "engine/backend.h"
 #include "models/gpt.h"
 #include "models/gpt_interop.h"
+#include "models/loader.h"
 
 namespace gpt {
-
-// What the task needs from the model: the language-model head (lm, generate, choice, and
-// classification by label words), or the class head when the checkpoint has one (classify).
-enum class HeadUse { kLanguageModel, kClassHeadIfPresent };
-
-struct EvalModel {
-  std::unique_ptr<GptModel> model;
-  std::string path;
-  std::string format;  // checkpoint, hf, llmc
-  bool has_adapter = false;
-  bool has_class_head = false;
-  bool class_head_ignored = false;  // the checkpoint has one, but the task uses the LM head
-  nlohmann::ordered_json describe() const;
-};
 
 // Whether `path` is a checkpoint whose directory holds head.safetensors.
 bool checkpoint_has_class_head(const std::string& path);
 
-// Allocates a model for (max_batch, max_seq) with the given weights (from load_weights(path)),
-// then applies what a fine-tuned checkpoint adds (models/finetune_io.h): its adapter.safetensors
-// (or `adapter`, an adapter file, instead) and, with kClassHeadIfPresent, its head.safetensors.
-EvalModel build_eval_model(GptWeights weights, const std::string& path, const std::string& adapter,
-                           Backend& backend, int max_batch, int max_seq, HeadUse use);
+// Allocates a model for (max_batch, max_seq) with the given weights (from load_weights(path)) for
+// evaluation (frozen), with a fine-tuned checkpoint's adapter (or `adapter` instead) and, with
+// kClassHeadIfPresent, its class head: models/loader.h.
+LoadedModel build_eval_model(GptWeights weights, const std::string& path, const std::string& adapter,
+                             Backend& backend, int max_batch, int max_seq, HeadUse use);
 
 // Finds a tokenizer: `spec` ("bytes", "gpt2", a directory) when not empty, else the one next to
 // `near` (the apps' load_app_tokenizer). Throws when there is none.

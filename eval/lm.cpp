@@ -14,7 +14,7 @@ namespace fs = std::filesystem;
 
 namespace gpt {
 
-LmScore score_lm(GptModel& model, const ValidationSet& set, int B, int T, int64_t max_windows,
+LmScore score_lm(LanguageModel& model, const ValidationSet& set, int B, int T, int64_t max_windows,
                  const EvalConsole& console, const std::string& label) {
   LmScore score;
   std::vector<int32_t> tokens(static_cast<size_t>(B) * T), targets(tokens.size());
@@ -69,7 +69,7 @@ struct LmRun {
   nlohmann::ordered_json model;
 };
 
-void note_ignored_head(const EvalModel& m, const EvalConsole& console) {
+void note_ignored_head(const LoadedModel& m, const EvalConsole& console) {
   if (m.class_head_ignored)
     console.note(m.path +
                  " has a class head (head.safetensors); this task uses the language-model head "
@@ -97,7 +97,7 @@ int score_runs(const EvalSettings& s, EvalContext& context, const nlohmann::json
                                   r.path + " (" + std::to_string(w.config.max_seq_len) +
                                   " tokens)" + (s.seq_len == 0 ? ": pass --seq-len" : ""));
     if (!set) set = std::make_unique<ValidationSet>(s.data, s.batch_size, T, vocab);
-    EvalModel m = build_eval_model(std::move(w), r.path, r.adapter, context.backend, s.batch_size,
+    LoadedModel m = build_eval_model(std::move(w), r.path, r.adapter, context.backend, s.batch_size,
                                    T, HeadUse::kLanguageModel);
     context.console.announce_start();
     note_ignored_head(m, context.console);

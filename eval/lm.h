@@ -26,7 +26,7 @@ struct LmScore {
 
 // Every window of the validation set (at most max_windows of them when > 0) through the model;
 // the loss is the sum over every target, so the mean is over tokens, not over batches.
-LmScore score_lm(GptModel& model, const ValidationSet& set, int B, int T, int64_t max_windows,
+LmScore score_lm(LanguageModel& model, const ValidationSet& set, int B, int T, int64_t max_windows,
                  const EvalConsole& console, const std::string& label);
 
 // UTF-8 bytes per token of the evaluated split, from meta.json: val_bytes / val_tokens when every

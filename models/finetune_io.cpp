@@ -1,13 +1,8 @@
 #include "models/finetune_io.h"
 
-#include <filesystem>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <vector>
-
-#include "engine/checkpoint.h"
-#include "models/gpt_interop.h"
-
-namespace fs = std::filesystem;
 
 namespace gpt {
 
@@ -56,18 +51,15 @@ int meta_int(const SafeTensorsFile& f, const std::string& path, const std::strin
 
 }  // namespace
 
-SafeTensorsFile lora_to_safetensors(GptModel& model) {
+SafeTensorsFile lora_to_safetensors(LanguageModel& model) {
   const LoraConfig& lc = model.lora_config();
   SafeTensorsFile f;
   f.metadata["format"] = "gpt-engine-lora";
   f.metadata["rank"] = std::to_string(lc.rank);
   f.metadata["alpha"] = std::to_string(lc.alpha);
-  std::string targets;
-  for (auto [on, name] : {std::pair{lc.qkv, "qkv"}, {lc.attproj, "attproj"}, {lc.fc, "fc"}, {lc.fcproj, "fcproj"}})
-    if (on) targets += (targets.empty() ? "" : ",") + std::string(name);
-  f.metadata["targets"] = targets;
-  f.metadata["n_layer"] = std::to_string(model.config().n_layer);
-  f.metadata["n_embd"] = std::to_string(model.config().n_embd);
+  f.metadata["targets"] = lora_targets_text(lc);
+  f.metadata["n_layer"] = std::to_string(model.shape().n_layer);
+  f.metadata["n_embd"] = std::to_string(model.shape().n_embd);
   for (auto& [name, t] : model.lora_tensors()) f.tensors.emplace_back(name, tensor_to_f32(model.backend(), t));
   return f;
 }
@@ -81,35 +73,27 @@ LoraConfig lora_config_from_safetensors(const SafeTensorsFile& file, const std::
   } catch (const std::exception&) {
     throw std::runtime_error(path + ": metadata field 'alpha' is not a number");
   }
-  lc.qkv = lc.attproj = lc.fc = lc.fcproj = false;
   const std::string targets = meta(file, path, "targets");
-  size_t start = 0;
-  while (start <= targets.size()) {
-    const size_t end = targets.find(',', start);
-    const std::string t = targets.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (t == "qkv") lc.qkv = true;
-    else if (t == "attproj") lc.attproj = true;
-    else if (t == "fc") lc.fc = true;
-    else if (t == "fcproj") lc.fcproj = true;
-    else throw std::runtime_error(path + ": metadata field 'targets': unknown target '" + t + "'");
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
+  // Every comma separates two names here: an empty list or name is an unknown target.
+  LoraTargetsParse parsed = set_lora_targets(lc, targets);
+  if (parsed.ok && (targets.empty() || targets.back() == ',')) parsed = LoraTargetsParse{false, ""};
+  if (!parsed.ok)
+    throw std::runtime_error(path + ": metadata field 'targets': unknown target '" + parsed.unknown + "'");
   return lc;
 }
 
-void load_lora(GptModel& model, const SafeTensorsFile& file, const std::string& path) {
+void load_lora(LanguageModel& model, const SafeTensorsFile& file, const std::string& path) {
   const int n_layer = meta_int(file, path, "n_layer"), n_embd = meta_int(file, path, "n_embd");
-  if (n_layer != model.config().n_layer || n_embd != model.config().n_embd) {
+  if (n_layer != model.shape().n_layer || n_embd != model.shape().n_embd) {
     throw std::runtime_error(path + ": adapter for a model with " + std::to_string(n_layer) + " layers of width " +
                              std::to_string(n_embd) + ", but this model has " +
-                             std::to_string(model.config().n_layer) + " layers of width " +
-                             std::to_string(model.config().n_embd));
+                             std::to_string(model.shape().n_layer) + " layers of width " +
+                             std::to_string(model.shape().n_embd));
   }
   for (auto& [name, t] : model.lora_tensors()) upload_checked(model.backend(), t, file, path, name);
 }
 
-SafeTensorsFile class_head_to_safetensors(GptModel& model) {
+SafeTensorsFile class_head_to_safetensors(LanguageModel& model) {
   SafeTensorsFile f;
   f.metadata["format"] = "gpt-engine-class-head";
   f.metadata["num_classes"] = std::to_string(model.num_classes());
@@ -122,41 +106,9 @@ int class_head_classes(const SafeTensorsFile& file, const std::string& path) {
   return meta_int(file, path, "num_classes");
 }
 
-void load_class_head(GptModel& model, const SafeTensorsFile& file, const std::string& path) {
+void load_class_head(LanguageModel& model, const SafeTensorsFile& file, const std::string& path) {
   upload_checked(model.backend(), model.class_param(0), file, path, "cls_w");
   upload_checked(model.backend(), model.class_param(1), file, path, "cls_b");
-}
-
-InferenceModel load_model_for_inference(const std::string& path, const std::string& adapter, Backend& backend,
-                                        int max_batch, int max_seq) {
-  InferenceModel out;
-  out.format = weights_format_name(detect_weights_format(path));
-  GptWeights w = load_weights(path);
-  out.model = std::make_unique<GptModel>(w.config, backend, max_batch, max_seq > 0 ? max_seq : w.config.max_seq_len);
-  upload_weights(*out.model, w);
-  std::string adapter_path = adapter;
-  if (out.format == std::string("checkpoint")) {
-    const Checkpoint ckpt = Checkpoint::open(resolve_checkpoint(path));
-    if (ckpt.has_file("head.safetensors")) {
-      const SafeTensorsFile head = ckpt.read_tensors("head.safetensors");
-      out.model->enable_class_head(class_head_classes(head, ckpt.path("head.safetensors")), 0);
-      load_class_head(*out.model, head, ckpt.path("head.safetensors"));
-      out.has_class_head = true;
-    }
-    if (adapter_path.empty() && ckpt.has_file("adapter.safetensors")) {
-      const SafeTensorsFile a = ckpt.read_tensors("adapter.safetensors");
-      out.model->enable_lora(lora_config_from_safetensors(a, ckpt.path("adapter.safetensors")), 0);
-      load_lora(*out.model, a, ckpt.path("adapter.safetensors"));
-      out.has_adapter = true;
-    }
-  }
-  if (!adapter_path.empty()) {
-    const SafeTensorsFile a = read_safetensors(adapter_path);
-    out.model->enable_lora(lora_config_from_safetensors(a, adapter_path), 0);
-    load_lora(*out.model, a, adapter_path);
-    out.has_adapter = true;
-  }
-  return out;
 }
 
 }  // namespace gpt

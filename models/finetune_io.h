@@ -5,38 +5,26 @@
 //   head.safetensors      class head: "cls_w" (K, C), "cls_b" (K); metadata num_classes
 //
 // An adapter file is also written on its own (OUT/adapter.safetensors, a few hundred KB) so it can be
-// shipped without the base model; load_model_for_inference applies it to any base of the same shape.
+// shipped without the base model; the loader (models/loader.h) applies it to any base of the same shape.
 #pragma once
 
-#include <memory>
 #include <string>
 
 #include "engine/safetensors.h"
 #include "models/gpt.h"
+#include "models/model.h"
 
 namespace gpt {
 
-SafeTensorsFile lora_to_safetensors(GptModel& model);
-SafeTensorsFile class_head_to_safetensors(GptModel& model);
+SafeTensorsFile lora_to_safetensors(LanguageModel& model);
+SafeTensorsFile class_head_to_safetensors(LanguageModel& model);
 // Reads the LoRA configuration from an adapter file's metadata (throws naming path and field).
 LoraConfig lora_config_from_safetensors(const SafeTensorsFile& file, const std::string& path);
 // Loads adapter tensors into a model that has LoRA enabled with the same configuration; checks
 // the shapes against the model and throws naming the file and tensor ("an adapter for another model
 // shape").
-void load_lora(GptModel& model, const SafeTensorsFile& file, const std::string& path);
+void load_lora(LanguageModel& model, const SafeTensorsFile& file, const std::string& path);
 int class_head_classes(const SafeTensorsFile& file, const std::string& path);
-void load_class_head(GptModel& model, const SafeTensorsFile& file, const std::string& path);
-
-// Loads weights from any format (models/gpt_interop.h) and, when `path` is a checkpoint holding
-// head.safetensors and/or adapter.safetensors, enables and loads them; `adapter` names an extra
-// adapter file to apply ("" for none). max_seq 0: the model's context.
-struct InferenceModel {
-  std::unique_ptr<GptModel> model;
-  std::string format;  // checkpoint, hf, llmc
-  bool has_adapter = false;
-  bool has_class_head = false;
-};
-InferenceModel load_model_for_inference(const std::string& path, const std::string& adapter,
-                                        Backend& backend, int max_batch, int max_seq);
+void load_class_head(LanguageModel& model, const SafeTensorsFile& file, const std::string& path);
 
 }  // namespace gpt

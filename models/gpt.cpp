@@ -12,26 +12,14 @@ namespace gpt {
 
 namespace {
 
-constexpr const char* kParamNames[kNumParams] = {
-    "wte",   "wpe",  "ln1_w", "ln1_b",    "qkv_w",    "qkv_b", "attproj_w", "attproj_b",
-    "ln2_w", "ln2_b", "fc_w", "fc_b", "fcproj_w", "fcproj_b", "lnf_w", "lnf_b"};
+bool is_stacked(Param p) { return param_spec(p).stacked; }
+bool is_decayed(Param p) { return param_spec(p).decayed; }
 
-}  // namespace
-
-namespace {
-
-bool is_stacked(Param p) {
-  return p != Param::wte && p != Param::wpe && p != Param::lnf_w && p != Param::lnf_b;
-}
-
-bool is_decayed(Param p) {
-  return p == Param::wte || p == Param::qkv_w || p == Param::attproj_w || p == Param::fc_w ||
-         p == Param::fcproj_w;
+Shape to_shape(const std::vector<int64_t>& s) {
+  return s.size() == 1 ? Shape{s[0]} : s.size() == 2 ? Shape{s[0], s[1]} : Shape{s[0], s[1], s[2]};
 }
 
 }  // namespace
-
-const char* param_name(Param p) { return kParamNames[static_cast<int>(p)]; }
 
 void GptConfig::validate() const {
   auto positive = [](int v, const char* name) {
@@ -48,18 +36,32 @@ void GptConfig::validate() const {
   }
 }
 
+namespace {
+
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+}  // namespace
+
 int64_t GptConfig::num_parameters() const {
-  const int64_t L = n_layer, C = n_embd, V = vocab_size, T = max_seq_len;
   // Counted with the real vocabulary (padded rows are always zero and not trained in effect).
-  return V * C + T * C + L * (2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + 4 * C * C + 4 * C +
-                              4 * C * C + C) +
-         2 * C;
+  int64_t n = 0;
+  for (int pi = 0; pi < kNumParams; ++pi) n += numel(gpt_param_shape(*this, static_cast<Param>(pi)));
+  return n - static_cast<int64_t>(padded_vocab_size() - vocab_size) * n_embd;
 }
 
 double GptConfig::flops_per_token(int seq_len) const {
-  const double L = n_layer, C = n_embd, V = vocab_size, T = seq_len;
-  const double matmul_params = L * 12.0 * C * C + V * C;  // block matrices + the tied lm head
-  return 6.0 * matmul_params + 6.0 * L * T * C;            // 6·N + attention (causal half of 12·L·T·C)
+  // The block matrices (the linear kind's weights) and the tied lm head (V real rows of wte).
+  int64_t matmul_params = static_cast<int64_t>(vocab_size) * n_embd;
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const ParamSpec& p = gpt_params()[pi];
+    if (p.kind == ParamKind::linear && !p.bias) matmul_params += numel(gpt_param_shape(*this, p.id));
+  }
+  const double L = n_layer, C = n_embd, T = seq_len;
+  return 6.0 * static_cast<double>(matmul_params) + 6.0 * L * T * C;  // 6·N + attention (causal half of 12·L·T·C)
 }
 
 GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int max_seq)
@@ -71,32 +73,15 @@ GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int
                                 " must be in [1, max_seq_len=" + std::to_string(config_.max_seq_len) +
                                 "]");
   }
-  const int64_t L = config_.n_layer, C = config_.n_embd, Vp = config_.padded_vocab_size();
-  const int64_t maxT = config_.max_seq_len;
   const DType dt = backend_.dtype();
 
   // Parameters (the gradients take the same layout, less what is frozen).
-  auto param_layout = [&]() {
-    ArenaLayout layout;
-    layout.add("wte", dt, {Vp, C});
-    layout.add("wpe", dt, {maxT, C});
-    layout.add("ln1_w", dt, {L, C});
-    layout.add("ln1_b", dt, {L, C});
-    layout.add("qkv_w", dt, {L, 3 * C, C});
-    layout.add("qkv_b", dt, {L, 3 * C});
-    layout.add("attproj_w", dt, {L, C, C});
-    layout.add("attproj_b", dt, {L, C});
-    layout.add("ln2_w", dt, {L, C});
-    layout.add("ln2_b", dt, {L, C});
-    layout.add("fc_w", dt, {L, 4 * C, C});
-    layout.add("fc_b", dt, {L, 4 * C});
-    layout.add("fcproj_w", dt, {L, C, 4 * C});
-    layout.add("fcproj_b", dt, {L, C});
-    layout.add("lnf_w", dt, {C});
-    layout.add("lnf_b", dt, {C});
-    return layout;
-  };
-  params_ = std::make_unique<Arena>(backend_, param_layout());
+  ArenaLayout param_layout;
+  for (int pi = 0; pi < kNumParams; ++pi) {
+    const Param p = static_cast<Param>(pi);
+    param_layout.add(param_name(p), dt, to_shape(gpt_param_shape(config_, p)));
+  }
+  params_ = std::make_unique<Arena>(backend_, std::move(param_layout));
   for (int pi = 0; pi < kNumParams; ++pi) {
     trainable_.emplace_back(is_stacked(static_cast<Param>(pi)) ? config_.n_layer : 1, 1);
     grad_index_[pi] = -1;  // no gradients until they are needed (ensure_grads)
@@ -152,6 +137,26 @@ void GptModel::allocate_activations() {
 }
 
 GptModel::~GptModel() = default;
+
+ModelShape GptModel::shape() const {
+  ModelShape s;
+  s.family = family();
+  s.n_layer = config_.n_layer;
+  s.n_head = config_.n_head;
+  s.n_embd = config_.n_embd;
+  s.context = config_.max_seq_len;
+  s.vocab_size = config_.vocab_size;
+  s.padded_vocab_size = config_.padded_vocab_size();
+  return s;
+}
+
+bool GptModel::param_kind(const std::string& name, ParamKind* kind, bool* bias) const {
+  const ParamSpec* p = find_param(name);
+  if (!p) return false;
+  *kind = p->kind;
+  *bias = p->bias;
+  return true;
+}
 
 void GptModel::ensure_activations() {
   if (!acts_->arena) allocate_activations();
@@ -219,31 +224,22 @@ void GptModel::init_weights(uint64_t seed) {
     const Param p = static_cast<Param>(pi);
     Tensor t = param(p);
     std::vector<float> host(static_cast<size_t>(t.numel()), 0.0f);
-    switch (p) {
-      case Param::ln1_w:
-      case Param::ln2_w:
-      case Param::lnf_w:
+    switch (param_spec(p).init) {
+      case ParamInit::ones:
         std::fill(host.begin(), host.end(), 1.0f);
         break;
-      case Param::ln1_b:
-      case Param::ln2_b:
-      case Param::lnf_b:
-      case Param::qkv_b:
-      case Param::attproj_b:
-      case Param::fc_b:
-      case Param::fcproj_b:
+      case ParamInit::zeros:
         break;
-      case Param::wte: {
+      case ParamInit::embedding: {
         // Real rows only; the padded rows stay zero (they never receive gradient).
         const size_t real = static_cast<size_t>(V) * C;
         for (size_t i = 0; i < real; ++i) host[i] = static_cast<float>(rng.normal() * std_base);
         break;
       }
-      case Param::attproj_w:
-      case Param::fcproj_w:
+      case ParamInit::residual:
         for (auto& x : host) x = static_cast<float>(rng.normal() * std_proj);
         break;
-      default:
+      case ParamInit::normal:
         for (auto& x : host) x = static_cast<float>(rng.normal() * std_base);
         break;
     }
@@ -336,55 +332,74 @@ void GptModel::upload_batch(const int32_t* tokens, const int32_t* targets, int B
   if (targets) backend_.copy_from_host(a[kTargets].data, targets, n * sizeof(int32_t));
 }
 
-void GptModel::forward_impl(int B, int T, bool lm_logits, bool fill_kv_cache) {
-  const int L = config_.n_layer, C = config_.n_embd, NH = config_.n_head;
+void GptModel::forward_impl(int B, int T, bool lm_logits, Attend attend, int pos) {
+  const int L = config_.n_layer, C = config_.n_embd;
   const int Vp = config_.padded_vocab_size();
-  const int N = B * T;
   auto A = [&](int idx, int l, Shape s) { return acts_->view(idx, l, s); };
   const Shape btc{B, T, C};
 
-  Tensor tokens = A(kTokens, 0, {B, T});
+  // The position embeddings from row `pos` on.
+  const Tensor wpe = param(Param::wpe);
+  const Tensor wpe_at(static_cast<char*>(wpe.data) + static_cast<size_t>(pos) * C * dtype_size(wpe.dtype),
+                      wpe.dtype, {config_.max_seq_len - pos, C});
   Tensor encoded = A(kEncoded, 0, btc);
-  backend_.encoder_forward(encoded, tokens, param(Param::wte), param(Param::wpe));
+  backend_.encoder_forward(encoded, A(kTokens, 0, {B, T}), param(Param::wte), wpe_at);
 
   Tensor residual = encoded;
-  for (int l = 0; l < L; ++l) {
-    Tensor ln1 = A(kLn1, l, btc), ln1_mean = A(kLn1Mean, l, {B, T}), ln1_rstd = A(kLn1Rstd, l, {B, T});
-    Tensor qkv = A(kQkv, l, {B, T, 3 * C});
-    Tensor atty = A(kAtty, l, btc);
-    Tensor lse = A(kAttLse, l, {B, NH, T});
-    Tensor residual2 = A(kResidual2, l, btc);
-    Tensor ln2 = A(kLn2, l, btc), ln2_mean = A(kLn2Mean, l, {B, T}), ln2_rstd = A(kLn2Rstd, l, {B, T});
-    Tensor fch = A(kFch, l, {B, T, 4 * C}), fch_gelu = A(kFchGelu, l, {B, T, 4 * C});
-    Tensor residual3 = A(kResidual3, l, btc);
-
-    backend_.layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, layer_view(param(Param::ln1_w), l),
-                               layer_view(param(Param::ln1_b), l));
-    backend_.matmul_forward(qkv, ln1, layer_view(param(Param::qkv_w), l),
-                            layer_view(param(Param::qkv_b), l));
-    if (lora_on(LoraTarget::qkv)) lora_forward(LoraTarget::qkv, l, ln1, qkv, N);
-    if (fill_kv_cache) cache_qkv(l, qkv, B, T);
-    backend_.attention_forward(atty, lse, qkv, NH);
-    backend_.matmul_forward(residual2, atty, layer_view(param(Param::attproj_w), l),
-                            layer_view(param(Param::attproj_b), l));
-    if (lora_on(LoraTarget::attproj)) lora_forward(LoraTarget::attproj, l, atty, residual2, N);
-    backend_.residual_forward(residual2, residual2, residual);
-    backend_.layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, layer_view(param(Param::ln2_w), l),
-                               layer_view(param(Param::ln2_b), l));
-    backend_.matmul_forward(fch, ln2, layer_view(param(Param::fc_w), l),
-                            layer_view(param(Param::fc_b), l));
-    if (lora_on(LoraTarget::fc)) lora_forward(LoraTarget::fc, l, ln2, fch, N);
-    backend_.gelu_forward(fch_gelu, fch);
-    backend_.matmul_forward(residual3, fch_gelu, layer_view(param(Param::fcproj_w), l),
-                            layer_view(param(Param::fcproj_b), l));
-    if (lora_on(LoraTarget::fcproj)) lora_forward(LoraTarget::fcproj, l, fch_gelu, residual3, N);
-    backend_.residual_forward(residual3, residual3, residual2);
-    residual = residual3;
-  }
+  for (int l = 0; l < L; ++l) residual = block_forward(l, residual, B, T, attend, pos);
   Tensor lnf = A(kLnf, 0, btc);
   backend_.layernorm_forward(lnf, A(kLnfMean, 0, {B, T}), A(kLnfRstd, 0, {B, T}), residual,
                              param(Param::lnf_w), param(Param::lnf_b));
   if (lm_logits) backend_.matmul_forward(A(kLogits, 0, {B, T, Vp}), lnf, param(Param::wte), Tensor());
+}
+
+Tensor GptModel::block_forward(int l, const Tensor& residual, int B, int T, Attend attend, int pos) {
+  const int C = config_.n_embd, NH = config_.n_head;
+  const int N = B * T;
+  const int slot = attend == Attend::decode ? 0 : l;
+  auto A = [&](int idx, Shape s) { return acts_->view(idx, slot, s); };
+  const Shape btc{B, T, C};
+  Tensor ln1 = A(kLn1, btc), ln1_mean = A(kLn1Mean, {B, T}), ln1_rstd = A(kLn1Rstd, {B, T});
+  Tensor qkv = A(kQkv, {B, T, 3 * C});
+  Tensor atty = A(kAtty, btc);
+  Tensor residual2 = A(kResidual2, btc);
+  Tensor ln2 = A(kLn2, btc), ln2_mean = A(kLn2Mean, {B, T}), ln2_rstd = A(kLn2Rstd, {B, T});
+  Tensor fch = A(kFch, {B, T, 4 * C}), fch_gelu = A(kFchGelu, {B, T, 4 * C});
+  Tensor residual3 = A(kResidual3, btc);
+
+  backend_.layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, layer_view(param(Param::ln1_w), l),
+                             layer_view(param(Param::ln1_b), l));
+  backend_.matmul_forward(qkv, ln1, layer_view(param(Param::qkv_w), l),
+                          layer_view(param(Param::qkv_b), l));
+  if (lora_on(LoraTarget::qkv)) lora_forward(LoraTarget::qkv, l, ln1, qkv, N);
+  switch (attend) {
+    case Attend::causal_fill_cache:
+      cache_qkv(l, qkv, B, T, 0);
+      [[fallthrough]];
+    case Attend::causal:
+      backend_.attention_forward(atty, A(kAttLse, {B, NH, T}), qkv, NH);
+      break;
+    case Attend::decode:  // the new rows join the cache, then attend over rows 0..pos
+      cache_qkv(l, qkv, B, 1, pos);
+      backend_.attention_decode(Tensor(atty.data, atty.dtype, {B, C}), cache_view(l, B), pos, NH);
+      break;
+  }
+  backend_.matmul_forward(residual2, atty, layer_view(param(Param::attproj_w), l),
+                          layer_view(param(Param::attproj_b), l));
+  if (lora_on(LoraTarget::attproj)) lora_forward(LoraTarget::attproj, l, atty, residual2, N);
+  backend_.residual_forward(residual2, residual2, residual);
+  backend_.layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, layer_view(param(Param::ln2_w), l),
+                             layer_view(param(Param::ln2_b), l));
+  backend_.matmul_forward(fch, ln2, layer_view(param(Param::fc_w), l),
+                          layer_view(param(Param::fc_b), l));
+  if (lora_on(LoraTarget::fc)) lora_forward(LoraTarget::fc, l, ln2, fch, N);
+  backend_.gelu_forward(fch_gelu, fch);
+  backend_.matmul_forward(residual3, fch_gelu, layer_view(param(Param::fcproj_w), l),
+                          layer_view(param(Param::fcproj_b), l));
+  if (lora_on(LoraTarget::fcproj)) lora_forward(LoraTarget::fcproj, l, fch_gelu, residual3, N);
+  // In a shared slot, `residual` is this slot's residual3: read above, before it is rewritten.
+  backend_.residual_forward(residual3, residual3, residual2);
+  return residual3;
 }
 
 // Backward from the LM head: dlogits (in the logits buffer) -> dlnf, then the rest.

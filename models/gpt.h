@@ -30,19 +30,21 @@
 #include "engine/arena.h"
 #include "engine/backend.h"
 #include "engine/model_interface.h"
+#include "engine/safetensors.h"
+#include "models/gpt_params.h"
+#include "models/model.h"
 
 namespace gpt {
 
-struct LoraConfig {
-  int rank = 8;
-  float alpha = 16.0f;
-  // Which block matrices get adapters.
-  bool qkv = true;
-  bool attproj = true;
-  bool fc = false;
-  bool fcproj = false;
-  float scale() const { return alpha / static_cast<float>(rank); }
+// The targets as a comma-separated list ("qkv,attproj"), in table order.
+std::string lora_targets_text(const LoraConfig& lc);
+// Sets lc's targets from such a list (an empty list, or a trailing comma, adds none); returns the
+// first name that is not a target ("" when every name is one: check `ok`).
+struct LoraTargetsParse {
+  bool ok = true;
+  std::string unknown;
 };
+LoraTargetsParse set_lora_targets(LoraConfig& lc, const std::string& list);
 
 struct GptConfig {
   int n_layer = 12;
@@ -65,44 +67,32 @@ struct GptConfig {
   double flops_per_token(int seq_len) const;
 };
 
-// Names of the parameter tensors, in arena order. Shapes in comments (L = n_layer, C = n_embd,
-// Vp = padded vocab, maxT = max_seq_len). Weight matrices are (out, in) like PyTorch's Linear.
-enum class Param : int {
-  wte = 0,    // (Vp, C)   token embedding, tied with the output layer
-  wpe,        // (maxT, C) position embedding
-  ln1_w,      // (L, C)
-  ln1_b,      // (L, C)
-  qkv_w,      // (L, 3C, C)
-  qkv_b,      // (L, 3C)
-  attproj_w,  // (L, C, C)
-  attproj_b,  // (L, C)
-  ln2_w,      // (L, C)
-  ln2_b,      // (L, C)
-  fc_w,       // (L, 4C, C)
-  fc_b,       // (L, 4C)
-  fcproj_w,   // (L, C, 4C)
-  fcproj_b,   // (L, C)
-  lnf_w,      // (C)
-  lnf_b,      // (C)
-  count
-};
-constexpr int kNumParams = static_cast<int>(Param::count);
-const char* param_name(Param p);  // "wte", "ln1_w", ...
+// The parameters (Param, their names, shapes, weight decay, HF and llm.c names): models/gpt_params.h.
 
-class GptModel : public TrainableModel {
+class GptModel : public LanguageModel {
  public:
+  using MemoryUse = gpt::MemoryUse;
   GptModel(const GptConfig& config, Backend& backend, int max_batch, int max_seq);
   ~GptModel() override;
 
   const GptConfig& config() const { return config_; }
   Backend& backend() override { return backend_; }
-  int max_batch() const { return max_batch_; }
-  int max_seq() const { return max_seq_; }
+  int max_batch() const override { return max_batch_; }
+  int max_seq() const override { return max_seq_; }
 
   // GPT-2 initialisation: normal(0, 0.02) for weights and embeddings, residual projections
   // (attproj_w, fcproj_w) scaled by 1/sqrt(2·n_layer), zeros for biases, ones for LayerNorm
   // weights; padded vocabulary rows are zero. Deterministic in `seed`.
-  void init_weights(uint64_t seed);
+  void init_weights(uint64_t seed) override;
+
+  // ---- LanguageModel (models/model.h) ----------------------------------------------------------
+  std::string family() const override { return "gpt2"; }
+  ModelShape shape() const override;
+  nlohmann::json config_json() const override;                 // gpt_io.cpp
+  int64_t num_parameters() const override { return config_.num_parameters(); }
+  double flops_per_token(int seq_len) const override { return config_.flops_per_token(seq_len); }
+  bool param_kind(const std::string& name, ParamKind* kind, bool* bias) const override;
+  SafeTensorsFile weights_to_safetensors() override;           // gpt_interop.cpp
 
   // ---- TrainableModel ------------------------------------------------------------------------
   // tokens, targets: host (B,T) int32; targets may be null (logits only). Returns the sum of the
@@ -117,55 +107,52 @@ class GptModel : public TrainableModel {
   std::vector<ParamGroup> parameters() override;
 
   // The logits of the last forward, copied to the host as fp32 (B, T, Vp).
-  std::vector<float> logits_to_host(int B, int T);
+  std::vector<float> logits_to_host(int B, int T) override;
 
   // ---- fine-tuning ----------------------------------------------------------------------------
   // Which parameters train. The predicate gets the parameter's name (param_name) and its layer
   // (-1 for tensors that are not stacked over layers); frozen parameters get no gradient (their
   // backward work is skipped, and backpropagation stops below the lowest trainable layer) and no
   // optimizer state. Default: everything trains. Call before creating the optimizer.
-  void set_trainable(const std::function<bool(const std::string& name, int layer)>& predicate);
-  // Nothing trains: for a model that is only evaluated or sampled from (no gradients, and all
-  // layers run in one activation slot).
-  void freeze() {
-    set_trainable([](const std::string&, int) { return false; });
-  }
+  void set_trainable(const std::function<bool(const std::string& name, int layer)>& predicate) override;
+  // freeze() (LanguageModel): nothing trains, no gradients, and all layers run in one
+  // activation slot.
   bool is_trainable(Param p, int layer) const;
-  int64_t num_trainable_parameters() const;
+  int64_t num_trainable_parameters() const override;
 
   // LoRA (Hu et al. 2021) on the chosen block matrices: W x + (alpha / rank) · B (A x), A (rank, in)
   // initialised uniform(±1/sqrt(in)) as PEFT does, B (out, rank) zero, so the model is unchanged at
   // the start. Freezes every base parameter (set_trainable afterwards to train some of them too).
-  void enable_lora(const LoraConfig& lora, uint64_t seed);
-  bool lora_enabled() const;
-  const LoraConfig& lora_config() const;
+  void enable_lora(const LoraConfig& lora, uint64_t seed) override;
+  bool lora_enabled() const override;
+  const LoraConfig& lora_config() const override;
   // W += (alpha / rank) · B A for every adapted matrix, then B = 0, so the adapters can be dropped
   // (or kept: they are the identity now).
-  void merge_lora();
+  void merge_lora() override;
   // Adapter tensors ("lora.<target>.A" (L, rank, in), "lora.<target>.B" (L, out, rank)).
-  std::vector<std::pair<std::string, Tensor>> lora_tensors() const;
+  std::vector<std::pair<std::string, Tensor>> lora_tensors() const override;
 
   // A classification head on the final hidden state of one position per row: logits (B, K) =
   // lnf(x)[b, pos_b] · cls_wᵀ + cls_b. In this mode forward/forward_backward read the class label
   // from `targets`: each row has exactly one target >= 0, at the position to classify (the last
   // non-pad token), holding the class id; rows with every target masked are padding rows.
-  void enable_class_head(int num_classes, uint64_t seed);
-  int num_classes() const { return num_classes_; }
+  void enable_class_head(int num_classes, uint64_t seed) override;
+  int num_classes() const override { return num_classes_; }
   // With a class head enabled, whether forward/forward_backward use it (true) or the language-model
   // head (false: e.g. for replayed pretraining batches that keep the LM head and body in shape).
-  void set_class_head_active(bool active) { class_head_active_ = active; }
-  bool class_head_active() const { return head_ && class_head_active_; }
-  Tensor class_param(int i) const;  // 0: cls_w (K, C), 1: cls_b (K)
+  void set_class_head_active(bool active) override { class_head_active_ = active; }
+  bool class_head_active() const override { return head_ && class_head_active_; }
+  Tensor class_param(int i) const override;  // 0: cls_w (K, C), 1: cls_b (K)
   // Class logits (B, K) of the last forward in class-head mode.
-  std::vector<float> class_logits_to_host(int B);
+  std::vector<float> class_logits_to_host(int B) override;
 
   // ---- generation with a KV cache ----------------------------------------------------------------
   // Runs the prompt (B, P) through the model, keeps every layer's q, k, v in the cache, and returns
   // the next-token logits (B, Vp) at position P-1.
-  std::vector<float> prefill(const int32_t* tokens, int B, int P);
+  std::vector<float> prefill(const int32_t* tokens, int B, int P) override;
   // Feeds token (B) at position pos (= tokens so far) and returns the logits (B, Vp) for position
   // pos + 1. Costs O(pos) attention work per layer: earlier positions come from the cache.
-  std::vector<float> decode(const int32_t* tokens, int B, int pos);
+  std::vector<float> decode(const int32_t* tokens, int B, int pos) override;
   // Parameter views, e.g. for tests and checkpoints.
   Tensor param(Param p) const;
   // Empty when no layer of p trains, or before gradients exist. For a stacked p: the rows of layers
@@ -174,31 +161,34 @@ class GptModel : public TrainableModel {
   int grad_first_layer(Param p) const { return grad_first_[static_cast<int>(p)]; }
   // Allocates the activation arena now, laid out for the trainable set of now (the first forward
   // does it otherwise; set_trainable drops it, to be laid out again).
-  void allocate_activations();
+  void allocate_activations() override;
   Arena& param_arena() { return *params_; }
   Arena& grad_arena() {
     ensure_grads();
     return *grads_;
   }
 
-  // Bytes of the device memory the model holds now, as its backend counts them (each arena
-  // rounded by allocation_bytes): parameters (base, LoRA adapters, class head), their gradients,
-  // and activations (the forward/backward buffers, LoRA's and the head's, the KV cache).
-  struct MemoryUse {
-    size_t parameters = 0;
-    size_t gradients = 0;
-    size_t activations = 0;
-  };
-  MemoryUse memory_use() const;
+  // The device memory held now (LanguageModel::memory_use).
+  MemoryUse memory_use() const override;
 
  private:
   struct Activations;
   struct Lora;
   struct ClassHead;
   enum class LoraTarget : int { qkv = 0, attproj, fc, fcproj, count };
-  // fill_kv_cache: copy each layer's q, k, v into the KV cache (prefill), as the layers run.
-  void forward_impl(int B, int T, bool lm_logits, bool fill_kv_cache = false);
-  void cache_qkv(int l, const Tensor& qkv, int B, int P);  // layer l's (B, P, 3C) into the KV cache
+  // How a block's attention runs: over the batch's own T positions (causal), the same while
+  // copying each layer's q, k, v into the KV cache (causal_fill_cache: prefill), or for one new
+  // position per row attending over the cache (decode: T = 1).
+  enum class Attend { causal, causal_fill_cache, decode };
+  // The forward from the tokens uploaded by upload_batch to the final LayerNorm (and the logits
+  // when lm_logits). `pos` is the position of the first token (decode: the new token's).
+  void forward_impl(int B, int T, bool lm_logits, Attend attend = Attend::causal, int pos = 0);
+  // One block, written once for training, prefill and decode: reads the residual stream
+  // (B, T, C), writes layer l's activations (decode: the layer-0 slots, as scratch), returns the
+  // stream after the block.
+  Tensor block_forward(int l, const Tensor& residual, int B, int T, Attend attend, int pos);
+  void cache_qkv(int l, const Tensor& qkv, int B, int P, int pos);  // (B, P, 3C) into rows pos..
+  Tensor cache_view(int l, int B) const;  // layer l's first B rows of the cache (B, Tmax, 3C)
   void ensure_activations();
   void backward_impl(int B, int T);
   void backward_from_lnf(int B, int T);

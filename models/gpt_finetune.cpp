@@ -11,20 +11,33 @@
 
 namespace gpt {
 
-namespace {
+std::string lora_targets_text(const LoraConfig& lc) {
+  std::string text;
+  for (int t = 0; t < kNumLoraTargets; ++t)
+    if (lc.target(t)) text += (text.empty() ? "" : ",") + std::string(lora_target_name(t));
+  return text;
+}
 
-constexpr const char* kLoraTargetNames[4] = {"qkv", "attproj", "fc", "fcproj"};
-
-}  // namespace
+LoraTargetsParse set_lora_targets(LoraConfig& lc, const std::string& list) {
+  for (int t = 0; t < kNumLoraTargets; ++t) lc.target(t) = false;
+  std::string rest = list;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    const std::string name = rest.substr(0, comma);
+    rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+    const int t = lora_target_index(name);
+    if (t < 0) return LoraTargetsParse{false, name};
+    lc.target(t) = true;
+  }
+  return LoraTargetsParse{};
+}
 
 // ---- freezing ------------------------------------------------------------------------------------
 
 void GptModel::set_trainable(const std::function<bool(const std::string&, int)>& predicate) {
   for (int pi = 0; pi < kNumParams; ++pi) {
     auto& t = trainable_[pi];
-    const bool stacked = t.size() == static_cast<size_t>(config_.n_layer) &&
-                         static_cast<Param>(pi) != Param::wte && static_cast<Param>(pi) != Param::wpe &&
-                         static_cast<Param>(pi) != Param::lnf_w && static_cast<Param>(pi) != Param::lnf_b;
+    const bool stacked = param_spec(static_cast<Param>(pi)).stacked;
     for (size_t l = 0; l < t.size(); ++l)
       t[l] = predicate(param_name(static_cast<Param>(pi)), stacked ? static_cast<int>(l) : -1) ? 1 : 0;
   }
@@ -69,15 +82,21 @@ void GptModel::enable_lora(const LoraConfig& lc, uint64_t seed) {
     throw std::invalid_argument("LoRA needs at least one target matrix (qkv, attproj, fc, fcproj)");
   const int64_t L = config_.n_layer, C = config_.n_embd, r = lc.rank;
   const int64_t B = max_batch_, T = max_seq_;
-  const int64_t dims[4][2] = {{3 * C, C}, {C, C}, {4 * C, C}, {C, 4 * C}};  // (out, in)
-  const bool on[4] = {lc.qkv, lc.attproj, lc.fc, lc.fcproj};
+  int64_t dims[kNumLoraTargets][2];  // the adapted weight's (out, in)
+  bool on[kNumLoraTargets];
+  for (int t = 0; t < kNumLoraTargets; ++t) {
+    const std::vector<int64_t> w = gpt_param_shape(config_, lora_target_param(t));
+    dims[t][0] = w[1];
+    dims[t][1] = w[2];
+    on[t] = lc.target(t);
+  }
   auto lora = std::make_unique<Lora>();
   lora->config = lc;
   const DType dt = backend_.dtype();
   ArenaLayout params, acts;
-  for (int t = 0; t < 4; ++t) {
+  for (int t = 0; t < kNumLoraTargets; ++t) {
     if (!on[t]) continue;
-    const std::string name = kLoraTargetNames[t];
+    const std::string name = lora_target_name(t);
     lora->a_index[t] = params.add(name + ".A", dt, {L, r, dims[t][1]});
     lora->b_index[t] = params.add(name + ".B", dt, {L, dims[t][0], r});
     lora->h_index[t] = acts.add(name + ".h", dt, {L, B, T, r});
@@ -90,7 +109,7 @@ void GptModel::enable_lora(const LoraConfig& lc, uint64_t seed) {
   lora->grads = std::make_unique<Arena>(backend_, std::move(grads));
   lora->acts = std::make_unique<Arena>(backend_, std::move(acts));
   Rng rng(seed ^ 0x4C6F5241ull);
-  for (int t = 0; t < 4; ++t) {
+  for (int t = 0; t < kNumLoraTargets; ++t) {
     if (!on[t]) continue;
     Tensor a = (*lora->params)[lora->a_index[t]];
     const double bound = 1.0 / std::sqrt(static_cast<double>(dims[t][1]));
@@ -142,12 +161,11 @@ void GptModel::lora_backward(LoraTarget t, int l, const Tensor& x, const Tensor&
 
 void GptModel::merge_lora() {
   if (!lora_) throw std::logic_error("merge_lora: LoRA is not enabled");
-  const Param weights[4] = {Param::qkv_w, Param::attproj_w, Param::fc_w, Param::fcproj_w};
   const double s = lora_->config.scale();
-  for (int t = 0; t < 4; ++t) {
+  for (int t = 0; t < kNumLoraTargets; ++t) {
     if (lora_->a_index[t] < 0) continue;
     for (int l = 0; l < config_.n_layer; ++l) {
-      Tensor W = layer_view(param(weights[t]), l);
+      Tensor W = layer_view(param(lora_target_param(t)), l);
       Tensor A = layer_view((*lora_->params)[lora_->a_index[t]], l);
       Tensor Bm = layer_view((*lora_->params)[lora_->b_index[t]], l);
       const int64_t out = W.shape[0], in = W.shape[1], r = A.shape[0];

@@ -88,26 +88,22 @@ struct HfEntry {
   bool transposed;
 };
 
+// The table's parameters (models/gpt_params.h), unstacked: one entry per layer of a stacked one.
 std::vector<HfEntry> hf_entries(const GptConfig& c) {
-  std::vector<HfEntry> e = {{"wte.weight", Param::wte, -1, false},
-                            {"wpe.weight", Param::wpe, -1, false}};
-  for (int l = 0; l < c.n_layer; ++l) {
-    const std::string h = "h." + std::to_string(l) + ".";
-    e.push_back({h + "ln_1.weight", Param::ln1_w, l, false});
-    e.push_back({h + "ln_1.bias", Param::ln1_b, l, false});
-    e.push_back({h + "attn.c_attn.weight", Param::qkv_w, l, true});
-    e.push_back({h + "attn.c_attn.bias", Param::qkv_b, l, false});
-    e.push_back({h + "attn.c_proj.weight", Param::attproj_w, l, true});
-    e.push_back({h + "attn.c_proj.bias", Param::attproj_b, l, false});
-    e.push_back({h + "ln_2.weight", Param::ln2_w, l, false});
-    e.push_back({h + "ln_2.bias", Param::ln2_b, l, false});
-    e.push_back({h + "mlp.c_fc.weight", Param::fc_w, l, true});
-    e.push_back({h + "mlp.c_fc.bias", Param::fc_b, l, false});
-    e.push_back({h + "mlp.c_proj.weight", Param::fcproj_w, l, true});
-    e.push_back({h + "mlp.c_proj.bias", Param::fcproj_b, l, false});
-  }
-  e.push_back({"ln_f.weight", Param::lnf_w, -1, false});
-  e.push_back({"ln_f.bias", Param::lnf_b, -1, false});
+  std::vector<HfEntry> e;
+  const ParamSpec* table = gpt_params();
+  auto add = [&](const ParamSpec& p, int layer) {
+    const std::string prefix = layer >= 0 ? "h." + std::to_string(layer) + "." : "";
+    e.push_back({prefix + p.hf_name, p.id, layer, p.hf_transposed});
+  };
+  // HF's order: the embeddings, the blocks layer by layer, the final LayerNorm.
+  for (int pi = 0; pi < kNumParams; ++pi)
+    if (!table[pi].stacked && table[pi].kind != ParamKind::final_norm) add(table[pi], -1);
+  for (int l = 0; l < c.n_layer; ++l)
+    for (int pi = 0; pi < kNumParams; ++pi)
+      if (table[pi].stacked) add(table[pi], l);
+  for (int pi = 0; pi < kNumParams; ++pi)
+    if (table[pi].kind == ParamKind::final_norm) add(table[pi], -1);
   return e;
 }
 
@@ -156,41 +152,6 @@ nlohmann::json read_json_file(const std::string& path) {
 
 }  // namespace
 
-std::vector<int64_t> gpt_param_shape(const GptConfig& c, Param p) {
-  const int64_t L = c.n_layer, C = c.n_embd, Vp = c.padded_vocab_size(), T = c.max_seq_len;
-  switch (p) {
-    case Param::wte:
-      return {Vp, C};
-    case Param::wpe:
-      return {T, C};
-    case Param::ln1_w:
-    case Param::ln1_b:
-    case Param::attproj_b:
-    case Param::ln2_w:
-    case Param::ln2_b:
-    case Param::fcproj_b:
-      return {L, C};
-    case Param::qkv_w:
-      return {L, 3 * C, C};
-    case Param::qkv_b:
-      return {L, 3 * C};
-    case Param::attproj_w:
-      return {L, C, C};
-    case Param::fc_w:
-      return {L, 4 * C, C};
-    case Param::fc_b:
-      return {L, 4 * C};
-    case Param::fcproj_w:
-      return {L, C, 4 * C};
-    case Param::lnf_w:
-    case Param::lnf_b:
-      return {C};
-    case Param::count:
-      break;
-  }
-  throw std::invalid_argument("gpt_param_shape: bad parameter");
-}
-
 // ---- device <-> host ----------------------------------------------------------------------------
 
 namespace {
@@ -213,6 +174,10 @@ GptWeights download_arena(GptModel& model, bool grads) {
   return w;
 }
 }  // namespace
+
+SafeTensorsFile GptModel::weights_to_safetensors() {
+  return gpt_weights_to_safetensors(download_weights(*this));
+}
 
 GptWeights download_weights(GptModel& model) {
   return download_arena(model, false);

@@ -2,24 +2,17 @@
 // and llm.c's gpt2_*.bin files, all through one host-side form, GptWeights (the 16 tensors of
 // models/gpt.h in Param order, f32, our shapes).
 //
-// Hugging Face (config.json + model.safetensors, GPT2LMHeadModel naming):
-//   transformer.wte.weight (V, C)          ours wte (Vp, C): rows V..Vp-1 are zero
-//   transformer.wpe.weight (maxT, C)       wpe
-//   transformer.h.{l}.ln_1.{weight,bias}   ln1_w[l], ln1_b[l]
-//   transformer.h.{l}.attn.c_attn.weight   (C, 3C) = qkv_w[l]ᵀ    HF's Conv1D stores (in, out):
-//   transformer.h.{l}.attn.c_attn.bias     (3C)    = qkv_b[l]     y = x·W + b, ours y = x·Wᵀ + b
-//   transformer.h.{l}.attn.c_proj.weight   (C, C)  = attproj_w[l]ᵀ
-//   transformer.h.{l}.ln_2.{weight,bias}   ln2_w[l], ln2_b[l]
-//   transformer.h.{l}.mlp.c_fc.weight      (C, 4C) = fc_w[l]ᵀ
-//   transformer.h.{l}.mlp.c_proj.weight    (4C, C) = fcproj_w[l]ᵀ
-//   transformer.ln_f.{weight,bias}         lnf_w, lnf_b
-//   lm_head.weight                         tied to wte: usually absent, else equal to it
+// Hugging Face (config.json + model.safetensors, GPT2LMHeadModel naming): each parameter's HF name
+// is in the parameter table (models/gpt_params.h), e.g. transformer.h.{l}.attn.c_attn.weight for
+// layer l of qkv_w. HF's Conv1D weights (c_attn, c_proj, c_fc) store (in, out), the transpose of
+// ours (y = x·W + b against our y = x·Wᵀ + b); wte has V rows there, Vp here (rows V..Vp-1 zero);
+// lm_head.weight is tied to wte: usually absent, else equal to it.
 // Files written by GPT2Model (no "transformer." prefix, as on the Hub's gpt2) are read too; the
 // attention buffers attn.bias / attn.masked_bias (older transformers) are not weights and are
 // skipped. F32, F16, BF16 and F64 tensors are read; export writes F32 with config.json.
 //
 // llm.c (.bin): a header of 256 int32 {20240326, version, maxT, V, L, NH, C, Vp, 0...}, then the 16
-// tensors in exactly our order and shapes, fp32 (version 3) or bf16 (version 5). Export writes
+// tensors in the table's order and our shapes, fp32 (version 3) or bf16 (version 5). Export writes
 // version 3.
 #pragma once
 
@@ -37,9 +30,6 @@ struct GptWeights {
   GptConfig config;
   std::vector<std::vector<float>> params;  // kNumParams tensors, Param order, our shapes
 };
-
-// Our shape of parameter p, e.g. qkv_w: {L, 3C, C}; wte has the padded Vp rows.
-std::vector<int64_t> gpt_param_shape(const GptConfig& c, Param p);
 
 // Device <-> host. upload_weights throws std::invalid_argument when the configs differ.
 GptWeights download_weights(GptModel& model);

@@ -2,9 +2,6 @@
 
 #include <cstdint>
 #include <stdexcept>
-#include <vector>
-
-#include "engine/safetensors.h"
 
 namespace gpt {
 
@@ -15,6 +12,8 @@ nlohmann::json gpt_config_to_json(const GptConfig& c) {
                         {"max_seq_len", c.max_seq_len},
                         {"vocab_size", c.vocab_size}};
 }
+
+nlohmann::json GptModel::config_json() const { return gpt_config_to_json(config()); }
 
 GptConfig gpt_config_from_json(const nlohmann::json& j, const std::string& source) {
   if (!j.is_object()) throw std::invalid_argument(source + ": model config is not a JSON object");
@@ -43,41 +42,6 @@ GptConfig gpt_config_from_json(const nlohmann::json& j, const std::string& sourc
     throw std::invalid_argument(source + ": " + e.what());
   }
   return c;
-}
-
-void save_gpt_weights(const std::string& path, GptModel& model) {
-  SafeTensorsFile file;
-  file.metadata["format"] = "gpt-engine";
-  file.metadata["config"] = gpt_config_to_json(model.config()).dump();
-  for (int pi = 0; pi < kNumParams; ++pi) {
-    const Param p = static_cast<Param>(pi);
-    Tensor t = model.param(p);
-    std::vector<float> host(static_cast<size_t>(t.numel()));
-    model.backend().download_f32(host.data(), t);
-    std::vector<int64_t> shape;
-    for (int d = 0; d < t.shape.ndim(); ++d) shape.push_back(t.shape[d]);
-    file.tensors.emplace_back(param_name(p), make_f32_tensor(shape, host.data()));
-  }
-  write_safetensors(path, file);
-}
-
-void load_gpt_weights(const std::string& path, GptModel& model) {
-  SafeTensorsFile file = read_safetensors(path);
-  for (int pi = 0; pi < kNumParams; ++pi) {
-    const Param p = static_cast<Param>(pi);
-    Tensor t = model.param(p);
-    const SafeTensor* st = file.find(param_name(p));
-    if (!st) throw std::runtime_error(path + ": missing tensor '" + std::string(param_name(p)) + "'");
-    std::vector<int64_t> shape;
-    for (int d = 0; d < t.shape.ndim(); ++d) shape.push_back(t.shape[d]);
-    if (st->shape != shape) {
-      throw std::runtime_error(path + ": tensor '" + std::string(param_name(p)) + "' has shape " +
-                               nlohmann::json(st->shape).dump() + ", the model expects " +
-                               nlohmann::json(shape).dump());
-    }
-    std::vector<float> host = tensor_as_f32(*st, path + ": tensor '" + param_name(p) + "'");
-    model.backend().upload_f32(t, host.data());
-  }
 }
 
 }  // namespace gpt
