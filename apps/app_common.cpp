@@ -27,8 +27,10 @@ namespace {
 bool has_bpe_files(const fs::path& dir) {
   std::error_code ec;
   return fs::is_regular_file(dir / "tokenizer.json", ec) ||
-         (fs::is_regular_file(dir / "vocab.json", ec) && fs::is_regular_file(dir / "merges.txt", ec)) ||
-         (fs::is_regular_file(dir / "encoder.json", ec) && fs::is_regular_file(dir / "vocab.bpe", ec));
+         (fs::is_regular_file(dir / "vocab.json", ec) &&
+          fs::is_regular_file(dir / "merges.txt", ec)) ||
+         (fs::is_regular_file(dir / "encoder.json", ec) &&
+          fs::is_regular_file(dir / "vocab.bpe", ec));
 }
 
 PrepareTokenizer bpe_from(const fs::path& dir, const std::string& kind) {
@@ -41,11 +43,14 @@ PrepareTokenizer load_app_tokenizer(const std::string& spec, const std::string& 
   if (spec == "bytes") return PrepareTokenizer::bytes();
   if (spec == "gpt2") return bpe_from(resolve_tokenizer_path("gpt2"), "gpt2");
   if (!spec.empty()) return bpe_from(spec, "path");
-  if (near.empty()) throw std::invalid_argument("no tokenizer given: pass --tokenizer bytes|gpt2|DIR");
+  if (near.empty())
+    throw std::invalid_argument("no tokenizer given: pass --tokenizer bytes|gpt2|DIR");
   fs::path dir = near;
   std::error_code ec;
-  if (looks_like_checkpoint(near)) dir = resolve_checkpoint(near);
-  else if (fs::is_regular_file(dir, ec)) dir = dir.parent_path();  // an llm.c .bin or a shard
+  if (looks_like_checkpoint(near))
+    dir = resolve_checkpoint(near);
+  else if (fs::is_regular_file(dir, ec))
+    dir = dir.parent_path();  // an llm.c .bin or a shard
   for (const fs::path& d : {dir, dir / "tokenizer"}) {
     if (has_bpe_files(d)) return bpe_from(d, "path");
   }
@@ -58,10 +63,13 @@ PrepareTokenizer load_app_tokenizer(const std::string& spec, const std::string& 
       throw std::runtime_error((dir / "meta.json").string() + ": malformed JSON: " + e.what());
     }
     if (meta.value("tokenizer", std::string()) == "bytes") return PrepareTokenizer::bytes();
-    if (meta.value("tokenizer", std::string()) == "gpt2") return bpe_from(resolve_tokenizer_path("gpt2"), "gpt2");
+    if (meta.value("tokenizer", std::string()) == "gpt2")
+      return bpe_from(resolve_tokenizer_path("gpt2"), "gpt2");
   }
-  throw std::runtime_error(dir.string() + ": no tokenizer files (tokenizer/, vocab.json + merges.txt, "
-                           "tokenizer.json) or meta.json naming one: pass --tokenizer bytes|gpt2|DIR");
+  throw std::runtime_error(
+      dir.string() +
+      ": no tokenizer files (tokenizer/, vocab.json + merges.txt, "
+      "tokenizer.json) or meta.json naming one: pass --tokenizer bytes|gpt2|DIR");
 }
 
 }  // namespace gpt

@@ -15,8 +15,8 @@
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -87,7 +87,9 @@ int run(int argc, char** argv) {
     // with the old weights, say). Replacing (--force): the old folder is renamed aside first and
     // removed after; a kill between the two renames leaves OUT.replaced-PID whole.
     const std::string out_path = fs::path(out).lexically_normal().string();
-    const std::string trimmed = out_path.size() > 1 && out_path.back() == '/' ? out_path.substr(0, out_path.size() - 1) : out_path;
+    const std::string trimmed = out_path.size() > 1 && out_path.back() == '/'
+                                    ? out_path.substr(0, out_path.size() - 1)
+                                    : out_path;
     const std::string pid = std::to_string(::getpid());
     const std::string staging = trimmed + ".partial-" + pid, aside = trimmed + ".replaced-" + pid;
     fs::remove_all(staging, ec);
@@ -126,4 +128,6 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return gpt::run_app("gpt-export", run, argc, argv); }
+int main(int argc, char** argv) {
+  return gpt::run_app("gpt-export", run, argc, argv);
+}

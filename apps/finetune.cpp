@@ -22,16 +22,15 @@
 
 #include <CLI/CLI.hpp>
 #include <cmath>
-#include <map>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 
 #include "apps/app_common.h"
-#include "models/trainability.h"
 #include "apps/options.h"
 #include "apps/signals.h"
 #include "apps/training_run.h"
@@ -42,9 +41,10 @@
 #include "engine/rng.h"
 #include "engine/trainer.h"
 #include "models/finetune_io.h"
-#include "models/loader.h"
 #include "models/gpt_interop.h"
 #include "models/gpt_io.h"
+#include "models/loader.h"
+#include "models/trainability.h"
 
 namespace fs = std::filesystem;
 
@@ -62,7 +62,8 @@ class ReplayAwareModel : public gpt::TrainableModel {
   double forward(const int32_t* tokens, const int32_t* targets, int B, int T) override {
     return model_.forward(tokens, targets, B, T);
   }
-  double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, float dloss) override {
+  double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                          float dloss) override {
     const auto it = kinds_.find(tokens);
     const bool replay = it != kinds_.end() && it->second;
     model_.set_class_head_active(!replay);
@@ -90,9 +91,10 @@ nlohmann::json loader_json(const gpt::LoaderState& st, int64_t samples) {
 gpt::LoaderState loader_from_json(const nlohmann::json& j, int64_t samples, const std::string& what,
                                   const std::string& data) {
   if (j.at("samples").get<int64_t>() != samples)
-    throw std::runtime_error("field 'finetune_state.loaders." + what + "': the checkpoint's data had " +
-                             j.at("samples").dump() + " samples, '" + data + "' has " +
-                             std::to_string(samples) + " (the data changed: start a new run with --init instead)");
+    throw std::runtime_error("field 'finetune_state.loaders." + what +
+                             "': the checkpoint's data had " + j.at("samples").dump() +
+                             " samples, '" + data + "' has " + std::to_string(samples) +
+                             " (the data changed: start a new run with --init instead)");
   return gpt::LoaderState{j.at("epoch").get<int64_t>(), j.at("position").get<int64_t>()};
 }
 
@@ -134,27 +136,36 @@ struct FinetuneSettings : gpt::TrainSettings {
 };
 
 void register_options(gpt::Options& o, FinetuneSettings& s) {
-  o.add("init", &s.init, "the model to start from: a checkpoint, a Hugging Face GPT-2 directory or an llm.c .bin");
+  o.add("init", &s.init,
+        "the model to start from: a checkpoint, a Hugging Face GPT-2 directory or an llm.c .bin");
   o.add("resume", &s.resume,
         "continue a stopped run bit for bit: a checkpoint directory, or 'latest' (OUT/latest); "
         "the checkpoint's settings are the defaults, flags override them");
   o.add("task", &s.task, "lm (continued pretraining), sft (loss on completions), classify");
   o.add("method", &s.method, "full, lora or freeze");
-  o.add("train_data", &s.train_data, "training shards (a glob); sft/classify need gpt-prepare's .mask files");
-  o.add("val_data", &s.val_data, "validation shards (a glob); empty: no validation, no early stopping");
+  o.add("train_data", &s.train_data,
+        "training shards (a glob); sft/classify need gpt-prepare's .mask files");
+  o.add("val_data", &s.val_data,
+        "validation shards (a glob); empty: no validation, no early stopping");
   o.add("seq_len", &s.seq_len, "row length T (0: min(256, the model's context))");
   o.add("lr", &s.lr, "peak learning rate (0: 1e-4 full, 1e-3 lora, 5e-4 freeze)");
   o.add("min_lr", &s.min_lr, "final learning rate of the cosine (0: lr/10)");
-  o.add("patience", &s.patience, "early stopping: stop after N validations without improvement (0: off)");
-  o.add("metric", &s.metric, "what early stopping and the best checkpoint follow: val_loss, accuracy (class head), auto");
+  o.add("patience", &s.patience,
+        "early stopping: stop after N validations without improvement (0: off)");
+  o.add(
+      "metric", &s.metric,
+      "what early stopping and the best checkpoint follow: val_loss, accuracy (class head), auto");
   o.add("lora_rank", &s.lora_rank, "LoRA rank r");
   o.add("lora_alpha", &s.lora_alpha, "LoRA alpha (the update is scaled by alpha/r)");
   o.add("lora_targets", &s.lora_targets, "comma-separated: qkv, attproj, fc, fcproj");
-  o.add("merge_lora", &s.merge_lora, "also write OUT/merged, a full checkpoint with the adapters folded in");
-  o.add("train_top", &s.train_top, "freeze: train the top N blocks (and the final LayerNorm when N > 0)");
+  o.add("merge_lora", &s.merge_lora,
+        "also write OUT/merged, a full checkpoint with the adapters folded in");
+  o.add("train_top", &s.train_top,
+        "freeze: train the top N blocks (and the final LayerNorm when N > 0)");
   o.add("train_layernorm", &s.train_layernorm, "freeze: also train every LayerNorm");
   o.add("train_biases", &s.train_biases, "freeze: also train every bias");
-  o.add("train_embeddings", &s.train_embeddings, "freeze: also train wte (the tied LM head) and wpe");
+  o.add("train_embeddings", &s.train_embeddings,
+        "freeze: also train wte (the tied LM head) and wpe");
   o.add("train_head", &s.train_head, "freeze/lora: train the class head");
   o.add("layout", &s.layout, "sft/classify rows: padded (one example a row) or packed");
   o.add("truncate", &s.truncate, "cut examples longer than a row instead of failing");
@@ -192,7 +203,8 @@ int run(int argc, char** argv) {
   FinetuneSettings s;
   gpt::Options options;
   register_options(options, s);
-  if (const int status = gpt::parse_command_line(app, options, argc, argv); status >= 0) return status;
+  if (const int status = gpt::parse_command_line(app, options, argc, argv); status >= 0)
+    return status;
 
   // ---- --resume: the checkpoint's settings become the defaults (then --config, then flags) ------
   std::optional<gpt::Checkpoint> resume;
@@ -206,14 +218,16 @@ int run(int argc, char** argv) {
       throw std::invalid_argument(resume->path("trainer_state.json") +
                                   ": written by a gpt-finetune without --resume support (no field "
                                   "'finetune_state'): start from it with --init instead");
-    // For the record (config.json): the model the run started from; the weights come from the checkpoint.
+    // For the record (config.json): the model the run started from; the weights
+    // come from the checkpoint.
     const nlohmann::json& saved = resume->field("config");
     if (s.init.empty() && saved.is_object() && saved.contains("init") && saved["init"].is_string())
       s.init = saved["init"].get<std::string>();
   }
 
   // ---- validate everything before printing or writing -------------------------------------------
-  if (s.init.empty() && !resume) throw std::invalid_argument("--init is required (the pretrained model)");
+  if (s.init.empty() && !resume)
+    throw std::invalid_argument("--init is required (the pretrained model)");
   if (s.train_data.empty()) throw std::invalid_argument("--train-data is required");
   if (s.task != "lm" && s.task != "sft" && s.task != "classify")
     throw std::invalid_argument("--task '" + s.task + "': expected lm, sft or classify");
@@ -223,31 +237,38 @@ int run(int argc, char** argv) {
     throw std::invalid_argument("--layout '" + s.layout + "': expected padded or packed");
   if (s.metric != "auto" && s.metric != "val_loss" && s.metric != "accuracy")
     throw std::invalid_argument("--metric '" + s.metric + "': expected val_loss, accuracy or auto");
-  if (s.replay_ratio < 0 || s.replay_ratio >= 1) throw std::invalid_argument("--replay-ratio must be in [0, 1)");
-  if (s.replay_ratio > 0 && s.replay_data.empty()) throw std::invalid_argument("--replay-ratio needs --replay-data");
-  if (s.steps <= 0 || s.batch_size <= 0) throw std::invalid_argument("steps and batch_size must be positive");
+  if (s.replay_ratio < 0 || s.replay_ratio >= 1)
+    throw std::invalid_argument("--replay-ratio must be in [0, 1)");
+  if (s.replay_ratio > 0 && s.replay_data.empty())
+    throw std::invalid_argument("--replay-ratio needs --replay-data");
+  if (s.steps <= 0 || s.batch_size <= 0)
+    throw std::invalid_argument("steps and batch_size must be positive");
   const gpt::LoraConfig lora_cfg = s.method == "lora" ? parse_lora(s) : gpt::LoraConfig{};
   if (s.lr == 0.0f) s.lr = s.method == "full" ? 1e-4f : s.method == "lora" ? 1e-3f : 5e-4f;
   if (s.min_lr == 0.0f) s.min_lr = s.lr / 10;
   (void)gpt::attention_kernel_from_name(s.attention);  // checked before anything starts
   if (!resume && !s.overwrite && !gpt::latest_checkpoint(s.out).empty())
-    throw std::invalid_argument(s.out + " already holds checkpoints: continue the run with --resume latest, "
-                                "choose another --out or pass --overwrite true");
+    throw std::invalid_argument(
+        s.out +
+        " already holds checkpoints: continue the run with --resume latest, "
+        "choose another --out or pass --overwrite true");
   if (resume && resume->step() > s.steps)
-    throw std::invalid_argument(resume->path("trainer_state.json") + ": the checkpoint is at step " +
-                                std::to_string(resume->step()) + ", beyond --steps " + std::to_string(s.steps));
+    throw std::invalid_argument(resume->path("trainer_state.json") +
+                                ": the checkpoint is at step " + std::to_string(resume->step()) +
+                                ", beyond --steps " + std::to_string(s.steps));
 
   // The job's ranks, this rank's device and backend (apps/training_run.h).
   gpt::TrainingRun run("gpt-finetune", s);
   gpt::Backend* backend = &run.backend();
-  // The weights to start from: the checkpoint's (base weights, adapters and head as trained) or --init.
+  // The weights to start from: the checkpoint's (base weights, adapters and
+  // head as trained) or --init.
   const std::string weights_from = resume ? resume->dir() : s.init;
   gpt::GptWeights probe_config = gpt::load_weights(weights_from);  // validates the weights fully
   const int context = probe_config.config.max_seq_len;
   if (s.seq_len == 0) s.seq_len = std::min(256, context);
   if (s.seq_len > context)
-    throw std::invalid_argument("seq_len " + std::to_string(s.seq_len) + " exceeds the model's context of " +
-                                std::to_string(context));
+    throw std::invalid_argument("seq_len " + std::to_string(s.seq_len) +
+                                " exceeds the model's context of " + std::to_string(context));
   const long micro = static_cast<long>(s.batch_size) * s.seq_len;
   if (s.total_batch_tokens % micro != 0)
     throw std::invalid_argument("total_batch_tokens must be a multiple of batch_size * seq_len (" +
@@ -255,9 +276,10 @@ int run(int argc, char** argv) {
   const int vocab = probe_config.config.vocab_size;
   const nlohmann::json meta = gpt::read_meta_beside(s.train_data);
   if (meta.contains("vocab_size") && meta["vocab_size"].get<int>() > vocab)
-    throw std::invalid_argument(fs::path(s.train_data).parent_path().string() + "/meta.json: the data's vocabulary (" +
-                                std::to_string(meta["vocab_size"].get<int>()) + ") is larger than the model's (" +
-                                std::to_string(vocab) + ")");
+    throw std::invalid_argument(fs::path(s.train_data).parent_path().string() +
+                                "/meta.json: the data's vocabulary (" +
+                                std::to_string(meta["vocab_size"].get<int>()) +
+                                ") is larger than the model's (" + std::to_string(vocab) + ")");
   const int32_t eot = meta.value("eot_token", vocab - 1);
 
   // Data.
@@ -276,9 +298,10 @@ int run(int argc, char** argv) {
   if (s.group_by_length && fo.layout != gpt::FinetuneLayout::kPadded)
     throw std::invalid_argument("--group-by-length needs --layout padded");
   if (s.task == "lm") {
-    lm_train = std::make_unique<gpt::TrainLoader>(s.train_data, s.batch_size, s.seq_len, vocab, s.shuffle,
-                                                  static_cast<uint64_t>(s.seed));
-    if (!s.val_data.empty()) lm_val = std::make_unique<gpt::ValidationSet>(s.val_data, s.batch_size, s.seq_len, vocab);
+    lm_train = std::make_unique<gpt::TrainLoader>(s.train_data, s.batch_size, s.seq_len, vocab,
+                                                  s.shuffle, static_cast<uint64_t>(s.seed));
+    if (!s.val_data.empty())
+      lm_val = std::make_unique<gpt::ValidationSet>(s.val_data, s.batch_size, s.seq_len, vocab);
   } else {
     fo.shuffle = s.shuffle;
     fo.group_by_length = s.group_by_length;
@@ -294,16 +317,19 @@ int run(int argc, char** argv) {
   }
   const int num_classes = ft_train ? ft_train->num_classes() : 0;
   if (s.task == "classify" && ft_train && num_classes == 0 && s.metric == "accuracy")
-    throw std::invalid_argument("--metric accuracy needs class-id data (a class head); this data uses label words");
+    throw std::invalid_argument(
+        "--metric accuracy needs class-id data (a class head); this data uses label words");
   if (s.task != "classify" && num_classes > 0)
     throw std::invalid_argument(s.train_data + ": class-id data needs --task classify");
   std::unique_ptr<gpt::TrainLoader> replay;
   if (s.replay_ratio > 0)
     replay = std::make_unique<gpt::TrainLoader>(s.replay_data, s.batch_size, s.seq_len, vocab, true,
                                                 static_cast<uint64_t>(s.seed) + 1);
-  const std::string metric = s.metric == "auto" ? (num_classes > 0 ? "accuracy" : "val_loss") : s.metric;
+  const std::string metric =
+      s.metric == "auto" ? (num_classes > 0 ? "accuracy" : "val_loss") : s.metric;
   if (metric == "accuracy" && num_classes == 0)
-    throw std::invalid_argument("--metric accuracy needs a class head (class-id classification data)");
+    throw std::invalid_argument(
+        "--metric accuracy needs a class head (class-id classification data)");
 
   // Model.
   gpt::LoadOptions load;
@@ -313,23 +339,26 @@ int run(int argc, char** argv) {
   gpt::LanguageModel& model = *loaded.model;
   if (num_classes > 0) {
     if (loaded.has_class_head && model.num_classes() != num_classes)
-      throw std::invalid_argument(weights_from + ": its class head has " + std::to_string(model.num_classes()) +
-                                  " classes, the data " + std::to_string(num_classes));
+      throw std::invalid_argument(weights_from + ": its class head has " +
+                                  std::to_string(model.num_classes()) + " classes, the data " +
+                                  std::to_string(num_classes));
     if (!loaded.has_class_head) model.enable_class_head(num_classes, static_cast<uint64_t>(s.seed));
   }
   if (s.method == "lora") {
     if (loaded.has_adapter && !resume)
       throw std::invalid_argument(s.init + ": already has LoRA adapters; merge them first");
     if (resume && !loaded.has_adapter)
-      throw std::invalid_argument(resume->dir() + ": --method lora, but the checkpoint has no adapter.safetensors");
+      throw std::invalid_argument(resume->dir() +
+                                  ": --method lora, but the checkpoint has no adapter.safetensors");
     if (!loaded.has_adapter) model.enable_lora(lora_cfg, static_cast<uint64_t>(s.seed));
   }
   gpt::apply_trainable(model, finetune_method(s, lora_cfg));
-  if (model.num_trainable_parameters() == 0) throw std::invalid_argument("nothing to train: every parameter is frozen");
+  if (model.num_trainable_parameters() == 0)
+    throw std::invalid_argument("nothing to train: every parameter is frozen");
   gpt::DataParallel& dp = run.make_optimizer(model.parameters());
   gpt::AdamW& optimizer = dp.optimizer();
 
-  // ---- --resume: the optimizer and every loader where the checkpoint left them ---------------------
+  // ---- --resume: the optimizer and every loader where the checkpoint left them ------------------
   gpt::Rng replay_rng(static_cast<uint64_t>(s.seed) ^ 0x5245504Cull);
   double best_score = INFINITY;  // lower is better: val_loss, or 1 - accuracy
   long best_step = -1;
@@ -338,18 +367,23 @@ int run(int argc, char** argv) {
     const std::string state_path = resume->path("trainer_state.json");
     run.load_optimizer_state(*resume);
     if (optimizer.step_count() != resume->step())
-      throw std::runtime_error(resume->dir() + ": optimizer step " + std::to_string(optimizer.step_count()) +
-                               " differs from the checkpoint's step " + std::to_string(resume->step()));
+      throw std::runtime_error(
+          resume->dir() + ": optimizer step " + std::to_string(optimizer.step_count()) +
+          " differs from the checkpoint's step " + std::to_string(resume->step()));
     try {
       const nlohmann::json& fst = resume->field("finetune_state");
       const nlohmann::json& loaders = fst.at("loaders");
       if (lm_train)
-        lm_train->set_state(loader_from_json(loaders.at("train"), lm_train->num_samples(), "train", s.train_data));
+        lm_train->set_state(
+            loader_from_json(loaders.at("train"), lm_train->num_samples(), "train", s.train_data));
       if (ft_train)
-        ft_train->set_state(loader_from_json(loaders.at("train"), ft_train->num_examples(), "train", s.train_data));
+        ft_train->set_state(
+            loader_from_json(loaders.at("train"), ft_train->num_examples(), "train", s.train_data));
       if (replay) {
-        replay->set_state(loader_from_json(loaders.at("replay"), replay->num_samples(), "replay", s.replay_data));
-        gpt::rng_state_from_json(replay_rng, fst.at("replay_rng"), state_path + " (finetune_state.replay_rng)");
+        replay->set_state(
+            loader_from_json(loaders.at("replay"), replay->num_samples(), "replay", s.replay_data));
+        gpt::rng_state_from_json(replay_rng, fst.at("replay_rng"),
+                                 state_path + " (finetune_state.replay_rng)");
       }
       const nlohmann::json& es = fst.at("early_stopping");
       best_step = es.at("best_step").get<long>();
@@ -367,27 +401,31 @@ int run(int argc, char** argv) {
   }
 
   if (resume && s.patience > 0 && bad_validations >= s.patience)
-    throw std::invalid_argument(resume->dir() + ": this run stopped early (" + metric + " did not improve for " +
-                                std::to_string(bad_validations) + " validations; best at step " +
-                                std::to_string(best_step) + "): raise --patience to train on");
+    throw std::invalid_argument(resume->dir() + ": this run stopped early (" + metric +
+                                " did not improve for " + std::to_string(bad_validations) +
+                                " validations; best at step " + std::to_string(best_step) +
+                                "): raise --patience to train on");
 
   // ---- start: print and write ------------------------------------------------------------------
   const nlohmann::json resolved = options.to_json();
   run.prepare_outputs(resolved, resume ? resume->step() : -1, !resume && s.overwrite);
-  run.print("config: %s\nbackend: %s\n%s\n", resolved.dump().c_str(), backend->description().c_str(),
-            run.describe().c_str());
+  run.print("config: %s\nbackend: %s\n%s\n", resolved.dump().c_str(),
+            backend->description().c_str(), run.describe().c_str());
   if (resume)
-    run.print("resume: %s at step %ld (best %s so far at step %ld, %d validation(s) without improvement)\n",
-              resume->dir().c_str(), resume->step(), metric.c_str(), best_step, bad_validations);
+    run.print(
+        "resume: %s at step %ld (best %s so far at step %ld, %d validation(s) without "
+        "improvement)\n",
+        resume->dir().c_str(), resume->step(), metric.c_str(), best_step, bad_validations);
   int64_t total_params = 0;  // every tensor the model has, the class head and adapters included
   for (const gpt::ParamGroup& g : model.parameters()) total_params += g.param.numel();
-  run.print("model: %s from %s, %.2fM parameters; task %s%s, method %s: %lld trainable (%.2f%%), "
-               "optimizer state %.2f MiB\n",
-               loaded.format.c_str(), weights_from.c_str(), total_params / 1e6, s.task.c_str(),
-               num_classes > 0 ? (" (" + std::to_string(num_classes) + "-class head)").c_str() : "",
-               s.method.c_str(), static_cast<long long>(model.num_trainable_parameters()),
-               100.0 * model.num_trainable_parameters() / static_cast<double>(total_params),
-               optimizer.state_bytes() / 1048576.0);
+  run.print(
+      "model: %s from %s, %.2fM parameters; task %s%s, method %s: %lld trainable (%.2f%%), "
+      "optimizer state %.2f MiB\n",
+      loaded.format.c_str(), weights_from.c_str(), total_params / 1e6, s.task.c_str(),
+      num_classes > 0 ? (" (" + std::to_string(num_classes) + "-class head)").c_str() : "",
+      s.method.c_str(), static_cast<long long>(model.num_trainable_parameters()),
+      100.0 * model.num_trainable_parameters() / static_cast<double>(total_params),
+      optimizer.state_bytes() / 1048576.0);
 
   // Batches: the task's loader, with replay batches mixed in deterministically (replay_rng above).
   ReplayAwareModel trainable(model);
@@ -434,7 +472,8 @@ int run(int argc, char** argv) {
       for (int64_t i = 0; i < nb; ++i) {
         count += lm_val->batch(i, vt.data(), vg.data());
         if (run.mine(i))
-          batch_loss[static_cast<size_t>(i)] = model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
+          batch_loss[static_cast<size_t>(i)] =
+              model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
       }
     } else {
       ft_val->set_state(gpt::LoaderState{});
@@ -472,21 +511,25 @@ int run(int argc, char** argv) {
     for (double l : batch_loss) loss_sum += l;
     for (double c : batch_correct) correct += static_cast<int64_t>(c);
     r.loss = count > 0 ? loss_sum / static_cast<double>(count) : 0.0;
-    last_accuracy = examples > 0 ? static_cast<double>(correct) / static_cast<double>(examples) : -1;
-    if (last_accuracy >= 0) run.print("validation accuracy %.4f (%lld examples)\n", last_accuracy,
-                                         static_cast<long long>(examples));
+    last_accuracy =
+        examples > 0 ? static_cast<double>(correct) / static_cast<double>(examples) : -1;
+    if (last_accuracy >= 0)
+      run.print("validation accuracy %.4f (%lld examples)\n", last_accuracy,
+                static_cast<long long>(examples));
     return r;
   };
   const bool has_val = lm_val || ft_val;
 
   // Checkpoints: the best by the chosen metric (lower is better: val_loss, or 1 - accuracy).
   std::vector<std::string> tokenizer_files;
-  for (const fs::path& dir : {fs::path(s.train_data).parent_path(), fs::path(s.train_data).parent_path() / "tokenizer"}) {
+  for (const fs::path& dir :
+       {fs::path(s.train_data).parent_path(), fs::path(s.train_data).parent_path() / "tokenizer"}) {
     for (const char* name : {"meta.json", "vocab.json", "merges.txt", "tokenizer.json"}) {
       std::error_code ec;
       bool dup = false;
       for (const auto& f : tokenizer_files) dup |= fs::path(f).filename() == name;
-      if (!dup && fs::is_regular_file(dir / name, ec)) tokenizer_files.push_back((dir / name).string());
+      if (!dup && fs::is_regular_file(dir / name, ec))
+        tokenizer_files.push_back((dir / name).string());
     }
   }
   gpt::RetentionPolicy retention;
@@ -495,8 +538,10 @@ int run(int argc, char** argv) {
     gpt::CheckpointContents c;
     if (run.is_main()) {  // every rank holds the same weights
       c.tensor_files.emplace_back("model.safetensors", model.weights_to_safetensors());
-      if (model.lora_enabled()) c.tensor_files.emplace_back("adapter.safetensors", gpt::lora_to_safetensors(model));
-      if (model.num_classes() > 0) c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
+      if (model.lora_enabled())
+        c.tensor_files.emplace_back("adapter.safetensors", gpt::lora_to_safetensors(model));
+      if (model.num_classes() > 0)
+        c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
     }
     run.add_optimizer_state(c);  // collective: every rank's shard, on rank 0
     c.copy_files = tokenizer_files;
@@ -523,7 +568,8 @@ int run(int argc, char** argv) {
   };
 
   const gpt::TrainerConfig tc = run.trainer_config(s.seq_len, s.lr, s.min_lr);
-  gpt::Trainer trainer(trainable, dp, tc, next_batch, has_val ? gpt::Trainer::EvalFn(evaluate) : gpt::Trainer::EvalFn());
+  gpt::Trainer trainer(trainable, dp, tc, next_batch,
+                       has_val ? gpt::Trainer::EvalFn(evaluate) : gpt::Trainer::EvalFn());
   std::optional<gpt::StepRecord> last;
   std::string stop_reason;
   trainer.set_after_step([&](const gpt::StepRecord& r) {
@@ -539,28 +585,34 @@ int run(int argc, char** argv) {
         best_step = r.step;
         bad_validations = 0;
         save(r, score);
-        if (model.lora_enabled() && run.is_main()) gpt::write_safetensors(s.out + "/adapter.safetensors", gpt::lora_to_safetensors(model));
+        if (model.lora_enabled() && run.is_main())
+          gpt::write_safetensors(s.out + "/adapter.safetensors", gpt::lora_to_safetensors(model));
       } else if (s.patience > 0 && ++bad_validations >= s.patience) {
-        stop_reason = "early stopping: " + metric + " has not improved for " + std::to_string(s.patience) +
-                      " validations (best at step " + std::to_string(best_step) + ")";
+        stop_reason = "early stopping: " + metric + " has not improved for " +
+                      std::to_string(s.patience) + " validations (best at step " +
+                      std::to_string(best_step) + ")";
         return gpt::StepAction::stop;
       }
     }
     if (s.save_every > 0 && r.step % s.save_every == 0 && r.step != best_step) save(r, INFINITY);
     if (run.stop_requested() && r.step < s.steps) {
-      stop_reason = std::string("gpt-finetune: ") + run.stop_signal_name() + ": stopped after step " +
-                    std::to_string(r.step) + "/" + std::to_string(s.steps);
+      stop_reason = std::string("gpt-finetune: ") + run.stop_signal_name() +
+                    ": stopped after step " + std::to_string(r.step) + "/" +
+                    std::to_string(s.steps);
       return gpt::StepAction::stop;
     }
     return gpt::StepAction::keep_going;
   });
   trainer.run();
   std::string last_dir = best_step >= 0 && last && last->step == best_step
-                             ? s.out + "/" + gpt::checkpoint_dir_name(best_step) : "";
+                             ? s.out + "/" + gpt::checkpoint_dir_name(best_step)
+                             : "";
   if (last && last->step != best_step) last_dir = save(*last, INFINITY);
   if (gpt::stop_signal() != 0 && !stop_reason.empty())
-    stop_reason += "; last checkpoint " + last_dir +
-                   (best_step >= 0 ? "; best " + s.out + "/best (step " + std::to_string(best_step) + ")" : "");
+    stop_reason +=
+        "; last checkpoint " + last_dir +
+        (best_step >= 0 ? "; best " + s.out + "/best (step " + std::to_string(best_step) + ")"
+                        : "");
   if (!stop_reason.empty()) run.print("%s\n", stop_reason.c_str());
   if (!run.is_main()) return 0;  // the rest writes files: rank 0's work
   if (!has_val && model.lora_enabled())
@@ -571,28 +623,36 @@ int run(int argc, char** argv) {
     if (best_step >= 0) {
       const std::string best = gpt::resolve_checkpoint(s.out + "/best");
       const gpt::Checkpoint ckpt = gpt::Checkpoint::open(best);
-      gpt::load_lora(model, ckpt.read_tensors("adapter.safetensors"), ckpt.path("adapter.safetensors"));
+      gpt::load_lora(model, ckpt.read_tensors("adapter.safetensors"),
+                     ckpt.path("adapter.safetensors"));
       if (model.num_classes() > 0)
-        gpt::load_class_head(model, ckpt.read_tensors("head.safetensors"), ckpt.path("head.safetensors"));
+        gpt::load_class_head(model, ckpt.read_tensors("head.safetensors"),
+                             ckpt.path("head.safetensors"));
     }
     model.merge_lora();
     gpt::CheckpointContents c;
     c.tensor_files.emplace_back("model.safetensors", model.weights_to_safetensors());
-    if (model.num_classes() > 0) c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
+    if (model.num_classes() > 0)
+      c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
     c.copy_files = tokenizer_files;
     c.state["model_config"] = model.config_json();
-    c.state["finetune"] = {{"task", s.task}, {"method", "lora (merged)"}, {"num_classes", num_classes}};
+    c.state["finetune"] = {
+        {"task", s.task}, {"method", "lora (merged)"}, {"num_classes", num_classes}};
     c.state["config"] = resolved;
-    const std::string dir = gpt::save_checkpoint(s.out + "/merged", best_step >= 0 ? best_step : s.steps, c, {});
+    const std::string dir =
+        gpt::save_checkpoint(s.out + "/merged", best_step >= 0 ? best_step : s.steps, c, {});
     std::fprintf(stderr, "merged: %s\n", dir.c_str());
   }
-  std::fprintf(stderr, "done: %ld steps; best %s %.4f at step %ld (%s/best); peak memory %.1f MiB (%zu bytes)\n",
-               last ? last->step : 0L, metric.c_str(),
-               metric == "accuracy" ? 1.0 - best_score : best_score, best_step, s.out.c_str(),
-               backend->peak_bytes() / 1048576.0, backend->peak_bytes());
+  std::fprintf(
+      stderr,
+      "done: %ld steps; best %s %.4f at step %ld (%s/best); peak memory %.1f MiB (%zu bytes)\n",
+      last ? last->step : 0L, metric.c_str(), metric == "accuracy" ? 1.0 - best_score : best_score,
+      best_step, s.out.c_str(), backend->peak_bytes() / 1048576.0, backend->peak_bytes());
   return 0;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) { return gpt::run_app("gpt-finetune", run, argc, argv); }
+int main(int argc, char** argv) {
+  return gpt::run_app("gpt-finetune", run, argc, argv);
+}

@@ -4,8 +4,8 @@
 //   echo "First Citizen:" | gpt-generate --model runs/tiny --top-k 40
 //
 // Prompts come from --prompt (repeatable), --prompt-file (one per line) or stdin (one per line).
-// Each completion is printed on stdout (with the prompt when --echo), followed by a blank line; with
-// --jsonl, one JSON object per prompt instead. Stops at <|endoftext|> unless --ignore-eot.
+// Each completion is printed on stdout (with the prompt when --echo), followed by a blank line;
+// with --jsonl, one JSON object per prompt instead. Stops at <|endoftext|> unless --ignore-eot.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -28,24 +28,30 @@ int run(int argc, char** argv) {
   float temperature = 0.8f, top_p = 1.0f;
   uint64_t seed = 1337;
   bool echo = false, jsonl = false, ignore_eot = false;
-  app.add_option("--model", model_path,
-                 "a checkpoint (directory, run directory or `latest`), a Hugging Face GPT-2 directory "
-                 "or an llm.c .bin")
+  app.add_option(
+         "--model", model_path,
+         "a checkpoint (directory, run directory or `latest`), a Hugging Face GPT-2 directory "
+         "or an llm.c .bin")
       ->required();
   app.add_option("--tokenizer", tokenizer_spec,
                  "bytes, gpt2 or a tokenizer directory (default: the one stored with the model)");
   app.add_option("--prompt", prompts, "a prompt (repeat for several)");
   app.add_option("--prompt-file", prompt_file, "a file of prompts, one per line");
-  app.add_option("--max-new-tokens", max_new_tokens, "tokens to generate per prompt")->capture_default_str();
-  app.add_option("--temperature", temperature, "sampling temperature (0: greedy)")->capture_default_str();
-  app.add_option("--top-k", top_k, "sample from the k most likely tokens (0: all)")->capture_default_str();
-  app.add_option("--top-p", top_p, "nucleus sampling: the smallest set with this probability (1: off)")
+  app.add_option("--max-new-tokens", max_new_tokens, "tokens to generate per prompt")
+      ->capture_default_str();
+  app.add_option("--temperature", temperature, "sampling temperature (0: greedy)")
+      ->capture_default_str();
+  app.add_option("--top-k", top_k, "sample from the k most likely tokens (0: all)")
+      ->capture_default_str();
+  app.add_option("--top-p", top_p,
+                 "nucleus sampling: the smallest set with this probability (1: off)")
       ->capture_default_str();
   app.add_option("--seed", seed, "random seed of the sampler")->capture_default_str();
   app.add_option("--device", device, "cpu, cuda or auto")->capture_default_str();
   app.add_option("--dtype", dtype, "auto, f32 or bf16")->capture_default_str();
   app.add_flag("--echo", echo, "print the prompt before its completion");
-  app.add_flag("--jsonl", jsonl, "print one JSON object per prompt (prompt, completion, tokens, tokens_per_s)");
+  app.add_flag("--jsonl", jsonl,
+               "print one JSON object per prompt (prompt, completion, tokens, tokens_per_s)");
   app.add_flag("--ignore-eot", ignore_eot, "keep generating after <|endoftext|>");
   try {
     app.parse(argc, argv);
@@ -53,7 +59,8 @@ int run(int argc, char** argv) {
     return app.exit(e);
   }
   if (max_new_tokens <= 0) throw std::invalid_argument("--max-new-tokens must be positive");
-  gpt::Sampler sampler(gpt::SamplingConfig{temperature, top_k, top_p}, seed);  // validates the flags
+  gpt::Sampler sampler(gpt::SamplingConfig{temperature, top_k, top_p},
+                       seed);  // validates the flags
 
   if (!prompt_file.empty()) {
     std::ifstream in(prompt_file);
@@ -63,7 +70,8 @@ int run(int argc, char** argv) {
   if (prompts.empty()) {
     for (std::string line; std::getline(std::cin, line);) prompts.push_back(line);
   }
-  if (prompts.empty()) throw std::invalid_argument("no prompts (use --prompt, --prompt-file or stdin)");
+  if (prompts.empty())
+    throw std::invalid_argument("no prompts (use --prompt, --prompt-file or stdin)");
 
   const gpt::PrepareTokenizer tokenizer = gpt::load_app_tokenizer(tokenizer_spec, model_path);
   auto backend = gpt::make_app_backend(device, dtype);
@@ -79,7 +87,8 @@ int run(int argc, char** argv) {
                                 " tokens but the model only " + std::to_string(cfg.vocab_size));
   }
   std::fprintf(stderr, "gpt-generate: %s model (%d layers, width %d, context %d) on %s\n",
-               loaded.format.c_str(), cfg.n_layer, cfg.n_embd, cfg.context, backend->description().c_str());
+               loaded.format.c_str(), cfg.n_layer, cfg.n_embd, cfg.context,
+               backend->description().c_str());
 
   const int eot = tokenizer.eot_token();
   const int Vp = cfg.padded_vocab_size;
@@ -89,7 +98,8 @@ int run(int argc, char** argv) {
     tokenizer.encode_append(prompt, &ids);
     const int P = static_cast<int>(ids.size());
     if (P >= cfg.context) {
-      throw std::invalid_argument("prompt of " + std::to_string(P) + " tokens does not fit the context of " +
+      throw std::invalid_argument("prompt of " + std::to_string(P) +
+                                  " tokens does not fit the context of " +
                                   std::to_string(cfg.context) + " tokens");
     }
     const int budget = std::min(max_new_tokens, cfg.context - P);
@@ -102,7 +112,8 @@ int run(int argc, char** argv) {
       out.push_back(next);
       if (i + 1 < budget) logits = model.decode(&next, 1, P + i);
     }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const std::string completion = tokenizer.decode(out);
     if (jsonl) {
       nlohmann::ordered_json j;
@@ -122,4 +133,6 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return gpt::run_app("gpt-generate", run, argc, argv); }
+int main(int argc, char** argv) {
+  return gpt::run_app("gpt-generate", run, argc, argv);
+}

@@ -13,11 +13,17 @@ namespace gpt {
 
 MemoryPlan plan_memory(const PlanRequest& r) {
   const std::string& task = r.task;
-  if (task != "pretrain" && task != "full" && task != "lora" && task != "freeze" && task != "classify")
-    throw std::invalid_argument("--task '" + task + "': expected pretrain, full, lora, freeze or classify");
-  if (r.batch <= 0) throw std::invalid_argument("--batch must be positive, got " + std::to_string(r.batch));
-  if (r.seq_len <= 0) throw std::invalid_argument("--seq-len must be positive, got " + std::to_string(r.seq_len));
-  if (r.world_size < 1) throw std::invalid_argument("--world-size must be at least 1, got " + std::to_string(r.world_size));
+  if (task != "pretrain" && task != "full" && task != "lora" && task != "freeze" &&
+      task != "classify")
+    throw std::invalid_argument("--task '" + task +
+                                "': expected pretrain, full, lora, freeze or classify");
+  if (r.batch <= 0)
+    throw std::invalid_argument("--batch must be positive, got " + std::to_string(r.batch));
+  if (r.seq_len <= 0)
+    throw std::invalid_argument("--seq-len must be positive, got " + std::to_string(r.seq_len));
+  if (r.world_size < 1)
+    throw std::invalid_argument("--world-size must be at least 1, got " +
+                                std::to_string(r.world_size));
   if (r.zero < -1 || r.zero > 1) throw std::invalid_argument("--zero must be -1, 0 or 1");
   FinetuneMethod method = r.method;
   if (task == "pretrain" || task == "full") method.method = "full";
@@ -31,10 +37,12 @@ MemoryPlan plan_memory(const PlanRequest& r) {
   if (task == "classify") model.enable_class_head(r.num_classes, 0);
   if (method.method == "lora") model.enable_lora(method.lora, 0);
   apply_trainable(model, method);
-  if (model.num_trainable_parameters() == 0) throw std::invalid_argument("nothing to train: every parameter is frozen");
+  if (model.num_trainable_parameters() == 0)
+    throw std::invalid_argument("nothing to train: every parameter is frozen");
   // Several GPUs talk over NCCL (device buffers); CPU ranks over MPI (host buffers).
   SizingCommunicator comm(r.world_size, r.rank, r.device == DeviceKind::cuda && r.world_size > 1);
-  DataParallel dp(comm, backend, model.parameters(), AdamWConfig{}, zero_enabled(r.zero, r.world_size));
+  DataParallel dp(comm, backend, model.parameters(), AdamWConfig{},
+                  zero_enabled(r.zero, r.world_size));
   model.allocate_activations();  // what the first training step allocates
 
   MemoryPlan p;
@@ -55,7 +63,8 @@ MemoryPlan plan_memory(const PlanRequest& r) {
   p.shard_elements = dp.shard_elements();
   if (p.total() != backend.live_bytes())
     throw std::logic_error("gpt-plan: the categories (" + std::to_string(p.total()) +
-                           " bytes) do not add up to the live bytes (" + std::to_string(backend.live_bytes()) + ")");
+                           " bytes) do not add up to the live bytes (" +
+                           std::to_string(backend.live_bytes()) + ")");
   return p;
 }
 
@@ -73,14 +82,17 @@ int largest_fitting_batch(PlanRequest request, size_t budget, int limit) {
   if (hi > limit) hi = limit + 1;
   while (hi - lo > 1) {  // fits(lo), !fits(hi) (or hi beyond the limit)
     const int mid = lo + (hi - lo) / 2;
-    if (fits(mid)) lo = mid;
-    else hi = mid;
+    if (fits(mid))
+      lo = mid;
+    else
+      hi = mid;
   }
   return lo;
 }
 
 size_t parse_byte_size(const std::string& text, const std::string& flag) {
-  const std::string usage = flag + " '" + text + "': expected a size with a unit, e.g. 80GB, 80GiB, 512MiB";
+  const std::string usage =
+      flag + " '" + text + "': expected a size with a unit, e.g. 80GB, 80GiB, 512MiB";
   size_t pos = 0;
   double value = 0.0;
   try {
@@ -91,19 +103,30 @@ size_t parse_byte_size(const std::string& text, const std::string& flag) {
   if (!std::isfinite(value) || value <= 0) throw std::invalid_argument(usage + " (positive)");
   std::string unit;
   for (size_t i = pos; i < text.size(); ++i)
-    if (!std::isspace(static_cast<unsigned char>(text[i]))) unit += static_cast<char>(std::toupper(static_cast<unsigned char>(text[i])));
+    if (!std::isspace(static_cast<unsigned char>(text[i])))
+      unit += static_cast<char>(std::toupper(static_cast<unsigned char>(text[i])));
   if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();
   double scale = 0.0;
-  if (unit == "B") scale = 1.0;
-  else if (unit == "K") scale = 1e3;
-  else if (unit == "M") scale = 1e6;
-  else if (unit == "G") scale = 1e9;
-  else if (unit == "T") scale = 1e12;
-  else if (unit == "KI") scale = 1024.0;
-  else if (unit == "MI") scale = 1024.0 * 1024.0;
-  else if (unit == "GI") scale = 1024.0 * 1024.0 * 1024.0;
-  else if (unit == "TI") scale = 1024.0 * 1024.0 * 1024.0 * 1024.0;
-  else throw std::invalid_argument(usage);
+  if (unit == "B")
+    scale = 1.0;
+  else if (unit == "K")
+    scale = 1e3;
+  else if (unit == "M")
+    scale = 1e6;
+  else if (unit == "G")
+    scale = 1e9;
+  else if (unit == "T")
+    scale = 1e12;
+  else if (unit == "KI")
+    scale = 1024.0;
+  else if (unit == "MI")
+    scale = 1024.0 * 1024.0;
+  else if (unit == "GI")
+    scale = 1024.0 * 1024.0 * 1024.0;
+  else if (unit == "TI")
+    scale = 1024.0 * 1024.0 * 1024.0 * 1024.0;
+  else
+    throw std::invalid_argument(usage);
   const double bytes = value * scale;
   if (bytes < 1.0 || bytes > 1e18) throw std::invalid_argument(usage + " (out of range)");
   return static_cast<size_t>(std::llround(bytes));

@@ -11,9 +11,9 @@
 #include <cstdint>
 #include <string>
 
-#include "models/trainability.h"
 #include "engine/backend.h"
 #include "models/gpt.h"
+#include "models/trainability.h"
 
 namespace gpt {
 
@@ -29,29 +29,31 @@ struct PlanRequest {
   DeviceKind device = DeviceKind::cuda;
   DType dtype = DType::bf16;
   int world_size = 1;
-  int rank = 0;         // whose share of the optimizer state (rank 0 holds a full shard)
-  int zero = -1;        // as --zero: -1 shards with several ranks
+  int rank = 0;   // whose share of the optimizer state (rank 0 holds a full shard)
+  int zero = -1;  // as --zero: -1 shards with several ranks
 };
 
 struct MemoryPlan {
   // Bytes per category, each allocation rounded as the backend rounds it.
-  size_t parameters = 0;         // base weights, LoRA adapters, class head
-  size_t gradients = 0;          // the trainable tensors' gradients
-  size_t optimizer_state = 0;    // AdamW m and v (this rank's shard under ZeRO-1)
-  size_t master_weights = 0;     // fp32 copies of bf16 parameters (this rank's shard)
-  size_t activations = 0;        // forward/backward buffers for (B, T), LoRA's and the head's
-  size_t reduction_buffers = 0;  // data parallel: flat send buffer, shard accumulator, full gradient
-  size_t workspace = 0;          // what the backend holds from the start (cuBLASLt workspace)
-  size_t peak = 0;               // the largest total live at once during the set-up
+  size_t parameters = 0;       // base weights, LoRA adapters, class head
+  size_t gradients = 0;        // the trainable tensors' gradients
+  size_t optimizer_state = 0;  // AdamW m and v (this rank's shard under ZeRO-1)
+  size_t master_weights = 0;   // fp32 copies of bf16 parameters (this rank's shard)
+  size_t activations = 0;      // forward/backward buffers for (B, T), LoRA's and the head's
+  size_t reduction_buffers =
+      0;                 // data parallel: flat send buffer, shard accumulator, full gradient
+  size_t workspace = 0;  // what the backend holds from the start (cuBLASLt workspace)
+  size_t peak = 0;       // the largest total live at once during the set-up
   size_t total() const {
-    return parameters + gradients + optimizer_state + master_weights + activations + reduction_buffers +
-           workspace;
+    return parameters + gradients + optimizer_state + master_weights + activations +
+           reduction_buffers + workspace;
   }
-  int64_t num_parameters = 0;    // every element of every parameter tensor (padded vocabulary rows too)
+  int64_t num_parameters =
+      0;  // every element of every parameter tensor (padded vocabulary rows too)
   int64_t trainable_parameters = 0;
   bool zero = false;
-  int64_t flat_elements = 0;     // trainable elements in the data-parallel flat space
-  int64_t shard_elements = 0;    // elements this rank updates
+  int64_t flat_elements = 0;   // trainable elements in the data-parallel flat space
+  int64_t shard_elements = 0;  // elements this rank updates
 };
 
 // Throws std::invalid_argument for an unknown task or method, a bad shape, B or T.

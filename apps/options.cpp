@@ -31,13 +31,21 @@ void Options::add_field(const std::string& name, Kind kind, void* ptr, const std
   fields_.push_back(Field{name, kind, ptr, help, "", nullptr});
 }
 
-void Options::add(const std::string& n, int* v, const std::string& h) { add_field(n, Kind::Int, v, h); }
-void Options::add(const std::string& n, long* v, const std::string& h) { add_field(n, Kind::Long, v, h); }
-void Options::add(const std::string& n, float* v, const std::string& h) { add_field(n, Kind::Float, v, h); }
+void Options::add(const std::string& n, int* v, const std::string& h) {
+  add_field(n, Kind::Int, v, h);
+}
+void Options::add(const std::string& n, long* v, const std::string& h) {
+  add_field(n, Kind::Long, v, h);
+}
+void Options::add(const std::string& n, float* v, const std::string& h) {
+  add_field(n, Kind::Float, v, h);
+}
 void Options::add(const std::string& n, std::string* v, const std::string& h) {
   add_field(n, Kind::String, v, h);
 }
-void Options::add(const std::string& n, bool* v, const std::string& h) { add_field(n, Kind::Bool, v, h); }
+void Options::add(const std::string& n, bool* v, const std::string& h) {
+  add_field(n, Kind::Bool, v, h);
+}
 
 Options::Field* Options::find(const std::string& name) {
   for (Field& f : fields_)
@@ -53,15 +61,24 @@ void Options::register_flags(CLI::App& app) {
   for (Field& f : fields_) {
     std::string help = f.help;
     nlohmann::json current = to_json()[f.name];
-    help += " [default: " + (f.kind == Kind::String ? current.get<std::string>() : current.dump()) + "]";
+    help += " [default: " + (f.kind == Kind::String ? current.get<std::string>() : current.dump()) +
+            "]";
     f.option = app.add_option(flag_name(f.name), f.flag_value, help)
                    ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     switch (f.kind) {
       case Kind::Int:
-      case Kind::Long: f.option->type_name("INT"); break;
-      case Kind::Float: f.option->type_name("FLOAT"); break;
-      case Kind::Bool: f.option->type_name("BOOL"); break;
-      case Kind::String: f.option->type_name("TEXT"); break;
+      case Kind::Long:
+        f.option->type_name("INT");
+        break;
+      case Kind::Float:
+        f.option->type_name("FLOAT");
+        break;
+      case Kind::Bool:
+        f.option->type_name("BOOL");
+        break;
+      case Kind::String:
+        f.option->type_name("TEXT");
+        break;
     }
   }
 }
@@ -105,7 +122,9 @@ void Options::set_from_string(Field& f, const std::string& text, const std::stri
       *static_cast<float*>(f.ptr) = static_cast<float>(v);
       break;
     }
-    case Kind::String: *static_cast<std::string*>(f.ptr) = text; break;
+    case Kind::String:
+      *static_cast<std::string*>(f.ptr) = text;
+      break;
     case Kind::Bool:
       if (text == "true" || text == "1" || text == "yes" || text == "on")
         *static_cast<bool*>(f.ptr) = true;
@@ -178,12 +197,17 @@ nlohmann::json Options::to_json() const {
   nlohmann::json j = nlohmann::json::object();
   for (const Field& f : fields_) {
     switch (f.kind) {
-      case Kind::Int: j[f.name] = *static_cast<const int*>(f.ptr); break;
-      case Kind::Long: j[f.name] = *static_cast<const long*>(f.ptr); break;
+      case Kind::Int:
+        j[f.name] = *static_cast<const int*>(f.ptr);
+        break;
+      case Kind::Long:
+        j[f.name] = *static_cast<const long*>(f.ptr);
+        break;
       case Kind::Float: {
         // Shortest decimal that reads back as the same float (0.1f prints as 0.1).
         char buf[32];
-        std::snprintf(buf, sizeof(buf), "%.9g", static_cast<double>(*static_cast<const float*>(f.ptr)));
+        std::snprintf(buf, sizeof(buf), "%.9g",
+                      static_cast<double>(*static_cast<const float*>(f.ptr)));
         for (int digits = 1; digits <= 9; ++digits) {
           char shorter[32];
           std::snprintf(shorter, sizeof(shorter), "%.*g", digits,
@@ -196,8 +220,12 @@ nlohmann::json Options::to_json() const {
         j[f.name] = std::strtod(buf, nullptr);
         break;
       }
-      case Kind::String: j[f.name] = *static_cast<const std::string*>(f.ptr); break;
-      case Kind::Bool: j[f.name] = *static_cast<const bool*>(f.ptr); break;
+      case Kind::String:
+        j[f.name] = *static_cast<const std::string*>(f.ptr);
+        break;
+      case Kind::Bool:
+        j[f.name] = *static_cast<const bool*>(f.ptr);
+        break;
     }
   }
   return j;
@@ -225,7 +253,8 @@ void register_train_options(Options& o, TrainSettings& s) {
         "GPU attention kernel: fused (flash-style, bf16, head size 64/128) or unfused");
   o.add("seed", &s.seed, "random seed (initialisation and data order)");
   o.add("shuffle", &s.shuffle, "shuffle the training data each epoch");
-  o.add("threads", &s.threads, "OpenMP threads for the CPU backend (0: OMP_NUM_THREADS or all cores)");
+  o.add("threads", &s.threads,
+        "OpenMP threads for the CPU backend (0: OMP_NUM_THREADS or all cores)");
   o.add("overwrite", &s.overwrite,
         "start over in an --out that holds checkpoints of an earlier run (deletes them)");
   o.add("on_nonfinite", &s.on_nonfinite,
@@ -233,9 +262,10 @@ void register_train_options(Options& o, TrainSettings& s) {
         "skip (no update, counted in log.jsonl; the step is taken again with the next batches)");
   o.add("max_skipped_steps", &s.max_skipped_steps,
         "--on-nonfinite skip: end the run after this many skipped steps in a row");
-  o.add("progress", &s.progress,
-        "progress on stderr: auto (line on a terminal, else plain), line (one line redrawn in place: "
-        "step, loss, tokens/s, MFU, ETA, last validation) or plain (a line per --log-every steps)");
+  o.add(
+      "progress", &s.progress,
+      "progress on stderr: auto (line on a terminal, else plain), line (one line redrawn in place: "
+      "step, loss, tokens/s, MFU, ETA, last validation) or plain (a line per --log-every steps)");
   o.add("log_every", &s.log_every,
         "plain progress: a line every N steps (and the first and last); log.jsonl has every step");
   o.add("dist", &s.dist,
@@ -255,7 +285,9 @@ namespace {
 AppErrorHandler g_error_handler = nullptr;
 }
 
-void set_app_error_handler(AppErrorHandler handler) { g_error_handler = handler; }
+void set_app_error_handler(AppErrorHandler handler) {
+  g_error_handler = handler;
+}
 
 int run_app(const char* app, int (*run)(int, char**), int argc, char** argv) {
   try {

@@ -85,38 +85,52 @@ std::string mib(size_t b) {
 int run(int argc, char** argv) {
   CLI::App app{"Plan the device memory and time of a training run (no memory is allocated)."};
   PlanFlags f;
-  app.add_option("--preset", f.preset, "a model preset of configs/: tiny-cpu, gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1558m");
-  app.add_option("--config", f.config, "a gpt-pretrain/gpt-finetune JSON config (its model, batch and step keys)");
+  app.add_option(
+      "--preset", f.preset,
+      "a model preset of configs/: tiny-cpu, gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1558m");
+  app.add_option("--config", f.config,
+                 "a gpt-pretrain/gpt-finetune JSON config (its model, batch and step keys)");
   app.add_option("--n-layer", f.n_layer, "transformer blocks L");
   app.add_option("--n-head", f.n_head, "attention heads");
   app.add_option("--n-embd", f.n_embd, "model width C");
   app.add_option("--vocab,--vocab-size", f.vocab, "vocabulary size (default 50257, GPT-2's)");
   app.add_option("--block-size,--max-seq-len", f.block_size, "position table size (default 1024)");
-  app.add_option("--task", f.task, "pretrain, full (fine-tune), lora, freeze, classify (class head)");
+  app.add_option("--task", f.task,
+                 "pretrain, full (fine-tune), lora, freeze, classify (class head)");
   app.add_option("--method", f.method, "classify: full, lora or freeze (default lora)");
   app.add_option("--num-classes", f.num_classes, "classify: classes of the head (default 2)");
   app.add_option("--lora-rank", f.lora_rank, "LoRA rank r (default 8)");
   app.add_option("--lora-alpha", f.lora_alpha, "LoRA alpha (no effect on memory)");
-  app.add_option("--lora-targets", f.lora_targets, "comma-separated: qkv, attproj, fc, fcproj (default qkv,attproj)");
+  app.add_option("--lora-targets", f.lora_targets,
+                 "comma-separated: qkv, attproj, fc, fcproj (default qkv,attproj)");
   app.add_option("--train-top", f.train_top, "freeze: train the top N blocks (default 1)");
   app.add_option("--train-layernorm", f.train_layernorm, "freeze: also train every LayerNorm");
   app.add_option("--train-biases", f.train_biases, "freeze: also train every bias");
   app.add_option("--train-embeddings", f.train_embeddings, "freeze: also train wte and wpe");
-  app.add_option("--train-head", f.train_head, "classify with lora/freeze: train the class head (default true)");
+  app.add_option("--train-head", f.train_head,
+                 "classify with lora/freeze: train the class head (default true)");
   app.add_option("--batch,--batch-size", f.batch, "micro-batch B (default: the config's, else 16)");
-  app.add_option("--seq-len", f.seq_len, "sequence length T (default: the config's, else the block size)");
+  app.add_option("--seq-len", f.seq_len,
+                 "sequence length T (default: the config's, else the block size)");
   app.add_option("--device", f.device, "cuda or cpu (default cuda)");
   app.add_option("--dtype", f.dtype, "bf16, fp32 or auto (bf16 on cuda, fp32 on cpu)");
-  app.add_option("--device-memory", f.device_memory, "memory of one device: 80GB, 80GiB, 40GB, 24GiB, ... (default 80GB)");
+  app.add_option("--device-memory", f.device_memory,
+                 "memory of one device: 80GB, 80GiB, 40GB, 24GiB, ... (default 80GB)");
   app.add_option("--world-size", f.world_size, "ranks (GPUs) of the job (default 1)");
-  app.add_option("--rank", f.rank, "the rank to plan for (default 0, which holds a full ZeRO shard)");
-  app.add_option("--zero", f.zero, "1: ZeRO-1 (optimizer state sharded), 0: not, -1: 1 with several ranks");
-  app.add_option("--tokens", f.tokens, "training tokens for the time estimate (default: --steps x the global batch)");
+  app.add_option("--rank", f.rank,
+                 "the rank to plan for (default 0, which holds a full ZeRO shard)");
+  app.add_option("--zero", f.zero,
+                 "1: ZeRO-1 (optimizer state sharded), 0: not, -1: 1 with several ranks");
+  app.add_option("--tokens", f.tokens,
+                 "training tokens for the time estimate (default: --steps x the global batch)");
   app.add_option("--steps", f.steps, "optimizer steps (default: the config's)");
-  app.add_option("--total-batch-tokens", f.total_batch_tokens, "global batch in tokens (default: the config's, else B*T*ranks)");
-  app.add_option("--tokens-per-s", f.tokens_per_s, "throughput of the whole job, for the time estimate");
+  app.add_option("--total-batch-tokens", f.total_batch_tokens,
+                 "global batch in tokens (default: the config's, else B*T*ranks)");
+  app.add_option("--tokens-per-s", f.tokens_per_s,
+                 "throughput of the whole job, for the time estimate");
   app.add_option("--mfu", f.mfu, "instead of --tokens-per-s: model FLOPs utilisation (0..1) ...");
-  app.add_option("--peak-tflops", f.peak_tflops, "... and the peak TFLOP/s of one device (H100 SXM bf16 dense: 989)");
+  app.add_option("--peak-tflops", f.peak_tflops,
+                 "... and the peak TFLOP/s of one device (H100 SXM bf16 dense: 989)");
   app.add_flag("--json", f.json, "print one JSON object instead of the table");
   try {
     app.parse(argc, argv);
@@ -125,12 +139,14 @@ int run(int argc, char** argv) {
   }
 
   // ---- the request ------------------------------------------------------------------------------
-  if (!f.preset.empty() && !f.config.empty()) throw std::invalid_argument("give --preset or --config, not both");
+  if (!f.preset.empty() && !f.config.empty())
+    throw std::invalid_argument("give --preset or --config, not both");
   const nlohmann::json cfg = read_run_config(f);
   const std::string source = !f.preset.empty() ? "preset " + f.preset : f.config;
   const bool have_model = cfg.contains("n_layer") || cfg.contains("n_embd");
   if (!have_model && !(f.n_layer && f.n_head && f.n_embd))
-    throw std::invalid_argument("no model: give --preset NAME, --config FILE or --n-layer, --n-head and --n-embd");
+    throw std::invalid_argument(
+        "no model: give --preset NAME, --config FILE or --n-layer, --n-head and --n-embd");
   gpt::PlanRequest r;
   r.model.n_layer = pick(f.n_layer, cfg, "n_layer", 12, source);
   r.model.n_head = pick(f.n_head, cfg, "n_head", 12, source);
@@ -157,14 +173,20 @@ int run(int argc, char** argv) {
   r.batch = pick(f.batch, cfg, "batch_size", 16, source);
   r.seq_len = pick(f.seq_len, cfg, "seq_len", r.model.max_seq_len, source);
   if (r.seq_len <= 0 || r.seq_len > r.model.max_seq_len)
-    throw std::invalid_argument("--seq-len " + std::to_string(r.seq_len) + " must be in [1, block size " +
+    throw std::invalid_argument("--seq-len " + std::to_string(r.seq_len) +
+                                " must be in [1, block size " +
                                 std::to_string(r.model.max_seq_len) + "]");
-  if (f.device != "cuda" && f.device != "cpu") throw std::invalid_argument("--device '" + f.device + "': expected cuda or cpu");
+  if (f.device != "cuda" && f.device != "cpu")
+    throw std::invalid_argument("--device '" + f.device + "': expected cuda or cpu");
   r.device = f.device == "cuda" ? gpt::DeviceKind::cuda : gpt::DeviceKind::cpu;
-  if (f.dtype == "auto") r.dtype = f.device == "cuda" ? gpt::DType::bf16 : gpt::DType::f32;
-  else if (f.dtype == "bf16") r.dtype = gpt::DType::bf16;
-  else if (f.dtype == "fp32" || f.dtype == "f32") r.dtype = gpt::DType::f32;
-  else throw std::invalid_argument("--dtype '" + f.dtype + "': expected bf16, fp32 or auto");
+  if (f.dtype == "auto")
+    r.dtype = f.device == "cuda" ? gpt::DType::bf16 : gpt::DType::f32;
+  else if (f.dtype == "bf16")
+    r.dtype = gpt::DType::bf16;
+  else if (f.dtype == "fp32" || f.dtype == "f32")
+    r.dtype = gpt::DType::f32;
+  else
+    throw std::invalid_argument("--dtype '" + f.dtype + "': expected bf16, fp32 or auto");
   if (r.device == gpt::DeviceKind::cpu && r.dtype == gpt::DType::bf16)
     throw std::invalid_argument("--dtype bf16: the cpu backend computes in fp32");
   r.task = f.task;
@@ -180,17 +202,22 @@ int run(int argc, char** argv) {
   if (f.num_classes < 2) throw std::invalid_argument("--num-classes must be at least 2");
   r.num_classes = f.num_classes;
   if (f.world_size < 1) throw std::invalid_argument("--world-size must be at least 1");
-  if (f.rank < 0 || f.rank >= f.world_size) throw std::invalid_argument("--rank must be in [0, --world-size)");
+  if (f.rank < 0 || f.rank >= f.world_size)
+    throw std::invalid_argument("--rank must be in [0, --world-size)");
   r.world_size = f.world_size;
   r.rank = f.rank;
   r.zero = f.zero;
   const size_t budget = gpt::parse_byte_size(f.device_memory, "--device-memory");
   if (f.tokens && !(*f.tokens > 0)) throw std::invalid_argument("--tokens must be positive");
-  if (f.tokens_per_s && !(*f.tokens_per_s > 0)) throw std::invalid_argument("--tokens-per-s must be positive");
+  if (f.tokens_per_s && !(*f.tokens_per_s > 0))
+    throw std::invalid_argument("--tokens-per-s must be positive");
   if (f.mfu && !(*f.mfu > 0 && *f.mfu <= 1)) throw std::invalid_argument("--mfu must be in (0, 1]");
-  if (f.peak_tflops && !(*f.peak_tflops > 0)) throw std::invalid_argument("--peak-tflops must be positive");
-  if (f.mfu.has_value() != f.peak_tflops.has_value()) throw std::invalid_argument("--mfu and --peak-tflops go together");
-  if (f.tokens_per_s && f.mfu) throw std::invalid_argument("give --tokens-per-s or --mfu/--peak-tflops, not both");
+  if (f.peak_tflops && !(*f.peak_tflops > 0))
+    throw std::invalid_argument("--peak-tflops must be positive");
+  if (f.mfu.has_value() != f.peak_tflops.has_value())
+    throw std::invalid_argument("--mfu and --peak-tflops go together");
+  if (f.tokens_per_s && f.mfu)
+    throw std::invalid_argument("give --tokens-per-s or --mfu/--peak-tflops, not both");
 
   // ---- the plan ---------------------------------------------------------------------------------
   const gpt::MemoryPlan p = gpt::plan_memory(r);
@@ -198,23 +225,29 @@ int run(int argc, char** argv) {
   const bool fits = p.peak <= budget;
   const double flops_per_token = r.model.flops_per_token(r.seq_len);
   const long step_tokens = pick(f.total_batch_tokens, cfg, "total_batch_tokens", 0L, source);
-  const long global_batch = step_tokens > 0 ? step_tokens : static_cast<long>(r.batch) * r.seq_len * r.world_size;
+  const long global_batch =
+      step_tokens > 0 ? step_tokens : static_cast<long>(r.batch) * r.seq_len * r.world_size;
   const long steps = pick(f.steps, cfg, "steps", 0L, source);
   const double tokens = f.tokens ? *f.tokens : static_cast<double>(steps) * global_batch;
   double rate = 0.0;
   if (f.tokens_per_s) rate = *f.tokens_per_s;
   if (f.mfu) rate = r.world_size * *f.mfu * *f.peak_tflops * 1e12 / flops_per_token;
   const double seconds = rate > 0 && tokens > 0 ? tokens / rate : 0.0;
-  const char* scratch_note = r.device == gpt::DeviceKind::cuda
-                                 ? "not counted: the CUDA backend's scratch (attention, the encoder's sort, partial "
-                                   "sums; sized by the first step), the CUDA context, host memory"
-                                 : "not counted: host buffers outside the backend (data loaders, checkpoints)";
+  const char* scratch_note =
+      r.device == gpt::DeviceKind::cuda
+          ? "not counted: the CUDA backend's scratch (attention, the encoder's sort, partial "
+            "sums; sized by the first step), the CUDA context, host memory"
+          : "not counted: host buffers outside the backend (data loaders, checkpoints)";
 
   if (f.json) {
     nlohmann::json j;
-    j["model"] = {{"n_layer", r.model.n_layer}, {"n_head", r.model.n_head}, {"n_embd", r.model.n_embd},
-                  {"vocab_size", r.model.vocab_size}, {"max_seq_len", r.model.max_seq_len},
-                  {"parameters", p.num_parameters}, {"trainable_parameters", p.trainable_parameters}};
+    j["model"] = {{"n_layer", r.model.n_layer},
+                  {"n_head", r.model.n_head},
+                  {"n_embd", r.model.n_embd},
+                  {"vocab_size", r.model.vocab_size},
+                  {"max_seq_len", r.model.max_seq_len},
+                  {"parameters", p.num_parameters},
+                  {"trainable_parameters", p.trainable_parameters}};
     j["task"] = r.task;
     j["method"] = r.method.method;
     j["batch"] = r.batch;
@@ -224,10 +257,15 @@ int run(int argc, char** argv) {
     j["world_size"] = r.world_size;
     j["rank"] = r.rank;
     j["zero"] = p.zero;
-    j["bytes"] = {{"parameters", p.parameters}, {"gradients", p.gradients}, {"optimizer_state", p.optimizer_state},
-                  {"master_weights", p.master_weights}, {"activations", p.activations},
-                  {"reduction_buffers", p.reduction_buffers}, {"workspace", p.workspace},
-                  {"total", p.total()}, {"peak", p.peak}};
+    j["bytes"] = {{"parameters", p.parameters},
+                  {"gradients", p.gradients},
+                  {"optimizer_state", p.optimizer_state},
+                  {"master_weights", p.master_weights},
+                  {"activations", p.activations},
+                  {"reduction_buffers", p.reduction_buffers},
+                  {"workspace", p.workspace},
+                  {"total", p.total()},
+                  {"peak", p.peak}};
     j["device_memory_bytes"] = budget;
     j["fits"] = fits;
     j["largest_batch"] = best_batch;
@@ -241,27 +279,32 @@ int run(int argc, char** argv) {
   }
 
   std::printf("model: %s L=%d C=%d NH=%d V=%d (padded %d) T<=%d, %.2fM parameters\n",
-              f.preset.empty() ? (f.config.empty() ? "shape" : f.config.c_str()) : f.preset.c_str(), r.model.n_layer,
-              r.model.n_embd, r.model.n_head, r.model.vocab_size, r.model.padded_vocab_size(), r.model.max_seq_len,
-              p.num_parameters / 1e6);
+              f.preset.empty() ? (f.config.empty() ? "shape" : f.config.c_str()) : f.preset.c_str(),
+              r.model.n_layer, r.model.n_embd, r.model.n_head, r.model.vocab_size,
+              r.model.padded_vocab_size(), r.model.max_seq_len, p.num_parameters / 1e6);
   std::string task = r.task;
   if (r.method.method == "lora")
     task += " (rank " + std::to_string(r.method.lora.rank) + " on " + f.lora_targets + ")";
   else if (r.method.method == "freeze")
     task += " (top " + std::to_string(r.method.train_top) + " blocks)";
-  if (r.task == "classify") task += ", method " + r.method.method + ", " + std::to_string(r.num_classes) + " classes";
+  if (r.task == "classify")
+    task += ", method " + r.method.method + ", " + std::to_string(r.num_classes) + " classes";
   std::printf("task: %s, %.2fM trainable (%.2f%%)\n", task.c_str(), p.trainable_parameters / 1e6,
               100.0 * p.trainable_parameters / static_cast<double>(p.num_parameters));
-  std::printf("run: %s %s, B=%d T=%d, %d rank%s%s\n\n", f.device.c_str(), gpt::dtype_name(r.dtype), r.batch, r.seq_len,
-              r.world_size, r.world_size > 1 ? "s" : "",
-              r.world_size > 1 ? (p.zero ? ", ZeRO-1 (per rank: rank " + std::to_string(r.rank) + ")" : ", no ZeRO").c_str()
-                               : "");
+  std::printf(
+      "run: %s %s, B=%d T=%d, %d rank%s%s\n\n", f.device.c_str(), gpt::dtype_name(r.dtype), r.batch,
+      r.seq_len, r.world_size, r.world_size > 1 ? "s" : "",
+      r.world_size > 1
+          ? (p.zero ? ", ZeRO-1 (per rank: rank " + std::to_string(r.rank) + ")" : ", no ZeRO")
+                .c_str()
+          : "");
   const struct {
     const char* name;
     size_t bytes;
   } rows[] = {{"parameters", p.parameters},
               {"gradients", p.gradients},
-              {p.zero ? "optimizer state (AdamW m, v; shard)" : "optimizer state (AdamW m, v)", p.optimizer_state},
+              {p.zero ? "optimizer state (AdamW m, v; shard)" : "optimizer state (AdamW m, v)",
+               p.optimizer_state},
               {"master weights (fp32)", p.master_weights},
               {"activations", p.activations},
               {"data-parallel buffers", p.reduction_buffers},
@@ -269,16 +312,21 @@ int run(int argc, char** argv) {
   for (const auto& row : rows) std::printf("  %-36s %s\n", row.name, mib(row.bytes).c_str());
   std::printf("  %-36s %s\n", "total", mib(p.total()).c_str());
   if (p.peak != p.total()) std::printf("  %-36s %s\n", "peak during set-up", mib(p.peak).c_str());
-  std::printf("\nfits: %s (%.2f of %.2f GB, %.1f%%)\n", fits ? "yes" : "no", p.peak / 1e9, budget / 1e9,
-              100.0 * p.peak / budget);
-  if (best_batch > 0) std::printf("largest micro-batch that fits at T=%d: B=%d\n", r.seq_len, best_batch);
-  else std::printf("largest micro-batch that fits at T=%d: none (B=1 does not fit)\n", r.seq_len);
-  std::printf("FLOPs per token: %.3g (training: 6 x matmul parameters + 6·L·T·C attention)\n", flops_per_token);
+  std::printf("\nfits: %s (%.2f of %.2f GB, %.1f%%)\n", fits ? "yes" : "no", p.peak / 1e9,
+              budget / 1e9, 100.0 * p.peak / budget);
+  if (best_batch > 0)
+    std::printf("largest micro-batch that fits at T=%d: B=%d\n", r.seq_len, best_batch);
+  else
+    std::printf("largest micro-batch that fits at T=%d: none (B=1 does not fit)\n", r.seq_len);
+  std::printf("FLOPs per token: %.3g (training: 6 x matmul parameters + 6·L·T·C attention)\n",
+              flops_per_token);
   if (seconds > 0) {
-    std::printf("time: %.4g tokens at %.4g tokens/s: %.2f h (%.1f days)\n", tokens, rate, seconds / 3600.0,
-                seconds / 86400.0);
+    std::printf("time: %.4g tokens at %.4g tokens/s: %.2f h (%.1f days)\n", tokens, rate,
+                seconds / 3600.0, seconds / 86400.0);
   } else if (tokens > 0) {
-    std::printf("time: %.4g tokens; give --tokens-per-s R (or --mfu and --peak-tflops) for an estimate\n", tokens);
+    std::printf(
+        "time: %.4g tokens; give --tokens-per-s R (or --mfu and --peak-tflops) for an estimate\n",
+        tokens);
   }
   std::printf("%s\n", scratch_note);
   return 0;
@@ -286,4 +334,6 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return gpt::run_app("gpt-plan", run, argc, argv); }
+int main(int argc, char** argv) {
+  return gpt::run_app("gpt-plan", run, argc, argv);
+}

@@ -10,8 +10,8 @@
 //
 // Errors are one line, `gpt-prepare: error: <file>:<line>: <what>`, with a non-zero exit, and
 // nothing is written into --out unless everything was read and tokenized.
-#include "apps/options.h"
 #include "data/prepare.h"
+#include "apps/options.h"
 
 #include <omp.h>
 #include <unistd.h>
@@ -103,9 +103,10 @@ void add_flags(CLI::App& app, Flags& f) {
                  "tokenizer threads (0: OMP_NUM_THREADS or all cores); the output is the same for "
                  "any count")
       ->capture_default_str();
-  app.add_option("--progress", f.progress,
-                 "progress on stderr: auto (line on a terminal, else plain), line (one line redrawn in "
-                 "place) or plain (a line every 10 s, and the last when it took over 2 s)");
+  app.add_option(
+      "--progress", f.progress,
+      "progress on stderr: auto (line on a terminal, else plain), line (one line redrawn in "
+      "place) or plain (a line every 10 s, and the last when it took over 2 s)");
   app.add_option(
       "--label-words", f.label_words,
       "classify: comma-separated words for labels 0, 1, ... (\"negative,positive\"); the target "
@@ -258,4 +259,6 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return gpt::run_app("gpt-prepare", run, argc, argv); }
+int main(int argc, char** argv) {
+  return gpt::run_app("gpt-prepare", run, argc, argv);
+}

@@ -32,18 +32,16 @@
 #include "engine/trainer.h"
 #include "models/gpt.h"
 #include "models/gpt_interop.h"
+#include "models/gpt_io.h"
 #include "models/loader.h"
 #include "models/model.h"
-#include "models/gpt_io.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
 struct PretrainSettings : gpt::TrainSettings {
-  PretrainSettings() {
-    out = "runs/pretrain";
-  }
+  PretrainSettings() { out = "runs/pretrain"; }
   std::string train_data;
   std::string val_data;
   int seq_len = 256;
@@ -100,7 +98,8 @@ int run(int argc, char** argv) {
   PretrainSettings s;
   gpt::Options options;
   register_options(options, s);
-  if (const int status = gpt::parse_command_line(app, options, argc, argv); status >= 0) return status;
+  if (const int status = gpt::parse_command_line(app, options, argc, argv); status >= 0)
+    return status;
 
   // ---- --resume: the checkpoint's settings become the defaults (then --config, then flags) ------
   std::optional<gpt::Checkpoint> resume;
@@ -228,10 +227,9 @@ int run(int argc, char** argv) {
     const std::string state_path = resume->path("trainer_state.json");
     run.load_optimizer_state(*resume);
     if (optimizer.step_count() != resume->step())
-      throw std::runtime_error(resume->dir() + ": optimizer step " +
-                               std::to_string(optimizer.step_count()) +
-                               " differs from the checkpoint's step " +
-                               std::to_string(resume->step()));
+      throw std::runtime_error(
+          resume->dir() + ": optimizer step " + std::to_string(optimizer.step_count()) +
+          " differs from the checkpoint's step " + std::to_string(resume->step()));
     const nlohmann::json& ls = resume->field("loader");
     try {
       if (ls.at("samples").get<int64_t>() != loader.num_samples())
@@ -263,11 +261,11 @@ int run(int argc, char** argv) {
   run.print("backend: %s\n", backend->description().c_str());
   run.print("%s\n", run.describe().c_str());
   if (resume)
-    run.print("resume: %s at step %ld (%ld tokens seen)\n", resume->dir().c_str(),
-                 resume->step(), tokens_base);
+    run.print("resume: %s at step %ld (%ld tokens seen)\n", resume->dir().c_str(), resume->step(),
+              tokens_base);
   else if (!s.init.empty())
     run.print("init: %s (%s)\n", s.init.c_str(),
-                 gpt::weights_format_name(gpt::detect_weights_format(s.init)));
+              gpt::weights_format_name(gpt::detect_weights_format(s.init)));
 
   run.print(
       "model: %d layers, %d heads, width %d, vocab %d (padded %d), %.2fM parameters\n"
@@ -295,7 +293,8 @@ int run(int argc, char** argv) {
     for (int64_t i = 0; i < nb; ++i) {
       count += val->batch(i, vt.data(), vg.data());
       if (run.mine(i))
-        batch_loss[static_cast<size_t>(i)] = model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
+        batch_loss[static_cast<size_t>(i)] =
+            model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
     }
     run.combine(batch_loss);
     for (double l : batch_loss) loss_sum += l;
@@ -320,8 +319,7 @@ int run(int argc, char** argv) {
   auto save = [&](const gpt::StepRecord& r) {
     gpt::CheckpointContents c;
     if (run.is_main())  // every rank holds the same weights
-      c.tensor_files.emplace_back("model.safetensors",
-                                  model.weights_to_safetensors());
+      c.tensor_files.emplace_back("model.safetensors", model.weights_to_safetensors());
     run.add_optimizer_state(c);  // collective: every rank's shard, on rank 0
     c.copy_files = tokenizer_files;
     nlohmann::json& st = c.state;
@@ -357,7 +355,8 @@ int run(int argc, char** argv) {
   gpt::TrainerConfig tc = run.trainer_config(s.seq_len, s.lr, s.min_lr);
   tc.flops_per_token = mc.flops_per_token(s.seq_len);
   gpt::Trainer trainer(
-      model, dp, tc, [&](int32_t* t, int32_t* g) {
+      model, dp, tc,
+      [&](int32_t* t, int32_t* g) {
         loader.next_batch(t, g);
         return s.seq_len;
       },
@@ -371,7 +370,8 @@ int run(int argc, char** argv) {
       best_val_step = r.step;
     }
     if (s.save_every > 0 && r.step % s.save_every == 0 && r.step < s.steps) save(r);
-    if (run.stop_requested() && r.step < s.steps) {  // on the last step, the normal end saves anyway
+    if (run.stop_requested() &&
+        r.step < s.steps) {  // on the last step, the normal end saves anyway
       const std::string dir =
           last_saved == r.step ? s.out + "/" + gpt::checkpoint_dir_name(r.step) : save(r);
       stop_message = std::string("gpt-pretrain: ") + run.stop_signal_name() +
@@ -383,11 +383,11 @@ int run(int argc, char** argv) {
     return gpt::StepAction::keep_going;
   });
   run.print("training: steps %ld..%ld of %ld tokens (B=%d, T=%d, grad accum %d)%s\n",
-               optimizer.step_count() + 1, s.steps, step_tokens, s.batch_size, s.seq_len,
-               trainer.grad_accum(),
-               s.save_every > 0
-                   ? (", checkpoint every " + std::to_string(s.save_every) + " steps").c_str()
-                   : "");
+            optimizer.step_count() + 1, s.steps, step_tokens, s.batch_size, s.seq_len,
+            trainer.grad_accum(),
+            s.save_every > 0
+                ? (", checkpoint every " + std::to_string(s.save_every) + " steps").c_str()
+                : "");
   const long first_step = optimizer.step_count();
   const auto t0 = std::chrono::steady_clock::now();
   trainer.run();
@@ -405,22 +405,25 @@ int run(int argc, char** argv) {
 
   if (run.is_main()) {
     gpt::write_safetensors(s.out + "/model.safetensors", model.weights_to_safetensors());
-    gpt::write_file_atomic(s.out + "/model_config.json", gpt::gpt_config_to_json(mc).dump(2) + "\n");
+    gpt::write_file_atomic(s.out + "/model_config.json",
+                           gpt::gpt_config_to_json(mc).dump(2) + "\n");
   }
   const auto& h = trainer.history();
-  run.print("done: %ld steps in %.1f s; final train loss %.4f",
-               optimizer.step_count() - first_step, seconds, h.empty() ? 0.0 : h.back().train_loss);
+  run.print("done: %ld steps in %.1f s; final train loss %.4f", optimizer.step_count() - first_step,
+            seconds, h.empty() ? 0.0 : h.back().train_loss);
   if (!h.empty() && h.back().has_val) {
     run.print(", val loss %.4f", h.back().val.loss);
     if (h.back().val.bits_per_byte > 0)
       run.print(" (%.4f bits per byte)", h.back().val.bits_per_byte);
   }
   run.print("\nweights: %s/model.safetensors; checkpoint %s; peak memory %.1f MiB (%zu bytes)\n",
-               s.out.c_str(), final_dir.c_str(),
-               static_cast<double>(backend->peak_bytes()) / (1 << 20), backend->peak_bytes());
+            s.out.c_str(), final_dir.c_str(),
+            static_cast<double>(backend->peak_bytes()) / (1 << 20), backend->peak_bytes());
   return 0;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) { return gpt::run_app("gpt-pretrain", run, argc, argv); }
+int main(int argc, char** argv) {
+  return gpt::run_app("gpt-pretrain", run, argc, argv);
+}

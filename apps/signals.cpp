@@ -26,7 +26,8 @@ extern "C" void on_signal(int sig) {
 void install_stop_signal_handlers(const char* app) {
   std::strncpy(g_second_message, app, 40);
   g_second_message[40] = '\0';
-  std::strcat(g_second_message, ": second signal: exiting now; the last complete checkpoint is intact\n");
+  std::strcat(g_second_message,
+              ": second signal: exiting now; the last complete checkpoint is intact\n");
   struct sigaction sa;
   std::memset(&sa, 0, sizeof(sa));
   sa.sa_handler = on_signal;
@@ -36,8 +37,12 @@ void install_stop_signal_handlers(const char* app) {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-int stop_signal() { return g_signal; }
+int stop_signal() {
+  return g_signal;
+}
 
-const char* stop_signal_name() { return g_signal == SIGINT ? "SIGINT" : "SIGTERM"; }
+const char* stop_signal_name() {
+  return g_signal == SIGINT ? "SIGINT" : "SIGTERM";
+}
 
 }  // namespace gpt

@@ -5,11 +5,11 @@
 #include <cerrno>
 #include <cmath>
 #include <csignal>
-#include <exception>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -50,7 +50,8 @@ TrainingRun::TrainingRun(const char* app, const TrainSettings& s) : app_(app), s
   if (!(s.dist_timeout > 0)) throw std::invalid_argument("--dist-timeout must be positive");
   if (s.on_nonfinite != "stop" && s.on_nonfinite != "skip")
     throw std::invalid_argument("--on-nonfinite '" + s.on_nonfinite + "': expected stop or skip");
-  if (s.max_skipped_steps < 1) throw std::invalid_argument("--max-skipped-steps must be at least 1");
+  if (s.max_skipped_steps < 1)
+    throw std::invalid_argument("--max-skipped-steps must be at least 1");
   progress_ = progress_mode_from_name(s.progress, "--progress");
   if (s.log_every < 1) throw std::invalid_argument("--log-every must be at least 1");
   launcher_ = discover_ranks();
@@ -183,8 +184,9 @@ void TrainingRun::load_optimizer_state(const Checkpoint& ck) {
   std::vector<std::pair<std::string, SafeTensorsFile>> files;
   for (const std::string& n : names) {
     if (!ck.has_file(n))
-      throw std::runtime_error(ck.path(n) + ": optimizer shard listed in trainer_state.json is "
-                                            "not among the checkpoint's files");
+      throw std::runtime_error(ck.path(n) +
+                               ": optimizer shard listed in trainer_state.json is "
+                               "not among the checkpoint's files");
     files.emplace_back(ck.path(n), ck.read_tensors(n));
   }
   dp_->load_state(files);
@@ -193,7 +195,8 @@ void TrainingRun::load_optimizer_state(const Checkpoint& ck) {
 void TrainingRun::lock_out_dir() {
   std::error_code ec;
   fs::create_directories(s_.out, ec);
-  if (ec) throw std::runtime_error(s_.out + ": cannot create the output directory: " + ec.message());
+  if (ec)
+    throw std::runtime_error(s_.out + ": cannot create the output directory: " + ec.message());
   const std::string path = s_.out + "/.lock";
   lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (lock_fd_ < 0)
@@ -217,14 +220,16 @@ void TrainingRun::lock_out_dir() {
   }
   char host[128] = "?";
   ::gethostname(host, sizeof(host) - 1);
-  const std::string me = std::string(app_) + " pid " + std::to_string(::getpid()) + " on " + host + "\n";
+  const std::string me =
+      std::string(app_) + " pid " + std::to_string(::getpid()) + " on " + host + "\n";
   if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, me.data(), me.size(), 0) < 0)
     throw std::runtime_error(path + ": cannot write: " + std::strerror(errno) + " (disk full?)");
 }
 
-void TrainingRun::prepare_outputs(const nlohmann::json& resolved, long resume_step, bool start_over) {
+void TrainingRun::prepare_outputs(const nlohmann::json& resolved, long resume_step,
+                                  bool start_over) {
   if (is_main()) {
-    lock_out_dir();  // before anything in OUT is touched
+    lock_out_dir();                              // before anything in OUT is touched
     if (start_over) remove_checkpoints(s_.out);  // an earlier run's ckpt_* would mix in
     write_file_atomic(s_.out + "/config.json", resolved.dump(2) + "\n");
     if (resume_step >= 0)
@@ -263,7 +268,8 @@ std::string TrainingRun::describe() const {
                 "rank 0 (%lld of %lld trainable elements), reduction buffers %.2f MiB",
                 world_size(), comm_->kind().c_str(), launcher_.launcher.c_str(),
                 dp_ && dp_->zero() ? "ZeRO-1" : "no ZeRO", dp_ ? dp_->optimizer_bytes() * mib : 0.0,
-                static_cast<long long>(dp_ ? (dp_->zero() ? dp_->shard_elements() : dp_->flat_elements()) : 0),
+                static_cast<long long>(
+                    dp_ ? (dp_->zero() ? dp_->shard_elements() : dp_->flat_elements()) : 0),
                 static_cast<long long>(dp_ ? dp_->flat_elements() : 0),
                 dp_ ? dp_->buffer_bytes() * mib : 0.0);
   return buf;
@@ -273,7 +279,7 @@ void TrainingRun::combine(std::vector<double>& values) {
   comm_->all_reduce_sum(values.data(), values.size());
 }
 
-// ---- helpers ---------------------------------------------------------------------------------------
+// ---- helpers ------------------------------------------------------------------------------------
 
 void truncate_log(const std::string& path, long step) {
   std::ifstream in(path);

@@ -65,7 +65,9 @@ Result measure(const std::string& method, const gpt::GptConfig& cfg, int B, int 
     model.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / tokens.size());
     opt.step(1e-4f);
     backend->synchronize();
-    if (s > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (s > 0)
+      ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(ms.begin(), ms.end());
   r.median_ms = ms[ms.size() / 2];
@@ -98,24 +100,31 @@ int main(int argc, char** argv) {
     cfg.vocab_size = vocab;
     cfg.max_seq_len = std::max(T, 1024);
     std::vector<Result> results;
-    for (const char* m : {"full", "lora", "freeze"}) results.push_back(measure(m, cfg, B, T, steps, device));
+    for (const char* m : {"full", "lora", "freeze"})
+      results.push_back(measure(m, cfg, B, T, steps, device));
     if (!json) {
-      std::printf("model %d x %d, vocab %d, B %d, T %d, device %s (LoRA r=8 on qkv, attproj, fc, fcproj; freeze: top block + lnf)\n",
-                  n_layer, n_embd, vocab, B, T, device.c_str());
-      std::printf("%-8s %12s %8s %12s %14s %12s %10s\n", "method", "trainable", "%", "grads MiB", "optimizer MiB",
-                  "peak MiB", "step ms");
+      std::printf(
+          "model %d x %d, vocab %d, B %d, T %d, device %s (LoRA r=8 on qkv, attproj, fc, fcproj; "
+          "freeze: top block + lnf)\n",
+          n_layer, n_embd, vocab, B, T, device.c_str());
+      std::printf("%-8s %12s %8s %12s %14s %12s %10s\n", "method", "trainable", "%", "grads MiB",
+                  "optimizer MiB", "peak MiB", "step ms");
     }
     for (const Result& r : results) {
       if (json) {
-        nlohmann::ordered_json j{{"method", r.method},           {"trainable", r.trainable},
-                                 {"total", r.total},             {"grad_bytes", r.grad_bytes},
-                                 {"optimizer_bytes", r.optimizer_bytes}, {"peak_bytes", r.peak_bytes},
+        nlohmann::ordered_json j{{"method", r.method},
+                                 {"trainable", r.trainable},
+                                 {"total", r.total},
+                                 {"grad_bytes", r.grad_bytes},
+                                 {"optimizer_bytes", r.optimizer_bytes},
+                                 {"peak_bytes", r.peak_bytes},
                                  {"median_step_ms", r.median_ms}};
         std::printf("%s\n", j.dump().c_str());
       } else {
         std::printf("%-8s %12lld %7.2f%% %12.2f %14.2f %12.1f %10.1f\n", r.method.c_str(),
-                    static_cast<long long>(r.trainable), 100.0 * r.trainable / r.total, r.grad_bytes / 1048576.0,
-                    r.optimizer_bytes / 1048576.0, r.peak_bytes / 1048576.0, r.median_ms);
+                    static_cast<long long>(r.trainable), 100.0 * r.trainable / r.total,
+                    r.grad_bytes / 1048576.0, r.optimizer_bytes / 1048576.0,
+                    r.peak_bytes / 1048576.0, r.median_ms);
       }
     }
   } catch (const std::exception& e) {

@@ -6,12 +6,12 @@
 // Prints one JSON line with the median step time, tokens/s and (with --peak-tflops) MFU. With
 // --profile, first a table of where a step's milliseconds go, op by op (bench/profiling_backend.h;
 // every op is then followed by a synchronize, so the step time printed is the profiled one).
+#include <omp.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
-#include <omp.h>
 #include <vector>
 
 #include "bench/profiling_backend.h"
@@ -22,7 +22,8 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"Training-step throughput benchmark on random tokens."};
-  int n_layer = 4, n_embd = 256, n_head = 4, vocab = 4096, batch = 8, seq = 256, steps = 10, warmup = 2;
+  int n_layer = 4, n_embd = 256, n_head = 4, vocab = 4096, batch = 8, seq = 256, steps = 10,
+      warmup = 2;
   std::string device = "cpu", dtype = "auto", label, attention = "fused";
   double peak_tflops = 0.0;
   bool profile = false;
@@ -36,7 +37,8 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
   app.add_option("--device", device)->capture_default_str();
   app.add_option("--dtype", dtype, "auto: f32 on cpu, bf16 on cuda")->capture_default_str();
-  app.add_option("--attention", attention, "GPU attention kernel: fused or unfused")->capture_default_str();
+  app.add_option("--attention", attention, "GPU attention kernel: fused or unfused")
+      ->capture_default_str();
   app.add_option("--peak-tflops", peak_tflops, "device peak for MFU (0: not reported)");
   app.add_option("--label", label, "name printed with the result");
   app.add_flag("--profile", profile, "print the time of each op per step (stderr) first");
@@ -71,7 +73,8 @@ int main(int argc, char** argv) {
       model.forward_backward(tokens.data(), targets.data(), batch, seq, 1.0f / tokens.size());
       opt.step(1e-4f);
       backend->synchronize();
-      const double dt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      const double dt_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       if (s >= warmup) ms.push_back(dt_ms);
       if (profiler && s + 1 == warmup) profiler->reset();
     }
@@ -89,8 +92,8 @@ int main(int argc, char** argv) {
     if (!label.empty()) j["label"] = label;
     j["backend"] = backend->description();
     j["attention"] = attention;
-    j["shape"] = {{"n_layer", n_layer}, {"n_embd", n_embd}, {"n_head", n_head}, {"vocab", vocab},
-                  {"batch", batch}, {"seq", seq}};
+    j["shape"] = {{"n_layer", n_layer}, {"n_embd", n_embd}, {"n_head", n_head},
+                  {"vocab", vocab},     {"batch", batch},   {"seq", seq}};
     j["params_M"] = static_cast<double>(cfg.num_parameters()) / 1e6;
     j["median_step_ms"] = median;
     j["min_step_ms"] = ms.front();

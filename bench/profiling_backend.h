@@ -90,9 +90,8 @@ class ProfilingBackend final : public Backend {
   void layernorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout,
                           const Tensor& inp, const Tensor& weight, const Tensor& mean,
                           const Tensor& rstd) override {
-    timed("layernorm_backward", [&] {
-      inner_.layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd);
-    });
+    timed("layernorm_backward",
+          [&] { inner_.layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd); });
   }
   void matmul_forward(Tensor out, const Tensor& inp, const Tensor& weight,
                       const Tensor& bias) override {
@@ -184,7 +183,8 @@ class ProfilingBackend final : public Backend {
     op();
     inner_.synchronize();
     Row& row = rows_[name];
-    row.ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    row.ms +=
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     row.calls += 1;
   }
 

@@ -154,7 +154,7 @@ void read_vocab_object(const json& vocab, const fs::path& file, RawVocab* raw) {
     const int64_t id = it.value().get<int64_t>();
     if (id < 0 || id >= static_cast<int64_t>(vocab.size())) {
       fail_in_file(file, "token '" + it.key() + "': id " + std::to_string(id) + " outside [0, " +
-                     std::to_string(vocab.size()) + ") (ids must be 0..N-1 without gaps)");
+                             std::to_string(vocab.size()) + ") (ids must be 0..N-1 without gaps)");
     }
     if (seen[id]) fail_in_file(file, "id " + std::to_string(id) + " is given to two tokens");
     seen[id] = 1;
@@ -195,7 +195,8 @@ void read_merges_text(const fs::path& file, RawVocab* raw) {
     const size_t space = line.find(' ');
     if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
         line.find(' ', space + 1) != std::string::npos) {
-      fail_in_file(file, "line " + std::to_string(line_no) + ": expected 'left right', got '" + line + "'");
+      fail_in_file(
+          file, "line " + std::to_string(line_no) + ": expected 'left right', got '" + line + "'");
     }
     add_merge(line.substr(0, space), line.substr(space + 1), file,
               "line " + std::to_string(line_no), raw);
@@ -210,7 +211,8 @@ void read_tokenizer_json(const fs::path& file, RawVocab* raw) {
   }
   const json& model = root["model"];
   if (model.value("type", std::string("BPE")) != "BPE") {
-    fail_in_file(file, "model.type is '" + model.value("type", std::string()) + "'; only BPE is supported");
+    fail_in_file(
+        file, "model.type is '" + model.value("type", std::string()) + "'; only BPE is supported");
   }
   auto null_or_empty = [&](const char* key) {
     return !model.contains(key) || model[key].is_null() ||
@@ -231,9 +233,9 @@ void read_tokenizer_json(const fs::path& file, RawVocab* raw) {
   if (!pre.is_object() || pre.value("type", std::string()) != "ByteLevel" ||
       pre.value("add_prefix_space", false) || !pre.value("use_regex", true)) {
     fail_in_file(file,
-         "pre_tokenizer must be {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
-         "\"use_regex\": true} (GPT-2 style), got " +
-             pre.dump());
+                 "pre_tokenizer must be {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+                 "\"use_regex\": true} (GPT-2 style), got " +
+                     pre.dump());
   }
   raw->ignore_merges = model.value("ignore_merges", false);
   if (!model.contains("vocab")) fail_in_file(file, "no model.vocab");
@@ -253,7 +255,8 @@ void read_tokenizer_json(const fs::path& file, RawVocab* raw) {
     for (const json& t : root["added_tokens"])
       raw->declared_special.push_back(t["id"].get<int32_t>());
   }
-  if (!model.contains("merges") || !model["merges"].is_array()) fail_in_file(file, "no model.merges array");
+  if (!model.contains("merges") || !model["merges"].is_array())
+    fail_in_file(file, "no model.merges array");
   int index = 0;
   for (const json& m : model["merges"]) {
     const std::string where = "model.merges[" + std::to_string(index++) + "]";
@@ -297,7 +300,7 @@ BpeTokenizer build(RawVocab raw, const fs::path& vocab_file) {
       special_ids.push_back(static_cast<int32_t>(id));
     } else if (!decodes) {
       fail_in_file(vocab_file, "token '" + text + "' (id " + std::to_string(id) +
-                           ") is not written in GPT-2's byte-level alphabet");
+                                   ") is not written in GPT-2's byte-level alphabet");
     } else {
       token_bytes[id] = bytes;
     }

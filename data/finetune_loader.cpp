@@ -96,7 +96,8 @@ void FinetuneLoader::group_order_by_length() {
     std::vector<int64_t> chunk(order_.begin() + static_cast<std::ptrdiff_t>(begin),
                                order_.begin() + static_cast<std::ptrdiff_t>(end));
     std::stable_sort(chunk.begin(), chunk.end(), [&](int64_t a, int64_t b) {
-      return pairs_of(examples_[static_cast<size_t>(a)]) > pairs_of(examples_[static_cast<size_t>(b)]);
+      return pairs_of(examples_[static_cast<size_t>(a)]) >
+             pairs_of(examples_[static_cast<size_t>(b)]);
     });
     // Shuffle whole batches of the chunk; a short last batch stays last (only the epoch's final
     // chunk can have one, and the epoch's last batch is the one that may be partly padding).
@@ -104,9 +105,11 @@ void FinetuneLoader::group_order_by_length() {
     std::vector<size_t> batches(full);
     for (size_t i = 0; i < full; ++i) batches[i] = i;
     for (size_t i = full; i > 1; --i) std::swap(batches[i - 1], batches[rng.below(i)]);
-    for (size_t i : batches) grouped.insert(grouped.end(), chunk.begin() + static_cast<std::ptrdiff_t>(i * B),
-                                            chunk.begin() + static_cast<std::ptrdiff_t>((i + 1) * B));
-    grouped.insert(grouped.end(), chunk.begin() + static_cast<std::ptrdiff_t>(full * B), chunk.end());
+    for (size_t i : batches)
+      grouped.insert(grouped.end(), chunk.begin() + static_cast<std::ptrdiff_t>(i * B),
+                     chunk.begin() + static_cast<std::ptrdiff_t>((i + 1) * B));
+    grouped.insert(grouped.end(), chunk.begin() + static_cast<std::ptrdiff_t>(full * B),
+                   chunk.end());
   }
   order_ = std::move(grouped);
 }
@@ -170,7 +173,8 @@ int64_t FinetuneLoader::next_batch(int32_t* tokens, int32_t* targets) {
   if (o_.trim) {  // the longest row of this batch
     int64_t longest = 1;
     for (int64_t p = state_.position; p < std::min<int64_t>(units, state_.position + B); ++p)
-      longest = std::max(longest, pairs_of(examples_[static_cast<size_t>(order_[static_cast<size_t>(p)])]));
+      longest = std::max(longest,
+                         pairs_of(examples_[static_cast<size_t>(order_[static_cast<size_t>(p)])]));
     T = static_cast<int>(longest);
   }
   last_T_ = T;

@@ -87,7 +87,7 @@ class FinetuneLoader {
     int32_t label;   // class id, or -1
   };
   void build_order();
-  void group_order_by_length();  // reorders order_ (see group_by_length)
+  void group_order_by_length();              // reorders order_ (see group_by_length)
   int64_t pairs_of(const Example& e) const;  // pairs the example contributes (after truncation)
   // Writes pairs [from, from + count) of example e into tokens/targets; returns targets >= 0.
   int64_t write_pairs(const Example& e, int64_t from, int64_t count, int32_t* tokens,

@@ -23,10 +23,10 @@ TrainLoader::TrainLoader(const std::string& pattern, int B, int T, int vocab_siz
   }
   const int64_t per_rank = static_cast<int64_t>(samples_.size()) / world_size;
   if (per_rank < B) {
-    throw std::runtime_error("training data '" + pattern + "' has " + std::to_string(total_tokens_) +
-                             " tokens: " + std::to_string(samples_.size()) + " samples of T+1=" +
-                             std::to_string(T + 1) + " tokens, fewer than one batch of B=" +
-                             std::to_string(B) + " per rank");
+    throw std::runtime_error(
+        "training data '" + pattern + "' has " + std::to_string(total_tokens_) +
+        " tokens: " + std::to_string(samples_.size()) + " samples of T+1=" + std::to_string(T + 1) +
+        " tokens, fewer than one batch of B=" + std::to_string(B) + " per rank");
   }
   build_order();
 }
@@ -79,11 +79,13 @@ ValidationSet::ValidationSet(const std::string& pattern, int B, int T, int vocab
       num_targets_ += len - 1;
     }
   }
-  if (windows_.empty()) throw std::runtime_error("validation data '" + pattern + "' has no targets");
+  if (windows_.empty())
+    throw std::runtime_error("validation data '" + pattern + "' has no targets");
 }
 
 int64_t ValidationSet::batch(int64_t i, int32_t* tokens, int32_t* targets) const {
-  if (i < 0 || i >= num_batches()) throw std::out_of_range("ValidationSet: batch index out of range");
+  if (i < 0 || i >= num_batches())
+    throw std::out_of_range("ValidationSet: batch index out of range");
   std::fill(tokens, tokens + static_cast<size_t>(B_) * T_, 0);
   std::fill(targets, targets + static_cast<size_t>(B_) * T_, -1);
   std::vector<int32_t> window(static_cast<size_t>(T_) + 1);

@@ -148,7 +148,8 @@ void Progress::add(int64_t bytes) {
 void Progress::finish() {
   if (mode_ == ProgressMode::none || finished_) return;
   finished_ = true;
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   line_.finish(mode_ == ProgressMode::line || seconds > 2.0 ? text(true) : "");
 }
 

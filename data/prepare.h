@@ -27,9 +27,9 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/progress.h"
 #include "data/bpe_tokenizer.h"
 #include "data/text_input.h"
+#include "engine/progress.h"
 
 namespace gpt {
 
@@ -170,7 +170,7 @@ struct PrepareOptions {
   double val_fraction = 0.1;  // used when val_docs == 0
   int64_t val_docs = 0;
   int64_t shard_tokens = 100'000'000;
-  int threads = 0;        // 0: OpenMP's default
+  int threads = 0;                             // 0: OpenMP's default
   ProgressMode progress = ProgressMode::none;  // how the tokenizing progress is shown
 };
 

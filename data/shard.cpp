@@ -45,11 +45,13 @@ TokenShard::TokenShard(const std::string& path, int vocab_size) : path_(path) {
     const int32_t magic = header[0], version = header[1];
     if (magic == kShardMagicU16) {
       if (version != kShardVersionU16)
-        fail(path, "unsupported version " + std::to_string(version) + " for magic 20240520 (expected 1)");
+        fail(path,
+             "unsupported version " + std::to_string(version) + " for magic 20240520 (expected 1)");
       token_bytes_ = 2;
     } else if (magic == kShardMagicU32) {
       if (version != kShardVersionU32)
-        fail(path, "unsupported version " + std::to_string(version) + " for magic 20240801 (expected 7)");
+        fail(path,
+             "unsupported version " + std::to_string(version) + " for magic 20240801 (expected 7)");
       token_bytes_ = 4;
     } else {
       fail(path, "bad magic " + std::to_string(magic) +
@@ -89,8 +91,13 @@ TokenShard::~TokenShard() {
 }
 
 TokenShard::TokenShard(TokenShard&& o) noexcept
-    : path_(std::move(o.path_)), map_(o.map_), map_bytes_(o.map_bytes_), num_tokens_(o.num_tokens_),
-      token_bytes_(o.token_bytes_), u16_(o.u16_), u32_(o.u32_) {
+    : path_(std::move(o.path_)),
+      map_(o.map_),
+      map_bytes_(o.map_bytes_),
+      num_tokens_(o.num_tokens_),
+      token_bytes_(o.token_bytes_),
+      u16_(o.u16_),
+      u32_(o.u32_) {
   o.map_ = nullptr;
   o.u16_ = nullptr;
   o.u32_ = nullptr;
@@ -113,7 +120,8 @@ int32_t TokenShard::max_token() const {
   return static_cast<int32_t>(m);
 }
 
-void write_token_shard(const std::string& path, const std::vector<int32_t>& tokens, bool force_u32) {
+void write_token_shard(const std::string& path, const std::vector<int32_t>& tokens,
+                       bool force_u32) {
   if (tokens.empty()) fail(path, "refusing to write an empty shard");
   if (tokens.size() > static_cast<size_t>(INT32_MAX)) fail(path, "too many tokens for one shard");
   bool fits16 = !force_u32;
@@ -153,9 +161,12 @@ std::vector<std::string> expand_glob(const std::string& pattern) {
   auto refuse_unfinished = [](const std::string& dir) {
     struct stat st;
     if (::stat((dir + "/" + kPrepareIncompleteMarker).c_str(), &st) == 0)
-      throw std::runtime_error(dir + ": a gpt-prepare into this folder did not finish (killed while "
-                               "moving its shards in; " + kPrepareIncompleteMarker +
-                               " is there): its shards may mix two data sets; run gpt-prepare again");
+      throw std::runtime_error(
+          dir +
+          ": a gpt-prepare into this folder did not finish (killed while "
+          "moving its shards in; " +
+          kPrepareIncompleteMarker +
+          " is there): its shards may mix two data sets; run gpt-prepare again");
   };
   if (files.empty()) {
     refuse_unfinished(folder_of(pattern));  // killed before any new shard was moved in

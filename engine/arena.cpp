@@ -5,7 +5,8 @@
 namespace gpt {
 
 int ArenaLayout::add(const std::string& name, DType dtype, Shape shape) {
-  if (find(name) >= 0) throw std::invalid_argument("ArenaLayout: duplicate tensor name '" + name + "'");
+  if (find(name) >= 0)
+    throw std::invalid_argument("ArenaLayout: duplicate tensor name '" + name + "'");
   size_t offset = (total_bytes_ + kAlignment - 1) / kAlignment * kAlignment;
   entries_.push_back(Entry{name, dtype, shape, offset});
   total_bytes_ = offset + static_cast<size_t>(shape.numel()) * dtype_size(dtype);
@@ -44,15 +45,23 @@ void Arena::zero() {
 Tensor layer_view(const Tensor& stacked, int l) {
   const Shape& s = stacked.shape;
   if (s.ndim() < 2) throw ShapeError("layer_view: tensor " + stacked.str() + " has no layer dim");
-  if (l < 0 || l >= s[0]) throw ShapeError("layer_view: layer index out of range for " + stacked.str());
+  if (l < 0 || l >= s[0])
+    throw ShapeError("layer_view: layer index out of range for " + stacked.str());
   Shape inner;
   switch (s.ndim()) {
-    case 2: inner = Shape{s[1]}; break;
-    case 3: inner = Shape{s[1], s[2]}; break;
-    default: inner = Shape{s[1], s[2], s[3]}; break;
+    case 2:
+      inner = Shape{s[1]};
+      break;
+    case 3:
+      inner = Shape{s[1], s[2]};
+      break;
+    default:
+      inner = Shape{s[1], s[2], s[3]};
+      break;
   }
-  char* base = static_cast<char*>(stacked.data) +
-               static_cast<size_t>(l) * static_cast<size_t>(inner.numel()) * dtype_size(stacked.dtype);
+  char* base = static_cast<char*>(stacked.data) + static_cast<size_t>(l) *
+                                                      static_cast<size_t>(inner.numel()) *
+                                                      dtype_size(stacked.dtype);
   return Tensor(base, stacked.dtype, inner);
 }
 

@@ -22,7 +22,8 @@ std::vector<float> to_host(Backend& backend, const Tensor& t) {
 AttentionKernel attention_kernel_from_name(const std::string& name) {
   if (name == "fused") return AttentionKernel::fused;
   if (name == "unfused") return AttentionKernel::unfused;
-  throw std::invalid_argument("unknown attention kernel '" + name + "' (expected fused or unfused)");
+  throw std::invalid_argument("unknown attention kernel '" + name +
+                              "' (expected fused or unfused)");
 }
 
 RopeDims check_rope(const Tensor& qkv, const Tensor& cos, const Tensor& sin, int n_heads,
@@ -31,7 +32,8 @@ RopeDims check_rope(const Tensor& qkv, const Tensor& cos, const Tensor& sin, int
   if (qkv.shape.ndim() != 3) throw ShapeError(name + ": qkv must be (B, T, W), got " + qkv.str());
   if (head_dim <= 0 || head_dim % 2 != 0 || n_heads <= 0)
     throw ShapeError(name + ": head_dim " + std::to_string(head_dim) +
-                     " must be even and positive, n_heads " + std::to_string(n_heads) + " positive");
+                     " must be even and positive, n_heads " + std::to_string(n_heads) +
+                     " positive");
   RopeDims d;
   d.B = static_cast<int>(qkv.shape[0]);
   d.T = static_cast<int>(qkv.shape[1]);
@@ -50,8 +52,7 @@ RopeDims check_rope(const Tensor& qkv, const Tensor& cos, const Tensor& sin, int
 
 SwigluDims check_swiglu(const Tensor& inp, const Tensor& half, const char* op) {
   const std::string name = op;
-  if (inp.shape.cols() % 2 != 0)
-    throw ShapeError(name + ": inp " + inp.str() + " must be (N, 2H)");
+  if (inp.shape.cols() % 2 != 0) throw ShapeError(name + ": inp " + inp.str() + " must be (N, 2H)");
   SwigluDims d;
   d.N = static_cast<int>(inp.shape.rows());
   d.H = static_cast<int>(inp.shape.cols() / 2);
@@ -67,7 +68,8 @@ void Backend::scale(Tensor out, const Tensor& in, float s) {
 }
 
 void Backend::attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head) {
-  if (qkv_cache.shape.ndim() != 3) throw ShapeError("attention_decode: cache must be (B, Tmax, 3C)");
+  if (qkv_cache.shape.ndim() != 3)
+    throw ShapeError("attention_decode: cache must be (B, Tmax, 3C)");
   const int B = static_cast<int>(qkv_cache.shape[0]), Tmax = static_cast<int>(qkv_cache.shape[1]);
   const int C = static_cast<int>(qkv_cache.shape[2] / 3);
   if (pos < 0 || pos >= Tmax) throw ShapeError("attention_decode: position outside the cache");

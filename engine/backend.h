@@ -30,7 +30,8 @@ enum class DeviceKind { cpu, cuda };
 // (engine/sizing.h), so that a plan counts the bytes a run counts.
 constexpr size_t kAllocationGranule = 256;
 constexpr size_t allocation_bytes(size_t bytes) {
-  return bytes == 0 ? kAllocationGranule : (bytes + kAllocationGranule - 1) / kAllocationGranule * kAllocationGranule;
+  return bytes == 0 ? kAllocationGranule
+                    : (bytes + kAllocationGranule - 1) / kAllocationGranule * kAllocationGranule;
 }
 // The cuBLASLt workspace the CUDA backend allocates when it starts (part of its peak_bytes()).
 constexpr size_t kCudaMatmulWorkspaceBytes = size_t{32} << 20;
@@ -59,8 +60,8 @@ class Backend {
   virtual ~Backend() = default;
 
   virtual DeviceKind device() const = 0;
-  virtual DType dtype() const = 0;       // compute dtype
-  virtual DType stat_dtype() const = 0;  // statistics and optimizer-state dtype
+  virtual DType dtype() const = 0;              // compute dtype
+  virtual DType stat_dtype() const = 0;         // statistics and optimizer-state dtype
   virtual std::string description() const = 0;  // one line for the start-up log
 
   // ---- memory ---------------------------------------------------------------------------------
@@ -174,8 +175,8 @@ struct SwigluDims {
 SwigluDims check_swiglu(const Tensor& inp, const Tensor& half, const char* op);
 
 // Creates a backend: "cpu" (dtype f32 or f64), "cuda" (bf16 or f32), "auto" (cuda when a device is
-// present and the build has CUDA, else cpu). Throws std::invalid_argument for an unknown device or a
-// dtype the device does not support, std::runtime_error when CUDA is asked for and absent.
+// present and the build has CUDA, else cpu). Throws std::invalid_argument for an unknown device or
+// a dtype the device does not support, std::runtime_error when CUDA is asked for and absent.
 std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype);
 // Whether a CUDA device is usable from this build.
 bool cuda_available();

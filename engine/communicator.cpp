@@ -29,15 +29,19 @@ namespace gpt {
 
 size_t comm_dtype_size(CommDType t) {
   switch (t) {
-    case CommDType::f32: return 4;
-    case CommDType::f64: return 8;
-    case CommDType::bf16: return 2;
-    case CommDType::i64: return 8;
+    case CommDType::f32:
+      return 4;
+    case CommDType::f64:
+      return 8;
+    case CommDType::bf16:
+      return 2;
+    case CommDType::i64:
+      return 8;
   }
   return 1;
 }
 
-// ---- rank discovery ------------------------------------------------------------------------------
+// ---- rank discovery -----------------------------------------------------------------------------
 
 namespace {
 
@@ -96,7 +100,7 @@ RankInfo discover_ranks() {
   return info;
 }
 
-// ---- watchdog ------------------------------------------------------------------------------------
+// ---- watchdog -----------------------------------------------------------------------------------
 
 CollectiveWatchdog::CollectiveWatchdog(int rank, double timeout_s)
     : rank_(rank), timeout_s_(timeout_s) {
@@ -117,7 +121,9 @@ void CollectiveWatchdog::begin(const char* what) {
   started_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count());
 }
 
-void CollectiveWatchdog::end() { started_ns_.store(0); }
+void CollectiveWatchdog::end() {
+  started_ns_.store(0);
+}
 
 void CollectiveWatchdog::loop() {
   std::unique_lock<std::mutex> lock(mutex_);
@@ -160,7 +166,7 @@ void fold_in_rank_order(const void* parts, size_t stride, int world, void* recv,
     throw std::invalid_argument("reduce_scatter on host buffers supports f32 and f64 only");
 }
 
-// ---- single ----------------------------------------------------------------------------------------
+// ---- single -------------------------------------------------------------------------------------
 
 namespace {
 
@@ -201,10 +207,14 @@ std::unique_ptr<Communicator> make_single_communicator() {
   return std::make_unique<SingleCommunicator>();
 }
 
-void set_abort_communicator(Communicator* comm) { g_abort_comm = comm; }
-Communicator* abort_communicator() { return g_abort_comm; }
+void set_abort_communicator(Communicator* comm) {
+  g_abort_comm = comm;
+}
+Communicator* abort_communicator() {
+  return g_abort_comm;
+}
 
-// ---- factory ---------------------------------------------------------------------------------------
+// ---- factory ------------------------------------------------------------------------------------
 
 bool mpi_built() {
 #ifdef GPT_HAVE_MPI
@@ -288,7 +298,7 @@ std::unique_ptr<Communicator> make_communicator(const CommOptions& o) {
   return comm;
 }
 
-// ---- bootstrap over a file or TCP ------------------------------------------------------------------
+// ---- bootstrap over a file or TCP ---------------------------------------------------------------
 
 namespace {
 
@@ -369,8 +379,8 @@ bool recv_all(int fd, void* data, size_t n) {
   return true;
 }
 
-void tcp_exchange(const std::string& spec, const std::string& rest, int rank, int world,
-                  void* data, size_t bytes, double timeout_s) {
+void tcp_exchange(const std::string& spec, const std::string& rest, int rank, int world, void* data,
+                  size_t bytes, double timeout_s) {
   std::string host, port;
   split_host_port(spec, rest, &host, &port);
   addrinfo hints{};

@@ -5,9 +5,9 @@
 //   mpi     OpenMPI (GPT_MPI): CPU buffers. Every sum is computed in rank order 0..N-1 (an
 //           all-to-all of shards, then a left fold on the owner), never in MPI's unspecified
 //           reduction order, so N ranks give bitwise the sums one process gives.
-//   nccl    NCCL (GPT_NCCL): GPU buffers, one rank per GPU (GPU = local rank). Its unique id travels
-//           over MPI when the job was started by mpirun, else through --dist-init file:PATH or
-//           tcp:HOST:PORT (srun without PMIx). Sums follow NCCL's ring order.
+//   nccl    NCCL (GPT_NCCL): GPU buffers, one rank per GPU (GPU = local rank). Its unique
+//           id travels over MPI when the job was started by mpirun, else through --dist-init
+//           file:PATH or tcp:HOST:PORT (srun without PMIx). Sums follow NCCL's ring order.
 //
 // Ranks are discovered from the launcher's environment (discover_ranks): OpenMPI
 // (OMPI_COMM_WORLD_RANK/SIZE/LOCAL_RANK), Slurm (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID) or the
@@ -37,8 +37,8 @@ size_t comm_dtype_size(CommDType t);
 struct RankInfo {
   int rank = 0;
   int world_size = 1;
-  int local_rank = 0;              // index among the ranks on this node (the GPU to use)
-  std::string launcher = "none";   // "openmpi", "slurm", "env" (RANK/WORLD_SIZE), "none"
+  int local_rank = 0;             // index among the ranks on this node (the GPU to use)
+  std::string launcher = "none";  // "openmpi", "slurm", "env" (RANK/WORLD_SIZE), "none"
 };
 // Reads the launcher's variables (OpenMPI first, then Slurm, then RANK/WORLD_SIZE). Throws
 // std::invalid_argument naming the variable when a value is malformed or out of range.
@@ -79,9 +79,9 @@ class Communicator {
 
   // ---- data-path collectives --------------------------------------------------------------------
   // recv (count) = [recv +] send_0[shard] + send_1[shard] + ... + send_{N-1}[shard], where shard is
-  // this rank's range [rank·count, (rank+1)·count) of each rank's send (count · N). single, mpi: added
-  // left to right in exactly this order (accumulate: starting from recv); nccl: ring order, and
-  // accumulate is not supported. recv must not overlap send.
+  // this rank's range [rank·count, (rank+1)·count) of each rank's send (count · N). single, mpi:
+  // added left to right in exactly this order (accumulate: starting from recv); nccl: ring order,
+  // and accumulate is not supported. recv must not overlap send.
   virtual void reduce_scatter(const void* send, void* recv, size_t count, CommDType dtype,
                               bool accumulate) = 0;
   // recv (count · N) = the ranks' send (count) in rank order; send may be recv + rank · count.
@@ -124,9 +124,8 @@ void exchange_bootstrap_bytes(const std::string& spec, int rank, int world_size,
 // Test and internal helpers: a single-rank communicator, and the MPI one (throws without GPT_MPI).
 std::unique_ptr<Communicator> make_single_communicator();
 std::unique_ptr<Communicator> make_mpi_communicator(double timeout_s);
-std::unique_ptr<Communicator> make_nccl_communicator(const RankInfo& ranks,
-                                                     const std::string& init, double timeout_s,
-                                                     Communicator* bootstrap);
+std::unique_ptr<Communicator> make_nccl_communicator(const RankInfo& ranks, const std::string& init,
+                                                     double timeout_s, Communicator* bootstrap);
 
 // The communicator the app's error path aborts through (set by the run set-up; null: none).
 void set_abort_communicator(Communicator* comm);

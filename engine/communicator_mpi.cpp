@@ -2,10 +2,10 @@
 //
 // MPI's own reductions (MPI_Allreduce, MPI_Reduce_scatter) add in an order the library chooses, so
 // the same data can give different bits at different world sizes. Here every floating-point sum is
-// an exchange of the operands (MPI_Alltoall, MPI_Allgather) followed by a left fold in rank order on
-// the rank that owns the result: the bits depend only on the operands, never on the world size or
-// on timing. Integer sums and maxima use MPI_Allreduce (exact in any order).
-// The C API only (OpenMPI and MPICH would otherwise pull in their deprecated C++ bindings).
+// an exchange of the operands (MPI_Alltoall, MPI_Allgather) followed by a left fold in rank order
+// on the rank that owns the result: the bits depend only on the operands, never on the world size
+// or on timing. Integer sums and maxima use MPI_Allreduce (exact in any order). The C API only
+// (OpenMPI and MPICH would otherwise pull in their deprecated C++ bindings).
 #define OMPI_SKIP_MPICXX 1
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "engine/communicator.h"
-#include "engine/progress.h"
 #include "engine/communicator_internal.h"
+#include "engine/progress.h"
 
 namespace gpt {
 
@@ -33,10 +33,14 @@ void check_mpi(int rc, const char* what) {
 
 MPI_Datatype mpi_type(CommDType t) {
   switch (t) {
-    case CommDType::f32: return MPI_FLOAT;
-    case CommDType::f64: return MPI_DOUBLE;
-    case CommDType::bf16: return MPI_UINT16_T;
-    case CommDType::i64: return MPI_INT64_T;
+    case CommDType::f32:
+      return MPI_FLOAT;
+    case CommDType::f64:
+      return MPI_DOUBLE;
+    case CommDType::bf16:
+      return MPI_UINT16_T;
+    case CommDType::i64:
+      return MPI_INT64_T;
   }
   return MPI_BYTE;
 }
@@ -100,8 +104,9 @@ class MpiCommunicator : public Communicator {
     WatchedCollective w(*watchdog_, nullptr, "gather_bytes", 0);
     const long long n = static_cast<long long>(mine.size());
     std::vector<long long> sizes(static_cast<size_t>(world_));
-    check_mpi(MPI_Gather(&n, 1, MPI_LONG_LONG, sizes.data(), 1, MPI_LONG_LONG, root, MPI_COMM_WORLD),
-              "MPI_Gather");
+    check_mpi(
+        MPI_Gather(&n, 1, MPI_LONG_LONG, sizes.data(), 1, MPI_LONG_LONG, root, MPI_COMM_WORLD),
+        "MPI_Gather");
     std::vector<std::string> out;
     // Point to point in pieces: shards can exceed MPI's int counts.
     if (rank_ == root) {
@@ -165,10 +170,10 @@ class MpiCommunicator : public Communicator {
           std::memcpy(piece_send.data() + static_cast<size_t>(r) * k * es,
                       static_cast<const char*>(send) + (static_cast<size_t>(r) * count + off) * es,
                       k * es);
-        check_mpi(MPI_Alltoall(piece_send.data(), static_cast<int>(k), mpi_type(dtype),
-                               piece_recv.data(), static_cast<int>(k), mpi_type(dtype),
-                               MPI_COMM_WORLD),
-                  "MPI_Alltoall");
+        check_mpi(
+            MPI_Alltoall(piece_send.data(), static_cast<int>(k), mpi_type(dtype), piece_recv.data(),
+                         static_cast<int>(k), mpi_type(dtype), MPI_COMM_WORLD),
+            "MPI_Alltoall");
         for (int r = 0; r < world_; ++r)
           std::memcpy(scratch_.data() + (static_cast<size_t>(r) * count + off) * es,
                       piece_recv.data() + static_cast<size_t>(r) * k * es, k * es);

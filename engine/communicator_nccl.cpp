@@ -30,35 +30,39 @@
 #include <vector>
 
 #include "engine/communicator.h"
-#include "engine/progress.h"
 #include "engine/communicator_internal.h"
+#include "engine/progress.h"
 
 namespace gpt {
 
 namespace {
 
-#define GPT_NCCL_CHECK(stmt)                                                              \
-  do {                                                                                    \
-    const ncclResult_t rc_ = (stmt);                                                      \
-    if (rc_ != ncclSuccess)                                                               \
+#define GPT_NCCL_CHECK(stmt)                                                                \
+  do {                                                                                      \
+    const ncclResult_t rc_ = (stmt);                                                        \
+    if (rc_ != ncclSuccess)                                                                 \
       throw std::runtime_error(std::string(#stmt) + " failed: " + ncclGetErrorString(rc_) + \
-                               " (" __FILE__ ":" + std::to_string(__LINE__) + ")");       \
+                               " (" __FILE__ ":" + std::to_string(__LINE__) + ")");         \
   } while (0)
 
-#define GPT_CUDA_CHECK_COMM(stmt)                                                          \
-  do {                                                                                     \
-    const cudaError_t rc_ = (stmt);                                                        \
-    if (rc_ != cudaSuccess)                                                                \
+#define GPT_CUDA_CHECK_COMM(stmt)                                                           \
+  do {                                                                                      \
+    const cudaError_t rc_ = (stmt);                                                         \
+    if (rc_ != cudaSuccess)                                                                 \
       throw std::runtime_error(std::string(#stmt) + " failed: " + cudaGetErrorString(rc_) + \
-                               " (" __FILE__ ":" + std::to_string(__LINE__) + ")");        \
+                               " (" __FILE__ ":" + std::to_string(__LINE__) + ")");         \
   } while (0)
 
 ncclDataType_t nccl_type(CommDType t) {
   switch (t) {
-    case CommDType::f32: return ncclFloat32;
-    case CommDType::f64: return ncclFloat64;
-    case CommDType::bf16: return ncclBfloat16;
-    case CommDType::i64: return ncclInt64;
+    case CommDType::f32:
+      return ncclFloat32;
+    case CommDType::f64:
+      return ncclFloat64;
+    case CommDType::bf16:
+      return ncclBfloat16;
+    case CommDType::i64:
+      return ncclInt64;
   }
   return ncclUint8;
 }
@@ -67,7 +71,9 @@ class NcclCommunicator : public Communicator {
  public:
   NcclCommunicator(const RankInfo& ranks, const std::string& init, double timeout_s,
                    Communicator* bootstrap)
-      : rank_(ranks.rank), world_(ranks.world_size), local_rank_(ranks.local_rank),
+      : rank_(ranks.rank),
+        world_(ranks.world_size),
+        local_rank_(ranks.local_rank),
         timeout_s_(timeout_s) {
     if (bootstrap) {
       rank_ = bootstrap->rank();
@@ -332,9 +338,8 @@ class NcclCommunicator : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_nccl_communicator(const RankInfo& ranks,
-                                                     const std::string& init, double timeout_s,
-                                                     Communicator* bootstrap) {
+std::unique_ptr<Communicator> make_nccl_communicator(const RankInfo& ranks, const std::string& init,
+                                                     double timeout_s, Communicator* bootstrap) {
   return std::make_unique<NcclCommunicator>(ranks, init, timeout_s, bootstrap);
 }
 

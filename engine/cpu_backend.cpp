@@ -28,9 +28,14 @@ namespace {
 template <typename Fn>
 void dispatch(DType dtype, Fn&& fn) {
   switch (dtype) {
-    case DType::f32: fn(float{}); return;
-    case DType::f64: fn(double{}); return;
-    default: throw ShapeError(std::string("CPU backend: unsupported dtype ") + dtype_name(dtype));
+    case DType::f32:
+      fn(float{});
+      return;
+    case DType::f64:
+      fn(double{});
+      return;
+    default:
+      throw ShapeError(std::string("CPU backend: unsupported dtype ") + dtype_name(dtype));
   }
 }
 
@@ -57,8 +62,8 @@ CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::description() const {
   std::ostringstream os;
-  os << "cpu " << dtype_name(dtype_) << ", " << omp_get_max_threads() << " OpenMP threads, matmul: "
-     << cpu::cpu_blas_description();
+  os << "cpu " << dtype_name(dtype_) << ", " << omp_get_max_threads()
+     << " OpenMP threads, matmul: " << cpu::cpu_blas_description();
   return os.str();
 }
 
@@ -135,7 +140,8 @@ void CpuBackend::encoder_forward(Tensor out, const Tensor& tokens, const Tensor&
   const int C = as_int(wte.shape.cols(), "wte");
   check_shape(out, Shape{B, T, C}, "encoder_forward out");
   if (wpe.shape.cols() != C || wpe.shape.rows() < T)
-    throw ShapeError("encoder_forward: wpe " + wpe.str() + " does not cover T=" + std::to_string(T));
+    throw ShapeError("encoder_forward: wpe " + wpe.str() +
+                     " does not cover T=" + std::to_string(T));
   dispatch(dtype_, [&](auto tag) {
     using F = decltype(tag);
     cpu::encoder_forward<F>(p<F>(out), p<int32_t>(tokens), p<F>(wte), p<F>(wpe), B, T, C);
@@ -238,11 +244,13 @@ void CpuBackend::residual_forward(Tensor out, const Tensor& a, const Tensor& b) 
 }
 
 void CpuBackend::attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int n_head) {
-  if (qkv.shape.ndim() != 3) throw ShapeError("attention_forward: qkv must be (B,T,3C), got " + qkv.str());
+  if (qkv.shape.ndim() != 3)
+    throw ShapeError("attention_forward: qkv must be (B,T,3C), got " + qkv.str());
   const int B = as_int(qkv.shape[0], "qkv"), T = as_int(qkv.shape[1], "qkv");
   const int C = as_int(qkv.shape[2] / 3, "qkv");
   if (qkv.shape[2] % 3 != 0 || C % n_head != 0)
-    throw ShapeError("attention_forward: qkv " + qkv.str() + " does not split into 3 x n_head heads");
+    throw ShapeError("attention_forward: qkv " + qkv.str() +
+                     " does not split into 3 x n_head heads");
   check_shape(out, Shape{B, T, C}, "attention_forward out");
   check_shape(lse, Shape{B, n_head, T}, "attention_forward lse");
   dispatch(dtype_, [&](auto tag) {
@@ -358,7 +366,8 @@ void CpuBackend::scale(Tensor out, const Tensor& in, float s) {
 }
 
 void CpuBackend::attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head) {
-  if (qkv_cache.shape.ndim() != 3) throw ShapeError("attention_decode: cache must be (B, Tmax, 3C)");
+  if (qkv_cache.shape.ndim() != 3)
+    throw ShapeError("attention_decode: cache must be (B, Tmax, 3C)");
   const int B = as_int(qkv_cache.shape[0], "cache"), Tmax = as_int(qkv_cache.shape[1], "cache");
   const int C = as_int(qkv_cache.shape[2] / 3, "cache");
   if (pos < 0 || pos >= Tmax) throw ShapeError("attention_decode: position outside the cache");
@@ -412,14 +421,20 @@ void CpuBackend::adamw_update(Tensor params, const Tensor& grads, Tensor m, Tens
 // ---- factory ----------------------------------------------------------------------------------
 
 #ifndef GPT_HAVE_CUDA
-bool cuda_available() { return false; }
+bool cuda_available() {
+  return false;
+}
 #endif
 
 namespace {
 int g_cuda_device = 0;
 }
-void set_cuda_device(int index) { g_cuda_device = index; }
-int cuda_device() { return g_cuda_device; }
+void set_cuda_device(int index) {
+  g_cuda_device = index;
+}
+int cuda_device() {
+  return g_cuda_device;
+}
 
 std::unique_ptr<Backend> make_cuda_backend(DType dtype);  // engine/cuda_backend.cu
 
@@ -432,7 +447,8 @@ std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype) {
       return make_cuda_backend(dtype);
 #endif
     }
-    if (device == "auto") return std::make_unique<CpuBackend>(dtype == DType::bf16 ? DType::f32 : dtype);
+    if (device == "auto")
+      return std::make_unique<CpuBackend>(dtype == DType::bf16 ? DType::f32 : dtype);
     throw std::runtime_error(
         "--device cuda: no usable CUDA device (this build has CUDA: "
 #ifdef GPT_HAVE_CUDA

@@ -474,7 +474,8 @@ void CudaBackend::rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& do
   if (!dweight.empty()) expect(dweight, dtype_, Shape{C}, "rmsnorm_backward dweight");
   check_multiple(C, pack_of(dtype_), "rmsnorm_backward C");
   check_aligned({&dinp, &dweight, &dout, &inp, &weight}, "rmsnorm_backward");
-  void* buffer = dweight.empty() ? nullptr : scratch(cuda::norm_backward_params_scratch_bytes(N, C));
+  void* buffer =
+      dweight.empty() ? nullptr : scratch(cuda::norm_backward_params_scratch_bytes(N, C));
   dispatch(dtype_, [&](auto tag) {
     using F = decltype(tag);
     cuda::rmsnorm_backward<F>(dev<F>(dinp), dev<F>(dweight), dev<F>(dout), dev<F>(inp),
@@ -569,8 +570,10 @@ bool CudaBackend::use_fused_attention(int head_size) {
   if (dtype_ == DType::bf16 && cuda::flash_attention_supported(head_size)) return true;
   static bool noticed = false;
   if (!noticed) {
-    std::fprintf(stderr, "note: fused attention needs bf16 and head size 64 or 128 (have %s, %d): "
-                         "using the unfused kernel\n", dtype_name(dtype_), head_size);
+    std::fprintf(stderr,
+                 "note: fused attention needs bf16 and head size 64 or 128 (have %s, %d): "
+                 "using the unfused kernel\n",
+                 dtype_name(dtype_), head_size);
     noticed = true;
   }
   return false;
@@ -582,8 +585,8 @@ void CudaBackend::attention_forward(Tensor out, Tensor lse, const Tensor& qkv, i
   expect(lse, DType::f32, Shape{d.B, d.NH, d.T}, "attention_forward lse");
   check_aligned(out, "attention_forward out");
   if (use_fused_attention(d.C / d.NH)) {
-    cuda::flash_attention_forward(dev<__nv_bfloat16>(out), dev<float>(lse), dev<__nv_bfloat16>(qkv), d.B, d.T,
-                                  d.C, d.NH, stream_);
+    cuda::flash_attention_forward(dev<__nv_bfloat16>(out), dev<float>(lse), dev<__nv_bfloat16>(qkv),
+                                  d.B, d.T, d.C, d.NH, stream_);
     return;
   }
   void* buffer =
@@ -606,9 +609,10 @@ void CudaBackend::attention_backward(Tensor dqkv, const Tensor& dout, const Tens
   check_aligned({&dqkv, &dout, &out}, "attention_backward");
   if (use_fused_attention(d.C / d.NH)) {
     const size_t bytes = cuda::flash_attention_backward_workspace_bytes(d.B, d.T, d.C, d.NH);
-    cuda::flash_attention_backward(dev<__nv_bfloat16>(dqkv), dev<__nv_bfloat16>(dout), dev<__nv_bfloat16>(qkv),
-                                   dev<__nv_bfloat16>(out), dev<float>(lse), d.B, d.T, d.C, d.NH,
-                                   scratch(bytes), bytes, stream_);
+    cuda::flash_attention_backward(dev<__nv_bfloat16>(dqkv), dev<__nv_bfloat16>(dout),
+                                   dev<__nv_bfloat16>(qkv), dev<__nv_bfloat16>(out),
+                                   dev<float>(lse), d.B, d.T, d.C, d.NH, scratch(bytes), bytes,
+                                   stream_);
     return;
   }
   void* buffer =

@@ -18,20 +18,28 @@ namespace {
 
 CommDType comm_dtype(DType d) {
   switch (d) {
-    case DType::f32: return CommDType::f32;
-    case DType::f64: return CommDType::f64;
-    case DType::bf16: return CommDType::bf16;
-    case DType::i32: break;
+    case DType::f32:
+      return CommDType::f32;
+    case DType::f64:
+      return CommDType::f64;
+    case DType::bf16:
+      return CommDType::bf16;
+    case DType::i32:
+      break;
   }
   throw std::invalid_argument("data parallel: gradients of dtype i32");
 }
 
 std::string st_dtype(DType d) {
   switch (d) {
-    case DType::f32: return "F32";
-    case DType::f64: return "F64";
-    case DType::bf16: return "BF16";
-    case DType::i32: return "I32";
+    case DType::f32:
+      return "F32";
+    case DType::f64:
+      return "F64";
+    case DType::bf16:
+      return "BF16";
+    case DType::i32:
+      return "I32";
   }
   return "?";
 }
@@ -70,7 +78,9 @@ void* backend_stream(Backend& backend) {
 }
 
 // A tiny self-describing packing of a SafeTensorsFile for gather_bytes.
-void put(std::string& out, const void* p, size_t n) { out.append(static_cast<const char*>(p), n); }
+void put(std::string& out, const void* p, size_t n) {
+  out.append(static_cast<const char*>(p), n);
+}
 void put_str(std::string& out, const std::string& s) {
   const uint64_t n = s.size();
   put(out, &n, 8);
@@ -99,7 +109,8 @@ std::string pack(const SafeTensorsFile& f) {
 SafeTensorsFile unpack(const std::string& in) {
   size_t pos = 0;
   auto get = [&](void* p, size_t n) {
-    if (pos + n > in.size()) throw std::runtime_error("data parallel: short optimizer shard message");
+    if (pos + n > in.size())
+      throw std::runtime_error("data parallel: short optimizer shard message");
     std::memcpy(p, in.data() + pos, n);
     pos += n;
   };
@@ -140,7 +151,8 @@ DataParallel::DataParallel(Communicator& comm, Backend& backend, std::vector<Par
       backend_(backend),
       config_(config),
       zero_(zero),
-      direct_(comm.world_size() == 1 && !comm.device_buffers() && backend.device() != DeviceKind::cpu) {
+      direct_(comm.world_size() == 1 && !comm.device_buffers() &&
+              backend.device() != DeviceKind::cpu) {
   for (ParamGroup& g : groups) {
     if (!g.trainable) continue;
     if (g.grad.empty() || g.grad.numel() != g.param.numel() || g.grad.dtype != backend.dtype())
@@ -182,7 +194,9 @@ DataParallel::~DataParallel() {
   if (comm_.device_buffers()) comm_.set_device_stream(nullptr);  // the backend may go first
 }
 
-size_t DataParallel::buffer_bytes() const { return buffers_ ? buffers_->bytes() : 0; }
+size_t DataParallel::buffer_bytes() const {
+  return buffers_ ? buffers_->bytes() : 0;
+}
 
 std::vector<DataParallel::Segment> DataParallel::segments_of(int rank) const {
   const int64_t lo = zero_ ? rank * shard_ : 0;
@@ -203,8 +217,7 @@ std::vector<ParamGroup> DataParallel::make_shard_groups(const std::vector<Segmen
     const ParamGroup& g = groups_[static_cast<size_t>(s.group)];
     ParamGroup p;
     const bool whole = s.begin == 0 && s.end == g.param.numel();
-    p.name = whole ? g.name
-                   : g.name + "@" + std::to_string(s.begin) + ":" + std::to_string(s.end);
+    p.name = whole ? g.name : g.name + "@" + std::to_string(s.begin) + ":" + std::to_string(s.end);
     p.param = flat_view(g.param, s.begin, s.end);
     if (whole) p.param = g.param;
     const Tensor& grads = zero_ ? accum_ : full_;
@@ -267,7 +280,9 @@ double DataParallel::grad_norm() {
   return std::sqrt(total);
 }
 
-double DataParallel::step(float lr) { return apply(lr, grad_norm()); }
+double DataParallel::step(float lr) {
+  return apply(lr, grad_norm());
+}
 
 std::string DataParallel::first_nonfinite_gradient() {
   constexpr size_t kName = 160;
@@ -322,7 +337,7 @@ double DataParallel::apply(float lr, double norm) {
   return result;
 }
 
-// ---- checkpoints ---------------------------------------------------------------------------------
+// ---- checkpoints --------------------------------------------------------------------------------
 
 SafeTensorsFile DataParallel::shard_state() {
   SafeTensorsFile f = optimizer_state_to_safetensors(*optimizer_);
@@ -349,8 +364,7 @@ std::vector<SafeTensorsFile> DataParallel::gather_state() {
   return out;
 }
 
-void DataParallel::load_state(
-    const std::vector<std::pair<std::string, SafeTensorsFile>>& files) {
+void DataParallel::load_state(const std::vector<std::pair<std::string, SafeTensorsFile>>& files) {
   if (files.empty()) throw std::runtime_error("optimizer state: no files");
   const DType sd = backend_.stat_dtype();
   const size_t es = dtype_size(sd);
@@ -379,11 +393,12 @@ void DataParallel::load_state(
     }
     if (step >= 0 && s != step)
       fail(path, "optimizer step " + std::to_string(s) + " differs from another shard's " +
-           std::to_string(step));
+                     std::to_string(step));
     step = s;
     for (const auto& [name, t] : file.tensors) {
       const size_t dot = name.rfind('.');
-      if (dot == std::string::npos) fail(path, "tensor '" + name + "': expected <group>.m/.v/.master");
+      if (dot == std::string::npos)
+        fail(path, "tensor '" + name + "': expected <group>.m/.v/.master");
       const std::string part = name.substr(dot + 1);
       std::string base = name.substr(0, dot);
       if (part != "m" && part != "v" && part != "master")
@@ -405,17 +420,17 @@ void DataParallel::load_state(
       auto gi = group_index.find(base);
       if (gi == group_index.end())
         fail(path, "tensor '" + name + "' does not belong to this model's optimizer (trainable '" +
-             base + "')");
+                       base + "')");
       const int64_t numel = groups_[static_cast<size_t>(gi->second)].param.numel();
       if (b < 0) b = numel;
       if (a < 0 || b > numel || a >= b)
         fail(path, "tensor '" + name + "': range outside the group's " + std::to_string(numel) +
-             " elements");
+                       " elements");
       if (t.dtype != st_dtype(sd))
         fail(path, "tensor '" + name + "' has dtype " + t.dtype + ", expected " + st_dtype(sd));
       if (t.numel() != b - a || t.data.size() != static_cast<size_t>(b - a) * es)
-        fail(path, "tensor '" + name + "' has " + std::to_string(t.numel()) + " elements, expected " +
-             std::to_string(b - a));
+        fail(path, "tensor '" + name + "' has " + std::to_string(t.numel()) +
+                       " elements, expected " + std::to_string(b - a));
       Whole& w = wholes[{gi->second, part}];
       if (w.data.empty()) w.data.resize(static_cast<size_t>(numel) * es);
       std::memcpy(w.data.data() + static_cast<size_t>(a) * es, t.data.data(), t.data.size());
@@ -439,8 +454,8 @@ void DataParallel::load_state(
       if (dst.empty()) continue;
       auto it = wholes.find({s.group, part});
       if (it == wholes.end())
-        throw std::runtime_error(files.front().first + ": optimizer state has no '" + g.name +
-                                 "." + part + "'");
+        throw std::runtime_error(files.front().first + ": optimizer state has no '" + g.name + "." +
+                                 part + "'");
       auto ranges = it->second.ranges;
       std::sort(ranges.begin(), ranges.end());
       int64_t covered = 0;
@@ -452,8 +467,8 @@ void DataParallel::load_state(
         covered = b;
       }
       if (covered != g.param.numel())
-        throw std::runtime_error(it->second.where + ": optimizer state of '" + g.name + "." +
-                                 part + "' ends at element " + std::to_string(covered) + " of " +
+        throw std::runtime_error(it->second.where + ": optimizer state of '" + g.name + "." + part +
+                                 "' ends at element " + std::to_string(covered) + " of " +
                                  std::to_string(g.param.numel()));
       copies.push_back({dst, it->second.data.data() + static_cast<size_t>(s.begin) * es});
     }

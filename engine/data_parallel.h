@@ -70,9 +70,9 @@ class DataParallel {
 
   // One segment of a parameter group inside the part of the flat space this rank updates.
   struct Segment {
-    int group;            // index into groups()
-    int64_t begin, end;   // element range inside the group's tensor
-    int64_t flat_begin;   // where begin sits in the flat space
+    int group;           // index into groups()
+    int64_t begin, end;  // element range inside the group's tensor
+    int64_t flat_begin;  // where begin sits in the flat space
   };
   // The segments rank `rank` updates (all segments without zero), for world size `world`.
   std::vector<Segment> segments_of(int rank) const;

@@ -34,8 +34,7 @@ class AtomicFileWriter {
   void write(std::string_view bytes) { write(bytes.data(), bytes.size()); }
 
  private:
-  friend void write_file_atomic(const std::string&,
-                                const std::function<void(AtomicFileWriter&)>&);
+  friend void write_file_atomic(const std::string&, const std::function<void(AtomicFileWriter&)>&);
   AtomicFileWriter(int fd, const std::string& path) : fd_(fd), path_(path) {}
   int fd_;
   const std::string& path_;

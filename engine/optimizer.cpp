@@ -30,13 +30,19 @@ AdamW::AdamW(Backend& backend, std::vector<ParamGroup> groups, const AdamWConfig
 
 AdamW::~AdamW() = default;
 
-Tensor AdamW::m(int i) const { return m_index_.at(i) < 0 ? Tensor() : (*state_)[m_index_[i]]; }
-Tensor AdamW::v(int i) const { return v_index_.at(i) < 0 ? Tensor() : (*state_)[v_index_[i]]; }
+Tensor AdamW::m(int i) const {
+  return m_index_.at(i) < 0 ? Tensor() : (*state_)[m_index_[i]];
+}
+Tensor AdamW::v(int i) const {
+  return v_index_.at(i) < 0 ? Tensor() : (*state_)[v_index_[i]];
+}
 Tensor AdamW::master(int i) const {
   return master_index_.at(i) < 0 ? Tensor() : (*state_)[master_index_[i]];
 }
 
-size_t AdamW::state_bytes() const { return state_->bytes(); }
+size_t AdamW::state_bytes() const {
+  return state_->bytes();
+}
 
 size_t AdamW::master_bytes() const {
   size_t bytes = 0;
@@ -53,7 +59,9 @@ double AdamW::grad_norm() {
   return std::sqrt(total);
 }
 
-double AdamW::step(float lr) { return step(lr, grad_norm()); }
+double AdamW::step(float lr) {
+  return step(lr, grad_norm());
+}
 
 double AdamW::step(float lr, double norm) {
   if (!std::isfinite(norm)) {
@@ -87,7 +95,8 @@ double AdamW::step(float lr, double norm) {
 float learning_rate(long s, long total_steps, long warmup_steps, float lr, float min_lr) {
   if (s < warmup_steps) return lr * static_cast<float>(s + 1) / static_cast<float>(warmup_steps);
   if (total_steps <= warmup_steps) return lr;
-  double progress = static_cast<double>(s - warmup_steps) / static_cast<double>(total_steps - warmup_steps);
+  double progress =
+      static_cast<double>(s - warmup_steps) / static_cast<double>(total_steps - warmup_steps);
   if (progress > 1.0) progress = 1.0;
   const double coeff = 0.5 * (1.0 + std::cos(M_PI * progress));
   return static_cast<float>(min_lr + coeff * (lr - min_lr));

@@ -29,20 +29,25 @@ ProgressMode progress_mode_from_name(const std::string& name, const std::string&
   if (name == "auto") return stderr_is_terminal() ? ProgressMode::line : ProgressMode::plain;
   if (name == "line") return ProgressMode::line;
   if (name == "plain") return ProgressMode::plain;
-  throw std::invalid_argument(flag + " '" + name +
-                              "': expected auto (line on a terminal, plain otherwise), line or plain");
+  throw std::invalid_argument(
+      flag + " '" + name + "': expected auto (line on a terminal, plain otherwise), line or plain");
 }
 
 const char* progress_mode_name(ProgressMode mode) {
   switch (mode) {
-    case ProgressMode::line: return "line";
-    case ProgressMode::plain: return "plain";
-    case ProgressMode::none: return "none";
+    case ProgressMode::line:
+      return "line";
+    case ProgressMode::plain:
+      return "plain";
+    case ProgressMode::none:
+      return "none";
   }
   return "?";
 }
 
-bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+bool stderr_is_terminal() {
+  return ::isatty(STDERR_FILENO) == 1;
+}
 
 int terminal_columns(int fd) {
   struct winsize ws {};
@@ -119,7 +124,9 @@ void print_stderr(const char* format, ...) {
 ProgressLine::ProgressLine(ProgressMode mode, double plain_every_s)
     : mode_(mode), plain_every_s_(plain_every_s), last_plain_(Clock::now()) {}
 
-ProgressLine::~ProgressLine() { finish(); }
+ProgressLine::~ProgressLine() {
+  finish();
+}
 
 void ProgressLine::update(const std::string& text, bool now) {
   if (mode_ == ProgressMode::none) return;
@@ -140,8 +147,8 @@ void ProgressLine::update(const std::string& text, bool now) {
     dirty_ = true;
   }
   const auto t = Clock::now();
-  const bool due = drawn_ == false ||
-                   std::chrono::duration<double>(t - last_draw_).count() >= 1.0 / kMaxRedrawsPerSecond;
+  const bool due = drawn_ == false || std::chrono::duration<double>(t - last_draw_).count() >=
+                                          1.0 / kMaxRedrawsPerSecond;
   if ((now || due) && (dirty_ || !drawn_)) draw_locked();
 }
 

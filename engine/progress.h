@@ -75,9 +75,9 @@ class ProgressLine {
   void draw_locked();
   ProgressMode mode_;
   double plain_every_s_;
-  std::string text_;          // the latest text given
-  bool drawn_ = false;        // this line is on screen (the bottom line of stderr)
-  bool dirty_ = false;        // text_ changed since it was drawn
+  std::string text_;               // the latest text given
+  bool drawn_ = false;             // this line is on screen (the bottom line of stderr)
+  bool dirty_ = false;             // text_ changed since it was drawn
   ProgressLine* below_ = nullptr;  // the line that was active when this one was first drawn
   std::chrono::steady_clock::time_point last_draw_{}, last_plain_;
 };

@@ -46,8 +46,10 @@ void write_safetensors(const std::string& path, const SafeTensorsFile& file) {
   for (const auto& [name, t] : file.tensors) {
     const size_t expected = static_cast<size_t>(t.numel()) * dtype_bytes(t.dtype);
     if (dtype_bytes(t.dtype) == 0) fail(path, "tensor '" + name + "': unknown dtype " + t.dtype);
-    if (expected != t.data.size()) fail(path, "tensor '" + name + "': data size does not match shape");
-    header[name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + expected}}};
+    if (expected != t.data.size())
+      fail(path, "tensor '" + name + "': data size does not match shape");
+    header[name] = {
+        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + expected}}};
     offset += expected;
   }
   std::string h = header.dump();
@@ -73,7 +75,8 @@ SafeTensorsFile read_safetensors(const std::string& path) {
   in.read(reinterpret_cast<char*>(len), 8);
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(len[i]) << (8 * i);
-  if (n > file_size - 8 || n > (100u << 20)) fail(path, "header length " + std::to_string(n) + " exceeds the file");
+  if (n > file_size - 8 || n > (100u << 20))
+    fail(path, "header length " + std::to_string(n) + " exceeds the file");
   std::string h(n, '\0');
   in.read(h.data(), static_cast<std::streamsize>(n));
   nlohmann::json header;
@@ -94,7 +97,8 @@ SafeTensorsFile read_safetensors(const std::string& path) {
     if (it.key() == "__metadata__") {
       if (!it.value().is_object()) fail(path, "__metadata__ is not an object");
       for (auto m = it.value().begin(); m != it.value().end(); ++m) {
-        if (!m.value().is_string()) fail(path, "__metadata__ value for '" + m.key() + "' is not a string");
+        if (!m.value().is_string())
+          fail(path, "__metadata__ value for '" + m.key() + "' is not a string");
         file.metadata[m.key()] = m.value().get<std::string>();
       }
       continue;

@@ -9,11 +9,13 @@ SizingBackend::SizingBackend(DeviceKind device, DType dtype) : device_(device), 
   next_address_ = uintptr_t{1} << 46;
   if (device == DeviceKind::cpu) {
     if (dtype != DType::f32 && dtype != DType::f64)
-      throw std::invalid_argument(std::string("the cpu backend computes in f32 or f64, not ") + dtype_name(dtype));
+      throw std::invalid_argument(std::string("the cpu backend computes in f32 or f64, not ") +
+                                  dtype_name(dtype));
     stat_dtype_ = dtype;
   } else {
     if (dtype != DType::f32 && dtype != DType::bf16)
-      throw std::invalid_argument(std::string("the cuda backend computes in bf16 or f32, not ") + dtype_name(dtype));
+      throw std::invalid_argument(std::string("the cuda backend computes in bf16 or f32, not ") +
+                                  dtype_name(dtype));
     stat_dtype_ = DType::f32;
     allocate(kCudaMatmulWorkspaceBytes);  // as CudaBackend's constructor does
     startup_bytes_ = live_bytes_;
@@ -21,8 +23,8 @@ SizingBackend::SizingBackend(DeviceKind device, DType dtype) : device_(device), 
 }
 
 std::string SizingBackend::description() const {
-  return std::string("sizing (") + (device_ == DeviceKind::cpu ? "cpu " : "cuda ") + dtype_name(dtype_) +
-         "): counts allocations, allocates nothing";
+  return std::string("sizing (") + (device_ == DeviceKind::cpu ? "cpu " : "cuda ") +
+         dtype_name(dtype_) + "): counts allocations, allocates nothing";
 }
 
 void* SizingBackend::allocate(size_t bytes) {
@@ -44,9 +46,11 @@ void SizingBackend::release(void* ptr) {
 
 SizingCommunicator::SizingCommunicator(int world_size, int rank, bool device_buffers)
     : world_size_(world_size), rank_(rank), device_buffers_(device_buffers) {
-  if (world_size < 1) throw std::invalid_argument("world size must be at least 1, got " + std::to_string(world_size));
+  if (world_size < 1)
+    throw std::invalid_argument("world size must be at least 1, got " + std::to_string(world_size));
   if (rank < 0 || rank >= world_size)
-    throw std::invalid_argument("rank " + std::to_string(rank) + " is outside [0, " + std::to_string(world_size) + ")");
+    throw std::invalid_argument("rank " + std::to_string(rank) + " is outside [0, " +
+                                std::to_string(world_size) + ")");
 }
 
 void SizingCommunicator::refuse() {

@@ -52,16 +52,19 @@ class SizingBackend final : public Backend {
   void download_f32(float*, const Tensor&) override {}
   void encoder_forward(Tensor, const Tensor&, const Tensor&, const Tensor&) override {}
   void encoder_backward(Tensor, Tensor, const Tensor&, const Tensor&) override {}
-  void layernorm_forward(Tensor, Tensor, Tensor, const Tensor&, const Tensor&, const Tensor&) override {}
-  void layernorm_backward(Tensor, Tensor, Tensor, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                          const Tensor&) override {}
+  void layernorm_forward(Tensor, Tensor, Tensor, const Tensor&, const Tensor&,
+                         const Tensor&) override {}
+  void layernorm_backward(Tensor, Tensor, Tensor, const Tensor&, const Tensor&, const Tensor&,
+                          const Tensor&, const Tensor&) override {}
   void matmul_forward(Tensor, const Tensor&, const Tensor&, const Tensor&) override {}
-  void matmul_backward(Tensor, Tensor, Tensor, const Tensor&, const Tensor&, const Tensor&) override {}
+  void matmul_backward(Tensor, Tensor, Tensor, const Tensor&, const Tensor&,
+                       const Tensor&) override {}
   void gelu_forward(Tensor, const Tensor&) override {}
   void gelu_backward(Tensor, const Tensor&, const Tensor&) override {}
   void residual_forward(Tensor, const Tensor&, const Tensor&) override {}
   void attention_forward(Tensor, Tensor, const Tensor&, int) override {}
-  void attention_backward(Tensor, const Tensor&, const Tensor&, const Tensor&, const Tensor&, int) override {}
+  void attention_backward(Tensor, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                          int) override {}
   void crossentropy(Tensor, Tensor, const Tensor&, int, float, LossGrad) override {}
   void rmsnorm_forward(Tensor, Tensor, const Tensor&, const Tensor&, float) override {}
   void rmsnorm_backward(Tensor, Tensor, const Tensor&, const Tensor&, const Tensor&,

@@ -6,20 +6,28 @@ namespace gpt {
 
 size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::f32: return 4;
-    case DType::bf16: return 2;
-    case DType::f64: return 8;
-    case DType::i32: return 4;
+    case DType::f32:
+      return 4;
+    case DType::bf16:
+      return 2;
+    case DType::f64:
+      return 8;
+    case DType::i32:
+      return 4;
   }
   throw std::logic_error("dtype_size: unknown dtype");
 }
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::f32: return "f32";
-    case DType::bf16: return "bf16";
-    case DType::f64: return "f64";
-    case DType::i32: return "i32";
+    case DType::f32:
+      return "f32";
+    case DType::bf16:
+      return "bf16";
+    case DType::f64:
+      return "f64";
+    case DType::i32:
+      return "i32";
   }
   return "?";
 }
@@ -54,7 +62,9 @@ int64_t Shape::numel() const {
   return ndim_ == 0 ? 0 : n;
 }
 
-int64_t Shape::cols() const { return ndim_ == 0 ? 0 : dims_[ndim_ - 1]; }
+int64_t Shape::cols() const {
+  return ndim_ == 0 ? 0 : dims_[ndim_ - 1];
+}
 
 int64_t Shape::rows() const {
   if (ndim_ == 0) return 0;
@@ -80,12 +90,15 @@ std::string Shape::str() const {
 
 Tensor Tensor::reshape(Shape new_shape) const {
   if (new_shape.numel() != shape.numel()) {
-    throw ShapeError("reshape " + shape.str() + " -> " + new_shape.str() + ": element counts differ");
+    throw ShapeError("reshape " + shape.str() + " -> " + new_shape.str() +
+                     ": element counts differ");
   }
   return Tensor(data, dtype, new_shape);
 }
 
-std::string Tensor::str() const { return std::string(dtype_name(dtype)) + shape.str(); }
+std::string Tensor::str() const {
+  return std::string(dtype_name(dtype)) + shape.str();
+}
 
 void check_dtype(const Tensor& t, DType expected, const char* what) {
   if (t.dtype != expected) {

@@ -51,7 +51,9 @@ struct Tensor {
   int64_t numel() const { return shape.numel(); }
   size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
   template <typename T>
-  T* ptr() const { return static_cast<T*>(data); }
+  T* ptr() const {
+    return static_cast<T*>(data);
+  }
   // A view of the same memory with another shape of the same element count.
   Tensor reshape(Shape new_shape) const;
   std::string str() const;  // "f32(2, 3, 4)"

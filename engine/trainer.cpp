@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -28,15 +28,22 @@ std::string format_exact(double v) {
 
 Trainer::Trainer(TrainableModel& model, AdamW& optimizer, const TrainerConfig& config,
                  BatchFn next_batch, EvalFn evaluate)
-    : model_(model), optimizer_(optimizer), config_(config), next_batch_(std::move(next_batch)),
+    : model_(model),
+      optimizer_(optimizer),
+      config_(config),
+      next_batch_(std::move(next_batch)),
       evaluate_(std::move(evaluate)) {
   init();
 }
 
 Trainer::Trainer(TrainableModel& model, DataParallel& dp, const TrainerConfig& config,
                  BatchFn next_batch, EvalFn evaluate)
-    : model_(model), optimizer_(dp.optimizer()), dp_(&dp), config_(config),
-      next_batch_(std::move(next_batch)), evaluate_(std::move(evaluate)) {
+    : model_(model),
+      optimizer_(dp.optimizer()),
+      dp_(&dp),
+      config_(config),
+      next_batch_(std::move(next_batch)),
+      evaluate_(std::move(evaluate)) {
   init();
 }
 
@@ -46,9 +53,9 @@ void Trainer::init() {
   const int world = dp_ ? dp_->comm().world_size() : 1;
   if (config_.total_batch_tokens == 0) config_.total_batch_tokens = micro * world;
   if (config_.total_batch_tokens % micro != 0) {
-    throw std::invalid_argument("total_batch_tokens (" + std::to_string(config_.total_batch_tokens) +
-                                ") must be a multiple of batch_size * seq_len (" +
-                                std::to_string(micro) + ")");
+    throw std::invalid_argument(
+        "total_batch_tokens (" + std::to_string(config_.total_batch_tokens) +
+        ") must be a multiple of batch_size * seq_len (" + std::to_string(micro) + ")");
   }
   grad_accum_ = static_cast<int>(config_.total_batch_tokens / micro);
   if (grad_accum_ % world != 0) {
@@ -81,7 +88,8 @@ StepRecord Trainer::train_step() {
   const long step_index = optimizer_.step_count();  // 0-based index of the step being taken
   StepRecord r;
   r.step = step_index + 1;
-  if (count == 0) throw std::runtime_error("step " + std::to_string(r.step) + ": every target is masked");
+  if (count == 0)
+    throw std::runtime_error("step " + std::to_string(r.step) + ": every target is masked");
 
   const float dloss = static_cast<float>(1.0 / static_cast<double>(count));
   double loss_sum = 0.0;
@@ -145,7 +153,8 @@ StepRecord Trainer::train_step() {
       skip = nonfinite("non-finite gradient norm (" + format_exact(r.grad_norm) + ")" +
                        (where.empty() ? "" : ", first in the gradient of '" + where + "'"));
     }
-    if (!skip) r.grad_norm = dp_ ? dp_->apply(r.lr, r.grad_norm) : optimizer_.step(r.lr, r.grad_norm);
+    if (!skip)
+      r.grad_norm = dp_ ? dp_->apply(r.lr, r.grad_norm) : optimizer_.step(r.lr, r.grad_norm);
   }
   model_.backend().synchronize();
   if (dp_) {
@@ -158,8 +167,9 @@ StepRecord Trainer::train_step() {
 }
 
 bool Trainer::test_nonfinite(const char* kind, long step) {
-  // GPT_TEST_NONFINITE=KIND:STEP[+],... (the fault tests): make the loss (kind "loss") or a
-  // gradient ("grad") of the attempt at STEP non-finite, once, or with + at every attempt from STEP.
+  // GPT_TEST_NONFINITE=KIND:STEP[+],... (the fault tests): make the loss (kind
+  // "loss") or a gradient ("grad") of the attempt at STEP non-finite, once, or
+  // with + at every attempt from STEP.
   const char* env = std::getenv("GPT_TEST_NONFINITE");
   if (env == nullptr) return false;
   std::string rest = env;
@@ -172,7 +182,8 @@ bool Trainer::test_nonfinite(const char* kind, long step) {
     if (colon != std::string::npos && item.substr(0, colon) == kind) {
       const bool from = item.back() == '+';
       const long at = std::atol(item.substr(colon + 1).c_str());
-      const bool fired = std::find(test_fired_.begin(), test_fired_.end(), index) != test_fired_.end();
+      const bool fired =
+          std::find(test_fired_.begin(), test_fired_.end(), index) != test_fired_.end();
       if ((from && step >= at) || (!from && step == at && !fired)) {
         test_fired_.push_back(index);
         return true;
@@ -225,14 +236,16 @@ void Trainer::log(const StepRecord& r) {
   std::ofstream out(config_.out_dir + "/log.jsonl", std::ios::app);
   if (!out) throw std::runtime_error(config_.out_dir + "/log.jsonl: cannot write the log");
   out << j.dump() << "\n";
-  if (!out.flush()) throw std::runtime_error(config_.out_dir + "/log.jsonl: write failed (disk full?)");
+  if (!out.flush())
+    throw std::runtime_error(config_.out_dir + "/log.jsonl: write failed (disk full?)");
 }
 
 void Trainer::run() {
   ProgressLine progress(config_.print ? config_.progress : ProgressMode::none);
   std::string last_val;   // the progress line's tail: the latest validation
   std::string step_line;  // the latest step's part of it
-  bool first_line = true;  // plain mode prints the first step of every invocation (also a resumed one)
+  bool first_line =
+      true;  // plain mode prints the first step of every invocation (also a resumed one)
   auto print_val = [&](long step, const EvalResult& v) {
     if (!config_.print) return;
     if (v.bits_per_byte > 0)
@@ -266,9 +279,10 @@ void Trainer::run() {
                      skipped_in_a_row, r.skipped.c_str());
       log(r);
       if (skipped_in_a_row >= config_.max_skipped_steps)
-        throw std::runtime_error(std::to_string(skipped_in_a_row) +
-                                 " steps in a row skipped (--max-skipped-steps), the last at step " +
-                                 std::to_string(r.step) + ": " + r.skipped);
+        throw std::runtime_error(
+            std::to_string(skipped_in_a_row) +
+            " steps in a row skipped (--max-skipped-steps), the last at step " +
+            std::to_string(r.step) + ": " + r.skipped);
       continue;  // the same step again, with the next batches
     }
     skipped_in_a_row = 0;
@@ -289,11 +303,12 @@ void Trainer::run() {
     const bool last = r.step == config_.steps;
     if (config_.print) {
       char line[256];
-      std::snprintf(line, sizeof(line),
-                    "step %5ld/%ld | loss %.4f | lr %.2e | norm %6.3f | %8.0f tok/s | %7.1f ms%s%s | "
-                    "ETA %s",
-                    r.step, config_.steps, r.train_loss, r.lr, r.grad_norm, r.tokens_per_s,
-                    r.step_ms, comm, mfu, format_duration(eta).c_str());
+      std::snprintf(
+          line, sizeof(line),
+          "step %5ld/%ld | loss %.4f | lr %.2e | norm %6.3f | %8.0f tok/s | %7.1f ms%s%s | "
+          "ETA %s",
+          r.step, config_.steps, r.train_loss, r.lr, r.grad_norm, r.tokens_per_s, r.step_ms, comm,
+          mfu, format_duration(eta).c_str());
       step_line = line;
       if (progress.in_place())
         progress.update(step_line + last_val, last);

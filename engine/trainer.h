@@ -27,9 +27,9 @@ struct TrainerConfig {
   float lr = 1e-3f;
   float min_lr = 1e-4f;
   long warmup_steps = 0;
-  long eval_every = 0;   // 0: validate only at the start and the end
-  std::string out_dir;   // log.jsonl goes here (empty: no log file)
-  bool print = true;     // progress on stderr (data parallel: rank 0 only)
+  long eval_every = 0;  // 0: validate only at the start and the end
+  std::string out_dir;  // log.jsonl goes here (empty: no log file)
+  bool print = true;    // progress on stderr (data parallel: rank 0 only)
   // How (engine/progress.h): line redraws one line in place (step/total, loss, tokens/s, MFU, ETA,
   // the last validation) with validations as lines above it; plain prints a line for the first step
   // of the invocation, every log_every-th step and the last one.
@@ -57,14 +57,15 @@ struct StepRecord {
   double grad_norm = 0.0;
   double tokens_per_s = 0.0;  // token positions computed (B * T summed over micro-batches)
   double step_ms = 0.0;
-  double comm_bytes = 0.0;    // data parallel: bytes this rank sent in the step's collectives
-  double comm_ms = 0.0;       // and the time spent in them
+  double comm_bytes = 0.0;  // data parallel: bytes this rank sent in the step's collectives
+  double comm_ms = 0.0;     // and the time spent in them
   bool has_val = false;
   EvalResult val;
   std::string skipped;  // --on-nonfinite skip: why this step made no update (empty: it did)
 };
 
-// What run() does after a step's callback: go on, or return early (checkpoint-and-exit on a signal).
+// What run() does after a step's callback: go on, or return early
+// (checkpoint-and-exit on a signal).
 enum class StepAction { keep_going, stop };
 
 class Trainer {
@@ -86,8 +87,8 @@ class Trainer {
           EvalFn evaluate);
   int grad_accum() const { return grad_accum_; }
   // Runs from the optimizer's current step to config.steps (a resumed run continues where its
-  // checkpoint stopped), or until the after-step callback says stop. Throws std::runtime_error naming
-  // the step on a non-finite loss or gradient norm.
+  // checkpoint stopped), or until the after-step callback says stop. Throws std::runtime_error
+  // naming the step on a non-finite loss or gradient norm.
   void run();
   void set_after_step(AfterStepFn fn) { after_step_ = std::move(fn); }
   // One optimizer step (fetch, forward/backward, clip, AdamW). Returns its record.

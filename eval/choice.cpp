@@ -262,7 +262,7 @@ EvalReport run_choice_task(const EvalSettings& s, EvalContext& context) {
   const ChoiceRows rows = make_choice_rows(s, tok, items, config.max_seq_len);
 
   LoadedModel m = build_eval_model(std::move(w), s.model, s.adapter, context.backend, s.batch_size,
-                                 rows.max_len, HeadUse::kLanguageModel);
+                                   rows.max_len, HeadUse::kLanguageModel);
   context.console.announce_start();
   std::vector<double> row_loss;
   std::vector<int64_t> row_tokens;

@@ -424,8 +424,8 @@ EvalReport run_classify_task(const EvalSettings& s, EvalContext& context) {
   std::unique_ptr<LabelWordScorer> scorer;
   if (!head) scorer = make_label_word_scorer(s, context, words, eot, meta_path, config);
 
-  LoadedModel m = build_eval_model(std::move(w), s.model, s.adapter, context.backend, s.batch_size, T,
-                                 HeadUse::kClassHeadIfPresent);
+  LoadedModel m = build_eval_model(std::move(w), s.model, s.adapter, context.backend, s.batch_size,
+                                   T, HeadUse::kClassHeadIfPresent);
   const int K = class_count(s, *m.model, head, loader.num_classes(), words);
   context.console.announce_start();
   const ClassifyTally tally =

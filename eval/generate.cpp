@@ -135,7 +135,8 @@ struct Generations {
 };
 
 // Teacher-forced loss (summed) of the reference completion and its closing <|endoftext|>.
-double teacher_forced_loss(LanguageModel& model, const TokenExample& teacher, int64_t& loss_tokens) {
+double teacher_forced_loss(LanguageModel& model, const TokenExample& teacher,
+                           int64_t& loss_tokens) {
   const int T = static_cast<int>(teacher.tokens.size()) - 1;
   std::vector<int32_t> inputs(teacher.tokens.begin(), teacher.tokens.end() - 1);
   std::vector<int32_t> targets(static_cast<size_t>(T), -1);
@@ -383,7 +384,7 @@ EvalReport run_generate_task(const EvalSettings& s, EvalContext& context) {
       prepare_examples(s, tok, raw, files, fo.format, ctx);
 
   LoadedModel m = build_eval_model(std::move(w), s.model, s.adapter, context.backend, 1, ctx,
-                                 HeadUse::kLanguageModel);
+                                   HeadUse::kLanguageModel);
   context.console.announce_start();
   const Generations gens =
       generate_all(*m.model, sampler, tok, examples, ctx, s.max_new_tokens, context.console);

@@ -20,8 +20,9 @@ bool checkpoint_has_class_head(const std::string& path) {
   return fs::is_regular_file(fs::path(resolve_checkpoint(path)) / "head.safetensors", ec);
 }
 
-LoadedModel build_eval_model(GptWeights weights, const std::string& path, const std::string& adapter,
-                             Backend& backend, int max_batch, int max_seq, HeadUse use) {
+LoadedModel build_eval_model(GptWeights weights, const std::string& path,
+                             const std::string& adapter, Backend& backend, int max_batch,
+                             int max_seq, HeadUse use) {
   LoadOptions options;
   options.max_batch = max_batch;
   options.max_seq = max_seq;

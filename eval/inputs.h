@@ -21,8 +21,9 @@ bool checkpoint_has_class_head(const std::string& path);
 // Allocates a model for (max_batch, max_seq) with the given weights (from load_weights(path)) for
 // evaluation (frozen), with a fine-tuned checkpoint's adapter (or `adapter` instead) and, with
 // kClassHeadIfPresent, its class head: models/loader.h.
-LoadedModel build_eval_model(GptWeights weights, const std::string& path, const std::string& adapter,
-                             Backend& backend, int max_batch, int max_seq, HeadUse use);
+LoadedModel build_eval_model(GptWeights weights, const std::string& path,
+                             const std::string& adapter, Backend& backend, int max_batch,
+                             int max_seq, HeadUse use);
 
 // Finds a tokenizer: `spec` ("bytes", "gpt2", a directory) when not empty, else the one next to
 // `near` (the apps' load_app_tokenizer). Throws when there is none.

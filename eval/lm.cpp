@@ -98,7 +98,7 @@ int score_runs(const EvalSettings& s, EvalContext& context, const nlohmann::json
                                   " tokens)" + (s.seq_len == 0 ? ": pass --seq-len" : ""));
     if (!set) set = std::make_unique<ValidationSet>(s.data, s.batch_size, T, vocab);
     LoadedModel m = build_eval_model(std::move(w), r.path, r.adapter, context.backend, s.batch_size,
-                                   T, HeadUse::kLanguageModel);
+                                     T, HeadUse::kLanguageModel);
     context.console.announce_start();
     note_ignored_head(m, context.console);
     r.model = m.describe();

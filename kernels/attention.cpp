@@ -190,7 +190,8 @@ void attention_decode(F* out, const F* qkv_cache, int B, int Tmax, int C, int NH
     F* o = out + static_cast<size_t>(b) * C + static_cast<size_t>(h) * HS;
     for (int i = 0; i < HS; ++i) {
       double acc = 0.0;
-      for (int u = 0; u <= pos; ++u) acc += weights[u] * base[static_cast<size_t>(u) * ld + 2 * C + i];
+      for (int u = 0; u <= pos; ++u)
+        acc += weights[u] * base[static_cast<size_t>(u) * ld + 2 * C + i];
       o[i] = static_cast<F>(acc / sum);
     }
   }

@@ -6,7 +6,8 @@
 //   s_tu   = (q_t · k_u) / sqrt(HS)               for u <= t (causal), -inf for u > t
 //   lse_t  = log sum_u exp(s_tu)                   saved (B, NH, T) for the backward
 //   p_tu   = exp(s_tu - lse_t)
-//   out_t  = sum_u p_tu · v_u                      written to out (B, T, C), head h at [h·HS, (h+1)·HS)
+//   out_t  = sum_u p_tu · v_u                      written to out (B, T, C), head h at
+//                                                  [h·HS, (h+1)·HS)
 //
 // backward (recomputes p from q, k and the saved lse, like FlashAttention; no T×T matrix is kept
 // between forward and backward):
@@ -18,9 +19,9 @@
 // Gradient rule: dqkv OVERWRITES (=) (it is an activation gradient and each element has one owner).
 // FLOPs (causal, counted as the FlashAttention papers do): 2·B·NH·T²·HS forward (two matmuls, half
 // of each masked), 2.5x that backward.
-// CPU implementation: one (b, h) pair per OpenMP task; the score block for a tile of queries lives in
-// a per-thread scratch buffer; the products go through the strided gemm of matmul.h, so each output
-// element is reduced in a fixed order.
+// CPU implementation: one (b, h) pair per OpenMP task; the score block for a tile of queries lives
+// in a per-thread scratch buffer; the products go through the strided gemm of matmul.h, so each
+// output element is reduced in a fixed order.
 #pragma once
 
 namespace gpt::cpu {

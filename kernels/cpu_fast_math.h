@@ -44,6 +44,8 @@ inline float exp_approx(float x) {
   return exp_r * two_n;
 }
 
-inline double exp_approx(double x) { return std::exp(x); }
+inline double exp_approx(double x) {
+  return std::exp(x);
+}
 
 }  // namespace gpt::cpu

@@ -58,8 +58,8 @@ void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F*
                       const float* rstd, int N, int C, void* scratch, cudaStream_t stream);
 // In place on the first n_heads heads of each of the B·T rows of x (row_stride values a row).
 template <typename F>
-void rope_forward(F* x, const float* cos, const float* sin, int B, int T, int n_heads,
-                  int head_dim, int row_stride, int pos0, cudaStream_t stream);
+void rope_forward(F* x, const float* cos, const float* sin, int B, int T, int n_heads, int head_dim,
+                  int row_stride, int pos0, cudaStream_t stream);
 template <typename F>
 void rope_backward(F* dx, const float* cos, const float* sin, int B, int T, int n_heads,
                    int head_dim, int row_stride, int pos0, cudaStream_t stream);

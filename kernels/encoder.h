@@ -8,8 +8,8 @@
 // Either of dwte, dwpe may be null to skip it (frozen embeddings).
 // Memory traffic: forward reads 2·B·T·C and writes B·T·C values; it is purely memory bound.
 // The backward is deterministic: several tokens can hit the same row of dwte, so the CPU version
-// parallelises over channels (each thread owns a slice of C for every row) and walks (b,t) in order;
-// no two threads ever add into the same element, and the order of additions is fixed.
+// parallelises over channels (each thread owns a slice of C for every row) and walks (b,t) in
+// order; no two threads ever add into the same element, and the order of additions is fixed.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +17,8 @@
 namespace gpt::cpu {
 
 template <typename F>
-void encoder_forward(F* out, const int32_t* tokens, const F* wte, const F* wpe, int B, int T, int C);
+void encoder_forward(F* out, const int32_t* tokens, const F* wte, const F* wpe, int B, int T,
+                     int C);
 
 template <typename F>
 void encoder_backward(F* dwte, F* dwpe, const F* dout, const int32_t* tokens, int B, int T, int C);

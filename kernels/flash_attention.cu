@@ -31,7 +31,7 @@ constexpr double kLog2eDouble = 1.4426950408889634;
 constexpr int kThreads = 128;  // 4 warps per CTA in every kernel of this file
 constexpr int kWarps = kThreads / kWarpSize;
 
-// ---- PTX (kernels/ptx.cuh) -----------------------------------------------------------------------
+// ---- PTX (kernels/ptx.cuh) ----------------------------------------------------------------------
 using ptx::cp_async_16;
 using ptx::cp_async_commit;
 using ptx::cp_async_wait;
@@ -404,10 +404,10 @@ struct BackwardTiles {
 template <int kHeadDim>
 __global__ void __launch_bounds__(kThreads)
     flash_backward_kernel(bf16* __restrict__ dqkv, float* __restrict__ dq_accum,
-                          int* __restrict__ dq_counters, int* __restrict__ tile_ticket, const bf16* __restrict__ dout,
-                          const bf16* __restrict__ qkv, const float* __restrict__ lse,
-                          const float* __restrict__ D, int T, int C, int NH, int num_m_tiles,
-                          int num_n_tiles, float scale, float scale_log2) {
+                          int* __restrict__ dq_counters, int* __restrict__ tile_ticket,
+                          const bf16* __restrict__ dout, const bf16* __restrict__ qkv,
+                          const float* __restrict__ lse, const float* __restrict__ D, int T, int C,
+                          int NH, int num_m_tiles, int num_n_tiles, float scale, float scale_log2) {
   using Tiles = BackwardTiles<kHeadDim>;
   constexpr int kBlockM = Tiles::kBlockM, kBlockN = Tiles::kBlockN, kQTiles = Tiles::kQTiles;
   constexpr int kDTiles = Tiles::kDTiles, kStride = Tiles::kStride, kSStride = Tiles::kSStride;

@@ -8,10 +8,10 @@
 //             dw_c   += sum_i dout_ic · xhat_ic
 //             db_c   += sum_i dout_ic
 //
-// Gradient rule: dinp ACCUMULATES (+=): the input of every LayerNorm in a pre-LN GPT is the residual
-// stream, whose gradient is the sum of the skip path and the LayerNorm path. dweight and dbias
-// accumulate like every parameter gradient. Any gradient pointer may be null to skip it (frozen
-// parameters).
+// Gradient rule: dinp ACCUMULATES (+=): the input of every LayerNorm in a pre-LN GPT is the
+// residual stream, whose gradient is the sum of the skip path and the LayerNorm path.
+// dweight and dbias accumulate like every parameter gradient. Any gradient pointer may be
+// null to skip it (frozen parameters).
 //
 // Shapes: inp, out (N, C); weight, bias (C); mean, rstd (N).
 // Determinism: rows are independent; dweight/dbias are reduced over rows in a fixed order (per
@@ -23,8 +23,8 @@ namespace gpt::cpu {
 constexpr double kLayerNormEps = 1e-5;
 
 template <typename F>
-void layernorm_forward(F* out, F* mean, F* rstd, const F* inp, const F* weight, const F* bias, int N,
-                       int C);
+void layernorm_forward(F* out, F* mean, F* rstd, const F* inp, const F* weight, const F* bias,
+                       int N, int C);
 
 template <typename F>
 void layernorm_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* inp, const F* weight,

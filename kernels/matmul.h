@@ -14,8 +14,8 @@
 // this needs care: OpenBLAS's own threading splits C by the thread count and its edge kernels add
 // in another order, so the CPU code splits C into blocks fixed by the shape and runs one
 // single-threaded sgemm per block; called inside a parallel region, gemm runs on that thread.
-// When N is long against the weight, dweight and dbias are instead summed over fixed chunks of rows,
-// one sgemm per chunk, and the chunks added in order.)
+// When N is long against the weight, dweight and dbias are instead summed over fixed chunks of
+// rows, one sgemm per chunk, and the chunks added in order.)
 #pragma once
 
 namespace gpt::cpu {
@@ -27,8 +27,8 @@ template <typename F>
 void matmul_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* inp, const F* weight,
                      int N, int C, int OC);
 
-// General strided product used by the attention reference: C (M,N) = alpha · op(A) · op(B) + beta · C
-// with row-major leading dimensions. trans_a/trans_b select Aᵀ/Bᵀ.
+// General strided product used by the attention reference: C (M,N) = alpha · op(A) · op(B) + beta ·
+// C with row-major leading dimensions. trans_a/trans_b select Aᵀ/Bᵀ.
 enum class Transpose { no, yes };
 template <typename F>
 void gemm(Transpose trans_a, Transpose trans_b, int M, int N, int K, F alpha, const F* A, int lda,

@@ -83,8 +83,8 @@ template <typename F>
 void rmsnorm_forward(F* out, float* rstd, const F* inp, const F* weight, int N, int C, float eps,
                      cudaStream_t stream) {
   if (N == 0) return;
-  rmsnorm_forward_kernel<F><<<ceil_div(N, kWarpsPerBlock), kBlock, 0, stream>>>(
-      out, rstd, inp, weight, N, C, eps);
+  rmsnorm_forward_kernel<F>
+      <<<ceil_div(N, kWarpsPerBlock), kBlock, 0, stream>>>(out, rstd, inp, weight, N, C, eps);
   GPT_CUDA_CHECK_LAUNCH();
 }
 
@@ -93,8 +93,8 @@ void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F*
                       const float* rstd, int N, int C, void* scratch, cudaStream_t stream) {
   if (N == 0) return;
   if (dinp != nullptr) {
-    rmsnorm_backward_rows_kernel<F><<<ceil_div(N, kWarpsPerBlock), kBlock, 0, stream>>>(
-        dinp, dout, inp, weight, rstd, N, C);
+    rmsnorm_backward_rows_kernel<F>
+        <<<ceil_div(N, kWarpsPerBlock), kBlock, 0, stream>>>(dinp, dout, inp, weight, rstd, N, C);
     GPT_CUDA_CHECK_LAUNCH();
   }
   norm_backward_params<F>(dweight, nullptr, dout, inp, nullptr, rstd, N, C, scratch, stream);

@@ -43,8 +43,8 @@ void launch(F* x, const float* cos, const float* sin, int B, int T, int n_heads,
 }  // namespace
 
 template <typename F>
-void rope_forward(F* x, const float* cos, const float* sin, int B, int T, int n_heads,
-                  int head_dim, int row_stride, int pos0, cudaStream_t stream) {
+void rope_forward(F* x, const float* cos, const float* sin, int B, int T, int n_heads, int head_dim,
+                  int row_stride, int pos0, cudaStream_t stream) {
   launch(x, cos, sin, B, T, n_heads, head_dim, row_stride, pos0, 1.0f, stream);
 }
 
@@ -58,8 +58,8 @@ template void rope_forward<float>(float*, const float*, const float*, int, int, 
                                   cudaStream_t);
 template void rope_forward<bf16>(bf16*, const float*, const float*, int, int, int, int, int, int,
                                  cudaStream_t);
-template void rope_backward<float>(float*, const float*, const float*, int, int, int, int, int,
-                                   int, cudaStream_t);
+template void rope_backward<float>(float*, const float*, const float*, int, int, int, int, int, int,
+                                   cudaStream_t);
 template void rope_backward<bf16>(bf16*, const float*, const float*, int, int, int, int, int, int,
                                   cudaStream_t);
 

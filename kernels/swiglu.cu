@@ -67,8 +67,8 @@ void swiglu_forward(F* out, const F* inp, int N, int H, cudaStream_t stream) {
 template <typename F>
 void swiglu_backward(F* dinp, const F* inp, const F* dout, int N, int H, cudaStream_t stream) {
   if (static_cast<int64_t>(N) * H == 0) return;
-  swiglu_backward_kernel<F><<<grid_for(N, H, pack_size<F>()), kBlock, 0, stream>>>(dinp, inp, dout,
-                                                                                  N, H);
+  swiglu_backward_kernel<F>
+      <<<grid_for(N, H, pack_size<F>()), kBlock, 0, stream>>>(dinp, inp, dout, N, H);
   GPT_CUDA_CHECK_LAUNCH();
 }
 

@@ -16,15 +16,16 @@ SafeTensor tensor_to_f32(Backend& backend, const Tensor& t) {
   return make_f32_tensor(shape, host.data());
 }
 
-void upload_checked(Backend& backend, const Tensor& t, const SafeTensorsFile& file, const std::string& path,
-                    const std::string& name) {
+void upload_checked(Backend& backend, const Tensor& t, const SafeTensorsFile& file,
+                    const std::string& path, const std::string& name) {
   const SafeTensor* st = file.find(name);
   if (!st) throw std::runtime_error(path + ": missing tensor '" + name + "'");
   std::vector<int64_t> shape;
   for (int d = 0; d < t.shape.ndim(); ++d) shape.push_back(t.shape[d]);
   if (st->shape != shape) {
-    throw std::runtime_error(path + ": tensor '" + name + "' has shape " + nlohmann::json(st->shape).dump() +
-                             " but this model needs " + nlohmann::json(shape).dump() +
+    throw std::runtime_error(path + ": tensor '" + name + "' has shape " +
+                             nlohmann::json(st->shape).dump() + " but this model needs " +
+                             nlohmann::json(shape).dump() +
                              " (an adapter or head for another model shape?)");
   }
   std::vector<float> host = tensor_as_f32(*st, path + ": tensor '" + name + "'");
@@ -33,7 +34,8 @@ void upload_checked(Backend& backend, const Tensor& t, const SafeTensorsFile& fi
 
 std::string meta(const SafeTensorsFile& f, const std::string& path, const std::string& key) {
   auto it = f.metadata.find(key);
-  if (it == f.metadata.end()) throw std::runtime_error(path + ": metadata field '" + key + "' is missing");
+  if (it == f.metadata.end())
+    throw std::runtime_error(path + ": metadata field '" + key + "' is missing");
   return it->second;
 }
 
@@ -45,7 +47,8 @@ int meta_int(const SafeTensorsFile& f, const std::string& path, const std::strin
     if (used != v.size()) throw std::invalid_argument(v);
     return x;
   } catch (const std::exception&) {
-    throw std::runtime_error(path + ": metadata field '" + key + "': expected an integer, got '" + v + "'");
+    throw std::runtime_error(path + ": metadata field '" + key + "': expected an integer, got '" +
+                             v + "'");
   }
 }
 
@@ -60,12 +63,14 @@ SafeTensorsFile lora_to_safetensors(LanguageModel& model) {
   f.metadata["targets"] = lora_targets_text(lc);
   f.metadata["n_layer"] = std::to_string(model.shape().n_layer);
   f.metadata["n_embd"] = std::to_string(model.shape().n_embd);
-  for (auto& [name, t] : model.lora_tensors()) f.tensors.emplace_back(name, tensor_to_f32(model.backend(), t));
+  for (auto& [name, t] : model.lora_tensors())
+    f.tensors.emplace_back(name, tensor_to_f32(model.backend(), t));
   return f;
 }
 
 LoraConfig lora_config_from_safetensors(const SafeTensorsFile& file, const std::string& path) {
-  if (meta(file, path, "format") != "gpt-engine-lora") throw std::runtime_error(path + ": not a LoRA adapter file");
+  if (meta(file, path, "format") != "gpt-engine-lora")
+    throw std::runtime_error(path + ": not a LoRA adapter file");
   LoraConfig lc;
   lc.rank = meta_int(file, path, "rank");
   try {
@@ -78,17 +83,18 @@ LoraConfig lora_config_from_safetensors(const SafeTensorsFile& file, const std::
   LoraTargetsParse parsed = set_lora_targets(lc, targets);
   if (parsed.ok && (targets.empty() || targets.back() == ',')) parsed = LoraTargetsParse{false, ""};
   if (!parsed.ok)
-    throw std::runtime_error(path + ": metadata field 'targets': unknown target '" + parsed.unknown + "'");
+    throw std::runtime_error(path + ": metadata field 'targets': unknown target '" +
+                             parsed.unknown + "'");
   return lc;
 }
 
 void load_lora(LanguageModel& model, const SafeTensorsFile& file, const std::string& path) {
   const int n_layer = meta_int(file, path, "n_layer"), n_embd = meta_int(file, path, "n_embd");
   if (n_layer != model.shape().n_layer || n_embd != model.shape().n_embd) {
-    throw std::runtime_error(path + ": adapter for a model with " + std::to_string(n_layer) + " layers of width " +
-                             std::to_string(n_embd) + ", but this model has " +
-                             std::to_string(model.shape().n_layer) + " layers of width " +
-                             std::to_string(model.shape().n_embd));
+    throw std::runtime_error(path + ": adapter for a model with " + std::to_string(n_layer) +
+                             " layers of width " + std::to_string(n_embd) +
+                             ", but this model has " + std::to_string(model.shape().n_layer) +
+                             " layers of width " + std::to_string(model.shape().n_embd));
   }
   for (auto& [name, t] : model.lora_tensors()) upload_checked(model.backend(), t, file, path, name);
 }

@@ -4,8 +4,9 @@
 //                         metadata rank, alpha, targets ("qkv,attproj,..."), n_layer, n_embd
 //   head.safetensors      class head: "cls_w" (K, C), "cls_b" (K); metadata num_classes
 //
-// An adapter file is also written on its own (OUT/adapter.safetensors, a few hundred KB) so it can be
-// shipped without the base model; the loader (models/loader.h) applies it to any base of the same shape.
+// An adapter file is also written on its own (OUT/adapter.safetensors, a few hundred KB)
+// so it can be shipped without the base model; the loader (models/loader.h) applies it
+// to any base of the same shape.
 #pragma once
 
 #include <string>

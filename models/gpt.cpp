@@ -12,8 +12,12 @@ namespace gpt {
 
 namespace {
 
-bool is_stacked(Param p) { return param_spec(p).stacked; }
-bool is_decayed(Param p) { return param_spec(p).decayed; }
+bool is_stacked(Param p) {
+  return param_spec(p).stacked;
+}
+bool is_decayed(Param p) {
+  return param_spec(p).decayed;
+}
 
 Shape to_shape(const std::vector<int64_t>& s) {
   return s.size() == 1 ? Shape{s[0]} : s.size() == 2 ? Shape{s[0], s[1]} : Shape{s[0], s[1], s[2]};
@@ -23,7 +27,9 @@ Shape to_shape(const std::vector<int64_t>& s) {
 
 void GptConfig::validate() const {
   auto positive = [](int v, const char* name) {
-    if (v <= 0) throw std::invalid_argument(std::string(name) + " must be positive, got " + std::to_string(v));
+    if (v <= 0)
+      throw std::invalid_argument(std::string(name) + " must be positive, got " +
+                                  std::to_string(v));
   };
   positive(n_layer, "n_layer");
   positive(n_head, "n_head");
@@ -31,8 +37,8 @@ void GptConfig::validate() const {
   positive(max_seq_len, "max_seq_len");
   positive(vocab_size, "vocab_size");
   if (n_embd % n_head != 0) {
-    throw std::invalid_argument("n_embd (" + std::to_string(n_embd) + ") must be divisible by n_head (" +
-                                std::to_string(n_head) + ")");
+    throw std::invalid_argument("n_embd (" + std::to_string(n_embd) +
+                                ") must be divisible by n_head (" + std::to_string(n_head) + ")");
   }
 }
 
@@ -49,7 +55,8 @@ int64_t numel(const std::vector<int64_t>& shape) {
 int64_t GptConfig::num_parameters() const {
   // Counted with the real vocabulary (padded rows are always zero and not trained in effect).
   int64_t n = 0;
-  for (int pi = 0; pi < kNumParams; ++pi) n += numel(gpt_param_shape(*this, static_cast<Param>(pi)));
+  for (int pi = 0; pi < kNumParams; ++pi)
+    n += numel(gpt_param_shape(*this, static_cast<Param>(pi)));
   return n - static_cast<int64_t>(padded_vocab_size() - vocab_size) * n_embd;
 }
 
@@ -58,10 +65,12 @@ double GptConfig::flops_per_token(int seq_len) const {
   int64_t matmul_params = static_cast<int64_t>(vocab_size) * n_embd;
   for (int pi = 0; pi < kNumParams; ++pi) {
     const ParamSpec& p = gpt_params()[pi];
-    if (p.kind == ParamKind::linear && !p.bias) matmul_params += numel(gpt_param_shape(*this, p.id));
+    if (p.kind == ParamKind::linear && !p.bias)
+      matmul_params += numel(gpt_param_shape(*this, p.id));
   }
   const double L = n_layer, C = n_embd, T = seq_len;
-  return 6.0 * static_cast<double>(matmul_params) + 6.0 * L * T * C;  // 6·N + attention (causal half of 12·L·T·C)
+  return 6.0 * static_cast<double>(matmul_params) +
+         6.0 * L * T * C;  // 6·N + attention (causal half of 12·L·T·C)
 }
 
 GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int max_seq)
@@ -69,9 +78,9 @@ GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int
   config_.validate();
   if (max_batch <= 0) throw std::invalid_argument("batch size must be positive");
   if (max_seq <= 0 || max_seq > config_.max_seq_len) {
-    throw std::invalid_argument("sequence length " + std::to_string(max_seq) +
-                                " must be in [1, max_seq_len=" + std::to_string(config_.max_seq_len) +
-                                "]");
+    throw std::invalid_argument(
+        "sequence length " + std::to_string(max_seq) +
+        " must be in [1, max_seq_len=" + std::to_string(config_.max_seq_len) + "]");
   }
   const DType dt = backend_.dtype();
 
@@ -162,7 +171,9 @@ void GptModel::ensure_activations() {
   if (!acts_->arena) allocate_activations();
 }
 
-Tensor GptModel::param(Param p) const { return (*params_)[static_cast<int>(p)]; }
+Tensor GptModel::param(Param p) const {
+  return (*params_)[static_cast<int>(p)];
+}
 Tensor GptModel::grad(Param p) const {
   const int i = grad_index_[static_cast<int>(p)];
   return i < 0 || !grads_ ? Tensor() : (*grads_)[i];
@@ -287,13 +298,16 @@ std::vector<ParamGroup> GptModel::parameters() {
     } else {  // mixed trainability over layers: one group per layer
       for (int l = 0; l < config_.n_layer; ++l) {
         groups.push_back(ParamGroup{std::string(param_name(p)) + "." + std::to_string(l),
-                                    layer_view(param(p), l), grad_for(p, l), is_decayed(p), t[l] != 0});
+                                    layer_view(param(p), l), grad_for(p, l), is_decayed(p),
+                                    t[l] != 0});
       }
     }
   }
   if (head_) {
-    groups.push_back(ParamGroup{"cls_w", (*head_->params)[0], (*head_->grads)[0], true, head_->trainable});
-    groups.push_back(ParamGroup{"cls_b", (*head_->params)[1], (*head_->grads)[1], false, head_->trainable});
+    groups.push_back(
+        ParamGroup{"cls_w", (*head_->params)[0], (*head_->grads)[0], true, head_->trainable});
+    groups.push_back(
+        ParamGroup{"cls_b", (*head_->params)[1], (*head_->grads)[1], false, head_->trainable});
   }
   if (lora_) {
     const auto& layout = lora_->params->layout();
@@ -340,8 +354,9 @@ void GptModel::forward_impl(int B, int T, bool lm_logits, Attend attend, int pos
 
   // The position embeddings from row `pos` on.
   const Tensor wpe = param(Param::wpe);
-  const Tensor wpe_at(static_cast<char*>(wpe.data) + static_cast<size_t>(pos) * C * dtype_size(wpe.dtype),
-                      wpe.dtype, {config_.max_seq_len - pos, C});
+  const Tensor wpe_at(
+      static_cast<char*>(wpe.data) + static_cast<size_t>(pos) * C * dtype_size(wpe.dtype),
+      wpe.dtype, {config_.max_seq_len - pos, C});
   Tensor encoded = A(kEncoded, 0, btc);
   backend_.encoder_forward(encoded, A(kTokens, 0, {B, T}), param(Param::wte), wpe_at);
 
@@ -350,10 +365,12 @@ void GptModel::forward_impl(int B, int T, bool lm_logits, Attend attend, int pos
   Tensor lnf = A(kLnf, 0, btc);
   backend_.layernorm_forward(lnf, A(kLnfMean, 0, {B, T}), A(kLnfRstd, 0, {B, T}), residual,
                              param(Param::lnf_w), param(Param::lnf_b));
-  if (lm_logits) backend_.matmul_forward(A(kLogits, 0, {B, T, Vp}), lnf, param(Param::wte), Tensor());
+  if (lm_logits)
+    backend_.matmul_forward(A(kLogits, 0, {B, T, Vp}), lnf, param(Param::wte), Tensor());
 }
 
-Tensor GptModel::block_forward(int l, const Tensor& residual, int B, int T, Attend attend, int pos) {
+Tensor GptModel::block_forward(int l, const Tensor& residual, int B, int T, Attend attend,
+                               int pos) {
   const int C = config_.n_embd, NH = config_.n_head;
   const int N = B * T;
   const int slot = attend == Attend::decode ? 0 : l;
@@ -433,40 +450,46 @@ void GptModel::backward_from_lnf(int B, int T) {
 
   backend_.fill_zero(dresidual.data, dresidual.bytes());
   Tensor last_residual = L > 0 ? A(kResidual3, L - 1, btc) : A(kEncoded, 0, btc);
-  backend_.layernorm_backward(dresidual, grad_for(Param::lnf_w, -1), grad_for(Param::lnf_b, -1), dln,
-                              last_residual, param(Param::lnf_w), A(kLnfMean, 0, {B, T}),
+  backend_.layernorm_backward(dresidual, grad_for(Param::lnf_w, -1), grad_for(Param::lnf_b, -1),
+                              dln, last_residual, param(Param::lnf_w), A(kLnfMean, 0, {B, T}),
                               A(kLnfRstd, 0, {B, T}));
 
   for (int l = L - 1; l >= lowest; --l) {
     Tensor residual = l == 0 ? A(kEncoded, 0, btc) : A(kResidual3, l - 1, btc);
-    Tensor ln1 = A(kLn1, l, btc), ln1_mean = A(kLn1Mean, l, {B, T}), ln1_rstd = A(kLn1Rstd, l, {B, T});
+    Tensor ln1 = A(kLn1, l, btc), ln1_mean = A(kLn1Mean, l, {B, T}),
+           ln1_rstd = A(kLn1Rstd, l, {B, T});
     Tensor qkv = A(kQkv, l, {B, T, 3 * C});
     Tensor atty = A(kAtty, l, btc);
     Tensor lse = A(kAttLse, l, {B, NH, T});
     Tensor residual2 = A(kResidual2, l, btc);
-    Tensor ln2 = A(kLn2, l, btc), ln2_mean = A(kLn2Mean, l, {B, T}), ln2_rstd = A(kLn2Rstd, l, {B, T});
+    Tensor ln2 = A(kLn2, l, btc), ln2_mean = A(kLn2Mean, l, {B, T}),
+           ln2_rstd = A(kLn2Rstd, l, {B, T});
     Tensor fch = A(kFch, l, {B, T, 4 * C}), fch_gelu = A(kFchGelu, l, {B, T, 4 * C});
 
     // MLP block: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
     backend_.matmul_backward(dfch, grad_for(Param::fcproj_w, l), grad_for(Param::fcproj_b, l),
                              dresidual, fch_gelu, layer_view(param(Param::fcproj_w), l));
-    if (lora_on(LoraTarget::fcproj)) lora_backward(LoraTarget::fcproj, l, fch_gelu, dresidual, dfch, N);
+    if (lora_on(LoraTarget::fcproj))
+      lora_backward(LoraTarget::fcproj, l, fch_gelu, dresidual, dfch, N);
     backend_.gelu_backward(dfch, fch, dfch);
     backend_.matmul_backward(dln, grad_for(Param::fc_w, l), grad_for(Param::fc_b, l), dfch, ln2,
                              layer_view(param(Param::fc_w), l));
     if (lora_on(LoraTarget::fc)) lora_backward(LoraTarget::fc, l, ln2, dfch, dln, N);
-    backend_.layernorm_backward(dresidual, grad_for(Param::ln2_w, l), grad_for(Param::ln2_b, l), dln,
-                                residual2, layer_view(param(Param::ln2_w), l), ln2_mean, ln2_rstd);
+    backend_.layernorm_backward(dresidual, grad_for(Param::ln2_w, l), grad_for(Param::ln2_b, l),
+                                dln, residual2, layer_view(param(Param::ln2_w), l), ln2_mean,
+                                ln2_rstd);
     // Attention block: residual2 = residual + attproj(attention(qkv(ln1(residual))))
     backend_.matmul_backward(datty, grad_for(Param::attproj_w, l), grad_for(Param::attproj_b, l),
                              dresidual, atty, layer_view(param(Param::attproj_w), l));
-    if (lora_on(LoraTarget::attproj)) lora_backward(LoraTarget::attproj, l, atty, dresidual, datty, N);
+    if (lora_on(LoraTarget::attproj))
+      lora_backward(LoraTarget::attproj, l, atty, dresidual, datty, N);
     backend_.attention_backward(dqkv, datty, qkv, atty, lse, NH);
     backend_.matmul_backward(dln, grad_for(Param::qkv_w, l), grad_for(Param::qkv_b, l), dqkv, ln1,
                              layer_view(param(Param::qkv_w), l));
     if (lora_on(LoraTarget::qkv)) lora_backward(LoraTarget::qkv, l, ln1, dqkv, dln, N);
-    backend_.layernorm_backward(dresidual, grad_for(Param::ln1_w, l), grad_for(Param::ln1_b, l), dln,
-                                residual, layer_view(param(Param::ln1_w), l), ln1_mean, ln1_rstd);
+    backend_.layernorm_backward(dresidual, grad_for(Param::ln1_w, l), grad_for(Param::ln1_b, l),
+                                dln, residual, layer_view(param(Param::ln1_w), l), ln1_mean,
+                                ln1_rstd);
   }
   if (embeddings_need_grad()) {
     backend_.encoder_backward(grad_for(Param::wte, -1), grad_for(Param::wpe, -1), dresidual,

@@ -1,7 +1,8 @@
-// The GPT-2 model: pre-LN transformer blocks, learned position embeddings, tied input/output
-// embeddings, a 4x GELU MLP, the vocabulary padded to a multiple of 128 (the padded logits are
-// excluded from the softmax). Explicit forward and backward passes, written once against the Backend
-// interface, so the same code runs on the CPU (f32, or f64 for gradient checks) and on CUDA.
+// The GPT-2 model: pre-LN transformer blocks, learned position embeddings, tied
+// input/output embeddings, a 4x GELU MLP, the vocabulary padded to a multiple of 128 (the
+// padded logits are excluded from the softmax). Explicit forward and backward passes,
+// written once against the Backend interface, so the same code runs on the CPU (f32, or f64
+// for gradient checks) and on CUDA.
 //
 //   x   = wte[tokens] + wpe[0:T]
 //   for each layer l:
@@ -67,7 +68,8 @@ struct GptConfig {
   double flops_per_token(int seq_len) const;
 };
 
-// The parameters (Param, their names, shapes, weight decay, HF and llm.c names): models/gpt_params.h.
+// The parameters (Param, their names, shapes, weight decay, HF and llm.c
+// names): models/gpt_params.h.
 
 class GptModel : public LanguageModel {
  public:
@@ -88,11 +90,11 @@ class GptModel : public LanguageModel {
   // ---- LanguageModel (models/model.h) ----------------------------------------------------------
   std::string family() const override { return "gpt2"; }
   ModelShape shape() const override;
-  nlohmann::json config_json() const override;                 // gpt_io.cpp
+  nlohmann::json config_json() const override;  // gpt_io.cpp
   int64_t num_parameters() const override { return config_.num_parameters(); }
   double flops_per_token(int seq_len) const override { return config_.flops_per_token(seq_len); }
   bool param_kind(const std::string& name, ParamKind* kind, bool* bias) const override;
-  SafeTensorsFile weights_to_safetensors() override;           // gpt_interop.cpp
+  SafeTensorsFile weights_to_safetensors() override;  // gpt_interop.cpp
 
   // ---- TrainableModel ------------------------------------------------------------------------
   // tokens, targets: host (B,T) int32; targets may be null (logits only). Returns the sum of the
@@ -114,15 +116,17 @@ class GptModel : public LanguageModel {
   // (-1 for tensors that are not stacked over layers); frozen parameters get no gradient (their
   // backward work is skipped, and backpropagation stops below the lowest trainable layer) and no
   // optimizer state. Default: everything trains. Call before creating the optimizer.
-  void set_trainable(const std::function<bool(const std::string& name, int layer)>& predicate) override;
+  void set_trainable(
+      const std::function<bool(const std::string& name, int layer)>& predicate) override;
   // freeze() (LanguageModel): nothing trains, no gradients, and all layers run in one
   // activation slot.
   bool is_trainable(Param p, int layer) const;
   int64_t num_trainable_parameters() const override;
 
-  // LoRA (Hu et al. 2021) on the chosen block matrices: W x + (alpha / rank) · B (A x), A (rank, in)
-  // initialised uniform(±1/sqrt(in)) as PEFT does, B (out, rank) zero, so the model is unchanged at
-  // the start. Freezes every base parameter (set_trainable afterwards to train some of them too).
+  // LoRA (Hu et al. 2021) on the chosen block matrices: W x + (alpha / rank) · B (A x), A
+  // (rank, in) initialised uniform(±1/sqrt(in)) as PEFT does, B (out, rank) zero, so the
+  // model is unchanged at the start. Freezes every base parameter (set_trainable
+  // afterwards to train some of them too).
   void enable_lora(const LoraConfig& lora, uint64_t seed) override;
   bool lora_enabled() const override;
   const LoraConfig& lora_config() const override;
@@ -146,7 +150,7 @@ class GptModel : public LanguageModel {
   // Class logits (B, K) of the last forward in class-head mode.
   std::vector<float> class_logits_to_host(int B) override;
 
-  // ---- generation with a KV cache ----------------------------------------------------------------
+  // ---- generation with a KV cache ---------------------------------------------------------------
   // Runs the prompt (B, P) through the model, keeps every layer's q, k, v in the cache, and returns
   // the next-token logits (B, Vp) at position P-1.
   std::vector<float> prefill(const int32_t* tokens, int B, int P) override;
@@ -210,7 +214,7 @@ class GptModel : public LanguageModel {
   int max_batch_;
   int max_seq_;
   std::unique_ptr<Arena> params_;
-  std::unique_ptr<Arena> grads_;      // only the tensors that have something to train
+  std::unique_ptr<Arena> grads_;  // only the tensors that have something to train
   int grad_index_[kNumParams] = {};
   int grad_first_[kNumParams] = {};  // the layer of a stacked gradient's first row
   std::unique_ptr<Activations> acts_;

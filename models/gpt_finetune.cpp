@@ -32,19 +32,21 @@ LoraTargetsParse set_lora_targets(LoraConfig& lc, const std::string& list) {
   return LoraTargetsParse{};
 }
 
-// ---- freezing ------------------------------------------------------------------------------------
+// ---- freezing -----------------------------------------------------------------------------------
 
 void GptModel::set_trainable(const std::function<bool(const std::string&, int)>& predicate) {
   for (int pi = 0; pi < kNumParams; ++pi) {
     auto& t = trainable_[pi];
     const bool stacked = param_spec(static_cast<Param>(pi)).stacked;
     for (size_t l = 0; l < t.size(); ++l)
-      t[l] = predicate(param_name(static_cast<Param>(pi)), stacked ? static_cast<int>(l) : -1) ? 1 : 0;
+      t[l] =
+          predicate(param_name(static_cast<Param>(pi)), stacked ? static_cast<int>(l) : -1) ? 1 : 0;
   }
   if (head_) head_->trainable = predicate("cls_w", -1) || predicate("cls_b", -1);
   if (lora_) lora_->trainable = predicate("lora", -1);
   allocate_grads();
-  acts_->arena.reset();  // laid out again by the next forward, for the layers the backward needs now
+  acts_->arena
+      .reset();  // laid out again by the next forward, for the layers the backward needs now
 }
 
 int64_t GptModel::num_trainable_parameters() const {
@@ -52,7 +54,8 @@ int64_t GptModel::num_trainable_parameters() const {
   int64_t n = 0;
   for (int pi = 0; pi < kNumParams; ++pi) {
     const auto& t = trainable_[pi];
-    const int64_t per_entry = param(static_cast<Param>(pi)).numel() / static_cast<int64_t>(t.size());
+    const int64_t per_entry =
+        param(static_cast<Param>(pi)).numel() / static_cast<int64_t>(t.size());
     for (uint8_t x : t)
       if (x) n += per_entry;
   }
@@ -62,9 +65,11 @@ int64_t GptModel::num_trainable_parameters() const {
   return n;
 }
 
-// ---- LoRA ----------------------------------------------------------------------------------------
+// ---- LoRA ---------------------------------------------------------------------------------------
 
-bool GptModel::lora_enabled() const { return lora_ != nullptr; }
+bool GptModel::lora_enabled() const {
+  return lora_ != nullptr;
+}
 
 const LoraConfig& GptModel::lora_config() const {
   if (!lora_) throw std::logic_error("LoRA is not enabled");
@@ -77,7 +82,8 @@ bool GptModel::lora_on(LoraTarget t) const {
 
 void GptModel::enable_lora(const LoraConfig& lc, uint64_t seed) {
   if (lora_) throw std::logic_error("LoRA is already enabled");
-  if (lc.rank <= 0) throw std::invalid_argument("LoRA rank must be positive, got " + std::to_string(lc.rank));
+  if (lc.rank <= 0)
+    throw std::invalid_argument("LoRA rank must be positive, got " + std::to_string(lc.rank));
   if (!(lc.qkv || lc.attproj || lc.fc || lc.fcproj))
     throw std::invalid_argument("LoRA needs at least one target matrix (qkv, attproj, fc, fcproj)");
   const int64_t L = config_.n_layer, C = config_.n_embd, r = lc.rank;
@@ -118,7 +124,9 @@ void GptModel::enable_lora(const LoraConfig& lc, uint64_t seed) {
     backend_.upload_f32(a, host.data());  // B stays zero (the arena is zero-filled)
   }
   lora_ = std::move(lora);
-  set_trainable([](const std::string& name, int) { return name == "lora" || name == "cls_w" || name == "cls_b"; });
+  set_trainable([](const std::string& name, int) {
+    return name == "lora" || name == "cls_w" || name == "cls_b";
+  });
 }
 
 void GptModel::lora_forward(LoraTarget t, int l, const Tensor& x, Tensor out, int N) {
@@ -128,8 +136,8 @@ void GptModel::lora_forward(LoraTarget t, int l, const Tensor& x, Tensor out, in
   Tensor Bm = layer_view((*lora_->params)[lora_->b_index[ti]], l);
   const int64_t out_dim = Bm.shape[0];
   Tensor h_all = (*lora_->acts)[lora_->h_index[ti]];
-  Tensor h(static_cast<char*>(h_all.data) + static_cast<size_t>(l) * (h_all.numel() / config_.n_layer) *
-                                                dtype_size(h_all.dtype),
+  Tensor h(static_cast<char*>(h_all.data) +
+               static_cast<size_t>(l) * (h_all.numel() / config_.n_layer) * dtype_size(h_all.dtype),
            h_all.dtype, {N, r});
   Tensor u(lora_->acts->get("u").data, h.dtype, {N, out_dim});
   backend_.matmul_forward(h, x, A, Tensor());
@@ -138,7 +146,8 @@ void GptModel::lora_forward(LoraTarget t, int l, const Tensor& x, Tensor out, in
   backend_.residual_forward(out, out, u);
 }
 
-void GptModel::lora_backward(LoraTarget t, int l, const Tensor& x, const Tensor& dout, Tensor dx, int N) {
+void GptModel::lora_backward(LoraTarget t, int l, const Tensor& x, const Tensor& dout, Tensor dx,
+                             int N) {
   const int ti = static_cast<int>(t);
   const int r = lora_->config.rank;
   Tensor A = layer_view((*lora_->params)[lora_->a_index[ti]], l);
@@ -147,16 +156,16 @@ void GptModel::lora_backward(LoraTarget t, int l, const Tensor& x, const Tensor&
   Tensor dB = lora_->trainable ? layer_view((*lora_->grads)[lora_->b_index[ti]], l) : Tensor();
   const int64_t out_dim = Bm.shape[0], in_dim = A.shape[1];
   Tensor h_all = (*lora_->acts)[lora_->h_index[ti]];
-  Tensor h(static_cast<char*>(h_all.data) + static_cast<size_t>(l) * (h_all.numel() / config_.n_layer) *
-                                                dtype_size(h_all.dtype),
+  Tensor h(static_cast<char*>(h_all.data) +
+               static_cast<size_t>(l) * (h_all.numel() / config_.n_layer) * dtype_size(h_all.dtype),
            h_all.dtype, {N, r});
   Tensor du(lora_->acts->get("u").data, h.dtype, {N, out_dim});
   Tensor dh(lora_->acts->get("dh").data, h.dtype, {N, r});
   Tensor dxt(lora_->acts->get("dx").data, h.dtype, {N, in_dim});
   backend_.scale(du, dout, lora_->config.scale());
-  backend_.matmul_backward(dh, dB, Tensor(), du, h, Bm);       // dh = du·B, dB += duᵀ·h
-  backend_.matmul_backward(dxt, dA, Tensor(), dh, x, A);        // dx' = dh·A, dA += dhᵀ·x
-  backend_.residual_forward(dx, dx, dxt);                       // the input gradient accumulates
+  backend_.matmul_backward(dh, dB, Tensor(), du, h, Bm);  // dh = du·B, dB += duᵀ·h
+  backend_.matmul_backward(dxt, dA, Tensor(), dh, x, A);  // dx' = dh·A, dA += dhᵀ·x
+  backend_.residual_forward(dx, dx, dxt);                 // the input gradient accumulates
 }
 
 void GptModel::merge_lora() {
@@ -191,7 +200,8 @@ std::vector<std::pair<std::string, Tensor>> GptModel::lora_tensors() const {
   std::vector<std::pair<std::string, Tensor>> out;
   if (!lora_) return out;
   const auto& layout = lora_->params->layout();
-  for (int i = 0; i < layout.size(); ++i) out.emplace_back("lora." + layout.entry(i).name, (*lora_->params)[i]);
+  for (int i = 0; i < layout.size(); ++i)
+    out.emplace_back("lora." + layout.entry(i).name, (*lora_->params)[i]);
   return out;
 }
 
@@ -237,7 +247,8 @@ std::vector<float> GptModel::class_logits_to_host(int B) {
   return host;
 }
 
-double GptModel::class_head_forward(const int32_t* targets, int B, int T, float dloss, LossGrad grad) {
+double GptModel::class_head_forward(const int32_t* targets, int B, int T, float dloss,
+                                    LossGrad grad) {
   const int C = config_.n_embd, K = num_classes_;
   const size_t esize = dtype_size(backend_.dtype());
   std::vector<int32_t> labels(static_cast<size_t>(B), -1);
@@ -248,12 +259,13 @@ double GptModel::class_head_forward(const int32_t* targets, int B, int T, float 
         const int32_t y = targets[static_cast<size_t>(b) * T + t];
         if (y < 0) continue;
         if (head_->positions[b] >= 0) {
-          throw std::invalid_argument("class-head batch: row " + std::to_string(b) +
-                                      " has more than one target (expected one label at the position to classify)");
+          throw std::invalid_argument(
+              "class-head batch: row " + std::to_string(b) +
+              " has more than one target (expected one label at the position to classify)");
         }
         if (y >= K) {
-          throw std::out_of_range("class label " + std::to_string(y) + " in row " + std::to_string(b) +
-                                  " is outside [0, " + std::to_string(K) + ")");
+          throw std::out_of_range("class label " + std::to_string(y) + " in row " +
+                                  std::to_string(b) + " is outside [0, " + std::to_string(K) + ")");
         }
         head_->positions[b] = t;
         labels[b] = y;
@@ -267,7 +279,8 @@ double GptModel::class_head_forward(const int32_t* targets, int B, int T, float 
     // Without targets (prediction) classify the last position; padding rows read position 0.
     const int pos = targets ? std::max(head_->positions[b], 0) : T - 1;
     backend_.copy(static_cast<char*>(x.data) + static_cast<size_t>(b) * C * esize,
-                  static_cast<char*>(lnf.data) + (static_cast<size_t>(b) * T + pos) * C * esize, C * esize);
+                  static_cast<char*>(lnf.data) + (static_cast<size_t>(b) * T + pos) * C * esize,
+                  C * esize);
   }
   Tensor logits(head_->acts->get("logits").data, backend_.dtype(), {B, K});
   backend_.matmul_forward(logits, x, (*head_->params)[0], (*head_->params)[1]);
@@ -287,7 +300,8 @@ double GptModel::class_head_forward(const int32_t* targets, int B, int T, float 
     backend_.fill_zero(dln.data, dln.bytes());
     for (int b = 0; b < B; ++b) {
       if (head_->positions[b] < 0) continue;
-      backend_.copy(static_cast<char*>(dln.data) + (static_cast<size_t>(b) * T + head_->positions[b]) * C * esize,
+      backend_.copy(static_cast<char*>(dln.data) +
+                        (static_cast<size_t>(b) * T + head_->positions[b]) * C * esize,
                     static_cast<char*>(dx.data) + static_cast<size_t>(b) * C * esize, C * esize);
     }
   }

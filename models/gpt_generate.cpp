@@ -16,7 +16,8 @@ namespace gpt {
 Tensor GptModel::cache_view(int l, int B) const {
   const size_t row = static_cast<size_t>(3) * config_.n_embd * dtype_size(backend_.dtype());
   const Tensor cache = (*kv_cache_)[0];
-  char* cache_l = static_cast<char*>(cache.data) + static_cast<size_t>(l) * max_batch_ * max_seq_ * row;
+  char* cache_l =
+      static_cast<char*>(cache.data) + static_cast<size_t>(l) * max_batch_ * max_seq_ * row;
   return Tensor(cache_l, cache.dtype, {B, max_seq_, 3 * config_.n_embd});
 }
 
@@ -45,16 +46,18 @@ std::vector<float> GptModel::prefill(const int32_t* tokens, int B, int P) {
   std::vector<float> last(static_cast<size_t>(B) * Vp);
   for (int b = 0; b < B; ++b)
     std::copy(all.begin() + (static_cast<size_t>(b) * P + P - 1) * Vp,
-              all.begin() + (static_cast<size_t>(b) * P + P) * Vp, last.begin() + static_cast<size_t>(b) * Vp);
+              all.begin() + (static_cast<size_t>(b) * P + P) * Vp,
+              last.begin() + static_cast<size_t>(b) * Vp);
   return last;
 }
 
 std::vector<float> GptModel::decode(const int32_t* tokens, int B, int pos) {
   if (!kv_cache_) throw std::logic_error("decode: call prefill first");
-  if (B <= 0 || B > max_batch_) throw std::invalid_argument("decode: batch size outside the allocation");
+  if (B <= 0 || B > max_batch_)
+    throw std::invalid_argument("decode: batch size outside the allocation");
   if (pos <= 0 || pos >= max_seq_) {
-    throw std::out_of_range("decode: position " + std::to_string(pos) + " is outside the context (" +
-                            std::to_string(max_seq_) + " tokens)");
+    throw std::out_of_range("decode: position " + std::to_string(pos) +
+                            " is outside the context (" + std::to_string(max_seq_) + " tokens)");
   }
   upload_batch(tokens, nullptr, B, 1);
   // The same forward as training's with T = 1 from position pos: each block appends its q, k, v

@@ -35,18 +35,17 @@ enum Act : int {
   kLogits,      // (B, T, Vp)    overwritten in place by dlogits during training
   kLosses,      // (B, T)        stat dtype
   // backward scratch, reused by every layer
-  kDResidual,   // (B, T, C)     gradient of the residual stream (accumulates)
-  kDLn,         // (B, T, C)     gradient at a LayerNorm output
-  kDQkv,        // (B, T, 3C)
-  kDAtty,       // (B, T, C)
-  kDFch,        // (B, T, 4C)
+  kDResidual,  // (B, T, C)     gradient of the residual stream (accumulates)
+  kDLn,        // (B, T, C)     gradient at a LayerNorm output
+  kDQkv,       // (B, T, 3C)
+  kDAtty,      // (B, T, C)
+  kDFch,       // (B, T, 4C)
   kNumActs
 };
 
-
 // View of activation `idx` for layer l (or the whole entry for unstacked ones) with shape s.
 inline Tensor act_view(const Arena& arena, const std::vector<int64_t>& layer_numel, int idx, int l,
-                Shape s) {
+                       Shape s) {
   Tensor base = arena[idx];
   const size_t offset = static_cast<size_t>(l) * layer_numel[idx] * dtype_size(base.dtype);
   return Tensor(static_cast<char*>(base.data) + offset, base.dtype, s);
@@ -70,9 +69,10 @@ struct GptModel::Activations {
 // products h = x·Aᵀ (L, B, T, r) for the backward, and scratch for the low-rank path.
 struct GptModel::Lora {
   LoraConfig config;
-  std::unique_ptr<Arena> params;   // "qkv.A", "qkv.B", ...
+  std::unique_ptr<Arena> params;  // "qkv.A", "qkv.B", ...
   std::unique_ptr<Arena> grads;
-  std::unique_ptr<Arena> acts;     // "qkv.h" (L, B, T, r), ..., "u" (B, T, 4C), "dh" (B, T, r), "dx" (B, T, 4C)
+  std::unique_ptr<Arena>
+      acts;  // "qkv.h" (L, B, T, r), ..., "u" (B, T, 4C), "dh" (B, T, r), "dx" (B, T, 4C)
   int a_index[4] = {-1, -1, -1, -1};
   int b_index[4] = {-1, -1, -1, -1};
   int h_index[4] = {-1, -1, -1, -1};
@@ -83,8 +83,8 @@ struct GptModel::Lora {
 struct GptModel::ClassHead {
   std::unique_ptr<Arena> params;  // cls_w, cls_b
   std::unique_ptr<Arena> grads;
-  std::unique_ptr<Arena> acts;    // x (B, C), logits (B, K), losses (B), labels (B) i32, dx (B, C)
-  std::vector<int> positions;     // per row: the classified position, -1 for a padding row
+  std::unique_ptr<Arena> acts;  // x (B, C), logits (B, K), losses (B), labels (B) i32, dx (B, C)
+  std::vector<int> positions;   // per row: the classified position, -1 for a padding row
   bool trainable = true;
 };
 

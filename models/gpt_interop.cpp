@@ -162,7 +162,8 @@ GptWeights download_arena(GptModel& model, bool grads) {
     const Param p = static_cast<Param>(pi);
     const Tensor param = model.param(p);
     std::vector<float> host(static_cast<size_t>(param.numel()), 0.0f);
-    // A gradient covers the layers from grad_first_layer on (none for a frozen tensor): zeros elsewhere.
+    // A gradient covers the layers from grad_first_layer on (none for a frozen
+    // tensor): zeros elsewhere.
     const Tensor t = grads ? model.grad(p) : param;
     if (!t.empty()) {
       const size_t layer = static_cast<size_t>(param.shape.numel() / param.shape[0]);
@@ -524,7 +525,8 @@ GptWeights read_llmc_gpt2(const std::string& path) {
     std::vector<int64_t> s = gpt_param_shape(c, static_cast<Param>(pi));
     if (pi == static_cast<int>(Param::wte)) s[0] = file_vp;
     counts.push_back(numel(s));
-    if (__builtin_add_overflow(total, static_cast<uint64_t>(counts.back()), &total)) total = UINT64_MAX;
+    if (__builtin_add_overflow(total, static_cast<uint64_t>(counts.back()), &total))
+      total = UINT64_MAX;
   }
   uint64_t want = 0;
   if (__builtin_mul_overflow(total, elem, &want) || __builtin_add_overflow(want, sizeof(h), &want))

@@ -13,19 +13,27 @@ nlohmann::json gpt_config_to_json(const GptConfig& c) {
                         {"vocab_size", c.vocab_size}};
 }
 
-nlohmann::json GptModel::config_json() const { return gpt_config_to_json(config()); }
+nlohmann::json GptModel::config_json() const {
+  return gpt_config_to_json(config());
+}
 
 GptConfig gpt_config_from_json(const nlohmann::json& j, const std::string& source) {
   if (!j.is_object()) throw std::invalid_argument(source + ": model config is not a JSON object");
   GptConfig c;
   for (auto it = j.begin(); it != j.end(); ++it) {
     int* field = nullptr;
-    if (it.key() == "n_layer") field = &c.n_layer;
-    else if (it.key() == "n_head") field = &c.n_head;
-    else if (it.key() == "n_embd") field = &c.n_embd;
-    else if (it.key() == "max_seq_len") field = &c.max_seq_len;
-    else if (it.key() == "vocab_size") field = &c.vocab_size;
-    else throw std::invalid_argument(source + ": unknown model config key '" + it.key() + "'");
+    if (it.key() == "n_layer")
+      field = &c.n_layer;
+    else if (it.key() == "n_head")
+      field = &c.n_head;
+    else if (it.key() == "n_embd")
+      field = &c.n_embd;
+    else if (it.key() == "max_seq_len")
+      field = &c.max_seq_len;
+    else if (it.key() == "vocab_size")
+      field = &c.vocab_size;
+    else
+      throw std::invalid_argument(source + ": unknown model config key '" + it.key() + "'");
     if (!it.value().is_number_integer())
       throw std::invalid_argument(source + ": key '" + it.key() + "': expected an integer");
     const int64_t v = it.value().is_number_unsigned() && it.value().get<uint64_t>() > INT64_MAX

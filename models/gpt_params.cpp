@@ -68,7 +68,9 @@ const LoraTargets& lora_targets() {
 
 }  // namespace
 
-const ParamSpec* gpt_params() { return kGptParams; }
+const ParamSpec* gpt_params() {
+  return kGptParams;
+}
 
 const ParamSpec* find_param(const std::string& name) {
   for (const ParamSpec& s : kGptParams)
@@ -82,8 +84,12 @@ std::vector<int64_t> gpt_param_shape(const GptConfig& c, Param p) {
   return param_spec(p).shape(ParamDims{c.n_layer, c.n_embd, c.padded_vocab_size(), c.max_seq_len});
 }
 
-const char* lora_target_name(int target) { return param_spec(lora_target_param(target)).lora_target; }
-Param lora_target_param(int target) { return lora_targets().param[target]; }
+const char* lora_target_name(int target) {
+  return param_spec(lora_target_param(target)).lora_target;
+}
+Param lora_target_param(int target) {
+  return lora_targets().param[target];
+}
 
 int lora_target_index(const std::string& name) {
   for (int t = 0; t < kNumLoraTargets; ++t)

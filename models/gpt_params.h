@@ -58,9 +58,9 @@ struct ParamSpec {
   // Hugging Face GPT2LMHeadModel's name without "transformer."; a stacked parameter's layer l is
   // "h.<l>." + hf_name.
   const char* hf_name;
-  bool hf_transposed;     // HF's Conv1D stores (in, out): the transpose of our (out, in)
-  bool stacked;           // (L, ...): one slice per layer
-  bool decayed;           // AdamW weight decay
+  bool hf_transposed;  // HF's Conv1D stores (in, out): the transpose of our (out, in)
+  bool stacked;        // (L, ...): one slice per layer
+  bool decayed;        // AdamW weight decay
   ParamInit init;
   ParamKind kind;
   bool bias;                // an additive bias (--train-biases)
@@ -70,8 +70,12 @@ struct ParamSpec {
 
 // The table, in order: gpt_params()[i].id == Param(i).
 const ParamSpec* gpt_params();
-inline const ParamSpec& param_spec(Param p) { return gpt_params()[static_cast<int>(p)]; }
-inline const char* param_name(Param p) { return param_spec(p).name; }
+inline const ParamSpec& param_spec(Param p) {
+  return gpt_params()[static_cast<int>(p)];
+}
+inline const char* param_name(Param p) {
+  return param_spec(p).name;
+}
 
 // Our shape of parameter p, e.g. qkv_w: {L, 3C, C}; wte has the padded Vp rows.
 std::vector<int64_t> gpt_param_shape(const GptConfig& c, Param p);

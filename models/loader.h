@@ -23,11 +23,12 @@ enum class HeadUse { kLanguageModel, kClassHeadIfPresent };
 
 struct LoadOptions {
   int max_batch = 1;
-  int max_seq = 0;                // 0: the model's context
-  std::string adapter;            // an adapter file, applied instead of the checkpoint's ("": none)
-  bool checkpoint_adapter = true; // apply the checkpoint's adapter.safetensors (when `adapter` is "")
+  int max_seq = 0;      // 0: the model's context
+  std::string adapter;  // an adapter file, applied instead of the checkpoint's ("": none)
+  bool checkpoint_adapter =
+      true;  // apply the checkpoint's adapter.safetensors (when `adapter` is "")
   HeadUse head = HeadUse::kClassHeadIfPresent;
-  bool freeze = false;            // evaluated or sampled only: no gradients, one layer of activations
+  bool freeze = false;  // evaluated or sampled only: no gradients, one layer of activations
 };
 
 struct LoadedModel {

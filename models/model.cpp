@@ -11,13 +11,15 @@ namespace {
 
 std::unique_ptr<LanguageModel> make_gpt2(const nlohmann::json& config, const std::string& source,
                                          Backend& backend, int max_batch, int max_seq) {
-  return std::make_unique<GptModel>(gpt_config_from_json(config, source), backend, max_batch, max_seq);
+  return std::make_unique<GptModel>(gpt_config_from_json(config, source), backend, max_batch,
+                                    max_seq);
 }
 
 // The model families, by name: a new family adds its line here.
 struct Family {
   const char* name;
-  std::unique_ptr<LanguageModel> (*make)(const nlohmann::json&, const std::string&, Backend&, int, int);
+  std::unique_ptr<LanguageModel> (*make)(const nlohmann::json&, const std::string&, Backend&, int,
+                                         int);
 };
 constexpr Family kFamilies[] = {
     {"gpt2", make_gpt2},
@@ -26,14 +28,15 @@ constexpr Family kFamilies[] = {
 }  // namespace
 
 std::unique_ptr<LanguageModel> make_model(const std::string& family, const nlohmann::json& config,
-                                          const std::string& source, Backend& backend, int max_batch,
-                                          int max_seq) {
+                                          const std::string& source, Backend& backend,
+                                          int max_batch, int max_seq) {
   std::string known;
   for (const Family& f : kFamilies) {
     if (family == f.name) return f.make(config, source, backend, max_batch, max_seq);
     known += (known.empty() ? "" : ", ") + std::string(f.name);
   }
-  throw std::invalid_argument(source + ": unknown model family '" + family + "' (known: " + known + ")");
+  throw std::invalid_argument(source + ": unknown model family '" + family + "' (known: " + known +
+                              ")");
 }
 
 }  // namespace gpt

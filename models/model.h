@@ -43,7 +43,7 @@ struct ModelShape {
   int n_layer = 0;
   int n_head = 0;
   int n_embd = 0;
-  int context = 0;     // the longest sequence the model takes (max_seq_len)
+  int context = 0;  // the longest sequence the model takes (max_seq_len)
   int vocab_size = 0;
   int padded_vocab_size = 0;
 };
@@ -96,7 +96,8 @@ class LanguageModel : public TrainableModel {
   // ---- trainability -----------------------------------------------------------------------------
   // Which parameters train: the predicate gets a parameter's name and its layer (-1 for tensors
   // not stacked over layers), "lora" for the adapters and "cls_w"/"cls_b" for the class head.
-  virtual void set_trainable(const std::function<bool(const std::string& name, int layer)>& predicate) = 0;
+  virtual void set_trainable(
+      const std::function<bool(const std::string& name, int layer)>& predicate) = 0;
   // Nothing trains: for a model that is only evaluated or sampled from.
   void freeze() {
     set_trainable([](const std::string&, int) { return false; });
@@ -135,7 +136,7 @@ class LanguageModel : public TrainableModel {
 // where it came from in errors), with fresh, uninitialised weights. Throws std::invalid_argument
 // for an unknown family or a bad config. The families are listed in models/model.cpp.
 std::unique_ptr<LanguageModel> make_model(const std::string& family, const nlohmann::json& config,
-                                          const std::string& source, Backend& backend, int max_batch,
-                                          int max_seq);
+                                          const std::string& source, Backend& backend,
+                                          int max_batch, int max_seq);
 
 }  // namespace gpt

@@ -19,7 +19,8 @@ struct SamplingConfig {
 class Sampler {
  public:
   Sampler(const SamplingConfig& config, uint64_t seed);
-  // logits: at least vocab_size values. Throws std::invalid_argument for a bad config or NaN logits.
+  // logits: at least vocab_size values. Throws std::invalid_argument for a
+  // bad config or NaN logits.
   int32_t sample(const float* logits, int vocab_size);
 
  private:

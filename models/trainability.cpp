@@ -13,8 +13,10 @@ LoraConfig parse_lora_settings(int rank, float alpha, const std::string& targets
   const LoraTargetsParse parsed = set_lora_targets(lc, targets);
   if (!parsed.ok) {
     std::string expected;
-    for (int t = 0; t < kNumLoraTargets; ++t) expected += (t ? ", " : "") + std::string(lora_target_name(t));
-    throw std::invalid_argument("--lora-targets: unknown target '" + parsed.unknown + "' (expected " + expected + ")");
+    for (int t = 0; t < kNumLoraTargets; ++t)
+      expected += (t ? ", " : "") + std::string(lora_target_name(t));
+    throw std::invalid_argument("--lora-targets: unknown target '" + parsed.unknown +
+                                "' (expected " + expected + ")");
   }
   if (lc.rank <= 0) throw std::invalid_argument("--lora-rank must be positive");
   return lc;
@@ -30,8 +32,10 @@ void apply_trainable(LanguageModel& model, const FinetuneMethod& m) {
     });
     return;
   }
-  if (m.method != "freeze") throw std::invalid_argument("--method '" + m.method + "': expected full, lora or freeze");
-  if (m.train_top < 0 || m.train_top > L) throw std::invalid_argument("--train-top must be in [0, n_layer]");
+  if (m.method != "freeze")
+    throw std::invalid_argument("--method '" + m.method + "': expected full, lora or freeze");
+  if (m.train_top < 0 || m.train_top > L)
+    throw std::invalid_argument("--train-top must be in [0, n_layer]");
   model.set_trainable([&m, &model, L](const std::string& name, int layer) {
     if (name == "cls_w" || name == "cls_b") return m.train_head;
     if (name == "lora") return true;
@@ -40,7 +44,8 @@ void apply_trainable(LanguageModel& model, const FinetuneMethod& m) {
     bool bias = false;
     if (!model.param_kind(name, &kind, &bias)) return false;
     if (kind == ParamKind::final_norm && m.train_top > 0) return true;
-    if (m.train_layernorm && (kind == ParamKind::norm || kind == ParamKind::final_norm)) return true;
+    if (m.train_layernorm && (kind == ParamKind::norm || kind == ParamKind::final_norm))
+      return true;
     if (m.train_biases && bias) return true;
     if (m.train_embeddings && kind == ParamKind::embedding) return true;
     return false;

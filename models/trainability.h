@@ -15,11 +15,11 @@ namespace gpt {
 struct FinetuneMethod {
   std::string method = "full";  // full, lora or freeze
   LoraConfig lora;
-  int train_top = 1;            // freeze: the top N blocks train (and the final LayerNorm when N > 0)
+  int train_top = 1;  // freeze: the top N blocks train (and the final LayerNorm when N > 0)
   bool train_layernorm = false;
   bool train_biases = false;
   bool train_embeddings = false;
-  bool train_head = true;       // freeze/lora: the class head trains
+  bool train_head = true;  // freeze/lora: the class head trains
 };
 
 // --lora-rank, --lora-alpha, --lora-targets (comma-separated: qkv, attproj, fc, fcproj). Throws

@@ -46,16 +46,26 @@ class ScopedEnv {
   }
   ~ScopedEnv() {
     for (const auto& [k, v] : saved_) {
-      if (v) setenv(k.c_str(), v->c_str(), 1);
-      else unsetenv(k.c_str());
+      if (v)
+        setenv(k.c_str(), v->c_str(), 1);
+      else
+        unsetenv(k.c_str());
     }
   }
   void set(const char* k, const char* v) { setenv(k, v, 1); }
 
-  static constexpr const char* kKeys[] = {
-      "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_PROCID",
-      "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_STEP_NUM_TASKS", "RANK", "WORLD_SIZE", "LOCAL_RANK",
-      "PMI_RANK", "PMI_SIZE"};
+  static constexpr const char* kKeys[] = {"OMPI_COMM_WORLD_RANK",
+                                          "OMPI_COMM_WORLD_SIZE",
+                                          "OMPI_COMM_WORLD_LOCAL_RANK",
+                                          "SLURM_PROCID",
+                                          "SLURM_NTASKS",
+                                          "SLURM_LOCALID",
+                                          "SLURM_STEP_NUM_TASKS",
+                                          "RANK",
+                                          "WORLD_SIZE",
+                                          "LOCAL_RANK",
+                                          "PMI_RANK",
+                                          "PMI_SIZE"};
 
  private:
   std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
@@ -202,12 +212,12 @@ std::vector<std::string> exchange_on_threads(const std::string& spec, int world)
 }
 
 TEST(Bootstrap, FileAndTcpHandRankZerosBytesToEveryRank) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("gpt-bootstrap-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gpt-bootstrap-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   for (const std::string& spec :
-       {"file:" + (dir / "id").string(), std::string("tcp:127.0.0.1:") +
-                                             std::to_string(29500 + ::getpid() % 2000)}) {
+       {"file:" + (dir / "id").string(),
+        std::string("tcp:127.0.0.1:") + std::to_string(29500 + ::getpid() % 2000)}) {
     const auto held = exchange_on_threads(spec, 4);
     for (size_t r = 1; r < held.size(); ++r) EXPECT_EQ(held[r], held[0]) << spec << " rank " << r;
   }
@@ -275,7 +285,8 @@ struct Params {
       g.grad = arena->get("g" + std::to_string(i));
       g.weight_decay = i % 2 == 0;
       float* p = g.param.ptr<float>();
-      for (int64_t j = 0; j < sizes[i]; ++j) p[j] = 0.01f * static_cast<float>((j * 37 + i) % 101) - 0.5f;
+      for (int64_t j = 0; j < sizes[i]; ++j)
+        p[j] = 0.01f * static_cast<float>((j * 37 + i) % 101) - 0.5f;
       groups.push_back(g);
     }
   }
@@ -288,7 +299,8 @@ struct Params {
   }
   std::vector<float> flat_params() const {
     std::vector<float> out;
-    for (const auto& g : groups) out.insert(out.end(), g.param.ptr<float>(), g.param.ptr<float>() + g.param.numel());
+    for (const auto& g : groups)
+      out.insert(out.end(), g.param.ptr<float>(), g.param.ptr<float>() + g.param.numel());
     return out;
   }
   std::unique_ptr<gpt::Arena> arena;
@@ -375,7 +387,8 @@ TEST(ZeroLayout, OptimizerShardsAreRecutAtAnotherWorldSize) {
     f.metadata["world_size"] = "3";
     f.metadata["rank"] = std::to_string(r);
     for (size_t g = 0; g < sizes.size(); ++g) {
-      const int64_t lo = std::max(offsets[g], r * S), hi = std::min({offsets[g + 1], (r + 1) * S, P});
+      const int64_t lo = std::max(offsets[g], r * S),
+                    hi = std::min({offsets[g + 1], (r + 1) * S, P});
       if (lo >= hi) continue;
       const int64_t b = lo - offsets[g], e = hi - offsets[g];
       for (const char* part : {"m", "v"}) {
@@ -386,13 +399,14 @@ TEST(ZeroLayout, OptimizerShardsAreRecutAtAnotherWorldSize) {
         piece.shape = {e - b};
         piece.data.assign(t->data.begin() + b * 4, t->data.begin() + e * 4);
         const bool part_only = b != 0 || e != sizes[g];
-        const std::string name = "w" + std::to_string(g) +
-                                 (part_only ? "@" + std::to_string(b) + ":" + std::to_string(e) : "") +
-                                 "." + part;
+        const std::string name =
+            "w" + std::to_string(g) +
+            (part_only ? "@" + std::to_string(b) + ":" + std::to_string(e) : "") + "." + part;
         f.tensors.emplace_back(name, std::move(piece));
       }
     }
-    files.emplace_back("optimizer-0000" + std::to_string(r) + "-of-00003.safetensors", std::move(f));
+    files.emplace_back("optimizer-0000" + std::to_string(r) + "-of-00003.safetensors",
+                       std::move(f));
   }
 
   // One rank: the same state, and the same next step as the run that never stopped.
@@ -426,7 +440,8 @@ TEST(ZeroLayout, OptimizerShardsAreRecutAtAnotherWorldSize) {
     const std::string g = "w" + std::to_string(seg.group);
     const bool whole_group = seg.begin == 0 && seg.end == sizes[static_cast<size_t>(seg.group)];
     const std::string name =
-        whole_group ? g + ".m" : g + "@" + std::to_string(seg.begin) + ":" + std::to_string(seg.end) + ".m";
+        whole_group ? g + ".m"
+                    : g + "@" + std::to_string(seg.begin) + ":" + std::to_string(seg.end) + ".m";
     const gpt::SafeTensor* t = mine.find(name);
     ASSERT_NE(t, nullptr) << name;
     const auto v = gpt::tensor_as_f32(*t, name);
@@ -456,18 +471,20 @@ TEST(ZeroLayout, OptimizerShardsAreRecutAtAnotherWorldSize) {
 gpt::Communicator* mpi_comm() {
   static std::unique_ptr<gpt::Communicator> comm = [] {
     std::unique_ptr<gpt::Communicator> c;
-    if (gpt::mpi_built() && std::getenv("OMPI_COMM_WORLD_SIZE")) c = gpt::make_mpi_communicator(120.0);
+    if (gpt::mpi_built() && std::getenv("OMPI_COMM_WORLD_SIZE"))
+      c = gpt::make_mpi_communicator(120.0);
     return c;
   }();
   return comm.get();
 }
 
-#define NEED_MPI()                                                             \
-  gpt::Communicator* comm = mpi_comm();                                        \
+#define NEED_MPI()                      \
+  gpt::Communicator* comm = mpi_comm(); \
   if (!comm || comm->world_size() < 2) GTEST_SKIP() << "not under mpirun -np N (N > 1)"
 
 float value(int rank, size_t i) {
-  return static_cast<float>((rank + 1) * 0.001) * static_cast<float>(i % 977) + 1.0f / static_cast<float>(rank + 3);
+  return static_cast<float>((rank + 1) * 0.001) * static_cast<float>(i % 977) +
+         1.0f / static_cast<float>(rank + 3);
 }
 
 TEST(MpiCommunicator, ReduceScatterSumsEachShardInRankOrder) {
@@ -539,7 +556,8 @@ TEST(MpiCommunicator, HostCollectives) {
   if (me == 0) {
     ASSERT_EQ(parts.size(), static_cast<size_t>(N));
     for (int r = 0; r < N; ++r)
-      EXPECT_EQ(parts[static_cast<size_t>(r)], std::string(static_cast<size_t>(r) * 1000, static_cast<char>('a' + r)));
+      EXPECT_EQ(parts[static_cast<size_t>(r)],
+                std::string(static_cast<size_t>(r) * 1000, static_cast<char>('a' + r)));
   } else {
     EXPECT_TRUE(parts.empty());
   }

@@ -19,12 +19,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void write_raw(const std::string& path, const std::vector<int32_t>& header, const std::vector<uint16_t>& body) {
+void write_raw(const std::string& path, const std::vector<int32_t>& header,
+               const std::vector<uint16_t>& body) {
   std::ofstream out(path, std::ios::binary);
   std::vector<int32_t> h(256, 0);
   for (size_t i = 0; i < header.size(); ++i) h[i] = header[i];
   out.write(reinterpret_cast<const char*>(h.data()), 1024);
-  out.write(reinterpret_cast<const char*>(body.data()), static_cast<std::streamsize>(body.size() * 2));
+  out.write(reinterpret_cast<const char*>(body.data()),
+            static_cast<std::streamsize>(body.size() * 2));
 }
 
 TEST(TokenShard, RoundTripU16AndU32) {
@@ -59,7 +61,8 @@ TEST(TokenShard, ARejectedShardIsUnmapped) {
     while (std::getline(maps, line)) n += line.find("range.bin") != std::string::npos;
     return n;
   };
-  for (int i = 0; i < 20; ++i) EXPECT_THROW(TokenShard(dir.file("range.bin"), 257), std::runtime_error);
+  for (int i = 0; i < 20; ++i)
+    EXPECT_THROW(TokenShard(dir.file("range.bin"), 257), std::runtime_error);
   EXPECT_EQ(mappings(), 0);
   {
     const TokenShard kept(dir.file("range.bin"));
@@ -83,9 +86,7 @@ TEST(TokenShard, RejectsBadMagicVersionSizeAndTokens) {
   e = error_of([&] { TokenShard s(dir.file("size.bin")); });
   EXPECT_NE(e.find("size mismatch"), std::string::npos) << e;
 
-  {
-    std::ofstream(dir.file("short.bin")) << "abc";
-  }
+  { std::ofstream(dir.file("short.bin")) << "abc"; }
   e = error_of([&] { TokenShard s(dir.file("short.bin")); });
   EXPECT_NE(e.find("shorter than the 1024-byte header"), std::string::npos) << e;
 
@@ -107,8 +108,8 @@ TEST(TrainLoader, EveryTargetOncePerEpochAcrossRanks) {
   const int T = 4;
   // Two shards with distinct token values so that each (shard, position) is identifiable.
   std::vector<int32_t> s0, s1;
-  for (int i = 0; i < 41; ++i) s0.push_back(i);          // 10 samples of 4+1
-  for (int i = 0; i < 33; ++i) s1.push_back(1000 + i);   // 8 samples
+  for (int i = 0; i < 41; ++i) s0.push_back(i);         // 10 samples of 4+1
+  for (int i = 0; i < 33; ++i) s1.push_back(1000 + i);  // 8 samples
   write_token_shard(dir.file("train_000000.bin"), s0);
   write_token_shard(dir.file("train_000001.bin"), s1);
   for (bool shuffle : {false, true}) {

@@ -198,7 +198,8 @@ TEST(Freeze, FrozenParametersDoNotChangeAndGetNoState) {
   }
   state_elems = static_cast<int64_t>(opt.state_bytes() / sizeof(float));
   EXPECT_EQ(trainable_elems, model.num_trainable_parameters());
-  EXPECT_LT(state_elems, 2 * trainable_elems + 64 * static_cast<int64_t>(groups.size()));  // m, v + alignment
+  EXPECT_LT(state_elems,
+            2 * trainable_elems + 64 * static_cast<int64_t>(groups.size()));  // m, v + alignment
 
   std::vector<std::vector<float>> before;
   for (const auto& g : groups) {
@@ -216,7 +217,8 @@ TEST(Freeze, FrozenParametersDoNotChangeAndGetNoState) {
   for (size_t i = 0; i < groups.size(); ++i) {
     std::vector<float> after(before[i].size());
     backend->download_f32(after.data(), groups[i].param);
-    const bool same = std::memcmp(after.data(), before[i].data(), after.size() * sizeof(float)) == 0;
+    const bool same =
+        std::memcmp(after.data(), before[i].data(), after.size() * sizeof(float)) == 0;
     EXPECT_EQ(same, !groups[i].trainable) << groups[i].name;
   }
 }
@@ -253,8 +255,10 @@ TEST(Freeze, LowerBlocksHoldNoGradientsOrActivations) {
   const auto targets = random_ids(rng, B * T, cfg.vocab_size);
   full.zero_grad();
   frozen.zero_grad();
-  const double loss_full = full.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / (B * T));
-  const double loss_frozen = frozen.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / (B * T));
+  const double loss_full =
+      full.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / (B * T));
+  const double loss_frozen =
+      frozen.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / (B * T));
   EXPECT_EQ(loss_full, loss_frozen);
   const double loss_eval = eval_only.forward(tokens.data(), targets.data(), B, T);
   EXPECT_EQ(loss_full, loss_eval);
@@ -266,11 +270,13 @@ TEST(Freeze, LowerBlocksHoldNoGradientsOrActivations) {
   int compared = 0;
   for (int pi = 0; pi < kNumParams; ++pi) {
     const Param p = static_cast<Param>(pi);
-    const bool stacked = p != Param::wte && p != Param::wpe && p != Param::lnf_w && p != Param::lnf_b;
+    const bool stacked =
+        p != Param::wte && p != Param::wpe && p != Param::lnf_w && p != Param::lnf_b;
     for (int l = 0; l < (stacked ? cfg.n_layer : 1); ++l) {
       if (!frozen.is_trainable(p, l)) continue;
       Tensor g_full = stacked ? layer_view(full.grad(p), l) : full.grad(p);
-      Tensor g_frozen = stacked ? layer_view(frozen.grad(p), l - frozen.grad_first_layer(p)) : frozen.grad(p);
+      Tensor g_frozen =
+          stacked ? layer_view(frozen.grad(p), l - frozen.grad_first_layer(p)) : frozen.grad(p);
       ASSERT_EQ(host(g_full), host(g_frozen)) << param_name(p) << " layer " << l;
       ++compared;
     }
@@ -278,7 +284,8 @@ TEST(Freeze, LowerBlocksHoldNoGradientsOrActivations) {
   EXPECT_EQ(compared, 3 * 11 + 1 + 2);  // 12 stacked tensors in 3 layers but qkv_w in 1, + lnf
   // Memory: the frozen layers' gradients are gone, and so are the activations of layers 0 and 1
   // but one shared slot (layer 1's output feeds the backward of layer 2); eval keeps one slot.
-  const auto use_full = full.memory_use(), use_frozen = frozen.memory_use(), use_eval = eval_only.memory_use();
+  const auto use_full = full.memory_use(), use_frozen = frozen.memory_use(),
+             use_eval = eval_only.memory_use();
   EXPECT_LT(use_frozen.gradients, use_full.gradients * 6 / 10);
   EXPECT_EQ(use_eval.gradients, 0u);
   EXPECT_LT(use_frozen.activations, use_full.activations);
@@ -370,13 +377,15 @@ void expect_kv_cache_equals_full_recomputation(bool frozen) {
     if (pos + 1 < Tmax) logits = model.decode(next.data(), B, pos);
     // Full recomputation of the same prefix gives the same next-token logits.
     std::vector<int32_t> full(static_cast<size_t>(B) * (pos + 1));
-    for (int b = 0; b < B; ++b) std::copy(cached[b].begin(), cached[b].begin() + pos + 1, full.begin() + b * (pos + 1));
+    for (int b = 0; b < B; ++b)
+      std::copy(cached[b].begin(), cached[b].begin() + pos + 1, full.begin() + b * (pos + 1));
     if (pos + 1 < Tmax) {
       model.forward(full.data(), nullptr, B, pos + 1);
       const auto ref = model.logits_to_host(B, pos + 1);
       for (int b = 0; b < B; ++b)
         for (int v = 0; v < cfg.vocab_size; ++v)
-          ASSERT_NEAR(logits[static_cast<size_t>(b) * Vp + v], ref[(static_cast<size_t>(b) * (pos + 1) + pos) * Vp + v], 1e-4)
+          ASSERT_NEAR(logits[static_cast<size_t>(b) * Vp + v],
+                      ref[(static_cast<size_t>(b) * (pos + 1) + pos) * Vp + v], 1e-4)
               << "row " << b << " position " << pos;
       // Restore the cache state: forward() does not touch the cache, decode continues from it.
     }
@@ -384,7 +393,9 @@ void expect_kv_cache_equals_full_recomputation(bool frozen) {
   EXPECT_EQ(cached[0].size(), static_cast<size_t>(Tmax));
 }
 
-TEST(Generation, KvCacheEqualsFullRecomputation) { expect_kv_cache_equals_full_recomputation(false); }
+TEST(Generation, KvCacheEqualsFullRecomputation) {
+  expect_kv_cache_equals_full_recomputation(false);
+}
 TEST(Generation, KvCacheEqualsFullRecomputationWithOneActivationSlot) {
   expect_kv_cache_equals_full_recomputation(true);
 }

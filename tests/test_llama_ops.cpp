@@ -144,7 +144,8 @@ TEST(Rope, ForwardMatchesRotateHalfFormula) {
     EXPECT_LT(rel_error(y, ref), kDoubleTol);
     for (int r = 0; r < k.B * k.T; ++r)  // the value heads are untouched
       for (int c = k.n_heads * k.D; c < k.stride; ++c)
-        EXPECT_EQ(y[static_cast<size_t>(r) * k.stride + c], x[static_cast<size_t>(r) * k.stride + c]);
+        EXPECT_EQ(y[static_cast<size_t>(r) * k.stride + c],
+                  x[static_cast<size_t>(r) * k.stride + c]);
   }
 }
 

@@ -44,7 +44,8 @@ PlanRequest cpu_request(const std::string& task, const std::string& method = "lo
 struct RealRun {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<GptModel> model;
-  std::unique_ptr<SizingCommunicator> comm;  // knows its rank; DataParallel's set-up communicates nothing
+  std::unique_ptr<SizingCommunicator>
+      comm;  // knows its rank; DataParallel's set-up communicates nothing
   std::unique_ptr<DataParallel> dp;
 };
 
@@ -60,8 +61,8 @@ RealRun real_setup(const PlanRequest& r) {
   if (m.method == "lora") run.model->enable_lora(m.lora, 7);
   apply_trainable(*run.model, m);
   run.comm = std::make_unique<SizingCommunicator>(r.world_size, r.rank, false);
-  run.dp = std::make_unique<DataParallel>(*run.comm, *run.backend, run.model->parameters(), AdamWConfig{},
-                                          zero_enabled(r.zero, r.world_size));
+  run.dp = std::make_unique<DataParallel>(*run.comm, *run.backend, run.model->parameters(),
+                                          AdamWConfig{}, zero_enabled(r.zero, r.world_size));
   return run;
 }
 
@@ -69,7 +70,8 @@ void expect_plan_matches_real(const PlanRequest& r) {
   const MemoryPlan plan = plan_memory(r);
   RealRun run = real_setup(r);
   // A training step allocates nothing: the peak stays where the set-up left it.
-  std::vector<int32_t> tokens(static_cast<size_t>(r.batch) * r.seq_len, 1), targets(tokens.size(), -1);
+  std::vector<int32_t> tokens(static_cast<size_t>(r.batch) * r.seq_len, 1),
+      targets(tokens.size(), -1);
   for (int b = 0; b < r.batch; ++b) targets[static_cast<size_t>(b) * r.seq_len + r.seq_len - 1] = 1;
   run.model->zero_grad();
   run.model->forward_backward(tokens.data(), targets.data(), r.batch, r.seq_len, 1.0f);
@@ -78,18 +80,28 @@ void expect_plan_matches_real(const PlanRequest& r) {
   EXPECT_EQ(plan.parameters, use.parameters);
   EXPECT_EQ(plan.gradients, use.gradients);
   EXPECT_EQ(plan.activations, use.activations);
-  EXPECT_EQ(plan.optimizer_state + plan.master_weights, allocation_bytes(run.dp->optimizer_bytes()));
-  EXPECT_EQ(plan.reduction_buffers, run.dp->buffer_bytes() ? allocation_bytes(run.dp->buffer_bytes()) : 0);
+  EXPECT_EQ(plan.optimizer_state + plan.master_weights,
+            allocation_bytes(run.dp->optimizer_bytes()));
+  EXPECT_EQ(plan.reduction_buffers,
+            run.dp->buffer_bytes() ? allocation_bytes(run.dp->buffer_bytes()) : 0);
   EXPECT_EQ(plan.workspace, 0u);
   EXPECT_EQ(plan.peak, run.backend->peak_bytes()) << "task " << r.task;
   EXPECT_EQ(plan.total(), plan.peak);
   EXPECT_EQ(plan.trainable_parameters, run.model->num_trainable_parameters());
 }
 
-TEST(MemoryPlan, PretrainEqualsTheCpuBackendsBytes) { expect_plan_matches_real(cpu_request("pretrain")); }
-TEST(MemoryPlan, FullFineTuneEqualsTheCpuBackendsBytes) { expect_plan_matches_real(cpu_request("full")); }
-TEST(MemoryPlan, LoraEqualsTheCpuBackendsBytes) { expect_plan_matches_real(cpu_request("lora")); }
-TEST(MemoryPlan, FreezeEqualsTheCpuBackendsBytes) { expect_plan_matches_real(cpu_request("freeze")); }
+TEST(MemoryPlan, PretrainEqualsTheCpuBackendsBytes) {
+  expect_plan_matches_real(cpu_request("pretrain"));
+}
+TEST(MemoryPlan, FullFineTuneEqualsTheCpuBackendsBytes) {
+  expect_plan_matches_real(cpu_request("full"));
+}
+TEST(MemoryPlan, LoraEqualsTheCpuBackendsBytes) {
+  expect_plan_matches_real(cpu_request("lora"));
+}
+TEST(MemoryPlan, FreezeEqualsTheCpuBackendsBytes) {
+  expect_plan_matches_real(cpu_request("freeze"));
+}
 TEST(MemoryPlan, ClassifyEqualsTheCpuBackendsBytes) {
   expect_plan_matches_real(cpu_request("classify", "lora"));
   expect_plan_matches_real(cpu_request("classify", "freeze"));
@@ -146,7 +158,8 @@ TEST(MemoryPlan, LoraNeverHoldsTheFullGradientArena) {
   RealRun run = real_setup(r);
   const GptModel::MemoryUse use = run.model->memory_use();
   const size_t held = use.parameters + use.gradients + use.activations +
-                      allocation_bytes(run.dp->optimizer_bytes()) + allocation_bytes(run.dp->buffer_bytes());
+                      allocation_bytes(run.dp->optimizer_bytes()) +
+                      allocation_bytes(run.dp->buffer_bytes());
   EXPECT_EQ(run.backend->peak_bytes(), held);
   const MemoryPlan pretrain = plan_memory(cpu_request("pretrain"));
   EXPECT_LT(use.gradients * 4, pretrain.gradients);

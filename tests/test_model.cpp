@@ -64,7 +64,8 @@ TEST(GptModel, GradientMatchesFiniteDifferencesInDouble) {
   ASSERT_GT(count, 0);
 
   model.zero_grad();
-  const double loss = model.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / count) / count;
+  const double loss =
+      model.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / count) / count;
   ASSERT_TRUE(std::isfinite(loss));
   // dloss was passed as a float: rescale the analytic gradient to the exact 1/count.
   const double dloss_fix = (1.0 / count) / static_cast<double>(1.0f / count);
@@ -146,15 +147,18 @@ TEST(GptModel, CausalityLogitsBeforeTAreBitIdentical) {
   for (int t = 0; t < T - 1; ++t) {
     std::vector<int32_t> changed = tokens;
     for (int b = 0; b < B; ++b)
-      for (int u = t + 1; u < T; ++u) changed[b * T + u] = (changed[b * T + u] + 1 + u) % cfg.vocab_size;
+      for (int u = t + 1; u < T; ++u)
+        changed[b * T + u] = (changed[b * T + u] + 1 + u) % cfg.vocab_size;
     model.forward(changed.data(), nullptr, B, T);
     const std::vector<float> after = model.logits_to_host(B, T);
     const int Vp = cfg.padded_vocab_size();
     for (int b = 0; b < B; ++b) {
       const size_t begin = (static_cast<size_t>(b) * T) * Vp;
       const size_t end = begin + static_cast<size_t>(t + 1) * Vp;
-      ASSERT_EQ(0, std::memcmp(before.data() + begin, after.data() + begin, (end - begin) * sizeof(float)))
-          << "logits at positions <= " << t << " changed when later tokens changed (batch " << b << ")";
+      ASSERT_EQ(0, std::memcmp(before.data() + begin, after.data() + begin,
+                               (end - begin) * sizeof(float)))
+          << "logits at positions <= " << t << " changed when later tokens changed (batch " << b
+          << ")";
       // And the change is visible after t (the test would be vacuous otherwise).
       const size_t next = begin + static_cast<size_t>(T - 1) * Vp;
       EXPECT_NE(0, std::memcmp(before.data() + next, after.data() + next, Vp * sizeof(float)));
@@ -189,13 +193,16 @@ TEST(GptModel, GradientAccumulationEqualsOneBigBatch) {
     tc.lr = 1e-2f;
     tc.min_lr = 1e-2f;
     size_t cursor = 0;
-    Trainer trainer(model, opt, tc, [&](int32_t* tok, int32_t* tgt) {
-      const size_t n = static_cast<size_t>(batch_size) * T;
-      std::memcpy(tok, tokens.data() + cursor, n * sizeof(int32_t));
-      std::memcpy(tgt, targets.data() + cursor, n * sizeof(int32_t));
-      cursor = (cursor + n) % tokens.size();
-      return T;
-    }, nullptr);
+    Trainer trainer(
+        model, opt, tc,
+        [&](int32_t* tok, int32_t* tgt) {
+          const size_t n = static_cast<size_t>(batch_size) * T;
+          std::memcpy(tok, tokens.data() + cursor, n * sizeof(int32_t));
+          std::memcpy(tgt, targets.data() + cursor, n * sizeof(int32_t));
+          cursor = (cursor + n) % tokens.size();
+          return T;
+        },
+        nullptr);
     EXPECT_EQ(trainer.grad_accum(), micro / batch_size);
     const StepRecord r = trainer.train_step();
     for (int pi = 0; pi < kNumParams; ++pi) {
@@ -216,8 +223,9 @@ TEST(GptModel, GradientAccumulationEqualsOneBigBatch) {
   EXPECT_LT(max_diff, 1e-9);
 }
 
-// A batch function may return rows shorter than seq_len (a loader trimming padding): the step then
-// equals the step on the same rows padded to seq_len with masked targets, since attention is causal.
+// A batch function may return rows shorter than seq_len (a loader trimming padding):
+// the step then equals the step on the same rows padded to seq_len with masked
+// targets, since attention is causal.
 TEST(GptModel, TrimmedRowsGiveTheStepOfPaddedRows) {
   const GptConfig cfg = tiny_config();
   const int B = 3, T = 8, Tshort = 5, micro = 2;
@@ -236,19 +244,22 @@ TEST(GptModel, TrimmedRowsGiveTheStepOfPaddedRows) {
     tc.total_batch_tokens = micro * B * T;
     tc.lr = 1e-2f;
     int k = 0;
-    Trainer trainer(model, opt, tc, [&](int32_t* tok, int32_t* tgt) {
-      const int stride = trimmed ? Tshort : T;
-      std::fill(tok, tok + B * T, 7);  // padding: any token, masked target
-      std::fill(tgt, tgt + B * T, -1);
-      for (int b = 0; b < B; ++b)
-        for (int t = 0; t < Tshort; ++t) {
-          const size_t from = (static_cast<size_t>(k) * B + b) * Tshort + t;
-          tok[b * stride + t] = tokens[from];
-          tgt[b * stride + t] = targets[from];
-        }
-      ++k;
-      return stride;
-    }, nullptr);
+    Trainer trainer(
+        model, opt, tc,
+        [&](int32_t* tok, int32_t* tgt) {
+          const int stride = trimmed ? Tshort : T;
+          std::fill(tok, tok + B * T, 7);  // padding: any token, masked target
+          std::fill(tgt, tgt + B * T, -1);
+          for (int b = 0; b < B; ++b)
+            for (int t = 0; t < Tshort; ++t) {
+              const size_t from = (static_cast<size_t>(k) * B + b) * Tshort + t;
+              tok[b * stride + t] = tokens[from];
+              tgt[b * stride + t] = targets[from];
+            }
+          ++k;
+          return stride;
+        },
+        nullptr);
     const StepRecord r = trainer.train_step();
     for (int pi = 0; pi < kNumParams; ++pi) {
       Tensor t = model.param(static_cast<Param>(pi));

@@ -38,13 +38,16 @@ TEST(Options, JsonAppliesAndRejectsUnknownKeysAndWrongTypes) {
   Settings s;
   Options o;
   bind(o, s);
-  o.apply_json(nlohmann::json::parse(R"({"n_layer": 4, "lr": 0.002, "device": "cpu", "shuffle": false})"), "cfg.json");
+  o.apply_json(
+      nlohmann::json::parse(R"({"n_layer": 4, "lr": 0.002, "device": "cpu", "shuffle": false})"),
+      "cfg.json");
   EXPECT_EQ(s.n_layer, 4);
   EXPECT_FLOAT_EQ(s.lr, 0.002f);
   EXPECT_EQ(s.device, "cpu");
   EXPECT_FALSE(s.shuffle);
 
-  std::string e = error_of([&] { o.apply_json(nlohmann::json::parse(R"({"n_layers": 4})"), "cfg.json"); });
+  std::string e =
+      error_of([&] { o.apply_json(nlohmann::json::parse(R"({"n_layers": 4})"), "cfg.json"); });
   EXPECT_NE(e.find("unknown key 'n_layers'"), std::string::npos) << e;
   EXPECT_NE(e.find("cfg.json"), std::string::npos) << e;
   e = error_of([&] { o.apply_json(nlohmann::json::parse(R"({"n_layer": "4"})"), "cfg.json"); });
@@ -68,7 +71,8 @@ TEST(Options, FlagsOverrideTheFileWhichOverridesDefaults) {
   CLI::App app;
   o.register_flags(app);
   const std::string config_arg = path;
-  std::vector<std::string> args{"prog", "--config", config_arg, "--lr", "0.005", "--shuffle", "false"};
+  std::vector<std::string> args{"prog",  "--config",  config_arg, "--lr",
+                                "0.005", "--shuffle", "false"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   app.parse(static_cast<int>(argv.size()), argv.data());

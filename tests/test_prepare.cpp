@@ -937,7 +937,8 @@ TEST(FinetuneLoader, TrimmedRowsAndGroupingByLength) {
     c.next_batch(tc.data(), gc.data());
     ASSERT_EQ(a.last_batch_T(), c.last_batch_T());
     const size_t n = 3 * static_cast<size_t>(a.last_batch_T());
-    ASSERT_EQ(std::vector<int32_t>(ta.begin(), ta.begin() + n), std::vector<int32_t>(tc.begin(), tc.begin() + n));
+    ASSERT_EQ(std::vector<int32_t>(ta.begin(), ta.begin() + n),
+              std::vector<int32_t>(tc.begin(), tc.begin() + n));
   }
   o.layout = FinetuneLayout::kPacked;
   EXPECT_NE(error_of([&] { FinetuneLoader l(dir.file("train_*.bin"), o); }).find("padded layout"),

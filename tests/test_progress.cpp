@@ -46,11 +46,12 @@ TEST(Progress, LineModeRedrawsInPlaceAndKeepsMessagesAbove) {
     line.finish();
   });
   EXPECT_EQ(out,
-            "\rstep 1\033[K"            // drawn
-            "\rstep 2\033[K"            // redrawn over it
-            "\r\033[K" "val 3.1\n"      // cleared, the message as a line of its own
-            "\rstep 2\033[K"            // drawn again below it
-            "\n");                      // finish: the last state stays, the line ends
+            "\rstep 1\033[K"  // drawn
+            "\rstep 2\033[K"  // redrawn over it
+            "\r\033[K"
+            "val 3.1\n"       // cleared, the message as a line of its own
+            "\rstep 2\033[K"  // drawn again below it
+            "\n");            // finish: the last state stays, the line ends
 }
 
 TEST(Progress, RedrawsAreRateLimitedButTheLastTextIsShown) {

@@ -47,9 +47,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (mode == gpt::SpecialTokens::kAsText)
       for (int32_t id : ids)
         if (tok.is_special(id)) finding("a special token from encode_ordinary");
-    const auto batch = tok.encode_batch(std::vector<std::string_view>{text, text.substr(size / 2)}, mode, 1);
+    const auto batch =
+        tok.encode_batch(std::vector<std::string_view>{text, text.substr(size / 2)}, mode, 1);
     if (batch.size() != 2 || batch[0] != ids) finding("encode_batch differs from encode");
-    if (batch[1] != tok.encode(text.substr(size / 2), mode)) finding("encode_batch differs from encode");
+    if (batch[1] != tok.encode(text.substr(size / 2), mode))
+      finding("encode_batch differs from encode");
   }
   return 0;
 }

@@ -46,7 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   gpt::fuzz::clear_scratch();
   const std::string root = gpt::fuzz::scratch_dir() + "/run";
   fs::create_directories(root);
-  const auto files = gpt::fuzz::unpack(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1));
+  const auto files =
+      gpt::fuzz::unpack(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1));
   bool hf = false;
   for (const auto& [name, bytes] : files) {
     gpt::fuzz::write_scratch("run/" + name, bytes);

@@ -26,7 +26,8 @@ const std::string& scratch_dir() {
 
 void clear_scratch() {
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(scratch_dir(), ec)) fs::remove_all(entry.path(), ec);
+  for (const auto& entry : fs::directory_iterator(scratch_dir(), ec))
+    fs::remove_all(entry.path(), ec);
 }
 
 std::string write_scratch(const std::string& name, std::string_view bytes) {
@@ -81,7 +82,8 @@ std::vector<std::pair<std::string, std::string>> unpack(std::string_view input) 
     } else {
       // The body ends before the newline that introduces the next header; line_end itself may be
       // that newline when the body is empty.
-      body = next >= line_end + 1 ? input.substr(line_end + 1, next - line_end - 1) : std::string_view();
+      body = next >= line_end + 1 ? input.substr(line_end + 1, next - line_end - 1)
+                                  : std::string_view();
     }
     if (good_name(name)) files.emplace_back(std::string(name), std::string(body));
     pos = next == std::string_view::npos ? next : next + 1;
@@ -91,9 +93,8 @@ std::vector<std::pair<std::string, std::string>> unpack(std::string_view input) 
 
 void check_error(const char* target, const std::string& what, const std::string& must_name) {
   if (what.find(must_name) != std::string::npos) return;
-  std::fprintf(stderr,
-               "\n%s: FINDING: an error that does not name its input (%s):\n  %s\n",
-               target, must_name.c_str(), what.c_str());
+  std::fprintf(stderr, "\n%s: FINDING: an error that does not name its input (%s):\n  %s\n", target,
+               must_name.c_str(), what.c_str());
   std::abort();
 }
 

@@ -39,11 +39,11 @@ void check_error(const char* target, const std::string& what, const std::string&
 }  // namespace gpt::fuzz
 
 // Runs `body`; an exception is the parser refusing the input and must name `must_name`.
-#define GPT_FUZZ_EXPECT_CLEAN(target, must_name, body)                \
-  do {                                                                \
-    try {                                                             \
-      body;                                                           \
-    } catch (const std::exception& e) {                               \
-      ::gpt::fuzz::check_error(target, e.what(), must_name);          \
-    }                                                                 \
+#define GPT_FUZZ_EXPECT_CLEAN(target, must_name, body)       \
+  do {                                                       \
+    try {                                                    \
+      body;                                                  \
+    } catch (const std::exception& e) {                      \
+      ::gpt::fuzz::check_error(target, e.what(), must_name); \
+    }                                                        \
   } while (0)

@@ -15,15 +15,17 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   gpt::fuzz::clear_scratch();
-  static const char* kFormats[] = {"jsonl", "gsm8k", "seed-tasks", "dialogsum",
-                                   "multi30k", "sst2", "uci", "jsonl"};
+  static const char* kFormats[] = {"jsonl",    "gsm8k", "seed-tasks", "dialogsum",
+                                   "multi30k", "sst2",  "uci",        "jsonl"};
   const uint8_t mode = data[0];
   gpt::FinetuneOptions o;
   o.format = gpt::parse_example_format(kFormats[mode & 7]);
   o.task = (mode & 8) ? gpt::FinetuneTask::kClassify : gpt::FinetuneTask::kSft;
   if (o.task == gpt::FinetuneTask::kClassify) {
-    if (mode & 16) o.label_words = {"negative", "positive"};
-    else o.num_classes = 3;
+    if (mode & 16)
+      o.label_words = {"negative", "positive"};
+    else
+      o.num_classes = 3;
   }
   std::vector<std::string> paths;
   for (const auto& [name, bytes] :
@@ -46,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const bool label_ok = o.task == gpt::FinetuneTask::kSft ||
                             (e.label >= 0 && e.label < (o.label_words.empty() ? o.num_classes : 2));
       if (e.input >= paths.size() || e.line < 1 || !label_ok) {
-        std::fprintf(stderr, "fuzz_finetune_data: FINDING: example from input %zu line %ld, label %d\n",
+        std::fprintf(stderr,
+                     "fuzz_finetune_data: FINDING: example from input %zu line %ld, label %d\n",
                      e.input, static_cast<long>(e.line), e.label);
         std::abort();
       }

@@ -1,5 +1,5 @@
-// llm.c's GPT-2 model file (.bin): the 256-int32 header (magic, version 3 fp32 / 5 bf16, max_seq_len,
-// vocab, layers, heads, channels, padded vocab) and the parameter arrays it announces.
+// llm.c's GPT-2 model file (.bin): the 256-int32 header (magic, version 3 fp32 / 5 bf16,
+// max_seq_len, vocab, layers, heads, channels, padded vocab) and the parameter arrays it announces.
 #include <cstdio>
 #include <cstdlib>
 
@@ -14,7 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const gpt::GptWeights w = gpt::read_llmc_gpt2(path);
     for (int p = 0; p < gpt::kNumParams; ++p) {
       size_t n = 1;
-      for (int64_t d : gpt::gpt_param_shape(w.config, static_cast<gpt::Param>(p))) n *= static_cast<size_t>(d);
+      for (int64_t d : gpt::gpt_param_shape(w.config, static_cast<gpt::Param>(p)))
+        n *= static_cast<size_t>(d);
       if (w.params[p].size() != n) {
         std::fprintf(stderr, "fuzz_llmc: FINDING: parameter %d has %zu values, its shape %zu\n", p,
                      w.params[p].size(), n);

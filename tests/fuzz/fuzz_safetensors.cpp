@@ -40,7 +40,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (size_t i = 0; i < file.tensors.size(); ++i) {
       const gpt::SafeTensor* b = back.find(file.tensors[i].first);
       require(b && b->dtype == file.tensors[i].second.dtype &&
-                  b->shape == file.tensors[i].second.shape && b->data == file.tensors[i].second.data,
+                  b->shape == file.tensors[i].second.shape &&
+                  b->data == file.tensors[i].second.data,
               "write + read back changed a tensor");
     }
   });

@@ -31,8 +31,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const int32_t top = shard.max_token();
       for (int32_t t : tokens)
         if (t < 0 || t > top || (vocab > 0 && t >= vocab)) {
-          std::fprintf(stderr, "fuzz_shard: FINDING: token %d outside [0, max %d] (vocab %d)\n",
-                       t, top, vocab);
+          std::fprintf(stderr, "fuzz_shard: FINDING: token %d outside [0, max %d] (vocab %d)\n", t,
+                       top, vocab);
           std::abort();
         }
     }

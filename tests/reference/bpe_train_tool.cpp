@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[1], "--convert") == 0) {
       const gpt::BpeTokenizer tok = gpt::BpeTokenizer::load(gpt::resolve_tokenizer_path(argv[2]));
       tok.save_hf(argv[3]);
-      std::printf("saved vocab %d (%d merges) -> %s\n", tok.vocab_size(), tok.num_merges(), argv[3]);
+      std::printf("saved vocab %d (%d merges) -> %s\n", tok.vocab_size(), tok.num_merges(),
+                  argv[3]);
       return 0;
     }
     gpt::BpeTrainerOptions options;

@@ -82,8 +82,7 @@ double op_at(const void* X, cudaDataType type, int ld, bool trans, int64_t i, in
 // element is one contiguous dot product (four partial sums, a fixed order: deterministic).
 void gemm(bool ta, bool tb, int m, int n, int k, double alpha, const void* A, cudaDataType at,
           int lda, const void* B, cudaDataType bt, int ldb, double beta, const void* C,
-          cudaDataType ct, int ldc, void* D, cudaDataType dt, int ldd,
-          const void* bias = nullptr) {
+          cudaDataType ct, int ldc, void* D, cudaDataType dt, int ldd, const void* bias = nullptr) {
   const size_t K = static_cast<size_t>(k);
   std::vector<double> a(static_cast<size_t>(m) * K), b(static_cast<size_t>(n) * K);
   for (int i = 0; i < m; ++i) {
@@ -141,16 +140,26 @@ constexpr uint64_t kAlgoMagic = 0x454d55414c474fULL;  // "EMUALGO"
 
 const char* cublasGetStatusName(cublasStatus_t status) {
   switch (status) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
+    case CUBLAS_STATUS_SUCCESS:
+      return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+      return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR:
+      return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+      return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+      return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR:
+      return "CUBLAS_STATUS_LICENSE_ERROR";
   }
   return "CUBLAS_STATUS_UNKNOWN";
 }
@@ -177,12 +186,14 @@ cublasStatus_t cublasSetWorkspace(cublasHandle_t handle, void*, size_t) {
   return handle == nullptr ? CUBLAS_STATUS_NOT_INITIALIZED : CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasGemmStridedBatchedEx(
-    cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
-    const void* alpha, const void* A, cudaDataType Atype, int lda, long long int strideA,
-    const void* B, cudaDataType Btype, int ldb, long long int strideB, const void* beta, void* C,
-    cudaDataType Ctype, int ldc, long long int strideC, int batchCount,
-    cublasComputeType_t computeType, cublasGemmAlgo_t) {
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t transa,
+                                          cublasOperation_t transb, int m, int n, int k,
+                                          const void* alpha, const void* A, cudaDataType Atype,
+                                          int lda, long long int strideA, const void* B,
+                                          cudaDataType Btype, int ldb, long long int strideB,
+                                          const void* beta, void* C, cudaDataType Ctype, int ldc,
+                                          long long int strideC, int batchCount,
+                                          cublasComputeType_t computeType, cublasGemmAlgo_t) {
   if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
   if (m < 0 || n < 0 || k < 0 || batchCount < 0) return CUBLAS_STATUS_INVALID_VALUE;
   const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
@@ -230,8 +241,8 @@ cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
   delete handle;
   return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* desc,
-                                        cublasComputeType_t computeType, cudaDataType_t scaleType) {
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* desc, cublasComputeType_t computeType,
+                                        cudaDataType_t scaleType) {
   *desc = new cublasLtMatmulDescOpaque_t{computeType, scaleType};
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -250,17 +261,22 @@ cublasStatus_t read_attribute(T* out, const void* buf, size_t size) {
 }  // namespace
 
 cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
-                                              cublasLtMatmulDescAttributes_t attr,
-                                              const void* buf, size_t sizeInBytes) {
+                                              cublasLtMatmulDescAttributes_t attr, const void* buf,
+                                              size_t sizeInBytes) {
   if (desc == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
   switch (attr) {
-    case CUBLASLT_MATMUL_DESC_TRANSA: return read_attribute(&desc->transa, buf, sizeInBytes);
-    case CUBLASLT_MATMUL_DESC_TRANSB: return read_attribute(&desc->transb, buf, sizeInBytes);
-    case CUBLASLT_MATMUL_DESC_EPILOGUE: return read_attribute(&desc->epilogue, buf, sizeInBytes);
-    case CUBLASLT_MATMUL_DESC_BIAS_POINTER: return read_attribute(&desc->bias, buf, sizeInBytes);
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+      return read_attribute(&desc->transa, buf, sizeInBytes);
+    case CUBLASLT_MATMUL_DESC_TRANSB:
+      return read_attribute(&desc->transb, buf, sizeInBytes);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE:
+      return read_attribute(&desc->epilogue, buf, sizeInBytes);
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
+      return read_attribute(&desc->bias, buf, sizeInBytes);
     case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
       return read_attribute(&desc->bias_type, buf, sizeInBytes);
-    default: return CUBLAS_STATUS_NOT_SUPPORTED;  // not emulated: refuse rather than ignore
+    default:
+      return CUBLAS_STATUS_NOT_SUPPORTED;  // not emulated: refuse rather than ignore
   }
 }
 cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* layout, cudaDataType type,
@@ -307,14 +323,16 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
       return read_attribute(&pref->align_c, buf, sizeInBytes);
     case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES:
       return read_attribute(&pref->align_d, buf, sizeInBytes);
-    default: return CUBLAS_STATUS_NOT_SUPPORTED;
+    default:
+      return CUBLAS_STATUS_NOT_SUPPORTED;
   }
 }
 
 namespace {
 
 // The problem a descriptor and its layouts state, checked as the library checks it.
-cublasStatus_t check_problem(const cublasLtMatmulDescOpaque_t& d, const cublasLtMatrixLayoutOpaque_t& A,
+cublasStatus_t check_problem(const cublasLtMatmulDescOpaque_t& d,
+                             const cublasLtMatrixLayoutOpaque_t& A,
                              const cublasLtMatrixLayoutOpaque_t& B,
                              const cublasLtMatrixLayoutOpaque_t& C,
                              const cublasLtMatrixLayoutOpaque_t& D) {
@@ -330,7 +348,8 @@ cublasStatus_t check_problem(const cublasLtMatmulDescOpaque_t& d, const cublasLt
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   switch (d.epilogue) {
-    case CUBLASLT_EPILOGUE_DEFAULT: break;
+    case CUBLASLT_EPILOGUE_DEFAULT:
+      break;
     case CUBLASLT_EPILOGUE_BIAS:
     case CUBLASLT_EPILOGUE_BGRADA:
     case CUBLASLT_EPILOGUE_BGRADB:
@@ -339,7 +358,8 @@ cublasStatus_t check_problem(const cublasLtMatmulDescOpaque_t& d, const cublasLt
         return CUBLAS_STATUS_NOT_SUPPORTED;
       }
       break;
-    default: return CUBLAS_STATUS_NOT_SUPPORTED;  // not emulated
+    default:
+      return CUBLAS_STATUS_NOT_SUPPORTED;  // not emulated
   }
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -358,7 +378,8 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
   *returnAlgoCount = 0;
   const cublasStatus_t s = check_problem(*operationDesc, *Adesc, *Bdesc, *Cdesc, *Ddesc);
   if (s != CUBLAS_STATUS_SUCCESS) return s;
-  if (operationDesc->epilogue == CUBLASLT_EPILOGUE_BGRADB && env_flag("GPT_CUDA_EMU_LT_NO_BGRADB")) {
+  if (operationDesc->epilogue == CUBLASLT_EPILOGUE_BGRADB &&
+      env_flag("GPT_CUDA_EMU_LT_NO_BGRADB")) {
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
   if (operationDesc->epilogue == CUBLASLT_EPILOGUE_BIAS && env_flag("GPT_CUDA_EMU_LT_NO_BIAS")) {
@@ -416,11 +437,13 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t comp
     std::vector<double> grad(static_cast<size_t>(n), 0.0);
     for (int j = 0; j < n; ++j) {
       for (int p = 0; p < k; ++p) {
-        grad[static_cast<size_t>(j)] += op_at(B, Bdesc->type, static_cast<int>(Bdesc->ld), tb, p, j);
+        grad[static_cast<size_t>(j)] +=
+            op_at(B, Bdesc->type, static_cast<int>(Bdesc->ld), tb, p, j);
       }
     }
     for (int j = 0; j < n; ++j) {
-      store(const_cast<void*>(d.bias), Ddesc->type, static_cast<size_t>(j), grad[static_cast<size_t>(j)]);
+      store(const_cast<void*>(d.bias), Ddesc->type, static_cast<size_t>(j),
+            grad[static_cast<size_t>(j)]);
     }
   }
   if (d.epilogue == CUBLASLT_EPILOGUE_BGRADA) {
@@ -428,7 +451,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t comp
     std::vector<double> grad(static_cast<size_t>(m), 0.0);
     for (int i = 0; i < m; ++i) {
       for (int p = 0; p < k; ++p) {
-        grad[static_cast<size_t>(i)] += op_at(A, Adesc->type, static_cast<int>(Adesc->ld), ta, i, p);
+        grad[static_cast<size_t>(i)] +=
+            op_at(A, Adesc->type, static_cast<int>(Adesc->ld), ta, i, p);
       }
     }
     for (int i = 0; i < m; ++i) {

@@ -98,9 +98,9 @@ bool find_allocation(const void* p, Region* region);
 class LaunchMemory {
  public:
   explicit LaunchMemory(const KernelPointers& reach);  // copies the allocations it points into
-  void record_first_result();     // after the first run
-  void restore();                 // before each later run
-  std::string compare() const;    // after each later run: "" when equal
+  void record_first_result();                          // after the first run
+  void restore();                                      // before each later run
+  std::string compare() const;                         // after each later run: "" when equal
  private:
   struct Saved {
     Region region;

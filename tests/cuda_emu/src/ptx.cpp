@@ -65,8 +65,7 @@ void check_access(const void* p, size_t bytes, size_t align, const char* what) {
   if (t == nullptr) return;  // host code
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   if (align > 1 && a % align != 0) {
-    fault(std::string(what) + " at " + hex(a) + ": not " + std::to_string(align) +
-          "-byte aligned");
+    fault(std::string(what) + " at " + hex(a) + ": not " + std::to_string(align) + "-byte aligned");
   }
   if (inside(a, bytes, reinterpret_cast<uintptr_t>(t->stack_lo),
              reinterpret_cast<uintptr_t>(t->stack_hi))) {

@@ -32,7 +32,7 @@ thread_local BlockContext* tl_block = nullptr;
 
 namespace {
 
-// ---- fiber stacks: a pool per host thread, each stack with a guard page below it ------------------
+// ---- fiber stacks: a pool per host thread, each stack with a guard page below it ----------------
 constexpr size_t kStackBytes = 256 * 1024;
 
 // One pool for the process: worker threads come and go with each launch, their stacks stay.
@@ -91,11 +91,16 @@ struct LaunchLogWriter {
 
 const char* warp_op_name(WarpOp op) {
   switch (op) {
-    case WarpOp::shuffle: return "shfl.sync";
-    case WarpOp::vote: return "vote.sync";
-    case WarpOp::syncwarp: return "bar.warp.sync";
-    case WarpOp::ldmatrix: return "ldmatrix";
-    case WarpOp::mma: return "mma.sync";
+    case WarpOp::shuffle:
+      return "shfl.sync";
+    case WarpOp::vote:
+      return "vote.sync";
+    case WarpOp::syncwarp:
+      return "bar.warp.sync";
+    case WarpOp::ldmatrix:
+      return "ldmatrix";
+    case WarpOp::mma:
+      return "mma.sync";
   }
   return "?";
 }
@@ -123,17 +128,28 @@ Schedule parse_schedule(const std::string& text) {
   };
   if (parts.size() < 4 || parts.size() > 5) throw bad();
   Schedule s;
-  if (parts[0] == "index") s.blocks = BlockOrder::index;
-  else if (parts[0] == "reverse") s.blocks = BlockOrder::reverse;
-  else if (parts[0] == "random") s.blocks = BlockOrder::random;
-  else throw bad();
-  if (parts[1] == "lockstep") s.warps = WarpOrder::lockstep;
-  else if (parts[1] == "skewed") s.warps = WarpOrder::skewed;
-  else if (parts[1] == "random") s.warps = WarpOrder::random;
-  else throw bad();
-  if (parts[2] == "issue") s.copies = CopyLanding::at_issue;
-  else if (parts[2] == "wait") s.copies = CopyLanding::at_wait;
-  else throw bad();
+  if (parts[0] == "index")
+    s.blocks = BlockOrder::index;
+  else if (parts[0] == "reverse")
+    s.blocks = BlockOrder::reverse;
+  else if (parts[0] == "random")
+    s.blocks = BlockOrder::random;
+  else
+    throw bad();
+  if (parts[1] == "lockstep")
+    s.warps = WarpOrder::lockstep;
+  else if (parts[1] == "skewed")
+    s.warps = WarpOrder::skewed;
+  else if (parts[1] == "random")
+    s.warps = WarpOrder::random;
+  else
+    throw bad();
+  if (parts[2] == "issue")
+    s.copies = CopyLanding::at_issue;
+  else if (parts[2] == "wait")
+    s.copies = CopyLanding::at_wait;
+  else
+    throw bad();
   try {
     s.workers = std::stoi(parts[3]);
     if (parts.size() == 5) s.seed = std::stoull(parts[4]);
@@ -304,8 +320,9 @@ void arrive_barrier(ThreadContext& t, int predicate, const char* file, int line)
   BlockContext& b = *t.block;
   const WarpState& w = b.warps[t.warp];
   if (w.arrived > 0) {
-    fault("divergence: __syncthreads at " + site(file, line) + " while other lanes of the warp wait at " +
-          warp_op_name(w.op) + " at " + site(w.file, w.line));
+    fault("divergence: __syncthreads at " + site(file, line) +
+          " while other lanes of the warp wait at " + warp_op_name(w.op) + " at " +
+          site(w.file, w.line));
   }
   if (b.barrier_arrived == 0) {
     b.barrier_file = file;
@@ -325,9 +342,9 @@ void arrive_barrier(ThreadContext& t, int predicate, const char* file, int line)
     if (b.exited > 0) {
       int gone = 0;
       while (b.threads[gone].wait != Wait::exited) ++gone;
-      fault("__syncthreads at " + site(file, line) + " is not reached by the whole block: " +
-            std::to_string(b.exited) + " threads have exited (the first: thread " +
-            dim_text(b.threads[gone].idx) + ")");
+      fault("__syncthreads at " + site(file, line) +
+            " is not reached by the whole block: " + std::to_string(b.exited) +
+            " threads have exited (the first: thread " + dim_text(b.threads[gone].idx) + ")");
     }
     for (ThreadContext& other : b.threads) {
       if (other.wait != Wait::barrier) continue;
@@ -353,8 +370,8 @@ int barrier_count(int predicate, const char* file, int line) {
 void warp_sync(unsigned mask, const char* file, int line) {
   arrive_warp(current(), WarpOp::syncwarp, mask, file, line);
 }
-uint64_t shuffle(unsigned mask, uint64_t value, int operand, int width, int mode,
-                 const char* file, int line) {
+uint64_t shuffle(unsigned mask, uint64_t value, int operand, int width, int mode, const char* file,
+                 int line) {
   ThreadContext& t = current();
   if (width <= 0 || width > 32 || (width & (width - 1)) != 0) {
     fault("shfl.sync at " + site(file, line) + ": width " + std::to_string(width) +
@@ -396,10 +413,21 @@ void complete_warp_op(BlockContext& b, int warp, WarpState& w) {
         const int segment = lane & ~(width - 1);
         int src = lane;
         switch (static_cast<int>(t.in[3])) {
-          case 0: src = segment + (operand & (width - 1)); break;
-          case 1: src = lane ^ operand; if (src >= segment + width || src < segment) src = lane; break;
-          case 2: src = lane + operand; if (src >= segment + width) src = lane; break;
-          case 3: src = lane - operand; if (src < segment) src = lane; break;
+          case 0:
+            src = segment + (operand & (width - 1));
+            break;
+          case 1:
+            src = lane ^ operand;
+            if (src >= segment + width || src < segment) src = lane;
+            break;
+          case 2:
+            src = lane + operand;
+            if (src >= segment + width) src = lane;
+            break;
+          case 3:
+            src = lane - operand;
+            if (src < segment) src = lane;
+            break;
         }
         if (src < 0 || src >= 32 || ((w.mask >> src) & 1u) == 0) {
           tl_thread = &t;
@@ -417,9 +445,14 @@ void complete_warp_op(BlockContext& b, int warp, WarpState& w) {
       for (int lane = 0; lane < w.lanes; ++lane) lanes[lane].out[0] = ballot;
       break;
     }
-    case WarpOp::syncwarp: break;
-    case WarpOp::ldmatrix: complete_ldmatrix(b, warp, w); break;
-    case WarpOp::mma: complete_mma(b, warp, w); break;
+    case WarpOp::syncwarp:
+      break;
+    case WarpOp::ldmatrix:
+      complete_ldmatrix(b, warp, w);
+      break;
+    case WarpOp::mma:
+      complete_mma(b, warp, w);
+      break;
   }
 }
 
@@ -452,10 +485,17 @@ std::string describe_waits(const BlockContext& b) {
     }
     os << " thread " << dim_text(t.idx) << ": ";
     switch (t.wait) {
-      case Wait::none: os << (t.spun ? "spinning" : "runnable"); break;
-      case Wait::warp_op: os << warp_op_name(t.op) << " at " << site(t.file, t.line); break;
-      case Wait::barrier: os << "__syncthreads at " << site(t.file, t.line); break;
-      case Wait::exited: break;
+      case Wait::none:
+        os << (t.spun ? "spinning" : "runnable");
+        break;
+      case Wait::warp_op:
+        os << warp_op_name(t.op) << " at " << site(t.file, t.line);
+        break;
+      case Wait::barrier:
+        os << "__syncthreads at " << site(t.file, t.line);
+        break;
+      case Wait::exited:
+        break;
     }
     os << ";";
   }
@@ -546,8 +586,8 @@ class BlockRunner {
     // A lane that leaves while its warp waits for it at a collective.
     const WarpState& w = b_.warps[static_cast<size_t>(t.warp)];
     if (w.arrived > 0 && ((w.mask >> t.lane) & 1u) != 0) {
-      b_.fault = where(&t) + "exited while lanes of its warp wait for it at " +
-                 warp_op_name(w.op) + " at " + site(w.file, w.line);
+      b_.fault = where(&t) + "exited while lanes of its warp wait for it at " + warp_op_name(w.op) +
+                 " at " + site(w.file, w.line);
       return;
     }
     if (b_.barrier_arrived > 0 && b_.barrier_arrived + b_.exited == b_.nthreads) {
@@ -690,8 +730,8 @@ std::string run_grid(const LaunchInfo& info, void (*body)(void*), void* context)
 }  // namespace
 
 void launch_kernel(const void* kernel, const char* name, const char* file, int line,
-                   const LaunchConfig& config, const KernelPointers& pointers,
-                   void (*body)(void*), void* body_context) {
+                   const LaunchConfig& config, const KernelPointers& pointers, void (*body)(void*),
+                   void* body_context) {
   if (tl_thread != nullptr) {
     throw KernelFault(where(tl_thread) + "launches a kernel from device code (not emulated)");
   }

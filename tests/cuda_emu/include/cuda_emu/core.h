@@ -40,28 +40,29 @@
 
 // ---- vector types -------------------------------------------------------------------------------
 namespace cuda_emu {
-// Checks an access of `bytes` at `p` made by kernel code: aligned to `align` and inside one device
-// allocation, the block's shared memory or the thread's own stack. Outside a kernel it does nothing.
+// Checks an access of `bytes` at `p` made by kernel code: aligned to `align` and
+// inside one device allocation, the block's shared memory or the thread's own stack.
+// Outside a kernel it does nothing.
 void check_access(const void* p, size_t bytes, size_t align, const char* what);
 }  // namespace cuda_emu
 
 // A 16- or 8-byte vector type whose copies are checked: `*reinterpret_cast<const int4*>(p)` in a
 // kernel copies through here, so every vector load and store of the kernels is checked for
 // alignment and bounds.
-#define CUDA_EMU_VECTOR(Name, T, Align, ...)                                            \
-  struct alignas(Align) Name {                                                                \
-    T __VA_ARGS__;                                                                            \
-    Name() = default;                                                                         \
-    Name(const Name& o) {                                                                     \
-      ::cuda_emu::check_access(&o, sizeof(Name), Align, #Name " load");                       \
-      std::memcpy(static_cast<void*>(this), &o, sizeof(Name));                                \
-    }                                                                                         \
-    Name& operator=(const Name& o) {                                                          \
-      ::cuda_emu::check_access(&o, sizeof(Name), Align, #Name " load");                       \
-      ::cuda_emu::check_access(this, sizeof(Name), Align, #Name " store");                    \
-      std::memcpy(static_cast<void*>(this), &o, sizeof(Name));                                \
-      return *this;                                                                           \
-    }                                                                                         \
+#define CUDA_EMU_VECTOR(Name, T, Align, ...)                               \
+  struct alignas(Align) Name {                                             \
+    T __VA_ARGS__;                                                         \
+    Name() = default;                                                      \
+    Name(const Name& o) {                                                  \
+      ::cuda_emu::check_access(&o, sizeof(Name), Align, #Name " load");    \
+      std::memcpy(static_cast<void*>(this), &o, sizeof(Name));             \
+    }                                                                      \
+    Name& operator=(const Name& o) {                                       \
+      ::cuda_emu::check_access(&o, sizeof(Name), Align, #Name " load");    \
+      ::cuda_emu::check_access(this, sizeof(Name), Align, #Name " store"); \
+      std::memcpy(static_cast<void*>(this), &o, sizeof(Name));             \
+      return *this;                                                        \
+    }                                                                      \
   };
 
 CUDA_EMU_VECTOR(int4, int, 16, x, y, z, w)
@@ -170,8 +171,8 @@ inline KernelPointers pointers_of(const Args&... args) {
   return k;
 }
 void launch_kernel(const void* kernel, const char* name, const char* file, int line,
-                   const LaunchConfig& config, const KernelPointers& pointers,
-                   void (*body)(void*), void* body_context);
+                   const LaunchConfig& config, const KernelPointers& pointers, void (*body)(void*),
+                   void* body_context);
 
 template <typename Body>
 inline void launch(const void* kernel, const char* name, const char* file, int line,
@@ -286,9 +287,8 @@ inline T atomicAdd(T* address, T value) {
 template <typename T>
 inline T atomicMax(T* address, T value) {
   T old = __atomic_load_n(address, __ATOMIC_SEQ_CST);
-  while (old < value &&
-         !__atomic_compare_exchange_n(address, &old, value, false, __ATOMIC_SEQ_CST,
-                                      __ATOMIC_SEQ_CST)) {
+  while (old < value && !__atomic_compare_exchange_n(address, &old, value, false, __ATOMIC_SEQ_CST,
+                                                     __ATOMIC_SEQ_CST)) {
   }
   return old;
 }

@@ -24,15 +24,16 @@ struct DeviceRadixSort {
                                int end_bit = static_cast<int>(sizeof(Key) * 8),
                                cudaStream_t stream = nullptr) {
     (void)stream;
-    static_assert(std::is_unsigned<Key>::value, "unsigned keys (CUB flips the sign bit of signed ones)");
+    static_assert(std::is_unsigned<Key>::value,
+                  "unsigned keys (CUB flips the sign bit of signed ones)");
     // As much as CUB asks for: a double buffer of keys and values, plus some.
     const size_t needed = static_cast<size_t>(num_items) * (sizeof(Key) + sizeof(Value)) + 256;
     if (d_temp_storage == nullptr) {
       temp_storage_bytes = needed;
       return cudaSuccess;
     }
-    if (temp_storage_bytes < needed || begin_bit < 0 || end_bit > static_cast<int>(sizeof(Key) * 8) ||
-        begin_bit >= end_bit) {
+    if (temp_storage_bytes < needed || begin_bit < 0 ||
+        end_bit > static_cast<int>(sizeof(Key) * 8) || begin_bit >= end_bit) {
       return cudaErrorInvalidValue;
     }
     const size_t n = static_cast<size_t>(num_items);
