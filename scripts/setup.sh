@@ -12,6 +12,7 @@ PACKAGES=(
   zlib1g-dev               # gpt-prepare reads .gz inputs (multi30k)
   libomp-dev               # OpenMP runtime headers for clang users; g++ ships libgomp
   clang libclang-rt-dev    # the libFuzzer targets (scripts/test_fuzz.sh, tests/fuzz)
+  clang-format             # the sources' layout, checked by scripts/check_format.sh
   libopenmpi-dev openmpi-bin   # data parallel over MPI (GPT_MPI) and mpirun for the distributed tests
   tmux                     # the progress-line test runs the apps on a terminal (tests/cli/progress.sh)
   libboost-context-dev     # fibers for the CPU emulation of CUDA (tests/cuda_emu)

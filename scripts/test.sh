@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 bash scripts/setup.sh
+# The sources as clang-format writes them (.clang-format): a second before anything is built.
+bash scripts/check_format.sh
 # Python reference packages (tiktoken, tokenizers, safetensors) in .venv; their checks skip without them.
 bash scripts/python_deps.sh
 
