@@ -11,6 +11,7 @@
 //                           that T.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -150,8 +151,29 @@ TEST_F(CudaModel, Fp32MatchesCpu) {
   }
   for (int pi = 0; pi < kNumParams; ++pi) {
     const Param p = static_cast<Param>(pi);
-    EXPECT_LT(rel_error(to_host(*gpu, gpu_model.param(p)), to_host(*cpu, cpu_model.param(p))),
-              kAfterStepsTol)
+    std::vector<float> g = to_host(*gpu, gpu_model.param(p));
+    std::vector<float> c = to_host(*cpu, cpu_model.param(p));
+    if (p == Param::qkv_b) {
+      // The key bias's gradient is zero in exact arithmetic (a bias added to every key shifts a
+      // query's scores alike, and softmax ignores the shift), so each side's gradient there is
+      // rounding noise that AdamW, dividing by its own magnitude, turns into steps of up to about
+      // lr. The two sides may walk apart by at most that much; the rest must agree closely.
+      const size_t C = static_cast<size_t>(cfg.n_embd);
+      std::vector<float> g_rest, c_rest;
+      double key_walk = 0.0;
+      for (size_t i = 0; i < g.size(); ++i) {
+        if (i % (3 * C) / C == 1) {
+          key_walk = std::max(key_walk, std::abs(static_cast<double>(g[i]) - c[i]));
+        } else {
+          g_rest.push_back(g[i]);
+          c_rest.push_back(c[i]);
+        }
+      }
+      EXPECT_LE(key_walk, 2 * 10 * 1e-3) << "key bias after ten steps";
+      g.swap(g_rest);
+      c.swap(c_rest);
+    }
+    EXPECT_LT(rel_error(g, c), kAfterStepsTol)
         << "parameter " << param_name(p) << " after ten steps";
   }
 }
