@@ -6,9 +6,13 @@
 #include <omp.h>
 
 #include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "engine/safetensors.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
@@ -203,6 +207,38 @@ TEST(Rope, Llama3ScalingKeepsHighDividesLowBlendsBetween) {
   EXPECT_GT(divided, 0);
   EXPECT_GT(blended, 0);
   EXPECT_THROW(rope_inverse_frequencies(7, theta, {}), std::invalid_argument);
+}
+
+// The inverse frequencies against what transformers' rope initialisation computed for the
+// fixtures' configs (tests/reference/make_llama_reference.py): plain rope at thetas 1e5 and 1e6,
+// head sizes 8 and 12, and Llama 3's scaling with all three bands.
+TEST(Rope, InverseFrequenciesMatchTransformers) {
+  for (const char* name :
+       {"llama_gqa3_llama3rope", "qwen2_mqa_bias_untied", "qwen3_qknorm_headdim"}) {
+    const std::string dir = std::string(GPT_SOURCE_DIR) + "/tests/fixtures/llama_ref/" + name;
+    std::ifstream in(dir + "/config.json");
+    ASSERT_TRUE(in) << dir;
+    const nlohmann::json config = nlohmann::json::parse(in);
+    const int head_dim =
+        config.contains("head_dim") && !config["head_dim"].is_null()
+            ? config["head_dim"].get<int>()
+            : config["hidden_size"].get<int>() / config["num_attention_heads"].get<int>();
+    const nlohmann::json& rope = config["rope_parameters"];
+    RopeScaling scaling;
+    if (rope.value("rope_type", "default") == "llama3") {
+      scaling.factor = rope["factor"].get<double>();
+      scaling.low_freq_factor = rope["low_freq_factor"].get<double>();
+      scaling.high_freq_factor = rope["high_freq_factor"].get<double>();
+      scaling.original_context = rope["original_max_position_embeddings"].get<int>();
+    }
+    const std::vector<double> ours =
+        rope_inverse_frequencies(head_dim, rope["rope_theta"].get<double>(), scaling);
+    const SafeTensorsFile reference = read_safetensors(dir + "/reference.safetensors");
+    const std::vector<float> theirs = tensor_as_f32(*reference.find("inv_freq"), "inv_freq");
+    ASSERT_EQ(ours.size(), theirs.size()) << name;
+    for (size_t i = 0; i < ours.size(); ++i)  // transformers computes them in float32
+      EXPECT_NEAR(ours[i], theirs[i], 2e-7 * std::abs(ours[i])) << name << " i " << i;
+  }
 }
 
 // ------------------------------------------------------------------------------------------------
