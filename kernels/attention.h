@@ -22,9 +22,38 @@
 // CPU implementation: one (b, h) pair per OpenMP task; the score block for a tile of queries lives
 // in a per-thread scratch buffer; the products go through the strided gemm of matmul.h, so each
 // output element is reduced in a fixed order.
+//
+// Grouped-query and multi-query attention (the Llama family): NH query heads share NKV key/value
+// heads (NH a multiple of NKV), query head h reading key/value head h / (NH / NKV); the head size
+// HS is free of the width. qkv rows are then [q (NH·HS) | k (NKV·HS) | v (NKV·HS)], out rows
+// NH·HS, lse (B, NH, T); dK and dV of a key/value head sum over its query heads, in head order.
+// The (B, T, C, NH) entry points are the case NKV = NH, HS = C / NH.
 #pragma once
 
+#include <cstddef>
+
 namespace gpt::cpu {
+
+struct AttentionShape {
+  int B = 0, T = 0;
+  int n_head = 0;     // query heads NH
+  int n_kv_head = 0;  // key/value heads NKV (divides NH)
+  int head_size = 0;  // HS
+  int row_width() const { return (n_head + 2 * n_kv_head) * head_size; }
+  size_t key_offset(int kv) const { return static_cast<size_t>(n_head + kv) * head_size; }
+  size_t value_offset(int kv) const {
+    return static_cast<size_t>(n_head + n_kv_head + kv) * head_size;
+  }
+};
+
+template <typename F>
+void attention_forward(F* out, F* lse, const F* qkv, const AttentionShape& shape);
+template <typename F>
+void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse,
+                        const AttentionShape& shape);
+// qkv_cache (B, Tmax, W); out (B, NH·HS); shape.T is unused.
+template <typename F>
+void attention_decode(F* out, const F* qkv_cache, int Tmax, int pos, const AttentionShape& shape);
 
 template <typename F>
 void attention_forward(F* out, F* lse, const F* qkv, int B, int T, int C, int NH);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/safetensors.h"
+#include "kernels/attention.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
@@ -239,6 +240,79 @@ TEST(Rope, InverseFrequenciesMatchTransformers) {
     for (size_t i = 0; i < ours.size(); ++i)  // transformers computes them in float32
       EXPECT_NEAR(ours[i], theirs[i], 2e-7 * std::abs(ours[i])) << name << " i " << i;
   }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Grouped-query attention
+
+// The formula written out, in double: query head h of row t attends key/value head h / group of
+// rows 0..t.
+Vec gqa_reference(const Vec& qkv, const AttentionShape& a) {
+  const int W = a.row_width(), HS = a.head_size, group = a.n_head / a.n_kv_head;
+  Vec out(static_cast<size_t>(a.B) * a.T * a.n_head * HS);
+  for (int b = 0; b < a.B; ++b)
+    for (int h = 0; h < a.n_head; ++h)
+      for (int t = 0; t < a.T; ++t) {
+        const double* q = &qkv[(static_cast<size_t>(b) * a.T + t) * W + h * HS];
+        std::vector<double> s(t + 1);
+        double max_s = -1e300, sum = 0.0;
+        for (int u = 0; u <= t; ++u) {
+          const double* k = &qkv[(static_cast<size_t>(b) * a.T + u) * W + a.key_offset(h / group)];
+          double dot_qk = 0.0;
+          for (int i = 0; i < HS; ++i) dot_qk += q[i] * k[i];
+          s[u] = dot_qk / std::sqrt(static_cast<double>(HS));
+          max_s = std::max(max_s, s[u]);
+        }
+        for (int u = 0; u <= t; ++u) sum += (s[u] = std::exp(s[u] - max_s));
+        for (int i = 0; i < HS; ++i) {
+          double acc = 0.0;
+          for (int u = 0; u <= t; ++u)
+            acc += s[u] / sum *
+                   qkv[(static_cast<size_t>(b) * a.T + u) * W + a.value_offset(h / group) + i];
+          out[(static_cast<size_t>(b) * a.T + t) * a.n_head * HS + h * HS + i] = acc;
+        }
+      }
+  return out;
+}
+
+TEST(GroupedQueryAttention, ForwardMatchesFormulaAndDecodeMatchesForward) {
+  std::mt19937_64 rng(48);
+  // GQA ratio 3, multi-query, and plain multi-head; head sizes unlike anything else's.
+  for (const AttentionShape& a : {AttentionShape{2, 7, 6, 2, 5}, AttentionShape{1, 9, 4, 1, 6},
+                                  AttentionShape{2, 5, 3, 3, 4}}) {
+    const Vec qkv = random_vector(static_cast<size_t>(a.B) * a.T * a.row_width(), rng, -2.0, 2.0);
+    const Vec ref = gqa_reference(qkv, a);
+    Vec out(ref.size(), kNaN), lse(static_cast<size_t>(a.B) * a.n_head * a.T, kNaN);
+    attention_forward(out.data(), lse.data(), qkv.data(), a);
+    EXPECT_LT(rel_error(out, ref), kDoubleTol) << a.n_head << ":" << a.n_kv_head;
+    // Decoding the last position from the same rows as a cache gives the forward's last row.
+    Vec decoded(static_cast<size_t>(a.B) * a.n_head * a.head_size, kNaN);
+    attention_decode(decoded.data(), qkv.data(), a.T, a.T - 1, a);
+    Vec last;
+    for (int b = 0; b < a.B; ++b) {
+      const size_t row = (static_cast<size_t>(b) * a.T + a.T - 1) * a.n_head * a.head_size;
+      last.insert(last.end(), ref.begin() + row, ref.begin() + row + a.n_head * a.head_size);
+    }
+    EXPECT_LT(rel_error(decoded, last), kDoubleTol) << a.n_head << ":" << a.n_kv_head;
+  }
+}
+
+TEST(GroupedQueryAttention, BackwardMatchesFiniteDifferences) {
+  std::mt19937_64 rng(49);
+  const AttentionShape a{2, 6, 4, 2, 3};
+  Vec qkv = random_vector(static_cast<size_t>(a.B) * a.T * a.row_width(), rng, -1.5, 1.5);
+  const size_t out_size = static_cast<size_t>(a.B) * a.T * a.n_head * a.head_size;
+  const Vec R = random_vector(out_size, rng);
+  Vec out(out_size), lse(static_cast<size_t>(a.B) * a.n_head * a.T);
+  auto loss = [&] {
+    attention_forward(out.data(), lse.data(), qkv.data(), a);
+    return dot(out, R);
+  };
+  const Vec num = numeric_gradient(qkv, loss);
+  loss();
+  Vec dqkv(qkv.size(), kNaN);  // overwritten, every element (q, k and v columns)
+  attention_backward(dqkv.data(), R.data(), qkv.data(), out.data(), lse.data(), a);
+  EXPECT_LT(rel_error(dqkv, num), kGradTol);
 }
 
 // ------------------------------------------------------------------------------------------------
