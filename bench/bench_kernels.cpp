@@ -332,6 +332,70 @@ std::vector<Family> families() {
        {"out"},
        [](const Dims& d, double e) { return 3.0 * d.N() * d.C * e; },
        nullptr});
+  // The Llama family's ops at the same widths: RMSNorm over C, RoPE on the q and k heads of qkv
+  // rows (in place; head size C / NH), SwiGLU over an MLP of width 4C.
+  fs.push_back({"rmsnorm_forward",
+                [](const Dims& d) {
+                  return std::vector<Spec>{compute("inp", {d.N(), d.C}, -2, 2), compute("w", {d.C}),
+                                           compute("out", {d.N(), d.C}),
+                                           stat("rstd", {d.N()}, 0, 0)};
+                },
+                [](Backend& b, Tensors& t, const Dims&) {
+                  b.rmsnorm_forward(t["out"], t["rstd"], t["inp"], t["w"], 1e-5f);
+                },
+                {"out", "rstd"},
+                [](const Dims& d, double e) { return 2.0 * d.N() * d.C * e + 4.0 * d.N(); },
+                nullptr});
+  fs.push_back({"rmsnorm_backward",
+                [](const Dims& d) {
+                  return std::vector<Spec>{compute("inp", {d.N(), d.C}, -2, 2),
+                                           compute("dout", {d.N(), d.C}),
+                                           compute("w", {d.C}),
+                                           stat("rstd", {d.N()}, 0.5f, 1.5f),
+                                           compute("dinp", {d.N(), d.C}),
+                                           compute("dw", {d.C})};
+                },
+                [](Backend& b, Tensors& t, const Dims&) {
+                  b.rmsnorm_backward(t["dinp"], t["dw"], t["dout"], t["inp"], t["w"], t["rstd"]);
+                },
+                {"dinp", "dw"},
+                [](const Dims& d, double e) { return 4.0 * d.N() * d.C * e + 4.0 * d.N(); },
+                nullptr});
+  fs.push_back({"rope_forward",
+                [](const Dims& d) {
+                  const int half = d.C / d.NH / 2;
+                  return std::vector<Spec>{compute("qkv", {d.B, d.T, 3 * d.C}),
+                                           stat("cos", {d.T, half}, -1, 1),
+                                           stat("sin", {d.T, half}, -1, 1)};
+                },
+                [](Backend& b, Tensors& t, const Dims& d) {
+                  b.rope_forward(t["qkv"], t["cos"], t["sin"], 2 * d.NH, d.C / d.NH, 0);
+                },
+                {"qkv"},
+                // the q and k heads read and written
+                [](const Dims& d, double e) { return 2.0 * d.N() * 2 * d.C * e; },
+                nullptr});
+  fs.push_back({"swiglu_forward",
+                [](const Dims& d) {
+                  return std::vector<Spec>{compute("inp", {d.N(), 8 * d.C}, -3, 3),
+                                           compute("out", {d.N(), 4 * d.C})};
+                },
+                [](Backend& b, Tensors& t, const Dims&) { b.swiglu_forward(t["out"], t["inp"]); },
+                {"out"},
+                [](const Dims& d, double e) { return 3.0 * d.N() * 4 * d.C * e; },
+                nullptr});
+  fs.push_back({"swiglu_backward",
+                [](const Dims& d) {
+                  return std::vector<Spec>{compute("inp", {d.N(), 8 * d.C}, -3, 3),
+                                           compute("dout", {d.N(), 4 * d.C}),
+                                           compute("dinp", {d.N(), 8 * d.C})};
+                },
+                [](Backend& b, Tensors& t, const Dims&) {
+                  b.swiglu_backward(t["dinp"], t["inp"], t["dout"]);
+                },
+                {"dinp"},
+                [](const Dims& d, double e) { return 5.0 * d.N() * 4 * d.C * e; },
+                nullptr});
   fs.push_back({"crossentropy_forward_backward",
                 [](const Dims& d) {
                   return std::vector<Spec>{compute("logits", {d.N(), d.Vp}, -4, 4),
