@@ -45,58 +45,16 @@
 #include "models/gpt_io.h"
 #include "models/loader.h"
 #include "models/trainability.h"
+#include "train/early_stopping.h"
+#include "train/lora_merge.h"
+#include "train/replay.h"
+#include "train/run_state.h"
+#include "train/tokenizer_files.h"
+#include "train/validation.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-// Replay with a class head: the trainer fetches a step's micro-batches first and then runs them
-// (with data parallelism, only this rank's), so next_batch records for each micro-batch's buffer
-// whether it is replayed pretraining text, and forward_backward picks the head from that
-// (replayed text trains the language-model head and the body).
-class ReplayAwareModel : public gpt::TrainableModel {
- public:
-  explicit ReplayAwareModel(gpt::LanguageModel& model) : model_(model) {}
-  void set_kind(const int32_t* tokens, bool replay) { kinds_[tokens] = replay; }
-  gpt::Backend& backend() override { return model_.backend(); }
-  double forward(const int32_t* tokens, const int32_t* targets, int B, int T) override {
-    return model_.forward(tokens, targets, B, T);
-  }
-  double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
-                          float dloss) override {
-    const auto it = kinds_.find(tokens);
-    const bool replay = it != kinds_.end() && it->second;
-    model_.set_class_head_active(!replay);
-    const double loss = model_.forward_backward(tokens, targets, B, T, dloss);
-    model_.set_class_head_active(true);
-    return loss;
-  }
-  void zero_grad() override { model_.zero_grad(); }
-  std::vector<gpt::ParamGroup> parameters() override { return model_.parameters(); }
-
- private:
-  gpt::LanguageModel& model_;
-  std::map<const int32_t*, bool> kinds_;
-};
-
-// With a class head a classification row has one target; a replayed row keeps this many (random
-// positions), so that replay does not drown the task in the step's mean loss.
-constexpr int kReplayTargetsPerRowWithClassHead = 8;
-
-// A loader's place in its data, for a checkpoint: where it stands and how many samples (or
-// examples) it had, so that a resume over changed data is refused.
-nlohmann::json loader_json(const gpt::LoaderState& st, int64_t samples) {
-  return {{"epoch", st.epoch}, {"position", st.position}, {"samples", samples}};
-}
-gpt::LoaderState loader_from_json(const nlohmann::json& j, int64_t samples, const std::string& what,
-                                  const std::string& data) {
-  if (j.at("samples").get<int64_t>() != samples)
-    throw std::runtime_error("field 'finetune_state.loaders." + what +
-                             "': the checkpoint's data had " + j.at("samples").dump() +
-                             " samples, '" + data + "' has " + std::to_string(samples) +
-                             " (the data changed: start a new run with --init instead)");
-  return gpt::LoaderState{j.at("epoch").get<int64_t>(), j.at("position").get<int64_t>()};
-}
 
 struct FinetuneSettings : gpt::TrainSettings {
   FinetuneSettings() {
@@ -358,11 +316,36 @@ int run(int argc, char** argv) {
   gpt::DataParallel& dp = run.make_optimizer(model.parameters());
   gpt::AdamW& optimizer = dp.optimizer();
 
+  // Batches: the task's loader, with replay batches mixed in deterministically (train/replay.h).
+  gpt::ReplayMix mix(
+      [&](int32_t* t, int32_t* g) {
+        if (lm_train) {
+          lm_train->next_batch(t, g);
+          return s.seq_len;
+        }
+        ft_train->next_batch(t, g);
+        return ft_train->last_batch_T();
+      },
+      std::move(replay), s.replay_ratio, static_cast<uint64_t>(s.seed), s.batch_size, s.seq_len,
+      num_classes > 0);
+  std::vector<gpt::LoaderSlot> loaders;  // the loaders a checkpoint keeps, by name
+  if (lm_train)
+    loaders.push_back({"train", s.train_data, lm_train->num_samples(),
+                       [&] { return lm_train->state(); },
+                       [&](const gpt::LoaderState& st) { lm_train->set_state(st); }});
+  if (ft_train)
+    loaders.push_back({"train", s.train_data, ft_train->num_examples(),
+                       [&] { return ft_train->state(); },
+                       [&](const gpt::LoaderState& st) { ft_train->set_state(st); }});
+  gpt::TrainLoader* replay_loader = mix.replay();
+  if (replay_loader)
+    loaders.push_back({"replay", s.replay_data, replay_loader->num_samples(),
+                       [=] { return replay_loader->state(); },
+                       [=](const gpt::LoaderState& st) { replay_loader->set_state(st); }});
+  gpt::Rng* replay_rng = replay_loader ? &mix.rng() : nullptr;
+
   // ---- --resume: the optimizer and every loader where the checkpoint left them ------------------
-  gpt::Rng replay_rng(static_cast<uint64_t>(s.seed) ^ 0x5245504Cull);
-  double best_score = INFINITY;  // lower is better: val_loss, or 1 - accuracy
-  long best_step = -1;
-  int bad_validations = 0;
+  gpt::BestTracker best;  // lower is better: val_loss, or 1 - accuracy
   if (resume) {
     const std::string state_path = resume->path("trainer_state.json");
     run.load_optimizer_state(*resume);
@@ -370,40 +353,14 @@ int run(int argc, char** argv) {
       throw std::runtime_error(
           resume->dir() + ": optimizer step " + std::to_string(optimizer.step_count()) +
           " differs from the checkpoint's step " + std::to_string(resume->step()));
-    try {
-      const nlohmann::json& fst = resume->field("finetune_state");
-      const nlohmann::json& loaders = fst.at("loaders");
-      if (lm_train)
-        lm_train->set_state(
-            loader_from_json(loaders.at("train"), lm_train->num_samples(), "train", s.train_data));
-      if (ft_train)
-        ft_train->set_state(
-            loader_from_json(loaders.at("train"), ft_train->num_examples(), "train", s.train_data));
-      if (replay) {
-        replay->set_state(
-            loader_from_json(loaders.at("replay"), replay->num_samples(), "replay", s.replay_data));
-        gpt::rng_state_from_json(replay_rng, fst.at("replay_rng"),
-                                 state_path + " (finetune_state.replay_rng)");
-      }
-      const nlohmann::json& es = fst.at("early_stopping");
-      best_step = es.at("best_step").get<long>();
-      if (best_step >= 0) best_score = es.at("best_score").get<double>();
-      bad_validations = es.at("bad_validations").get<int>();
-    } catch (const nlohmann::json::exception& e) {
-      throw std::runtime_error(state_path + ": field 'finetune_state': " + e.what());
-    } catch (const std::invalid_argument& e) {
-      throw std::runtime_error(state_path + ": " + e.what());
-    } catch (const std::runtime_error& e) {
-      const std::string what = e.what();
-      if (what.rfind(state_path, 0) == 0) throw;
-      throw std::runtime_error(state_path + ": " + what);
-    }
+    gpt::finetune_state_from_json(resume->field("finetune_state"), loaders, best, replay_rng,
+                                  state_path);
   }
 
-  if (resume && s.patience > 0 && bad_validations >= s.patience)
+  if (resume && s.patience > 0 && best.bad_validations() >= s.patience)
     throw std::invalid_argument(resume->dir() + ": this run stopped early (" + metric +
-                                " did not improve for " + std::to_string(bad_validations) +
-                                " validations; best at step " + std::to_string(best_step) +
+                                " did not improve for " + std::to_string(best.bad_validations()) +
+                                " validations; best at step " + std::to_string(best.best_step()) +
                                 "): raise --patience to train on");
 
   // ---- start: print and write ------------------------------------------------------------------
@@ -415,7 +372,8 @@ int run(int argc, char** argv) {
     run.print(
         "resume: %s at step %ld (best %s so far at step %ld, %d validation(s) without "
         "improvement)\n",
-        resume->dir().c_str(), resume->step(), metric.c_str(), best_step, bad_validations);
+        resume->dir().c_str(), resume->step(), metric.c_str(), best.best_step(),
+        best.bad_validations());
   int64_t total_params = 0;  // every tensor the model has, the class head and adapters included
   for (const gpt::ParamGroup& g : model.parameters()) total_params += g.param.numel();
   run.print(
@@ -427,89 +385,46 @@ int run(int argc, char** argv) {
       100.0 * model.num_trainable_parameters() / static_cast<double>(total_params),
       optimizer.state_bytes() / 1048576.0);
 
-  // Batches: the task's loader, with replay batches mixed in deterministically (replay_rng above).
-  ReplayAwareModel trainable(model);
-  auto next_batch = [&](int32_t* t, int32_t* g) {
-    const bool use_replay = replay && replay_rng.uniform() < s.replay_ratio;
-    trainable.set_kind(t, use_replay);
-    if (use_replay) {
-      replay->next_batch(t, g);
-      if (num_classes > 0) {  // keep a few targets per row (see kReplayTargetsPerRowWithClassHead)
-        for (int b = 0; b < s.batch_size; ++b) {
-          int32_t* row = g + static_cast<size_t>(b) * s.seq_len;
-          std::vector<int32_t> keep(row, row + s.seq_len);
-          std::fill(row, row + s.seq_len, -1);
-          for (int k = 0; k < kReplayTargetsPerRowWithClassHead; ++k) {
-            const int pos = static_cast<int>(replay_rng.below(static_cast<uint64_t>(s.seq_len)));
-            row[pos] = keep[pos];
-          }
-        }
-      }
-      return s.seq_len;
-    }
-    if (lm_train) {
-      lm_train->next_batch(t, g);
-      return s.seq_len;
-    }
-    ft_train->next_batch(t, g);
-    return ft_train->last_batch_T();
-  };
-
   // Validation: mean loss over every target of the validation set; accuracy for a class head.
   std::vector<int32_t> vt(static_cast<size_t>(s.batch_size) * s.seq_len), vg(vt.size());
   double last_accuracy = -1;
   auto evaluate = [&]() {
     gpt::EvalResult r;
-    double loss_sum = 0;
-    int64_t count = 0, correct = 0, examples = 0;
-    // Batch i is rank i mod N's: every rank reads every batch, runs its own, and the per-batch
-    // sums are put together in batch order (the same bits as one process).
-    std::vector<double> batch_loss, batch_correct;
-    if (lm_val) {
-      int64_t nb = lm_val->num_batches();
-      if (s.val_max_batches > 0) nb = std::min<int64_t>(nb, s.val_max_batches);
-      batch_loss.assign(static_cast<size_t>(nb), 0.0);
-      for (int64_t i = 0; i < nb; ++i) {
+    int64_t count = 0, examples = 0;
+    int T = s.seq_len;
+    // The class of row b of the batch just read (-1: none): its one target.
+    auto label_of = [&](int b) {
+      int32_t label = -1;
+      for (int t = 0; t < T; ++t) label = std::max(label, vg[static_cast<size_t>(b) * T + t]);
+      return label;
+    };
+    int64_t nb = lm_val ? lm_val->num_batches() : ft_val->batches_per_epoch();
+    if (s.val_max_batches > 0) nb = std::min<int64_t>(nb, s.val_max_batches);
+    if (ft_val) ft_val->set_state(gpt::LoaderState{});
+    auto read = [&](int64_t i) {
+      if (lm_val) {
         count += lm_val->batch(i, vt.data(), vg.data());
-        if (run.mine(i))
-          batch_loss[static_cast<size_t>(i)] =
-              model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
+        return;
       }
-    } else {
-      ft_val->set_state(gpt::LoaderState{});
-      int64_t nb = ft_val->batches_per_epoch();
-      if (s.val_max_batches > 0) nb = std::min<int64_t>(nb, s.val_max_batches);
-      batch_loss.assign(static_cast<size_t>(nb), 0.0);
-      batch_correct.assign(static_cast<size_t>(nb), 0.0);
-      for (int64_t i = 0; i < nb; ++i) {
-        count += ft_val->next_batch(vt.data(), vg.data());
-        const int T = ft_val->last_batch_T();
-        if (num_classes > 0) {
-          for (int b = 0; b < s.batch_size; ++b) {
-            int32_t label = -1;
-            for (int t = 0; t < T; ++t) label = std::max(label, vg[static_cast<size_t>(b) * T + t]);
-            examples += label >= 0;
-          }
-        }
-        if (!run.mine(i)) continue;
-        batch_loss[static_cast<size_t>(i)] = model.forward(vt.data(), vg.data(), s.batch_size, T);
-        if (num_classes > 0) {
-          const std::vector<float> logits = model.class_logits_to_host(s.batch_size);
-          for (int b = 0; b < s.batch_size; ++b) {
-            int32_t label = -1;
-            for (int t = 0; t < T; ++t) label = std::max(label, vg[static_cast<size_t>(b) * T + t]);
-            if (label < 0) continue;
-            const float* row = logits.data() + static_cast<size_t>(b) * num_classes;
-            const int pred = static_cast<int>(std::max_element(row, row + num_classes) - row);
-            batch_correct[static_cast<size_t>(i)] += pred == label;
-          }
-        }
+      count += ft_val->next_batch(vt.data(), vg.data());
+      T = ft_val->last_batch_T();
+      if (num_classes > 0)
+        for (int b = 0; b < s.batch_size; ++b) examples += label_of(b) >= 0;
+    };
+    auto run_batch = [&](int64_t, double* v) {  // v[0]: the loss sum, v[1]: correct predictions
+      v[0] = model.forward(vt.data(), vg.data(), s.batch_size, T);
+      if (num_classes == 0) return;
+      const std::vector<float> logits = model.class_logits_to_host(s.batch_size);
+      for (int b = 0; b < s.batch_size; ++b) {
+        const int32_t label = label_of(b);
+        if (label < 0) continue;
+        const float* row = logits.data() + static_cast<size_t>(b) * num_classes;
+        v[1] += static_cast<int>(std::max_element(row, row + num_classes) - row) == label;
       }
-    }
-    run.combine(batch_loss);
-    run.combine(batch_correct);
-    for (double l : batch_loss) loss_sum += l;
-    for (double c : batch_correct) correct += static_cast<int64_t>(c);
+    };
+    const std::vector<double> sums = gpt::rank_split_sums(run.comm(), nb, 2, read, run_batch);
+    const double loss_sum = sums[0];
+    const int64_t correct = static_cast<int64_t>(sums[1]);
     r.loss = count > 0 ? loss_sum / static_cast<double>(count) : 0.0;
     last_accuracy =
         examples > 0 ? static_cast<double>(correct) / static_cast<double>(examples) : -1;
@@ -521,17 +436,7 @@ int run(int argc, char** argv) {
   const bool has_val = lm_val || ft_val;
 
   // Checkpoints: the best by the chosen metric (lower is better: val_loss, or 1 - accuracy).
-  std::vector<std::string> tokenizer_files;
-  for (const fs::path& dir :
-       {fs::path(s.train_data).parent_path(), fs::path(s.train_data).parent_path() / "tokenizer"}) {
-    for (const char* name : {"meta.json", "vocab.json", "merges.txt", "tokenizer.json"}) {
-      std::error_code ec;
-      bool dup = false;
-      for (const auto& f : tokenizer_files) dup |= fs::path(f).filename() == name;
-      if (!dup && fs::is_regular_file(dir / name, ec))
-        tokenizer_files.push_back((dir / name).string());
-    }
-  }
+  const std::vector<std::string> tokenizer_files = gpt::finetune_tokenizer_files(s.train_data);
   gpt::RetentionPolicy retention;
   retention.keep_last = s.keep_last;
   auto save = [&](const gpt::StepRecord& r, double score) {
@@ -553,14 +458,7 @@ int run(int argc, char** argv) {
     st["metric"] = metric;
     // Everything a resumed run needs beyond the weights and the optimizer (this step's state: the
     // trainer fetches a step's batches at its start, so nothing is read ahead).
-    nlohmann::json loaders = nlohmann::json::object();
-    if (lm_train) loaders["train"] = loader_json(lm_train->state(), lm_train->num_samples());
-    if (ft_train) loaders["train"] = loader_json(ft_train->state(), ft_train->num_examples());
-    if (replay) loaders["replay"] = loader_json(replay->state(), replay->num_samples());
-    nlohmann::json es = {{"best_step", best_step}, {"bad_validations", bad_validations}};
-    if (best_step >= 0) es["best_score"] = best_score;
-    st["finetune_state"] = {{"loaders", loaders}, {"early_stopping", es}};
-    if (replay) st["finetune_state"]["replay_rng"] = gpt::rng_state_to_json(replay_rng);
+    st["finetune_state"] = gpt::finetune_state_to_json(loaders, best, replay_rng);
     st["finetune"] = {{"task", s.task}, {"method", s.method}, {"num_classes", num_classes}};
     st["model_config"] = model.config_json();
     st["config"] = resolved;
@@ -568,8 +466,10 @@ int run(int argc, char** argv) {
   };
 
   const gpt::TrainerConfig tc = run.trainer_config(s.seq_len, s.lr, s.min_lr);
-  gpt::Trainer trainer(trainable, dp, tc, next_batch,
-                       has_val ? gpt::Trainer::EvalFn(evaluate) : gpt::Trainer::EvalFn());
+  gpt::ReplayHeadSwitch trainable(model, mix);
+  gpt::Trainer trainer(
+      trainable, dp, tc, [&](int32_t* t, int32_t* g) { return mix.next_batch(t, g); },
+      has_val ? gpt::Trainer::EvalFn(evaluate) : gpt::Trainer::EvalFn());
   std::optional<gpt::StepRecord> last;
   std::string stop_reason;
   trainer.set_after_step([&](const gpt::StepRecord& r) {
@@ -580,21 +480,20 @@ int run(int argc, char** argv) {
         std::ofstream(s.out + "/log.jsonl", std::ios::app)
             << nlohmann::json{{"step", r.step}, {"val_accuracy", last_accuracy}}.dump() << "\n";
       }
-      if (score < best_score) {
-        best_score = score;
-        best_step = r.step;
-        bad_validations = 0;
+      const gpt::BestTracker::Verdict verdict = best.offer(score, r.step, s.patience);
+      if (verdict == gpt::BestTracker::Verdict::improved) {
         save(r, score);
         if (model.lora_enabled() && run.is_main())
           gpt::write_safetensors(s.out + "/adapter.safetensors", gpt::lora_to_safetensors(model));
-      } else if (s.patience > 0 && ++bad_validations >= s.patience) {
+      } else if (verdict == gpt::BestTracker::Verdict::stop) {
         stop_reason = "early stopping: " + metric + " has not improved for " +
                       std::to_string(s.patience) + " validations (best at step " +
-                      std::to_string(best_step) + ")";
+                      std::to_string(best.best_step()) + ")";
         return gpt::StepAction::stop;
       }
     }
-    if (s.save_every > 0 && r.step % s.save_every == 0 && r.step != best_step) save(r, INFINITY);
+    if (s.save_every > 0 && r.step % s.save_every == 0 && r.step != best.best_step())
+      save(r, INFINITY);
     if (run.stop_requested() && r.step < s.steps) {
       stop_reason = std::string("gpt-finetune: ") + run.stop_signal_name() +
                     ": stopped after step " + std::to_string(r.step) + "/" +
@@ -604,15 +503,15 @@ int run(int argc, char** argv) {
     return gpt::StepAction::keep_going;
   });
   trainer.run();
-  std::string last_dir = best_step >= 0 && last && last->step == best_step
-                             ? s.out + "/" + gpt::checkpoint_dir_name(best_step)
+  std::string last_dir = best.best_step() >= 0 && last && last->step == best.best_step()
+                             ? s.out + "/" + gpt::checkpoint_dir_name(best.best_step())
                              : "";
-  if (last && last->step != best_step) last_dir = save(*last, INFINITY);
+  if (last && last->step != best.best_step()) last_dir = save(*last, INFINITY);
   if (gpt::stop_signal() != 0 && !stop_reason.empty())
-    stop_reason +=
-        "; last checkpoint " + last_dir +
-        (best_step >= 0 ? "; best " + s.out + "/best (step " + std::to_string(best_step) + ")"
-                        : "");
+    stop_reason += "; last checkpoint " + last_dir +
+                   (best.best_step() >= 0 ? "; best " + s.out + "/best (step " +
+                                                std::to_string(best.best_step()) + ")"
+                                          : "");
   if (!stop_reason.empty()) run.print("%s\n", stop_reason.c_str());
   if (!run.is_main()) return 0;  // the rest writes files: rank 0's work
   if (!has_val && model.lora_enabled())
@@ -620,34 +519,23 @@ int run(int argc, char** argv) {
 
   if (s.merge_lora && model.lora_enabled()) {
     // Fold the best adapters (or the last, without validation) into the base and save it whole.
-    if (best_step >= 0) {
-      const std::string best = gpt::resolve_checkpoint(s.out + "/best");
-      const gpt::Checkpoint ckpt = gpt::Checkpoint::open(best);
-      gpt::load_lora(model, ckpt.read_tensors("adapter.safetensors"),
-                     ckpt.path("adapter.safetensors"));
-      if (model.num_classes() > 0)
-        gpt::load_class_head(model, ckpt.read_tensors("head.safetensors"),
-                             ckpt.path("head.safetensors"));
-    }
-    model.merge_lora();
-    gpt::CheckpointContents c;
-    c.tensor_files.emplace_back("model.safetensors", model.weights_to_safetensors());
-    if (model.num_classes() > 0)
-      c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
-    c.copy_files = tokenizer_files;
-    c.state["model_config"] = model.config_json();
-    c.state["finetune"] = {
-        {"task", s.task}, {"method", "lora (merged)"}, {"num_classes", num_classes}};
-    c.state["config"] = resolved;
-    const std::string dir =
-        gpt::save_checkpoint(s.out + "/merged", best_step >= 0 ? best_step : s.steps, c, {});
+    gpt::LoraMerge merge;
+    merge.out = s.out;
+    merge.best_step = best.best_step();
+    merge.steps = s.steps;
+    merge.tokenizer_files = tokenizer_files;
+    merge.task = s.task;
+    merge.num_classes = num_classes;
+    merge.config = resolved;
+    const std::string dir = gpt::merge_lora_and_save(model, merge);
     std::fprintf(stderr, "merged: %s\n", dir.c_str());
   }
   std::fprintf(
       stderr,
       "done: %ld steps; best %s %.4f at step %ld (%s/best); peak memory %.1f MiB (%zu bytes)\n",
-      last ? last->step : 0L, metric.c_str(), metric == "accuracy" ? 1.0 - best_score : best_score,
-      best_step, s.out.c_str(), backend->peak_bytes() / 1048576.0, backend->peak_bytes());
+      last ? last->step : 0L, metric.c_str(),
+      metric == "accuracy" ? 1.0 - best.best_score() : best.best_score(), best.best_step(),
+      s.out.c_str(), backend->peak_bytes() / 1048576.0, backend->peak_bytes());
   return 0;
 }
 

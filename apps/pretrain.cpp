@@ -35,6 +35,10 @@
 #include "models/gpt_io.h"
 #include "models/loader.h"
 #include "models/model.h"
+#include "train/early_stopping.h"
+#include "train/run_state.h"
+#include "train/tokenizer_files.h"
+#include "train/validation.h"
 
 namespace fs = std::filesystem;
 
@@ -221,8 +225,7 @@ int run(int argc, char** argv) {
 
   // Where the run stands: restored from the checkpoint, or fresh.
   long tokens_base = 0, step_base = 0;
-  double best_val = std::nan("");
-  long best_val_step = -1;
+  gpt::BestTracker best(/*first_counts=*/true);
   if (resume) {
     const std::string state_path = resume->path("trainer_state.json");
     run.load_optimizer_state(*resume);
@@ -242,11 +245,7 @@ int run(int argc, char** argv) {
           gpt::LoaderState{ls.at("epoch").get<int64_t>(), ls.at("position").get<int64_t>()});
       tokens_base = resume->field("tokens_seen").get<long>();
       step_base = resume->step();
-      const nlohmann::json& st = resume->state();
-      if (st.contains("best_val_loss") && st["best_val_loss"].is_number()) {
-        best_val = st["best_val_loss"].get<double>();
-        best_val_step = st.at("best_val_step").get<long>();
-      }
+      gpt::best_val_from_json(resume->state(), best);
     } catch (const nlohmann::json::exception& e) {
       throw std::runtime_error(state_path + ": field 'loader' or 'tokens_seen': " + e.what());
     } catch (const std::invalid_argument& e) {
@@ -283,36 +282,23 @@ int run(int argc, char** argv) {
   std::vector<int32_t> vt(static_cast<size_t>(s.batch_size) * s.seq_len), vg(vt.size());
   auto evaluate = [&]() {
     gpt::EvalResult r;
-    double loss_sum = 0.0;
     int64_t count = 0;
     int64_t nb = val->num_batches();
     if (s.val_max_batches > 0 && nb > s.val_max_batches) nb = s.val_max_batches;
-    // Batch i is rank i mod N's; the sums are put together in batch order (the same bits as one
-    // process).
-    std::vector<double> batch_loss(static_cast<size_t>(nb), 0.0);
-    for (int64_t i = 0; i < nb; ++i) {
-      count += val->batch(i, vt.data(), vg.data());
-      if (run.mine(i))
-        batch_loss[static_cast<size_t>(i)] =
-            model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
-    }
-    run.combine(batch_loss);
-    for (double l : batch_loss) loss_sum += l;
+    const double loss_sum = gpt::rank_split_sums(
+        run.comm(), nb, 1, [&](int64_t i) { count += val->batch(i, vt.data(), vg.data()); },
+        [&](int64_t, double* v) {
+          v[0] = model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
+        })[0];
     r.loss = loss_sum / static_cast<double>(count);
     if (bytes_per_token > 0) r.bits_per_byte = r.loss / std::log(2.0) / bytes_per_token;
     return r;
   };
 
   // ---- checkpoints ------------------------------------------------------------------------------
-  std::vector<std::string> tokenizer_files =
-      gpt::tokenizer_files_in(fs::path(s.train_data).parent_path().string());
-  if (tokenizer_files.empty()) {  // keep what the checkpoint or the --init directory carried
-    std::error_code ec;
-    if (resume)
-      tokenizer_files = gpt::tokenizer_files_in(resume->dir());
-    else if (!s.init.empty() && fs::is_directory(s.init, ec))
-      tokenizer_files = gpt::tokenizer_files_in(s.init);
-  }
+  // When the data has none, keep what the checkpoint or the --init directory carried.
+  const std::vector<std::string> tokenizer_files =
+      gpt::pretrain_tokenizer_files(s.train_data, resume ? resume->dir() : s.init);
   gpt::RetentionPolicy retention;
   retention.keep_last = s.keep_last;
   long last_saved = resume ? resume->step() : -1;
@@ -326,10 +312,7 @@ int run(int argc, char** argv) {
     st["tokens_seen"] = tokens_base + (r.step - step_base) * step_tokens;
     st["train_loss"] = r.train_loss;
     if (r.has_val) st["val_loss"] = r.val.loss;
-    if (best_val_step >= 0) {
-      st["best_val_loss"] = best_val;
-      st["best_val_step"] = best_val_step;
-    }
+    gpt::best_val_to_json(best, st);
     st["lr_schedule"] = {{"kind", "linear warmup, then cosine to min_lr"},
                          {"next_step", optimizer.step_count()},
                          {"last_lr", r.lr},
@@ -365,10 +348,7 @@ int run(int argc, char** argv) {
   std::optional<gpt::StepRecord> last_record;
   trainer.set_after_step([&](const gpt::StepRecord& r) {
     last_record = r;
-    if (r.has_val && (best_val_step < 0 || r.val.loss < best_val)) {
-      best_val = r.val.loss;
-      best_val_step = r.step;
-    }
+    if (r.has_val) best.offer(r.val.loss, r.step);
     if (s.save_every > 0 && r.step % s.save_every == 0 && r.step < s.steps) save(r);
     if (run.stop_requested() &&
         r.step < s.steps) {  // on the last step, the normal end saves anyway

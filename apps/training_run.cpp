@@ -313,21 +313,6 @@ nlohmann::json read_meta_beside(const std::string& pattern) {
   }
 }
 
-std::vector<std::string> tokenizer_files_in(const std::string& dir_name) {
-  static const char* const kNames[] = {"meta.json",      "vocab.json",   "merges.txt",
-                                       "tokenizer.json", "encoder.json", "vocab.bpe"};
-  const fs::path dir(dir_name);
-  std::vector<std::string> found;
-  std::error_code ec;
-  for (const char* name : kNames) {
-    if (fs::is_regular_file(dir / name, ec))
-      found.push_back((dir / name).string());
-    else if (fs::is_regular_file(dir / "tokenizer" / name, ec))  // gpt-prepare's tokenizer/
-      found.push_back((dir / "tokenizer" / name).string());
-  }
-  return found;
-}
-
 void apply_checkpoint_settings(Options& options, const Checkpoint& ck,
                                const std::function<bool(const std::string&)>& invocation_only) {
   const std::string state_path = ck.path("trainer_state.json");

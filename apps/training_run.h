@@ -94,8 +94,6 @@ class TrainingRun {
 void truncate_log(const std::string& path, long step);
 // meta.json beside the shards of a glob ({} when absent); throws naming it when malformed.
 nlohmann::json read_meta_beside(const std::string& pattern);
-// Tokenizer files in dir or dir/tokenizer (meta.json, vocab.json, merges.txt, ...).
-std::vector<std::string> tokenizer_files_in(const std::string& dir);
 // --resume: the checkpoint's settings become the defaults, then --config and the flags again
 // (keys for which invocation_only is true stay as given here).
 void apply_checkpoint_settings(Options& options, const Checkpoint& checkpoint,
