@@ -32,8 +32,7 @@
 
 #include "apps/app_common.h"
 #include "apps/options.h"
-#include "apps/signals.h"
-#include "apps/training_run.h"
+#include "apps/train_app.h"
 #include "data/finetune_loader.h"
 #include "data/loader.h"
 #include "engine/checkpoint.h"
@@ -49,6 +48,7 @@
 #include "train/lora_merge.h"
 #include "train/replay.h"
 #include "train/run_state.h"
+#include "train/signals.h"
 #include "train/tokenizer_files.h"
 #include "train/validation.h"
 
@@ -215,8 +215,8 @@ int run(int argc, char** argv) {
                                 ": the checkpoint is at step " + std::to_string(resume->step()) +
                                 ", beyond --steps " + std::to_string(s.steps));
 
-  // The job's ranks, this rank's device and backend (apps/training_run.h).
-  gpt::TrainingRun run("gpt-finetune", s);
+  // The job's ranks, this rank's device and backend (train/run.h).
+  gpt::TrainingRun run("gpt-finetune", s, gpt::app_run_hooks());
   gpt::Backend* backend = &run.backend();
   // The weights to start from: the checkpoint's (base weights, adapters and
   // head as trained) or --init.

@@ -22,8 +22,7 @@
 #include <optional>
 
 #include "apps/options.h"
-#include "apps/signals.h"
-#include "apps/training_run.h"
+#include "apps/train_app.h"
 #include "data/loader.h"
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
@@ -37,6 +36,7 @@
 #include "models/model.h"
 #include "train/early_stopping.h"
 #include "train/run_state.h"
+#include "train/signals.h"
 #include "train/tokenizer_files.h"
 #include "train/validation.h"
 
@@ -202,7 +202,7 @@ int run(int argc, char** argv) {
     val = std::make_unique<gpt::ValidationSet>(s.val_data, s.batch_size, s.seq_len, mc.vocab_size);
 
   // The job's ranks, this rank's device and backend, the data-parallel optimizer.
-  gpt::TrainingRun run("gpt-pretrain", s);
+  gpt::TrainingRun run("gpt-pretrain", s, gpt::app_run_hooks());
   gpt::Backend* backend = &run.backend();
   // The model: the start weights through the loader (models/loader.h), or initialised.
   std::unique_ptr<gpt::LanguageModel> model_ptr;
