@@ -1,6 +1,6 @@
-// A training job in named phases. gpt-pretrain and gpt-finetune are each one (train/pretrain.h,
-// and gpt-finetune's run until it moves here too); the app calls the phases in order and prints
-// between them:
+// A training job in named phases. Pretraining (train/pretrain.h) and fine-tuning
+// (train/finetune.h) are each one; gpt-pretrain and gpt-finetune call the phases in order and
+// print between them:
 //
 //   open    validate the settings; open the weights and the data, or resume from a checkpoint;
 //           start the run set-up (train/run.h), build the model and the optimizer and restore the
