@@ -118,11 +118,11 @@ int run(int argc, char** argv) {
   gpt::FinetuneSettings s;
   gpt::Options options;
   register_options(options, s);
-  if (const int status = gpt::parse_command_line(app, options, argc, argv); status >= 0)
-    return status;
+  int status = -1;
   // --resume: the checkpoint's settings become the defaults (then --config, then flags).
-  std::optional<gpt::Checkpoint> resume;
-  if (!s.resume.empty()) resume = gpt::open_resume(options, s.resume, s.out);
+  std::optional<gpt::Checkpoint> resume =
+      gpt::parse_training_command_line(app, options, s.resume, s.out, argc, argv, status);
+  if (status >= 0) return status;
   gpt::FinetuneJob job(s, std::move(resume), gpt::app_run_hooks());
   job.open();  // everything that can fail on bad input fails here, before any output
   const nlohmann::json resolved = options.to_json();

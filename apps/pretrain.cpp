@@ -93,11 +93,11 @@ int run(int argc, char** argv) {
   gpt::PretrainSettings s;
   gpt::Options options;
   register_options(options, s);
-  if (const int status = gpt::parse_command_line(app, options, argc, argv); status >= 0)
-    return status;
+  int status = -1;
   // --resume: the checkpoint's settings become the defaults (then --config, then flags).
-  std::optional<gpt::Checkpoint> resume;
-  if (!s.resume.empty()) resume = gpt::open_resume(options, s.resume, s.out);
+  std::optional<gpt::Checkpoint> resume =
+      gpt::parse_training_command_line(app, options, s.resume, s.out, argc, argv, status);
+  if (status >= 0) return status;
   gpt::PretrainJob job(
       s, std::move(resume),
       [&](const std::string& key) { return options.given_on_command_line(key); },

@@ -42,6 +42,14 @@ bool is_invocation_setting(const std::string& key) {
          key == "progress" || key == "log_every";
 }
 
+std::optional<Checkpoint> parse_training_command_line(CLI::App& app, Options& options,
+                                                      std::string& resume, const std::string& out,
+                                                      int argc, char** argv, int& status) {
+  status = parse_command_line(app, options, argc, argv);
+  if (status >= 0 || resume.empty()) return std::nullopt;
+  return open_resume(options, resume, out);
+}
+
 RunHooks app_run_hooks() {
   RunHooks hooks;
   hooks.make_backend = make_app_backend;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "apps/options.h"
@@ -22,6 +23,12 @@ Checkpoint open_resume(Options& options, std::string& resume, const std::string&
 // Settings of this invocation, not of the run (a resumed run does not take them from the
 // checkpoint): threads, device placement and data-parallel flags.
 bool is_invocation_setting(const std::string& key);
+// A training app's command line: parses it (status >= 0: the app exits with it, as with
+// parse_command_line; the result is then empty) and, when `resume` is set, opens that checkpoint
+// as open_resume does (out: the --out setting, read after parsing).
+std::optional<Checkpoint> parse_training_command_line(CLI::App& app, Options& options,
+                                                      std::string& resume, const std::string& out,
+                                                      int argc, char** argv, int& status);
 // The backend of --device/--dtype (make_app_backend) and the app's error handler.
 RunHooks app_run_hooks();
 
