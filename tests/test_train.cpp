@@ -1,5 +1,6 @@
-// The training library (train/): best tracking and early stopping, validation split over the
-// ranks, replay mixing as a data source, the run's state in checkpoints, tokenizer files.
+// The training library (train/): a pretraining job in its phases, best tracking and early stopping,
+// validation split over the ranks, replay mixing as a data source, the run's state in checkpoints,
+// tokenizer files.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,10 +11,12 @@
 
 #include "data/loader.h"
 #include "data/shard.h"
+#include "engine/backend.h"
 #include "engine/communicator.h"
 #include "engine/rng.h"
 #include "tests/temp_dir.h"
 #include "train/early_stopping.h"
+#include "train/pretrain.h"
 #include "train/replay.h"
 #include "train/run_state.h"
 #include "train/tokenizer_files.h"
@@ -246,6 +249,79 @@ TEST(TokenizerFiles, FinetuneTakesTheDataFolderFirstThenItsTokenizerFolder) {
   TempDir empty;
   EXPECT_EQ(pretrain_tokenizer_files(empty.file("x_*.bin"), dir.path()).size(), 4u);
   EXPECT_TRUE(pretrain_tokenizer_files(empty.file("x_*.bin"), "").empty());
+}
+
+// ---- a job in its phases
+// --------------------------------------------------------------------------
+
+std::unique_ptr<Backend> cpu_backend(const std::string&, const std::string&) {
+  return make_backend("cpu", DType::f32);
+}
+void no_error_handler(RunErrorHandler) {}
+
+PretrainSettings tiny_pretrain(const TempDir& dir, const std::string& out, long steps) {
+  PretrainSettings s;
+  s.train_data = dir.file("train_*.bin");
+  s.val_data = dir.file("train_*.bin");
+  s.out = out;
+  s.n_layer = 1;
+  s.n_head = 2;
+  s.n_embd = 16;
+  s.max_seq_len = 16;
+  s.seq_len = 8;
+  s.vocab_size = 50;
+  s.batch_size = 2;
+  s.steps = steps;
+  s.warmup_steps = 1;
+  s.eval_every = 2;
+  s.save_every = 2;
+  s.device = "cpu";
+  s.progress = "plain";
+  s.threads = 1;
+  return s;
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A job run through its phases to the end, and one resumed from its step-2 checkpoint, end with
+// the same weights; the best validation comes back with the checkpoint.
+TEST(PretrainJob, PhasesRunAndAResumedJobEndsWithTheSameWeights) {
+  TempDir dir;
+  std::vector<int32_t> tokens(400);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7) % 50);
+  write_token_shard(dir.file("train_000000.bin"), tokens);
+  RunHooks hooks;
+  hooks.make_backend = cpu_backend;
+  hooks.set_error_handler = no_error_handler;
+  auto given = [](const std::string&) { return false; };
+
+  PretrainSettings a = tiny_pretrain(dir, dir.file("a"), 4);
+  {
+    PretrainJob job(a, std::nullopt, given, hooks);
+    job.open();
+    job.start(nlohmann::json{{"run", "a"}});
+    ASSERT_TRUE(job.train());
+    job.finish();
+    EXPECT_EQ(job.trainer().history().back().step, 4);
+    EXPECT_EQ(job.final_dir(), dir.file("a") + "/ckpt_000004");
+  }
+  const Checkpoint at2 = Checkpoint::open(dir.file("a") + "/ckpt_000002");
+  EXPECT_TRUE(at2.state().contains("best_val_step"));
+  PretrainSettings b = tiny_pretrain(dir, dir.file("b"), 4);
+  {
+    PretrainJob job(b, at2, given, hooks);
+    job.open();
+    EXPECT_EQ(job.tokens_base(), 2 * 2 * 8);
+    job.start(nlohmann::json{{"run", "b"}});
+    ASSERT_TRUE(job.train());
+    job.finish();
+    EXPECT_EQ(job.trainer().history().back().step, 4);
+  }
+  EXPECT_EQ(read_bytes(dir.file("a") + "/model.safetensors"),
+            read_bytes(dir.file("b") + "/model.safetensors"));
 }
 
 }  // namespace
