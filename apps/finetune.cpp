@@ -18,124 +18,18 @@
 // `--out OUT --resume latest` continues it with the same bits as a run that never stopped: the
 // weights, adapters and class head, the optimizer, the data order of the task, replay and
 // validation loaders, the replay mixing and the early-stopping state all come from the checkpoint.
-#include <omp.h>
-
 #include <CLI/CLI.hpp>
-#include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <iostream>
-#include <map>
-#include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
 
-#include "apps/app_common.h"
 #include "apps/options.h"
-#include "apps/signals.h"
-#include "apps/training_run.h"
-#include "data/finetune_loader.h"
-#include "data/loader.h"
-#include "engine/checkpoint.h"
-#include "engine/optimizer.h"
-#include "engine/rng.h"
-#include "engine/trainer.h"
-#include "models/finetune_io.h"
-#include "models/gpt_interop.h"
-#include "models/gpt_io.h"
-#include "models/loader.h"
-#include "models/trainability.h"
-
-namespace fs = std::filesystem;
+#include "apps/train_app.h"
+#include "train/finetune.h"
 
 namespace {
 
-// Replay with a class head: the trainer fetches a step's micro-batches first and then runs them
-// (with data parallelism, only this rank's), so next_batch records for each micro-batch's buffer
-// whether it is replayed pretraining text, and forward_backward picks the head from that
-// (replayed text trains the language-model head and the body).
-class ReplayAwareModel : public gpt::TrainableModel {
- public:
-  explicit ReplayAwareModel(gpt::LanguageModel& model) : model_(model) {}
-  void set_kind(const int32_t* tokens, bool replay) { kinds_[tokens] = replay; }
-  gpt::Backend& backend() override { return model_.backend(); }
-  double forward(const int32_t* tokens, const int32_t* targets, int B, int T) override {
-    return model_.forward(tokens, targets, B, T);
-  }
-  double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
-                          float dloss) override {
-    const auto it = kinds_.find(tokens);
-    const bool replay = it != kinds_.end() && it->second;
-    model_.set_class_head_active(!replay);
-    const double loss = model_.forward_backward(tokens, targets, B, T, dloss);
-    model_.set_class_head_active(true);
-    return loss;
-  }
-  void zero_grad() override { model_.zero_grad(); }
-  std::vector<gpt::ParamGroup> parameters() override { return model_.parameters(); }
-
- private:
-  gpt::LanguageModel& model_;
-  std::map<const int32_t*, bool> kinds_;
-};
-
-// With a class head a classification row has one target; a replayed row keeps this many (random
-// positions), so that replay does not drown the task in the step's mean loss.
-constexpr int kReplayTargetsPerRowWithClassHead = 8;
-
-// A loader's place in its data, for a checkpoint: where it stands and how many samples (or
-// examples) it had, so that a resume over changed data is refused.
-nlohmann::json loader_json(const gpt::LoaderState& st, int64_t samples) {
-  return {{"epoch", st.epoch}, {"position", st.position}, {"samples", samples}};
-}
-gpt::LoaderState loader_from_json(const nlohmann::json& j, int64_t samples, const std::string& what,
-                                  const std::string& data) {
-  if (j.at("samples").get<int64_t>() != samples)
-    throw std::runtime_error("field 'finetune_state.loaders." + what +
-                             "': the checkpoint's data had " + j.at("samples").dump() +
-                             " samples, '" + data + "' has " + std::to_string(samples) +
-                             " (the data changed: start a new run with --init instead)");
-  return gpt::LoaderState{j.at("epoch").get<int64_t>(), j.at("position").get<int64_t>()};
-}
-
-struct FinetuneSettings : gpt::TrainSettings {
-  FinetuneSettings() {
-    out = "runs/finetune";
-    steps = 300;
-    warmup_steps = 20;
-    weight_decay = 0.0f;
-    eval_every = 50;
-  }
-  std::string init;
-  std::string resume;
-  std::string task = "sft";
-  std::string method = "full";
-  std::string train_data;
-  std::string val_data;
-  int seq_len = 0;
-  float lr = 0.0f;
-  float min_lr = 0.0f;
-  int patience = 0;
-  std::string metric = "auto";
-  int lora_rank = 8;
-  float lora_alpha = 16.0f;
-  std::string lora_targets = "qkv,attproj";
-  bool merge_lora = false;
-  int train_top = 1;
-  bool train_layernorm = false;
-  bool train_biases = false;
-  bool train_embeddings = false;
-  bool train_head = true;
-  std::string layout = "padded";
-  bool truncate = false;
-  std::string replay_data;
-  float replay_ratio = 0.0f;
-  int keep_last = 2;
-  bool group_by_length = false;
-  bool trim_rows = true;
-};
-
-void register_options(gpt::Options& o, FinetuneSettings& s) {
+void register_options(gpt::Options& o, gpt::FinetuneSettings& s) {
   o.add("init", &s.init,
         "the model to start from: a checkpoint, a Hugging Face GPT-2 directory or an llm.c .bin");
   o.add("resume", &s.resume,
@@ -181,473 +75,66 @@ void register_options(gpt::Options& o, FinetuneSettings& s) {
   gpt::register_train_options(o, s);
 }
 
-gpt::LoraConfig parse_lora(const FinetuneSettings& s) {
-  return gpt::parse_lora_settings(s.lora_rank, s.lora_alpha, s.lora_targets);
+// The start-up lines: settings, backend, ranks, the resumed state, the model and what it trains.
+void print_start(gpt::FinetuneJob& job, const gpt::FinetuneSettings& s,
+                 const nlohmann::json& resolved) {
+  gpt::TrainingRun& run = job.run();
+  run.print("config: %s\nbackend: %s\n%s\n", resolved.dump().c_str(),
+            run.backend().description().c_str(), run.describe().c_str());
+  if (job.resumed())
+    run.print(
+        "resume: %s at step %ld (best %s so far at step %ld, %d validation(s) without "
+        "improvement)\n",
+        job.resumed()->dir().c_str(), job.resumed()->step(), job.metric().c_str(),
+        job.best().best_step(), job.best().bad_validations());
+  gpt::LanguageModel& model = job.model();
+  int64_t total_params = 0;  // every tensor the model has, the class head and adapters included
+  for (const gpt::ParamGroup& g : model.parameters()) total_params += g.param.numel();
+  const int num_classes = job.num_classes();
+  run.print(
+      "model: %s from %s, %.2fM parameters; task %s%s, method %s: %lld trainable (%.2f%%), "
+      "optimizer state %.2f MiB\n",
+      job.model_format().c_str(), job.weights_from().c_str(), total_params / 1e6, s.task.c_str(),
+      num_classes > 0 ? (" (" + std::to_string(num_classes) + "-class head)").c_str() : "",
+      s.method.c_str(), static_cast<long long>(model.num_trainable_parameters()),
+      100.0 * model.num_trainable_parameters() / static_cast<double>(total_params),
+      run.dp().optimizer().state_bytes() / 1048576.0);
 }
 
-// The trainable parameters of --method (models/trainability.h, shared with gpt-plan).
-gpt::FinetuneMethod finetune_method(const FinetuneSettings& s, const gpt::LoraConfig& lora) {
-  gpt::FinetuneMethod m;
-  m.method = s.method;
-  m.lora = lora;
-  m.train_top = s.train_top;
-  m.train_layernorm = s.train_layernorm;
-  m.train_biases = s.train_biases;
-  m.train_embeddings = s.train_embeddings;
-  m.train_head = s.train_head;
-  return m;
+// The summary: steps, the best by the metric, peak memory (rank 0).
+void print_done(gpt::FinetuneJob& job, const gpt::FinetuneSettings& s) {
+  const bool accuracy = job.metric() == "accuracy";
+  const double best = job.best().best_score();
+  const size_t peak = job.run().backend().peak_bytes();
+  std::fprintf(
+      stderr,
+      "done: %ld steps; best %s %.4f at step %ld (%s/best); peak memory %.1f MiB (%zu bytes)\n",
+      job.last_step(), job.metric().c_str(), accuracy ? 1.0 - best : best, job.best().best_step(),
+      s.out.c_str(), peak / 1048576.0, peak);
 }
 
 int run(int argc, char** argv) {
   CLI::App app{"Fine-tune a pretrained GPT: full, LoRA or partly frozen; lm, sft or classify."};
-  FinetuneSettings s;
+  gpt::FinetuneSettings s;
   gpt::Options options;
   register_options(options, s);
-  if (const int status = gpt::parse_command_line(app, options, argc, argv); status >= 0)
-    return status;
-
-  // ---- --resume: the checkpoint's settings become the defaults (then --config, then flags) ------
-  std::optional<gpt::Checkpoint> resume;
-  if (!s.resume.empty()) {
-    resume = gpt::open_resume(options, s.resume, s.out);
-    if (!resume->state().contains("finetune"))
-      throw std::invalid_argument(resume->path("trainer_state.json") +
-                                  ": not a gpt-finetune checkpoint (no field 'finetune'): continue "
-                                  "it with gpt-pretrain --resume, or start from it with --init");
-    if (!resume->state().contains("finetune_state"))
-      throw std::invalid_argument(resume->path("trainer_state.json") +
-                                  ": written by a gpt-finetune without --resume support (no field "
-                                  "'finetune_state'): start from it with --init instead");
-    // For the record (config.json): the model the run started from; the weights
-    // come from the checkpoint.
-    const nlohmann::json& saved = resume->field("config");
-    if (s.init.empty() && saved.is_object() && saved.contains("init") && saved["init"].is_string())
-      s.init = saved["init"].get<std::string>();
-  }
-
-  // ---- validate everything before printing or writing -------------------------------------------
-  if (s.init.empty() && !resume)
-    throw std::invalid_argument("--init is required (the pretrained model)");
-  if (s.train_data.empty()) throw std::invalid_argument("--train-data is required");
-  if (s.task != "lm" && s.task != "sft" && s.task != "classify")
-    throw std::invalid_argument("--task '" + s.task + "': expected lm, sft or classify");
-  if (s.method != "full" && s.method != "lora" && s.method != "freeze")
-    throw std::invalid_argument("--method '" + s.method + "': expected full, lora or freeze");
-  if (s.layout != "padded" && s.layout != "packed")
-    throw std::invalid_argument("--layout '" + s.layout + "': expected padded or packed");
-  if (s.metric != "auto" && s.metric != "val_loss" && s.metric != "accuracy")
-    throw std::invalid_argument("--metric '" + s.metric + "': expected val_loss, accuracy or auto");
-  if (s.replay_ratio < 0 || s.replay_ratio >= 1)
-    throw std::invalid_argument("--replay-ratio must be in [0, 1)");
-  if (s.replay_ratio > 0 && s.replay_data.empty())
-    throw std::invalid_argument("--replay-ratio needs --replay-data");
-  if (s.steps <= 0 || s.batch_size <= 0)
-    throw std::invalid_argument("steps and batch_size must be positive");
-  const gpt::LoraConfig lora_cfg = s.method == "lora" ? parse_lora(s) : gpt::LoraConfig{};
-  if (s.lr == 0.0f) s.lr = s.method == "full" ? 1e-4f : s.method == "lora" ? 1e-3f : 5e-4f;
-  if (s.min_lr == 0.0f) s.min_lr = s.lr / 10;
-  (void)gpt::attention_kernel_from_name(s.attention);  // checked before anything starts
-  if (!resume && !s.overwrite && !gpt::latest_checkpoint(s.out).empty())
-    throw std::invalid_argument(
-        s.out +
-        " already holds checkpoints: continue the run with --resume latest, "
-        "choose another --out or pass --overwrite true");
-  if (resume && resume->step() > s.steps)
-    throw std::invalid_argument(resume->path("trainer_state.json") +
-                                ": the checkpoint is at step " + std::to_string(resume->step()) +
-                                ", beyond --steps " + std::to_string(s.steps));
-
-  // The job's ranks, this rank's device and backend (apps/training_run.h).
-  gpt::TrainingRun run("gpt-finetune", s);
-  gpt::Backend* backend = &run.backend();
-  // The weights to start from: the checkpoint's (base weights, adapters and
-  // head as trained) or --init.
-  const std::string weights_from = resume ? resume->dir() : s.init;
-  gpt::GptWeights probe_config = gpt::load_weights(weights_from);  // validates the weights fully
-  const int context = probe_config.config.max_seq_len;
-  if (s.seq_len == 0) s.seq_len = std::min(256, context);
-  if (s.seq_len > context)
-    throw std::invalid_argument("seq_len " + std::to_string(s.seq_len) +
-                                " exceeds the model's context of " + std::to_string(context));
-  const long micro = static_cast<long>(s.batch_size) * s.seq_len;
-  if (s.total_batch_tokens % micro != 0)
-    throw std::invalid_argument("total_batch_tokens must be a multiple of batch_size * seq_len (" +
-                                std::to_string(micro) + ")");
-  const int vocab = probe_config.config.vocab_size;
-  const nlohmann::json meta = gpt::read_meta_beside(s.train_data);
-  if (meta.contains("vocab_size") && meta["vocab_size"].get<int>() > vocab)
-    throw std::invalid_argument(fs::path(s.train_data).parent_path().string() +
-                                "/meta.json: the data's vocabulary (" +
-                                std::to_string(meta["vocab_size"].get<int>()) +
-                                ") is larger than the model's (" + std::to_string(vocab) + ")");
-  const int32_t eot = meta.value("eot_token", vocab - 1);
-
-  // Data.
-  std::unique_ptr<gpt::TrainLoader> lm_train;
-  std::unique_ptr<gpt::ValidationSet> lm_val;
-  std::unique_ptr<gpt::FinetuneLoader> ft_train, ft_val;
-  gpt::FinetuneLoaderOptions fo;
-  fo.B = s.batch_size;
-  fo.T = s.seq_len;
-  fo.vocab_size = vocab;
-  fo.pad_token = eot;
-  fo.layout = s.layout == "packed" ? gpt::FinetuneLayout::kPacked : gpt::FinetuneLayout::kPadded;
-  fo.long_examples = s.truncate ? gpt::LongExamples::kTruncate : gpt::LongExamples::kError;
-  fo.seed = static_cast<uint64_t>(s.seed);
-  fo.trim = s.trim_rows && fo.layout == gpt::FinetuneLayout::kPadded;
-  if (s.group_by_length && fo.layout != gpt::FinetuneLayout::kPadded)
-    throw std::invalid_argument("--group-by-length needs --layout padded");
-  if (s.task == "lm") {
-    lm_train = std::make_unique<gpt::TrainLoader>(s.train_data, s.batch_size, s.seq_len, vocab,
-                                                  s.shuffle, static_cast<uint64_t>(s.seed));
-    if (!s.val_data.empty())
-      lm_val = std::make_unique<gpt::ValidationSet>(s.val_data, s.batch_size, s.seq_len, vocab);
-  } else {
-    fo.shuffle = s.shuffle;
-    fo.group_by_length = s.group_by_length;
-    ft_train = std::make_unique<gpt::FinetuneLoader>(s.train_data, fo);
-    if (!s.val_data.empty()) {
-      gpt::FinetuneLoaderOptions vo = fo;
-      vo.shuffle = false;
-      vo.group_by_length = false;
-      vo.layout = gpt::FinetuneLayout::kPadded;
-      vo.trim = true;
-      ft_val = std::make_unique<gpt::FinetuneLoader>(s.val_data, vo);
-    }
-  }
-  const int num_classes = ft_train ? ft_train->num_classes() : 0;
-  if (s.task == "classify" && ft_train && num_classes == 0 && s.metric == "accuracy")
-    throw std::invalid_argument(
-        "--metric accuracy needs class-id data (a class head); this data uses label words");
-  if (s.task != "classify" && num_classes > 0)
-    throw std::invalid_argument(s.train_data + ": class-id data needs --task classify");
-  std::unique_ptr<gpt::TrainLoader> replay;
-  if (s.replay_ratio > 0)
-    replay = std::make_unique<gpt::TrainLoader>(s.replay_data, s.batch_size, s.seq_len, vocab, true,
-                                                static_cast<uint64_t>(s.seed) + 1);
-  const std::string metric =
-      s.metric == "auto" ? (num_classes > 0 ? "accuracy" : "val_loss") : s.metric;
-  if (metric == "accuracy" && num_classes == 0)
-    throw std::invalid_argument(
-        "--metric accuracy needs a class head (class-id classification data)");
-
-  // Model.
-  gpt::LoadOptions load;
-  load.max_batch = s.batch_size;
-  load.max_seq = s.seq_len;
-  gpt::LoadedModel loaded = gpt::load_model(std::move(probe_config), weights_from, *backend, load);
-  gpt::LanguageModel& model = *loaded.model;
-  if (num_classes > 0) {
-    if (loaded.has_class_head && model.num_classes() != num_classes)
-      throw std::invalid_argument(weights_from + ": its class head has " +
-                                  std::to_string(model.num_classes()) + " classes, the data " +
-                                  std::to_string(num_classes));
-    if (!loaded.has_class_head) model.enable_class_head(num_classes, static_cast<uint64_t>(s.seed));
-  }
-  if (s.method == "lora") {
-    if (loaded.has_adapter && !resume)
-      throw std::invalid_argument(s.init + ": already has LoRA adapters; merge them first");
-    if (resume && !loaded.has_adapter)
-      throw std::invalid_argument(resume->dir() +
-                                  ": --method lora, but the checkpoint has no adapter.safetensors");
-    if (!loaded.has_adapter) model.enable_lora(lora_cfg, static_cast<uint64_t>(s.seed));
-  }
-  gpt::apply_trainable(model, finetune_method(s, lora_cfg));
-  if (model.num_trainable_parameters() == 0)
-    throw std::invalid_argument("nothing to train: every parameter is frozen");
-  gpt::DataParallel& dp = run.make_optimizer(model.parameters());
-  gpt::AdamW& optimizer = dp.optimizer();
-
-  // ---- --resume: the optimizer and every loader where the checkpoint left them ------------------
-  gpt::Rng replay_rng(static_cast<uint64_t>(s.seed) ^ 0x5245504Cull);
-  double best_score = INFINITY;  // lower is better: val_loss, or 1 - accuracy
-  long best_step = -1;
-  int bad_validations = 0;
-  if (resume) {
-    const std::string state_path = resume->path("trainer_state.json");
-    run.load_optimizer_state(*resume);
-    if (optimizer.step_count() != resume->step())
-      throw std::runtime_error(
-          resume->dir() + ": optimizer step " + std::to_string(optimizer.step_count()) +
-          " differs from the checkpoint's step " + std::to_string(resume->step()));
-    try {
-      const nlohmann::json& fst = resume->field("finetune_state");
-      const nlohmann::json& loaders = fst.at("loaders");
-      if (lm_train)
-        lm_train->set_state(
-            loader_from_json(loaders.at("train"), lm_train->num_samples(), "train", s.train_data));
-      if (ft_train)
-        ft_train->set_state(
-            loader_from_json(loaders.at("train"), ft_train->num_examples(), "train", s.train_data));
-      if (replay) {
-        replay->set_state(
-            loader_from_json(loaders.at("replay"), replay->num_samples(), "replay", s.replay_data));
-        gpt::rng_state_from_json(replay_rng, fst.at("replay_rng"),
-                                 state_path + " (finetune_state.replay_rng)");
-      }
-      const nlohmann::json& es = fst.at("early_stopping");
-      best_step = es.at("best_step").get<long>();
-      if (best_step >= 0) best_score = es.at("best_score").get<double>();
-      bad_validations = es.at("bad_validations").get<int>();
-    } catch (const nlohmann::json::exception& e) {
-      throw std::runtime_error(state_path + ": field 'finetune_state': " + e.what());
-    } catch (const std::invalid_argument& e) {
-      throw std::runtime_error(state_path + ": " + e.what());
-    } catch (const std::runtime_error& e) {
-      const std::string what = e.what();
-      if (what.rfind(state_path, 0) == 0) throw;
-      throw std::runtime_error(state_path + ": " + what);
-    }
-  }
-
-  if (resume && s.patience > 0 && bad_validations >= s.patience)
-    throw std::invalid_argument(resume->dir() + ": this run stopped early (" + metric +
-                                " did not improve for " + std::to_string(bad_validations) +
-                                " validations; best at step " + std::to_string(best_step) +
-                                "): raise --patience to train on");
-
-  // ---- start: print and write ------------------------------------------------------------------
+  int status = -1;
+  // --resume: the checkpoint's settings become the defaults (then --config, then flags).
+  std::optional<gpt::Checkpoint> resume =
+      gpt::parse_training_command_line(app, options, s.resume, s.out, argc, argv, status);
+  if (status >= 0) return status;
+  gpt::FinetuneJob job(s, std::move(resume), gpt::app_run_hooks());
+  job.open();  // everything that can fail on bad input fails here, before any output
   const nlohmann::json resolved = options.to_json();
-  run.prepare_outputs(resolved, resume ? resume->step() : -1, !resume && s.overwrite);
-  run.print("config: %s\nbackend: %s\n%s\n", resolved.dump().c_str(),
-            backend->description().c_str(), run.describe().c_str());
-  if (resume)
-    run.print(
-        "resume: %s at step %ld (best %s so far at step %ld, %d validation(s) without "
-        "improvement)\n",
-        resume->dir().c_str(), resume->step(), metric.c_str(), best_step, bad_validations);
-  int64_t total_params = 0;  // every tensor the model has, the class head and adapters included
-  for (const gpt::ParamGroup& g : model.parameters()) total_params += g.param.numel();
-  run.print(
-      "model: %s from %s, %.2fM parameters; task %s%s, method %s: %lld trainable (%.2f%%), "
-      "optimizer state %.2f MiB\n",
-      loaded.format.c_str(), weights_from.c_str(), total_params / 1e6, s.task.c_str(),
-      num_classes > 0 ? (" (" + std::to_string(num_classes) + "-class head)").c_str() : "",
-      s.method.c_str(), static_cast<long long>(model.num_trainable_parameters()),
-      100.0 * model.num_trainable_parameters() / static_cast<double>(total_params),
-      optimizer.state_bytes() / 1048576.0);
-
-  // Batches: the task's loader, with replay batches mixed in deterministically (replay_rng above).
-  ReplayAwareModel trainable(model);
-  auto next_batch = [&](int32_t* t, int32_t* g) {
-    const bool use_replay = replay && replay_rng.uniform() < s.replay_ratio;
-    trainable.set_kind(t, use_replay);
-    if (use_replay) {
-      replay->next_batch(t, g);
-      if (num_classes > 0) {  // keep a few targets per row (see kReplayTargetsPerRowWithClassHead)
-        for (int b = 0; b < s.batch_size; ++b) {
-          int32_t* row = g + static_cast<size_t>(b) * s.seq_len;
-          std::vector<int32_t> keep(row, row + s.seq_len);
-          std::fill(row, row + s.seq_len, -1);
-          for (int k = 0; k < kReplayTargetsPerRowWithClassHead; ++k) {
-            const int pos = static_cast<int>(replay_rng.below(static_cast<uint64_t>(s.seq_len)));
-            row[pos] = keep[pos];
-          }
-        }
-      }
-      return s.seq_len;
-    }
-    if (lm_train) {
-      lm_train->next_batch(t, g);
-      return s.seq_len;
-    }
-    ft_train->next_batch(t, g);
-    return ft_train->last_batch_T();
-  };
-
-  // Validation: mean loss over every target of the validation set; accuracy for a class head.
-  std::vector<int32_t> vt(static_cast<size_t>(s.batch_size) * s.seq_len), vg(vt.size());
-  double last_accuracy = -1;
-  auto evaluate = [&]() {
-    gpt::EvalResult r;
-    double loss_sum = 0;
-    int64_t count = 0, correct = 0, examples = 0;
-    // Batch i is rank i mod N's: every rank reads every batch, runs its own, and the per-batch
-    // sums are put together in batch order (the same bits as one process).
-    std::vector<double> batch_loss, batch_correct;
-    if (lm_val) {
-      int64_t nb = lm_val->num_batches();
-      if (s.val_max_batches > 0) nb = std::min<int64_t>(nb, s.val_max_batches);
-      batch_loss.assign(static_cast<size_t>(nb), 0.0);
-      for (int64_t i = 0; i < nb; ++i) {
-        count += lm_val->batch(i, vt.data(), vg.data());
-        if (run.mine(i))
-          batch_loss[static_cast<size_t>(i)] =
-              model.forward(vt.data(), vg.data(), s.batch_size, s.seq_len);
-      }
-    } else {
-      ft_val->set_state(gpt::LoaderState{});
-      int64_t nb = ft_val->batches_per_epoch();
-      if (s.val_max_batches > 0) nb = std::min<int64_t>(nb, s.val_max_batches);
-      batch_loss.assign(static_cast<size_t>(nb), 0.0);
-      batch_correct.assign(static_cast<size_t>(nb), 0.0);
-      for (int64_t i = 0; i < nb; ++i) {
-        count += ft_val->next_batch(vt.data(), vg.data());
-        const int T = ft_val->last_batch_T();
-        if (num_classes > 0) {
-          for (int b = 0; b < s.batch_size; ++b) {
-            int32_t label = -1;
-            for (int t = 0; t < T; ++t) label = std::max(label, vg[static_cast<size_t>(b) * T + t]);
-            examples += label >= 0;
-          }
-        }
-        if (!run.mine(i)) continue;
-        batch_loss[static_cast<size_t>(i)] = model.forward(vt.data(), vg.data(), s.batch_size, T);
-        if (num_classes > 0) {
-          const std::vector<float> logits = model.class_logits_to_host(s.batch_size);
-          for (int b = 0; b < s.batch_size; ++b) {
-            int32_t label = -1;
-            for (int t = 0; t < T; ++t) label = std::max(label, vg[static_cast<size_t>(b) * T + t]);
-            if (label < 0) continue;
-            const float* row = logits.data() + static_cast<size_t>(b) * num_classes;
-            const int pred = static_cast<int>(std::max_element(row, row + num_classes) - row);
-            batch_correct[static_cast<size_t>(i)] += pred == label;
-          }
-        }
-      }
-    }
-    run.combine(batch_loss);
-    run.combine(batch_correct);
-    for (double l : batch_loss) loss_sum += l;
-    for (double c : batch_correct) correct += static_cast<int64_t>(c);
-    r.loss = count > 0 ? loss_sum / static_cast<double>(count) : 0.0;
-    last_accuracy =
-        examples > 0 ? static_cast<double>(correct) / static_cast<double>(examples) : -1;
-    if (last_accuracy >= 0)
-      run.print("validation accuracy %.4f (%lld examples)\n", last_accuracy,
-                static_cast<long long>(examples));
-    return r;
-  };
-  const bool has_val = lm_val || ft_val;
-
-  // Checkpoints: the best by the chosen metric (lower is better: val_loss, or 1 - accuracy).
-  std::vector<std::string> tokenizer_files;
-  for (const fs::path& dir :
-       {fs::path(s.train_data).parent_path(), fs::path(s.train_data).parent_path() / "tokenizer"}) {
-    for (const char* name : {"meta.json", "vocab.json", "merges.txt", "tokenizer.json"}) {
-      std::error_code ec;
-      bool dup = false;
-      for (const auto& f : tokenizer_files) dup |= fs::path(f).filename() == name;
-      if (!dup && fs::is_regular_file(dir / name, ec))
-        tokenizer_files.push_back((dir / name).string());
-    }
-  }
-  gpt::RetentionPolicy retention;
-  retention.keep_last = s.keep_last;
-  auto save = [&](const gpt::StepRecord& r, double score) {
-    gpt::CheckpointContents c;
-    if (run.is_main()) {  // every rank holds the same weights
-      c.tensor_files.emplace_back("model.safetensors", model.weights_to_safetensors());
-      if (model.lora_enabled())
-        c.tensor_files.emplace_back("adapter.safetensors", gpt::lora_to_safetensors(model));
-      if (model.num_classes() > 0)
-        c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
-    }
-    run.add_optimizer_state(c);  // collective: every rank's shard, on rank 0
-    c.copy_files = tokenizer_files;
-    nlohmann::json& st = c.state;
-    st["train_loss"] = r.train_loss;
-    if (std::isfinite(score)) st["val_loss"] = score;  // the selection score: lower is better
-    if (r.has_val) st["val_lm_loss"] = r.val.loss;
-    if (last_accuracy >= 0 && r.has_val) st["val_accuracy"] = last_accuracy;
-    st["metric"] = metric;
-    // Everything a resumed run needs beyond the weights and the optimizer (this step's state: the
-    // trainer fetches a step's batches at its start, so nothing is read ahead).
-    nlohmann::json loaders = nlohmann::json::object();
-    if (lm_train) loaders["train"] = loader_json(lm_train->state(), lm_train->num_samples());
-    if (ft_train) loaders["train"] = loader_json(ft_train->state(), ft_train->num_examples());
-    if (replay) loaders["replay"] = loader_json(replay->state(), replay->num_samples());
-    nlohmann::json es = {{"best_step", best_step}, {"bad_validations", bad_validations}};
-    if (best_step >= 0) es["best_score"] = best_score;
-    st["finetune_state"] = {{"loaders", loaders}, {"early_stopping", es}};
-    if (replay) st["finetune_state"]["replay_rng"] = gpt::rng_state_to_json(replay_rng);
-    st["finetune"] = {{"task", s.task}, {"method", s.method}, {"num_classes", num_classes}};
-    st["model_config"] = model.config_json();
-    st["config"] = resolved;
-    return run.save_checkpoint(s.out, r.step, c, retention);
-  };
-
-  const gpt::TrainerConfig tc = run.trainer_config(s.seq_len, s.lr, s.min_lr);
-  gpt::Trainer trainer(trainable, dp, tc, next_batch,
-                       has_val ? gpt::Trainer::EvalFn(evaluate) : gpt::Trainer::EvalFn());
-  std::optional<gpt::StepRecord> last;
-  std::string stop_reason;
-  trainer.set_after_step([&](const gpt::StepRecord& r) {
-    last = r;
-    if (r.has_val) {
-      const double score = metric == "accuracy" ? 1.0 - last_accuracy : r.val.loss;
-      if (last_accuracy >= 0 && run.is_main()) {
-        std::ofstream(s.out + "/log.jsonl", std::ios::app)
-            << nlohmann::json{{"step", r.step}, {"val_accuracy", last_accuracy}}.dump() << "\n";
-      }
-      if (score < best_score) {
-        best_score = score;
-        best_step = r.step;
-        bad_validations = 0;
-        save(r, score);
-        if (model.lora_enabled() && run.is_main())
-          gpt::write_safetensors(s.out + "/adapter.safetensors", gpt::lora_to_safetensors(model));
-      } else if (s.patience > 0 && ++bad_validations >= s.patience) {
-        stop_reason = "early stopping: " + metric + " has not improved for " +
-                      std::to_string(s.patience) + " validations (best at step " +
-                      std::to_string(best_step) + ")";
-        return gpt::StepAction::stop;
-      }
-    }
-    if (s.save_every > 0 && r.step % s.save_every == 0 && r.step != best_step) save(r, INFINITY);
-    if (run.stop_requested() && r.step < s.steps) {
-      stop_reason = std::string("gpt-finetune: ") + run.stop_signal_name() +
-                    ": stopped after step " + std::to_string(r.step) + "/" +
-                    std::to_string(s.steps);
-      return gpt::StepAction::stop;
-    }
-    return gpt::StepAction::keep_going;
-  });
-  trainer.run();
-  std::string last_dir = best_step >= 0 && last && last->step == best_step
-                             ? s.out + "/" + gpt::checkpoint_dir_name(best_step)
-                             : "";
-  if (last && last->step != best_step) last_dir = save(*last, INFINITY);
-  if (gpt::stop_signal() != 0 && !stop_reason.empty())
-    stop_reason +=
-        "; last checkpoint " + last_dir +
-        (best_step >= 0 ? "; best " + s.out + "/best (step " + std::to_string(best_step) + ")"
-                        : "");
-  if (!stop_reason.empty()) run.print("%s\n", stop_reason.c_str());
-  if (!run.is_main()) return 0;  // the rest writes files: rank 0's work
-  if (!has_val && model.lora_enabled())
-    gpt::write_safetensors(s.out + "/adapter.safetensors", gpt::lora_to_safetensors(model));
-
-  if (s.merge_lora && model.lora_enabled()) {
-    // Fold the best adapters (or the last, without validation) into the base and save it whole.
-    if (best_step >= 0) {
-      const std::string best = gpt::resolve_checkpoint(s.out + "/best");
-      const gpt::Checkpoint ckpt = gpt::Checkpoint::open(best);
-      gpt::load_lora(model, ckpt.read_tensors("adapter.safetensors"),
-                     ckpt.path("adapter.safetensors"));
-      if (model.num_classes() > 0)
-        gpt::load_class_head(model, ckpt.read_tensors("head.safetensors"),
-                             ckpt.path("head.safetensors"));
-    }
-    model.merge_lora();
-    gpt::CheckpointContents c;
-    c.tensor_files.emplace_back("model.safetensors", model.weights_to_safetensors());
-    if (model.num_classes() > 0)
-      c.tensor_files.emplace_back("head.safetensors", gpt::class_head_to_safetensors(model));
-    c.copy_files = tokenizer_files;
-    c.state["model_config"] = model.config_json();
-    c.state["finetune"] = {
-        {"task", s.task}, {"method", "lora (merged)"}, {"num_classes", num_classes}};
-    c.state["config"] = resolved;
-    const std::string dir =
-        gpt::save_checkpoint(s.out + "/merged", best_step >= 0 ? best_step : s.steps, c, {});
-    std::fprintf(stderr, "merged: %s\n", dir.c_str());
-  }
-  std::fprintf(
-      stderr,
-      "done: %ld steps; best %s %.4f at step %ld (%s/best); peak memory %.1f MiB (%zu bytes)\n",
-      last ? last->step : 0L, metric.c_str(), metric == "accuracy" ? 1.0 - best_score : best_score,
-      best_step, s.out.c_str(), backend->peak_bytes() / 1048576.0, backend->peak_bytes());
+  job.start(resolved);
+  print_start(job, s, resolved);
+  job.train();
+  job.finish();
+  if (!job.stop_message().empty()) job.run().print("%s\n", job.stop_message().c_str());
+  if (!job.run().is_main()) return 0;  // the rest writes files: rank 0's work
+  const std::string merged = job.write_final_files();
+  if (!merged.empty()) std::fprintf(stderr, "merged: %s\n", merged.c_str());
+  print_done(job, s);
   return 0;
 }
 

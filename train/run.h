@@ -8,28 +8,37 @@
 // under mpirun or srun with N ranks (docs/distributed.md). models/ and kernels/ never see a rank.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "apps/options.h"
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
 #include "engine/communicator.h"
 #include "engine/data_parallel.h"
 #include "engine/progress.h"
 #include "engine/trainer.h"
+#include "train/settings.h"
 
 namespace gpt {
+
+// What the run set-up takes from the command line's floor: how it makes the backend (--device,
+// --dtype) and where an error goes (the app's error handler: a data-parallel job names the rank and
+// ends every rank; nullptr: back to the app's usual one-line error).
+using RunErrorHandler = void (*)(const std::string& app, const std::string& what);
+struct RunHooks {
+  std::unique_ptr<Backend> (*make_backend)(const std::string& device,
+                                           const std::string& dtype) = nullptr;
+  void (*set_error_handler)(RunErrorHandler handler) = nullptr;
+};
 
 class TrainingRun {
  public:
   // Starts the communicator (--dist, --dist-init, --dist-timeout and the launcher's environment),
   // selects this rank's GPU (the local rank), creates the backend (--device, --dtype, --attention)
   // and installs the error handler and the SIGINT/SIGTERM handlers. Throws naming the flag.
-  TrainingRun(const char* app, const TrainSettings& settings);
+  TrainingRun(const char* app, const TrainSettings& settings, const RunHooks& hooks);
   ~TrainingRun();
 
   Communicator& comm() { return *comm_; }
@@ -78,6 +87,7 @@ class TrainingRun {
  private:
   const char* app_;
   const TrainSettings& s_;
+  RunHooks hooks_;
   std::unique_ptr<Communicator> comm_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<DataParallel> dp_;
@@ -94,17 +104,4 @@ class TrainingRun {
 void truncate_log(const std::string& path, long step);
 // meta.json beside the shards of a glob ({} when absent); throws naming it when malformed.
 nlohmann::json read_meta_beside(const std::string& pattern);
-// Tokenizer files in dir or dir/tokenizer (meta.json, vocab.json, merges.txt, ...).
-std::vector<std::string> tokenizer_files_in(const std::string& dir);
-// --resume: the checkpoint's settings become the defaults, then --config and the flags again
-// (keys for which invocation_only is true stay as given here).
-void apply_checkpoint_settings(Options& options, const Checkpoint& checkpoint,
-                               const std::function<bool(const std::string&)>& invocation_only);
-// --resume DIR|latest (latest: OUT/latest): opens the checkpoint, verifying every checksum, and
-// applies its settings as above; `resume` keeps the value given. Throws naming what is missing.
-Checkpoint open_resume(Options& options, std::string& resume, const std::string& out);
-// Settings of this invocation, not of the run (a resumed run does not take them from the
-// checkpoint): threads, device placement and data-parallel flags.
-bool is_invocation_setting(const std::string& key);
-
 }  // namespace gpt

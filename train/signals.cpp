@@ -1,4 +1,4 @@
-#include "apps/signals.h"
+#include "train/signals.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "apps/training_run.h"
+#include "train/run.h"
 
 #include <omp.h>
 
@@ -18,9 +18,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "apps/app_common.h"
-#include "apps/signals.h"
 #include "engine/files.h"
+#include "train/signals.h"
 
 namespace fs = std::filesystem;
 
@@ -44,7 +43,8 @@ bool uses_gpu(const TrainSettings& s) {
 
 }  // namespace
 
-TrainingRun::TrainingRun(const char* app, const TrainSettings& s) : app_(app), s_(s) {
+TrainingRun::TrainingRun(const char* app, const TrainSettings& s, const RunHooks& hooks)
+    : app_(app), s_(s), hooks_(hooks) {
   if (s.threads > 0) omp_set_num_threads(s.threads);
   if (s.zero < -1 || s.zero > 1) throw std::invalid_argument("--zero must be -1, 0 or 1");
   if (!(s.dist_timeout > 0)) throw std::invalid_argument("--dist-timeout must be positive");
@@ -63,9 +63,9 @@ TrainingRun::TrainingRun(const char* app, const TrainSettings& s) : app_(app), s
   comm_ = make_communicator(co);
   g_comm = comm_.get();
   set_abort_communicator(comm_.get());
-  set_app_error_handler(abort_job);
+  hooks_.set_error_handler(abort_job);
   if (co.use_gpu) set_cuda_device(comm_->local_rank());
-  backend_ = make_app_backend(s.device, s.dtype);
+  backend_ = hooks_.make_backend(s.device, s.dtype);
   backend_->set_attention_kernel(attention_kernel_from_name(s.attention));
   install_stop_signal_handlers(app);
 }
@@ -77,7 +77,7 @@ TrainingRun::~TrainingRun() {
     comm_.release();
     return;
   }
-  set_app_error_handler(nullptr);
+  hooks_.set_error_handler(nullptr);
   set_abort_communicator(nullptr);
   g_comm = nullptr;
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock on OUT
@@ -311,54 +311,6 @@ nlohmann::json read_meta_beside(const std::string& pattern) {
   } catch (const std::exception& e) {
     throw std::runtime_error(meta.string() + ": malformed JSON: " + e.what());
   }
-}
-
-std::vector<std::string> tokenizer_files_in(const std::string& dir_name) {
-  static const char* const kNames[] = {"meta.json",      "vocab.json",   "merges.txt",
-                                       "tokenizer.json", "encoder.json", "vocab.bpe"};
-  const fs::path dir(dir_name);
-  std::vector<std::string> found;
-  std::error_code ec;
-  for (const char* name : kNames) {
-    if (fs::is_regular_file(dir / name, ec))
-      found.push_back((dir / name).string());
-    else if (fs::is_regular_file(dir / "tokenizer" / name, ec))  // gpt-prepare's tokenizer/
-      found.push_back((dir / "tokenizer" / name).string());
-  }
-  return found;
-}
-
-void apply_checkpoint_settings(Options& options, const Checkpoint& ck,
-                               const std::function<bool(const std::string&)>& invocation_only) {
-  const std::string state_path = ck.path("trainer_state.json");
-  const nlohmann::json& saved = ck.field("config");
-  if (!saved.is_object())
-    throw std::runtime_error(state_path + ": field 'config': expected an object");
-  const nlohmann::json known = options.to_json();
-  nlohmann::json defaults = nlohmann::json::object();
-  for (auto it = saved.begin(); it != saved.end(); ++it)
-    if (known.contains(it.key()) && !invocation_only(it.key())) defaults[it.key()] = it.value();
-  options.apply_json(defaults, state_path + " (field 'config')");
-  options.resolve();  // --config and the flags again, over the checkpoint's settings
-}
-
-Checkpoint open_resume(Options& options, std::string& resume, const std::string& out) {
-  const std::string where = resume == "latest" ? out + "/latest" : resume;
-  std::error_code ec;
-  if (resume == "latest" && !fs::exists(where, ec))
-    throw std::runtime_error(where + ": no checkpoint to resume (no 'latest' pointer in --out " +
-                             out + ")");
-  Checkpoint ck = Checkpoint::open(resolve_checkpoint(where));
-  const std::string given = resume;
-  apply_checkpoint_settings(options, ck, is_invocation_setting);
-  resume = given;
-  return ck;
-}
-
-bool is_invocation_setting(const std::string& key) {
-  return key == "threads" || key == "resume" || key == "init" || key == "overwrite" ||
-         key == "dist" || key == "dist_init" || key == "dist_timeout" || key == "zero" ||
-         key == "progress" || key == "log_every";
 }
 
 }  // namespace gpt
