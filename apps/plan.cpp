@@ -82,9 +82,7 @@ std::string mib(size_t b) {
   return s;
 }
 
-int run(int argc, char** argv) {
-  CLI::App app{"Plan the device memory and time of a training run (no memory is allocated)."};
-  PlanFlags f;
+void register_options(CLI::App& app, PlanFlags& f) {
   app.add_option(
       "--preset", f.preset,
       "a model preset of configs/: tiny-cpu, gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1558m");
@@ -132,22 +130,16 @@ int run(int argc, char** argv) {
   app.add_option("--peak-tflops", f.peak_tflops,
                  "... and the peak TFLOP/s of one device (H100 SXM bf16 dense: 989)");
   app.add_flag("--json", f.json, "print one JSON object instead of the table");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+}
 
-  // ---- the request ------------------------------------------------------------------------------
-  if (!f.preset.empty() && !f.config.empty())
-    throw std::invalid_argument("give --preset or --config, not both");
-  const nlohmann::json cfg = read_run_config(f);
-  const std::string source = !f.preset.empty() ? "preset " + f.preset : f.config;
+// The model of the request: flags, else the run config, else GPT-2 124M; a bad field is named by
+// its flag.
+void set_model(gpt::PlanRequest& r, const PlanFlags& f, const nlohmann::json& cfg,
+               const std::string& source) {
   const bool have_model = cfg.contains("n_layer") || cfg.contains("n_embd");
   if (!have_model && !(f.n_layer && f.n_head && f.n_embd))
     throw std::invalid_argument(
         "no model: give --preset NAME, --config FILE or --n-layer, --n-head and --n-embd");
-  gpt::PlanRequest r;
   r.model.n_layer = pick(f.n_layer, cfg, "n_layer", 12, source);
   r.model.n_head = pick(f.n_head, cfg, "n_head", 12, source);
   r.model.n_embd = pick(f.n_embd, cfg, "n_embd", 768, source);
@@ -170,6 +162,11 @@ int run(int argc, char** argv) {
     }
     throw;
   }
+}
+
+// Batch, device, dtype, task and ranks of the request.
+void set_run(gpt::PlanRequest& r, const PlanFlags& f, const nlohmann::json& cfg,
+             const std::string& source) {
   r.batch = pick(f.batch, cfg, "batch_size", 16, source);
   r.seq_len = pick(f.seq_len, cfg, "seq_len", r.model.max_seq_len, source);
   if (r.seq_len <= 0 || r.seq_len > r.model.max_seq_len)
@@ -207,7 +204,10 @@ int run(int argc, char** argv) {
   r.world_size = f.world_size;
   r.rank = f.rank;
   r.zero = f.zero;
-  const size_t budget = gpt::parse_byte_size(f.device_memory, "--device-memory");
+}
+
+// The time-estimate flags are checked after --device-memory, as the table needs them all.
+void check_estimate_flags(const PlanFlags& f) {
   if (f.tokens && !(*f.tokens > 0)) throw std::invalid_argument("--tokens must be positive");
   if (f.tokens_per_s && !(*f.tokens_per_s > 0))
     throw std::invalid_argument("--tokens-per-s must be positive");
@@ -218,66 +218,86 @@ int run(int argc, char** argv) {
     throw std::invalid_argument("--mfu and --peak-tflops go together");
   if (f.tokens_per_s && f.mfu)
     throw std::invalid_argument("give --tokens-per-s or --mfu/--peak-tflops, not both");
+}
 
-  // ---- the plan ---------------------------------------------------------------------------------
-  const gpt::MemoryPlan p = gpt::plan_memory(r);
-  const int best_batch = gpt::largest_fitting_batch(r, budget);
-  const bool fits = p.peak <= budget;
-  const double flops_per_token = r.model.flops_per_token(r.seq_len);
+// What the plan says, besides the memory plan itself.
+struct Estimate {
+  gpt::MemoryPlan p;
+  size_t budget = 0;
+  int best_batch = 0;
+  bool fits = false;
+  double flops_per_token = 0.0;
+  double tokens = 0.0;
+  double rate = 0.0;
+  double seconds = 0.0;
+  const char* scratch_note = "";
+};
+
+Estimate estimate(const gpt::PlanRequest& r, const PlanFlags& f, const nlohmann::json& cfg,
+                  const std::string& source, size_t budget) {
+  Estimate e;
+  e.budget = budget;
+  e.p = gpt::plan_memory(r);
+  e.best_batch = gpt::largest_fitting_batch(r, budget);
+  e.fits = e.p.peak <= budget;
+  e.flops_per_token = r.model.flops_per_token(r.seq_len);
   const long step_tokens = pick(f.total_batch_tokens, cfg, "total_batch_tokens", 0L, source);
   const long global_batch =
       step_tokens > 0 ? step_tokens : static_cast<long>(r.batch) * r.seq_len * r.world_size;
   const long steps = pick(f.steps, cfg, "steps", 0L, source);
-  const double tokens = f.tokens ? *f.tokens : static_cast<double>(steps) * global_batch;
-  double rate = 0.0;
-  if (f.tokens_per_s) rate = *f.tokens_per_s;
-  if (f.mfu) rate = r.world_size * *f.mfu * *f.peak_tflops * 1e12 / flops_per_token;
-  const double seconds = rate > 0 && tokens > 0 ? tokens / rate : 0.0;
-  const char* scratch_note =
+  e.tokens = f.tokens ? *f.tokens : static_cast<double>(steps) * global_batch;
+  if (f.tokens_per_s) e.rate = *f.tokens_per_s;
+  if (f.mfu) e.rate = r.world_size * *f.mfu * *f.peak_tflops * 1e12 / e.flops_per_token;
+  e.seconds = e.rate > 0 && e.tokens > 0 ? e.tokens / e.rate : 0.0;
+  e.scratch_note =
       r.device == gpt::DeviceKind::cuda
           ? "not counted: the CUDA backend's scratch (attention, the encoder's sort, partial "
             "sums; sized by the first step), the CUDA context, host memory"
           : "not counted: host buffers outside the backend (data loaders, checkpoints)";
+  return e;
+}
 
-  if (f.json) {
-    nlohmann::json j;
-    j["model"] = {{"n_layer", r.model.n_layer},
-                  {"n_head", r.model.n_head},
-                  {"n_embd", r.model.n_embd},
-                  {"vocab_size", r.model.vocab_size},
-                  {"max_seq_len", r.model.max_seq_len},
-                  {"parameters", p.num_parameters},
-                  {"trainable_parameters", p.trainable_parameters}};
-    j["task"] = r.task;
-    j["method"] = r.method.method;
-    j["batch"] = r.batch;
-    j["seq_len"] = r.seq_len;
-    j["device"] = f.device;
-    j["dtype"] = gpt::dtype_name(r.dtype);
-    j["world_size"] = r.world_size;
-    j["rank"] = r.rank;
-    j["zero"] = p.zero;
-    j["bytes"] = {{"parameters", p.parameters},
-                  {"gradients", p.gradients},
-                  {"optimizer_state", p.optimizer_state},
-                  {"master_weights", p.master_weights},
-                  {"activations", p.activations},
-                  {"reduction_buffers", p.reduction_buffers},
-                  {"workspace", p.workspace},
-                  {"total", p.total()},
-                  {"peak", p.peak}};
-    j["device_memory_bytes"] = budget;
-    j["fits"] = fits;
-    j["largest_batch"] = best_batch;
-    j["flops_per_token"] = flops_per_token;
-    j["tokens"] = tokens;
-    j["tokens_per_s"] = rate;
-    j["seconds"] = seconds;
-    j["not_counted"] = scratch_note;
-    std::printf("%s\n", j.dump(2).c_str());
-    return 0;
-  }
+void print_json(const gpt::PlanRequest& r, const PlanFlags& f, const Estimate& e) {
+  const gpt::MemoryPlan& p = e.p;
+  nlohmann::json j;
+  j["model"] = {{"n_layer", r.model.n_layer},
+                {"n_head", r.model.n_head},
+                {"n_embd", r.model.n_embd},
+                {"vocab_size", r.model.vocab_size},
+                {"max_seq_len", r.model.max_seq_len},
+                {"parameters", p.num_parameters},
+                {"trainable_parameters", p.trainable_parameters}};
+  j["task"] = r.task;
+  j["method"] = r.method.method;
+  j["batch"] = r.batch;
+  j["seq_len"] = r.seq_len;
+  j["device"] = f.device;
+  j["dtype"] = gpt::dtype_name(r.dtype);
+  j["world_size"] = r.world_size;
+  j["rank"] = r.rank;
+  j["zero"] = p.zero;
+  j["bytes"] = {{"parameters", p.parameters},
+                {"gradients", p.gradients},
+                {"optimizer_state", p.optimizer_state},
+                {"master_weights", p.master_weights},
+                {"activations", p.activations},
+                {"reduction_buffers", p.reduction_buffers},
+                {"workspace", p.workspace},
+                {"total", p.total()},
+                {"peak", p.peak}};
+  j["device_memory_bytes"] = e.budget;
+  j["fits"] = e.fits;
+  j["largest_batch"] = e.best_batch;
+  j["flops_per_token"] = e.flops_per_token;
+  j["tokens"] = e.tokens;
+  j["tokens_per_s"] = e.rate;
+  j["seconds"] = e.seconds;
+  j["not_counted"] = e.scratch_note;
+  std::printf("%s\n", j.dump(2).c_str());
+}
 
+void print_table(const gpt::PlanRequest& r, const PlanFlags& f, const Estimate& e) {
+  const gpt::MemoryPlan& p = e.p;
   std::printf("model: %s L=%d C=%d NH=%d V=%d (padded %d) T<=%d, %.2fM parameters\n",
               f.preset.empty() ? (f.config.empty() ? "shape" : f.config.c_str()) : f.preset.c_str(),
               r.model.n_layer, r.model.n_embd, r.model.n_head, r.model.vocab_size,
@@ -312,23 +332,49 @@ int run(int argc, char** argv) {
   for (const auto& row : rows) std::printf("  %-36s %s\n", row.name, mib(row.bytes).c_str());
   std::printf("  %-36s %s\n", "total", mib(p.total()).c_str());
   if (p.peak != p.total()) std::printf("  %-36s %s\n", "peak during set-up", mib(p.peak).c_str());
-  std::printf("\nfits: %s (%.2f of %.2f GB, %.1f%%)\n", fits ? "yes" : "no", p.peak / 1e9,
-              budget / 1e9, 100.0 * p.peak / budget);
-  if (best_batch > 0)
-    std::printf("largest micro-batch that fits at T=%d: B=%d\n", r.seq_len, best_batch);
+  std::printf("\nfits: %s (%.2f of %.2f GB, %.1f%%)\n", e.fits ? "yes" : "no", p.peak / 1e9,
+              e.budget / 1e9, 100.0 * p.peak / e.budget);
+  if (e.best_batch > 0)
+    std::printf("largest micro-batch that fits at T=%d: B=%d\n", r.seq_len, e.best_batch);
   else
     std::printf("largest micro-batch that fits at T=%d: none (B=1 does not fit)\n", r.seq_len);
   std::printf("FLOPs per token: %.3g (training: 6 x matmul parameters + 6·L·T·C attention)\n",
-              flops_per_token);
-  if (seconds > 0) {
-    std::printf("time: %.4g tokens at %.4g tokens/s: %.2f h (%.1f days)\n", tokens, rate,
-                seconds / 3600.0, seconds / 86400.0);
-  } else if (tokens > 0) {
+              e.flops_per_token);
+  if (e.seconds > 0) {
+    std::printf("time: %.4g tokens at %.4g tokens/s: %.2f h (%.1f days)\n", e.tokens, e.rate,
+                e.seconds / 3600.0, e.seconds / 86400.0);
+  } else if (e.tokens > 0) {
     std::printf(
-        "time: %.4g tokens; give --tokens-per-s R (or --mfu and --peak-tflops) for an estimate\n",
-        tokens);
+        "time: %.4g tokens; give --tokens-per-s R (or --mfu and --peak-tflops) for an "
+        "estimate\n",
+        e.tokens);
   }
-  std::printf("%s\n", scratch_note);
+  std::printf("%s\n", e.scratch_note);
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"Plan the device memory and time of a training run (no memory is allocated)."};
+  PlanFlags f;
+  register_options(app, f);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (!f.preset.empty() && !f.config.empty())
+    throw std::invalid_argument("give --preset or --config, not both");
+  const nlohmann::json cfg = read_run_config(f);
+  const std::string source = !f.preset.empty() ? "preset " + f.preset : f.config;
+  gpt::PlanRequest r;
+  set_model(r, f, cfg, source);
+  set_run(r, f, cfg, source);
+  const size_t budget = gpt::parse_byte_size(f.device_memory, "--device-memory");
+  check_estimate_flags(f);
+  const Estimate e = estimate(r, f, cfg, source, budget);
+  if (f.json)
+    print_json(r, f, e);
+  else
+    print_table(r, f, e);
   return 0;
 }
 
