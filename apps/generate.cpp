@@ -20,51 +20,49 @@
 
 namespace {
 
-int run(int argc, char** argv) {
-  CLI::App app{"Generate text from a model (KV-cache decoding, temperature / top-k / top-p)."};
+struct GenerateFlags {
   std::string model_path, tokenizer_spec, prompt_file, device = "auto", dtype = "auto";
   std::vector<std::string> prompts;
   int max_new_tokens = 128, top_k = 0;
   float temperature = 0.8f, top_p = 1.0f;
   uint64_t seed = 1337;
   bool echo = false, jsonl = false, ignore_eot = false;
+};
+
+void register_options(CLI::App& app, GenerateFlags& f) {
   app.add_option(
-         "--model", model_path,
+         "--model", f.model_path,
          "a checkpoint (directory, run directory or `latest`), a Hugging Face GPT-2 directory "
          "or an llm.c .bin")
       ->required();
-  app.add_option("--tokenizer", tokenizer_spec,
+  app.add_option("--tokenizer", f.tokenizer_spec,
                  "bytes, gpt2 or a tokenizer directory (default: the one stored with the model)");
-  app.add_option("--prompt", prompts, "a prompt (repeat for several)");
-  app.add_option("--prompt-file", prompt_file, "a file of prompts, one per line");
-  app.add_option("--max-new-tokens", max_new_tokens, "tokens to generate per prompt")
+  app.add_option("--prompt", f.prompts, "a prompt (repeat for several)");
+  app.add_option("--prompt-file", f.prompt_file, "a file of prompts, one per line");
+  app.add_option("--max-new-tokens", f.max_new_tokens, "tokens to generate per prompt")
       ->capture_default_str();
-  app.add_option("--temperature", temperature, "sampling temperature (0: greedy)")
+  app.add_option("--temperature", f.temperature, "sampling temperature (0: greedy)")
       ->capture_default_str();
-  app.add_option("--top-k", top_k, "sample from the k most likely tokens (0: all)")
+  app.add_option("--top-k", f.top_k, "sample from the k most likely tokens (0: all)")
       ->capture_default_str();
-  app.add_option("--top-p", top_p,
+  app.add_option("--top-p", f.top_p,
                  "nucleus sampling: the smallest set with this probability (1: off)")
       ->capture_default_str();
-  app.add_option("--seed", seed, "random seed of the sampler")->capture_default_str();
-  app.add_option("--device", device, "cpu, cuda or auto")->capture_default_str();
-  app.add_option("--dtype", dtype, "auto, f32 or bf16")->capture_default_str();
-  app.add_flag("--echo", echo, "print the prompt before its completion");
-  app.add_flag("--jsonl", jsonl,
+  app.add_option("--seed", f.seed, "random seed of the sampler")->capture_default_str();
+  app.add_option("--device", f.device, "cpu, cuda or auto")->capture_default_str();
+  app.add_option("--dtype", f.dtype, "auto, f32 or bf16")->capture_default_str();
+  app.add_flag("--echo", f.echo, "print the prompt before its completion");
+  app.add_flag("--jsonl", f.jsonl,
                "print one JSON object per prompt (prompt, completion, tokens, tokens_per_s)");
-  app.add_flag("--ignore-eot", ignore_eot, "keep generating after <|endoftext|>");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  if (max_new_tokens <= 0) throw std::invalid_argument("--max-new-tokens must be positive");
-  gpt::Sampler sampler(gpt::SamplingConfig{temperature, top_k, top_p},
-                       seed);  // validates the flags
+  app.add_flag("--ignore-eot", f.ignore_eot, "keep generating after <|endoftext|>");
+}
 
-  if (!prompt_file.empty()) {
-    std::ifstream in(prompt_file);
-    if (!in) throw std::runtime_error(prompt_file + ": cannot open prompt file");
+// --prompt, then the lines of --prompt-file, else the lines of stdin.
+std::vector<std::string> read_prompts(const GenerateFlags& f) {
+  std::vector<std::string> prompts = f.prompts;
+  if (!f.prompt_file.empty()) {
+    std::ifstream in(f.prompt_file);
+    if (!in) throw std::runtime_error(f.prompt_file + ": cannot open prompt file");
     for (std::string line; std::getline(in, line);) prompts.push_back(line);
   }
   if (prompts.empty()) {
@@ -72,14 +70,65 @@ int run(int argc, char** argv) {
   }
   if (prompts.empty())
     throw std::invalid_argument("no prompts (use --prompt, --prompt-file or stdin)");
+  return prompts;
+}
 
-  const gpt::PrepareTokenizer tokenizer = gpt::load_app_tokenizer(tokenizer_spec, model_path);
-  auto backend = gpt::make_app_backend(device, dtype);
+struct Completion {
+  std::vector<int32_t> tokens;
+  double seconds = 0.0;
+};
+
+// Prefill the prompt (after the document-start token), then sample and decode one token at a time
+// until the budget, the context or <|endoftext|>.
+Completion complete(gpt::LanguageModel& model, gpt::Sampler& sampler,
+                    const gpt::PrepareTokenizer& tokenizer, const std::string& prompt,
+                    const GenerateFlags& f) {
+  const gpt::ModelShape cfg = model.shape();
+  const int eot = tokenizer.eot_token();
+  std::vector<int32_t> ids;
+  if (eot >= 0) ids.push_back(eot);  // the document start every training document had
+  tokenizer.encode_append(prompt, &ids);
+  const int P = static_cast<int>(ids.size());
+  if (P >= cfg.context) {
+    throw std::invalid_argument("prompt of " + std::to_string(P) +
+                                " tokens does not fit the context of " +
+                                std::to_string(cfg.context) + " tokens");
+  }
+  const int budget = std::min(f.max_new_tokens, cfg.context - P);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<float> logits = model.prefill(ids.data(), 1, P);
+  Completion c;
+  for (int i = 0; i < budget; ++i) {
+    const int32_t next = sampler.sample(logits.data(), cfg.vocab_size);
+    if (next == eot && !f.ignore_eot) break;
+    c.tokens.push_back(next);
+    if (i + 1 < budget) logits = model.decode(&next, 1, P + i);
+  }
+  c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return c;
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"Generate text from a model (KV-cache decoding, temperature / top-k / top-p)."};
+  GenerateFlags f;
+  register_options(app, f);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (f.max_new_tokens <= 0) throw std::invalid_argument("--max-new-tokens must be positive");
+  gpt::Sampler sampler(gpt::SamplingConfig{f.temperature, f.top_k, f.top_p},
+                       f.seed);  // validates the flags
+  const std::vector<std::string> prompts = read_prompts(f);
+
+  const gpt::PrepareTokenizer tokenizer = gpt::load_app_tokenizer(f.tokenizer_spec, f.model_path);
+  auto backend = gpt::make_app_backend(f.device, f.dtype);
   gpt::LoadOptions load;  // the language-model head, without a checkpoint's adapter
   load.checkpoint_adapter = false;
   load.head = gpt::HeadUse::kLanguageModel;
   load.freeze = true;  // sampling only: no gradients, one layer of activations
-  gpt::LoadedModel loaded = gpt::load_model(model_path, *backend, load);
+  gpt::LoadedModel loaded = gpt::load_model(f.model_path, *backend, load);
   gpt::LanguageModel& model = *loaded.model;
   const gpt::ModelShape cfg = model.shape();
   if (tokenizer.vocab_size() > cfg.vocab_size) {
@@ -90,43 +139,20 @@ int run(int argc, char** argv) {
                loaded.format.c_str(), cfg.n_layer, cfg.n_embd, cfg.context,
                backend->description().c_str());
 
-  const int eot = tokenizer.eot_token();
-  const int Vp = cfg.padded_vocab_size;
   for (const std::string& prompt : prompts) {
-    std::vector<int32_t> ids;
-    if (eot >= 0) ids.push_back(eot);  // the document start every training document had
-    tokenizer.encode_append(prompt, &ids);
-    const int P = static_cast<int>(ids.size());
-    if (P >= cfg.context) {
-      throw std::invalid_argument("prompt of " + std::to_string(P) +
-                                  " tokens does not fit the context of " +
-                                  std::to_string(cfg.context) + " tokens");
-    }
-    const int budget = std::min(max_new_tokens, cfg.context - P);
-    const auto t0 = std::chrono::steady_clock::now();
-    std::vector<float> logits = model.prefill(ids.data(), 1, P);
-    std::vector<int32_t> out;
-    for (int i = 0; i < budget; ++i) {
-      const int32_t next = sampler.sample(logits.data(), cfg.vocab_size);
-      if (next == eot && !ignore_eot) break;
-      out.push_back(next);
-      if (i + 1 < budget) logits = model.decode(&next, 1, P + i);
-    }
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const std::string completion = tokenizer.decode(out);
-    if (jsonl) {
+    const Completion c = complete(model, sampler, tokenizer, prompt, f);
+    const std::string completion = tokenizer.decode(c.tokens);
+    if (f.jsonl) {
       nlohmann::ordered_json j;
       j["prompt"] = prompt;
       j["completion"] = completion;
-      j["tokens"] = out.size();
-      j["tokens_per_s"] = out.size() / std::max(seconds, 1e-9);
+      j["tokens"] = c.tokens.size();
+      j["tokens_per_s"] = c.tokens.size() / std::max(c.seconds, 1e-9);
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     } else {
-      std::cout << (echo ? prompt : "") << completion << "\n\n";
+      std::cout << (f.echo ? prompt : "") << completion << "\n\n";
     }
     std::cout.flush();
-    (void)Vp;
   }
   return 0;
 }
