@@ -494,25 +494,25 @@ std::vector<Family> families() {
                                            stat("lse", {d.B, d.NH, d.T}, 0, 0)};
                 },
                 [](Backend& b, Tensors& t, const Dims& d) {
-                  b.attention_forward(t["out"], t["lse"], t["qkv"], d.NH);
+                  b.attention_forward(t["out"], t["lse"], t["qkv"], d.NH, d.NH);
                 },
                 {"out", "lse"},
                 nullptr,
                 [](const Dims& d) { return 2.0 * d.B * d.NH * double(d.T) * d.T * (d.C / d.NH); }});
-  fs.push_back({"attention_backward",
-                [](const Dims& d) {
-                  return std::vector<Spec>{compute("qkv", {d.B, d.T, 3 * d.C}),
-                                           compute("out", {d.B, d.T, d.C}, -0.5f, 0.5f),
-                                           stat("lse", {d.B, d.NH, d.T}, 2.0f, 4.0f),
-                                           compute("dout", {d.B, d.T, d.C}),
-                                           compute("dqkv", {d.B, d.T, 3 * d.C})};
-                },
-                [](Backend& b, Tensors& t, const Dims& d) {
-                  b.attention_backward(t["dqkv"], t["dout"], t["qkv"], t["out"], t["lse"], d.NH);
-                },
-                {"dqkv"},
-                nullptr,
-                [](const Dims& d) { return 5.0 * d.B * d.NH * double(d.T) * d.T * (d.C / d.NH); }});
+  fs.push_back(
+      {"attention_backward",
+       [](const Dims& d) {
+         return std::vector<Spec>{
+             compute("qkv", {d.B, d.T, 3 * d.C}), compute("out", {d.B, d.T, d.C}, -0.5f, 0.5f),
+             stat("lse", {d.B, d.NH, d.T}, 2.0f, 4.0f), compute("dout", {d.B, d.T, d.C}),
+             compute("dqkv", {d.B, d.T, 3 * d.C})};
+       },
+       [](Backend& b, Tensors& t, const Dims& d) {
+         b.attention_backward(t["dqkv"], t["dout"], t["qkv"], t["out"], t["lse"], d.NH, d.NH);
+       },
+       {"dqkv"},
+       nullptr,
+       [](const Dims& d) { return 5.0 * d.B * d.NH * double(d.T) * d.T * (d.C / d.NH); }});
   return fs;
 }
 

@@ -112,13 +112,14 @@ class ProfilingBackend final : public Backend {
   void residual_forward(Tensor out, const Tensor& a, const Tensor& b) override {
     timed("residual_forward", [&] { inner_.residual_forward(out, a, b); });
   }
-  void attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int n_head) override {
-    timed("attention_forward", [&] { inner_.attention_forward(out, lse, qkv, n_head); });
+  void attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int n_head,
+                         int n_kv_head) override {
+    timed("attention_forward", [&] { inner_.attention_forward(out, lse, qkv, n_head, n_kv_head); });
   }
   void attention_backward(Tensor dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out,
-                          const Tensor& lse, int n_head) override {
+                          const Tensor& lse, int n_head, int n_kv_head) override {
     timed("attention_backward",
-          [&] { inner_.attention_backward(dqkv, dout, qkv, out, lse, n_head); });
+          [&] { inner_.attention_backward(dqkv, dout, qkv, out, lse, n_head, n_kv_head); });
   }
   void crossentropy(Tensor losses, Tensor logits, const Tensor& targets, int vocab_size,
                     float dloss, LossGrad grad) override {
@@ -161,8 +162,10 @@ class ProfilingBackend final : public Backend {
   void scale(Tensor out, const Tensor& in, float s) override {
     timed("scale", [&] { inner_.scale(out, in, s); });
   }
-  void attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head) override {
-    timed("attention_decode", [&] { inner_.attention_decode(out, qkv_cache, pos, n_head); });
+  void attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
+                        int n_kv_head) override {
+    timed("attention_decode",
+          [&] { inner_.attention_decode(out, qkv_cache, pos, n_head, n_kv_head); });
   }
   void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor master,
                     const AdamWStep& step) override {

@@ -50,6 +50,36 @@ RopeDims check_rope(const Tensor& qkv, const Tensor& cos, const Tensor& sin, int
   return d;
 }
 
+cpu::AttentionShape check_attention(const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                                    int n_head, int n_kv_head, const char* op) {
+  const std::string name = op;
+  if (qkv.shape.ndim() != 3)
+    throw ShapeError(name + ": qkv must be (B, T, (NH + 2·NKV)·HS), got " + qkv.str());
+  if (n_head <= 0 || n_kv_head <= 0 || n_head % n_kv_head != 0)
+    throw ShapeError(name + ": " + std::to_string(n_head) + " query heads do not share " +
+                     std::to_string(n_kv_head) + " key/value heads evenly");
+  cpu::AttentionShape a;
+  a.B = static_cast<int>(qkv.shape[0]);
+  a.T = static_cast<int>(qkv.shape[1]);
+  a.n_head = n_head;
+  a.n_kv_head = n_kv_head;
+  const int64_t out_width = out.shape.cols();
+  if (out_width % n_head != 0 || out_width == 0)
+    throw ShapeError(name + ": out " + out.str() + " does not split into " +
+                     std::to_string(n_head) + " heads");
+  a.head_size = static_cast<int>(out_width / n_head);
+  if (qkv.shape[2] != a.row_width())
+    throw ShapeError(name + ": qkv " + qkv.str() + " rows are not " + std::to_string(n_head) +
+                     " query and 2 x " + std::to_string(n_kv_head) + " key/value heads of " +
+                     std::to_string(a.head_size));
+  if (out.shape.ndim() == 3)
+    check_shape(out, Shape{a.B, a.T, out_width}, (name + " out").c_str());
+  else
+    check_shape(out, Shape{a.B, out_width}, (name + " out").c_str());
+  if (!lse.empty()) check_shape(lse, Shape{a.B, n_head, a.T}, (name + " lse").c_str());
+  return a;
+}
+
 SwigluDims check_swiglu(const Tensor& inp, const Tensor& half, const char* op) {
   const std::string name = op;
   if (inp.shape.cols() % 2 != 0) throw ShapeError(name + ": inp " + inp.str() + " must be (N, 2H)");
@@ -67,16 +97,15 @@ void Backend::scale(Tensor out, const Tensor& in, float s) {
   upload_f32(out, host.data());
 }
 
-void Backend::attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head) {
-  if (qkv_cache.shape.ndim() != 3)
-    throw ShapeError("attention_decode: cache must be (B, Tmax, 3C)");
-  const int B = static_cast<int>(qkv_cache.shape[0]), Tmax = static_cast<int>(qkv_cache.shape[1]);
-  const int C = static_cast<int>(qkv_cache.shape[2] / 3);
+void Backend::attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
+                               int n_kv_head) {
+  const cpu::AttentionShape a =
+      check_attention(qkv_cache, out, Tensor(), n_head, n_kv_head, "attention_decode");
+  const int Tmax = a.T;
   if (pos < 0 || pos >= Tmax) throw ShapeError("attention_decode: position outside the cache");
-  check_shape(out, Shape{B, C}, "attention_decode out");
   std::vector<float> cache = to_host(*this, qkv_cache);
-  std::vector<float> host(static_cast<size_t>(B) * C);
-  cpu::attention_decode<float>(host.data(), cache.data(), B, Tmax, C, n_head, pos);
+  std::vector<float> host(static_cast<size_t>(out.numel()));
+  cpu::attention_decode<float>(host.data(), cache.data(), Tmax, pos, a);
   upload_f32(out, host.data());
 }
 

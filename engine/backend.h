@@ -20,6 +20,7 @@
 #include <string>
 
 #include "engine/tensor.h"
+#include "kernels/attention.h"
 
 namespace gpt {
 
@@ -110,11 +111,15 @@ class Backend {
   // out = a + b
   virtual void residual_forward(Tensor out, const Tensor& a, const Tensor& b) = 0;
 
-  // qkv (B,T,3C); out (B,T,C); lse (B,NH,T) in stat dtype
-  virtual void attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int n_head) = 0;
-  // dqkv (B,T,3C) =
+  // Causal attention with n_head query heads sharing n_kv_head key/value heads (n_kv_head divides
+  // n_head; equal for GPT-2's multi-head attention): qkv (B, T, (NH + 2·NKV)·HS) rows
+  // [q | k | v]; out (B, T, NH·HS), which fixes the head size HS; lse (B, NH, T) in stat dtype.
+  virtual void attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int n_head,
+                                 int n_kv_head) = 0;
+  // dqkv (like qkv) =
   virtual void attention_backward(Tensor dqkv, const Tensor& dout, const Tensor& qkv,
-                                  const Tensor& out, const Tensor& lse, int n_head) = 0;
+                                  const Tensor& out, const Tensor& lse, int n_head,
+                                  int n_kv_head) = 0;
 
   // logits (N,Vp), targets (N) i32 (kIgnoreIndex = -1 masks), losses (N) stat dtype.
   // With LossGrad::write, dlogits are written in place of the logits, scaled by dloss.
@@ -151,9 +156,10 @@ class Backend {
 
   // out = s · in (any shape; out may alias in). Used by LoRA's scaled low-rank path.
   virtual void scale(Tensor out, const Tensor& in, float s);
-  // One generation step with a KV cache: out (B, C) for the query at position pos of
-  // qkv_cache (B, Tmax, 3C), attending positions 0..pos (kernels/attention.h).
-  virtual void attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head);
+  // One generation step with a KV cache: out (B, NH·HS) for the query at position pos of
+  // qkv_cache (B, Tmax, (NH + 2·NKV)·HS), attending positions 0..pos (kernels/attention.h).
+  virtual void attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
+                                int n_kv_head);
 
   // One AdamW step on one parameter tensor. m, v (and master, used when the compute dtype is bf16)
   // are in the stat dtype and have the parameter's element count.
@@ -169,6 +175,10 @@ struct RopeDims {
 };
 RopeDims check_rope(const Tensor& qkv, const Tensor& cos, const Tensor& sin, int n_heads,
                     int head_dim, int pos0, const char* op);
+// attention: qkv (B, T, (NH + 2·NKV)·HS) with NKV dividing NH, out (B, T, NH·HS) (decode: (B,
+// NH·HS)), lse (B, NH, T) when not empty. The shape in the CPU kernels' terms.
+cpu::AttentionShape check_attention(const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                                    int n_head, int n_kv_head, const char* op);
 struct SwigluDims {
   int N = 0, H = 0;
 };

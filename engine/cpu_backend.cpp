@@ -243,34 +243,26 @@ void CpuBackend::residual_forward(Tensor out, const Tensor& a, const Tensor& b) 
   });
 }
 
-void CpuBackend::attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int n_head) {
-  if (qkv.shape.ndim() != 3)
-    throw ShapeError("attention_forward: qkv must be (B,T,3C), got " + qkv.str());
-  const int B = as_int(qkv.shape[0], "qkv"), T = as_int(qkv.shape[1], "qkv");
-  const int C = as_int(qkv.shape[2] / 3, "qkv");
-  if (qkv.shape[2] % 3 != 0 || C % n_head != 0)
-    throw ShapeError("attention_forward: qkv " + qkv.str() +
-                     " does not split into 3 x n_head heads");
-  check_shape(out, Shape{B, T, C}, "attention_forward out");
-  check_shape(lse, Shape{B, n_head, T}, "attention_forward lse");
+void CpuBackend::attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int n_head,
+                                   int n_kv_head) {
+  const cpu::AttentionShape a =
+      check_attention(qkv, out, lse, n_head, n_kv_head, "attention_forward");
   dispatch(dtype_, [&](auto tag) {
     using F = decltype(tag);
-    cpu::attention_forward<F>(p<F>(out), p<F>(lse), p<F>(qkv), B, T, C, n_head);
+    cpu::attention_forward<F>(p<F>(out), p<F>(lse), p<F>(qkv), a);
   });
 }
 
 void CpuBackend::attention_backward(Tensor dqkv, const Tensor& dout, const Tensor& qkv,
-                                    const Tensor& out, const Tensor& lse, int n_head) {
-  const int B = as_int(qkv.shape[0], "qkv"), T = as_int(qkv.shape[1], "qkv");
-  const int C = as_int(qkv.shape[2] / 3, "qkv");
+                                    const Tensor& out, const Tensor& lse, int n_head,
+                                    int n_kv_head) {
+  const cpu::AttentionShape a =
+      check_attention(qkv, out, lse, n_head, n_kv_head, "attention_backward");
   check_shape(dqkv, qkv.shape, "attention_backward dqkv");
-  check_shape(dout, Shape{B, T, C}, "attention_backward dout");
-  check_shape(out, Shape{B, T, C}, "attention_backward out");
-  check_shape(lse, Shape{B, n_head, T}, "attention_backward lse");
+  check_shape(dout, out.shape, "attention_backward dout");
   dispatch(dtype_, [&](auto tag) {
     using F = decltype(tag);
-    cpu::attention_backward<F>(p<F>(dqkv), p<F>(dout), p<F>(qkv), p<F>(out), p<F>(lse), B, T, C,
-                               n_head);
+    cpu::attention_backward<F>(p<F>(dqkv), p<F>(dout), p<F>(qkv), p<F>(out), p<F>(lse), a);
   });
 }
 
@@ -365,16 +357,14 @@ void CpuBackend::scale(Tensor out, const Tensor& in, float s) {
   });
 }
 
-void CpuBackend::attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head) {
-  if (qkv_cache.shape.ndim() != 3)
-    throw ShapeError("attention_decode: cache must be (B, Tmax, 3C)");
-  const int B = as_int(qkv_cache.shape[0], "cache"), Tmax = as_int(qkv_cache.shape[1], "cache");
-  const int C = as_int(qkv_cache.shape[2] / 3, "cache");
-  if (pos < 0 || pos >= Tmax) throw ShapeError("attention_decode: position outside the cache");
-  check_shape(out, Shape{B, C}, "attention_decode out");
+void CpuBackend::attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
+                                  int n_kv_head) {
+  const cpu::AttentionShape a =
+      check_attention(qkv_cache, out, Tensor(), n_head, n_kv_head, "attention_decode");
+  if (pos < 0 || pos >= a.T) throw ShapeError("attention_decode: position outside the cache");
   dispatch(dtype_, [&](auto tag) {
     using F = decltype(tag);
-    cpu::attention_decode<F>(p<F>(out), p<F>(qkv_cache), B, Tmax, C, n_head, pos);
+    cpu::attention_decode<F>(p<F>(out), p<F>(qkv_cache), a.T, pos, a);
   });
 }
 

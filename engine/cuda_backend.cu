@@ -550,8 +550,13 @@ namespace {
 struct AttentionDims {
   int B, T, C, NH;
 };
-AttentionDims attention_dims(const Tensor& qkv, int n_head, DType dtype, const char* what) {
+AttentionDims attention_dims(const Tensor& qkv, int n_head, int n_kv_head, DType dtype,
+                             const char* what) {
   check_not_empty(qkv, what);
+  if (n_kv_head != n_head)
+    throw ShapeError(std::string(what) + ": grouped-query attention (" + std::to_string(n_head) +
+                     " query heads, " + std::to_string(n_kv_head) +
+                     " key/value heads) is not implemented on CUDA yet");
   check_dtype(qkv, dtype, what);
   if (qkv.shape.ndim() != 3 || qkv.shape[2] % 3 != 0 || n_head <= 0 ||
       (qkv.shape[2] / 3) % n_head != 0)
@@ -579,8 +584,9 @@ bool CudaBackend::use_fused_attention(int head_size) {
   return false;
 }
 
-void CudaBackend::attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int n_head) {
-  const AttentionDims d = attention_dims(qkv, n_head, dtype_, "attention_forward qkv");
+void CudaBackend::attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int n_head,
+                                    int n_kv_head) {
+  const AttentionDims d = attention_dims(qkv, n_head, n_kv_head, dtype_, "attention_forward qkv");
   expect(out, dtype_, Shape{d.B, d.T, d.C}, "attention_forward out");
   expect(lse, DType::f32, Shape{d.B, d.NH, d.T}, "attention_forward lse");
   check_aligned(out, "attention_forward out");
@@ -600,8 +606,9 @@ void CudaBackend::attention_forward(Tensor out, Tensor lse, const Tensor& qkv, i
 }
 
 void CudaBackend::attention_backward(Tensor dqkv, const Tensor& dout, const Tensor& qkv,
-                                     const Tensor& out, const Tensor& lse, int n_head) {
-  const AttentionDims d = attention_dims(qkv, n_head, dtype_, "attention_backward qkv");
+                                     const Tensor& out, const Tensor& lse, int n_head,
+                                     int n_kv_head) {
+  const AttentionDims d = attention_dims(qkv, n_head, n_kv_head, dtype_, "attention_backward qkv");
   expect(dqkv, dtype_, qkv.shape, "attention_backward dqkv");
   expect(dout, dtype_, Shape{d.B, d.T, d.C}, "attention_backward dout");
   expect(out, dtype_, Shape{d.B, d.T, d.C}, "attention_backward out");

@@ -83,9 +83,10 @@ class CudaBackend final : public Backend {
   void gelu_forward(Tensor out, const Tensor& inp) override;
   void gelu_backward(Tensor dinp, const Tensor& inp, const Tensor& dout) override;
   void residual_forward(Tensor out, const Tensor& a, const Tensor& b) override;
-  void attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int n_head) override;
+  void attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int n_head,
+                         int n_kv_head) override;
   void attention_backward(Tensor dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out,
-                          const Tensor& lse, int n_head) override;
+                          const Tensor& lse, int n_head, int n_kv_head) override;
   void crossentropy(Tensor losses, Tensor logits, const Tensor& targets, int vocab_size,
                     float dloss, LossGrad grad) override;
   void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight,

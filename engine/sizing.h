@@ -62,8 +62,8 @@ class SizingBackend final : public Backend {
   void gelu_forward(Tensor, const Tensor&) override {}
   void gelu_backward(Tensor, const Tensor&, const Tensor&) override {}
   void residual_forward(Tensor, const Tensor&, const Tensor&) override {}
-  void attention_forward(Tensor, Tensor, const Tensor&, int) override {}
-  void attention_backward(Tensor, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+  void attention_forward(Tensor, Tensor, const Tensor&, int, int) override {}
+  void attention_backward(Tensor, const Tensor&, const Tensor&, const Tensor&, const Tensor&, int,
                           int) override {}
   void crossentropy(Tensor, Tensor, const Tensor&, int, float, LossGrad) override {}
   void rmsnorm_forward(Tensor, Tensor, const Tensor&, const Tensor&, float) override {}
@@ -76,7 +76,7 @@ class SizingBackend final : public Backend {
   double sum_of_squares(const Tensor&) override { return 0.0; }
   double sum(const Tensor&) override { return 0.0; }
   void scale(Tensor, const Tensor&, float) override {}
-  void attention_decode(Tensor, const Tensor&, int, int) override {}
+  void attention_decode(Tensor, const Tensor&, int, int, int) override {}
   void adamw_update(Tensor, const Tensor&, Tensor, Tensor, Tensor, const AdamWStep&) override {}
 
  private:

@@ -394,11 +394,12 @@ Tensor GptModel::block_forward(int l, const Tensor& residual, int B, int T, Atte
       cache_qkv(l, qkv, B, T, 0);
       [[fallthrough]];
     case Attend::causal:
-      backend_.attention_forward(atty, A(kAttLse, {B, NH, T}), qkv, NH);
+      backend_.attention_forward(atty, A(kAttLse, {B, NH, T}), qkv, NH, NH);
       break;
     case Attend::decode:  // the new rows join the cache, then attend over rows 0..pos
       cache_qkv(l, qkv, B, 1, pos);
-      backend_.attention_decode(Tensor(atty.data, atty.dtype, {B, C}), cache_view(l, B), pos, NH);
+      backend_.attention_decode(Tensor(atty.data, atty.dtype, {B, C}), cache_view(l, B), pos, NH,
+                                NH);
       break;
   }
   backend_.matmul_forward(residual2, atty, layer_view(param(Param::attproj_w), l),
@@ -483,7 +484,7 @@ void GptModel::backward_from_lnf(int B, int T) {
                              dresidual, atty, layer_view(param(Param::attproj_w), l));
     if (lora_on(LoraTarget::attproj))
       lora_backward(LoraTarget::attproj, l, atty, dresidual, datty, N);
-    backend_.attention_backward(dqkv, datty, qkv, atty, lse, NH);
+    backend_.attention_backward(dqkv, datty, qkv, atty, lse, NH, NH);
     backend_.matmul_backward(dln, grad_for(Param::qkv_w, l), grad_for(Param::qkv_b, l), dqkv, ln1,
                              layer_view(param(Param::qkv_w), l));
     if (lora_on(LoraTarget::qkv)) lora_backward(LoraTarget::qkv, l, ln1, dqkv, dln, N);

@@ -565,8 +565,8 @@ TEST_P(CudaOps, AttentionForwardAndBackwardChunked) {
     qkv->randomize(rng_, 2.0f);
     out->poison();
     lse->poison();
-    cpu_->attention_forward(out->cpu(), lse->cpu(), qkv->cpu(), NH);
-    gpu_->attention_forward(out->gpu(), lse->gpu(), qkv->gpu(), NH);
+    cpu_->attention_forward(out->cpu(), lse->cpu(), qkv->cpu(), NH, NH);
+    gpu_->attention_forward(out->gpu(), lse->gpu(), qkv->gpu(), NH, NH);
     EXPECT_LT(out->error(), tol_.reduction) << "chunk bytes " << chunk_bytes;
     EXPECT_LT(lse->error(), tol_.reduction) << "chunk bytes " << chunk_bytes;
 
@@ -577,8 +577,8 @@ TEST_P(CudaOps, AttentionForwardAndBackwardChunked) {
     auto dqkv = make(Kind::compute, {B, T, 3 * C});
     dout->randomize(rng_);
     dqkv->poison();
-    cpu_->attention_backward(dqkv->cpu(), dout->cpu(), qkv->cpu(), out->cpu(), lse->cpu(), NH);
-    gpu_->attention_backward(dqkv->gpu(), dout->gpu(), qkv->gpu(), out->gpu(), lse->gpu(), NH);
+    cpu_->attention_backward(dqkv->cpu(), dout->cpu(), qkv->cpu(), out->cpu(), lse->cpu(), NH, NH);
+    gpu_->attention_backward(dqkv->gpu(), dout->gpu(), qkv->gpu(), out->gpu(), lse->gpu(), NH, NH);
     EXPECT_LT(dqkv->error(), tol_.reduction) << "chunk bytes " << chunk_bytes;
   }
 }
@@ -728,7 +728,7 @@ TEST_P(CudaOps, EntryPointsRejectBadArguments) {
   auto out = make(Kind::compute, {2, 4, 6});
   auto lse = make(Kind::stat, {2, 3, 4});
   // head size 2 is not a multiple of the packet
-  EXPECT_THROW(gpu_->attention_forward(out->gpu(), lse->gpu(), qkv->gpu(), 3), ShapeError);
+  EXPECT_THROW(gpu_->attention_forward(out->gpu(), lse->gpu(), qkv->gpu(), 3, 3), ShapeError);
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaOps, ::testing::Values(DType::f32, DType::bf16),
