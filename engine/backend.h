@@ -82,7 +82,8 @@ class Backend {
   virtual size_t peak_bytes() const = 0;
 
   // ---- ops (see kernels/<op>.h for the math) --------------------------------------------------
-  // out (B,T,C) = wte[tokens] + wpe[:T]; tokens (B,T) i32; wte (Vp,C); wpe (maxT,C)
+  // out (B,T,C) = wte[tokens] + wpe[:T]; tokens (B,T) i32; wte (Vp,C); wpe (maxT,C) or empty
+  // (token embeddings only)
   virtual void encoder_forward(Tensor out, const Tensor& tokens, const Tensor& wte,
                                const Tensor& wpe) = 0;
   // dwte, dwpe += (either may be empty to skip)

@@ -139,7 +139,7 @@ void CpuBackend::encoder_forward(Tensor out, const Tensor& tokens, const Tensor&
   const int B = as_int(tokens.shape.rows(), "tokens"), T = as_int(tokens.shape.cols(), "tokens");
   const int C = as_int(wte.shape.cols(), "wte");
   check_shape(out, Shape{B, T, C}, "encoder_forward out");
-  if (wpe.shape.cols() != C || wpe.shape.rows() < T)
+  if (!wpe.empty() && (wpe.shape.cols() != C || wpe.shape.rows() < T))
     throw ShapeError("encoder_forward: wpe " + wpe.str() +
                      " does not cover T=" + std::to_string(T));
   dispatch(dtype_, [&](auto tag) {

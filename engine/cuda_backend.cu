@@ -277,14 +277,16 @@ void CudaBackend::encoder_forward(Tensor out, const Tensor& tokens, const Tensor
   const int C = as_int(wte.shape.cols(), "wte");
   expect(out, dtype_, Shape{B, T, C}, "encoder_forward out");
   expect(wte, dtype_, wte.shape, "encoder_forward wte");
-  expect(wpe, dtype_, wpe.shape, "encoder_forward wpe");
-  if (wpe.shape.cols() != C || wpe.shape.rows() < T)
-    throw ShapeError("encoder_forward: wpe " + wpe.str() +
-                     " does not cover T=" + std::to_string(T));
+  if (!wpe.empty()) {  // empty: token embeddings only
+    expect(wpe, dtype_, wpe.shape, "encoder_forward wpe");
+    if (wpe.shape.cols() != C || wpe.shape.rows() < T)
+      throw ShapeError("encoder_forward: wpe " + wpe.str() +
+                       " does not cover T=" + std::to_string(T));
+    check_aligned(wpe, "encoder_forward wpe");
+  }
   check_multiple(C, pack_of(dtype_), "encoder_forward C");
   check_aligned(out, "encoder_forward out");
   check_aligned(wte, "encoder_forward wte");
-  check_aligned(wpe, "encoder_forward wpe");
   dispatch(dtype_, [&](auto tag) {
     using F = decltype(tag);
     cuda::encoder_forward<F>(dev<F>(out), dev<int32_t>(tokens), dev<F>(wte), dev<F>(wpe), B, T, C,

@@ -12,6 +12,10 @@ void encoder_forward(F* out, const int32_t* tokens, const F* wte, const F* wpe, 
     const int t = bt % T;
     F* out_bt = out + static_cast<size_t>(bt) * C;
     const F* wte_row = wte + static_cast<size_t>(tokens[bt]) * C;
+    if (wpe == nullptr) {
+      for (int c = 0; c < C; ++c) out_bt[c] = wte_row[c];
+      continue;
+    }
     const F* wpe_row = wpe + static_cast<size_t>(t) * C;
     for (int c = 0; c < C; ++c) out_bt[c] = wte_row[c] + wpe_row[c];
   }

@@ -34,10 +34,12 @@ __global__ void encoder_forward_kernel(F* out, const int32_t* tokens, const F* w
   const int c = static_cast<int>(idx % packs_per_row) * x;
   const int t = bt % T;
   const Packed128<F> e = load128(wte + static_cast<int64_t>(tokens[bt]) * C + c);
-  const Packed128<F> p = load128(wpe + static_cast<int64_t>(t) * C + c);
-  Packed128<F> o;
+  Packed128<F> o = e;
+  if (wpe != nullptr) {
+    const Packed128<F> p = load128(wpe + static_cast<int64_t>(t) * C + c);
 #pragma unroll
-  for (int k = 0; k < x; ++k) o[k] = from_float<F>(to_float(e[k]) + to_float(p[k]));
+    for (int k = 0; k < x; ++k) o[k] = from_float<F>(to_float(e[k]) + to_float(p[k]));
+  }
   store128cs(out + static_cast<int64_t>(bt) * C + c, o);
 }
 

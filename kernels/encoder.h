@@ -5,6 +5,7 @@
 //             dwpe[t, :]           += sum_b dout[b,t,:]
 //
 // Shapes: tokens (B,T) int32 in [0, V); wte (Vp, C); wpe (maxT, C) with T <= maxT; out (B,T,C).
+// wpe may be null: token embeddings only (the Llama family, whose positions come from RoPE).
 // Either of dwte, dwpe may be null to skip it (frozen embeddings).
 // Memory traffic: forward reads 2·B·T·C and writes B·T·C values; it is purely memory bound.
 // The backward is deterministic: several tokens can hit the same row of dwte, so the CPU version
