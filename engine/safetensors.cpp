@@ -150,6 +150,34 @@ SafeTensor make_f32_tensor(const std::vector<int64_t>& shape, const float* data)
   return t;
 }
 
+namespace {
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      exp = 127 - 15 + 1;
+      while ((mant & 0x400) == 0) {
+        mant <<= 1;
+        --exp;
+      }
+      bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+}  // namespace
+
 std::vector<float> tensor_as_f32(const SafeTensor& t, const std::string& what) {
   std::vector<float> out(static_cast<size_t>(t.numel()));
   if (t.dtype == "F32") {
@@ -159,6 +187,9 @@ std::vector<float> tensor_as_f32(const SafeTensor& t, const std::string& what) {
       uint32_t bits = static_cast<uint32_t>(t.data[2 * i] | (t.data[2 * i + 1] << 8)) << 16;
       std::memcpy(&out[i], &bits, 4);
     }
+  } else if (t.dtype == "F16") {
+    for (size_t i = 0; i < out.size(); ++i)
+      out[i] = half_to_float(static_cast<uint16_t>(t.data[2 * i] | (t.data[2 * i + 1] << 8)));
   } else if (t.dtype == "F64") {
     for (size_t i = 0; i < out.size(); ++i) {
       double d;

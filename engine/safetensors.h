@@ -33,6 +33,7 @@ SafeTensorsFile read_safetensors(const std::string& path);
 
 // Convenience for f32 data.
 SafeTensor make_f32_tensor(const std::vector<int64_t>& shape, const float* data);
+// F32, BF16, F16 or F64 data as f32; throws naming `what` for another dtype.
 std::vector<float> tensor_as_f32(const SafeTensor& t, const std::string& what);
 
 }  // namespace gpt

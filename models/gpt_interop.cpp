@@ -22,38 +22,6 @@ std::string shape_text(const std::vector<int64_t>& s) {
   return nlohmann::json(s).dump();
 }
 
-float half_to_float(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
-  uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {  // subnormal: normalise
-      exp = 127 - 15 + 1;
-      while ((mant & 0x400) == 0) {
-        mant <<= 1;
-        --exp;
-      }
-      bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | (mant << 13);
-  } else {
-    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-std::vector<float> to_f32(const SafeTensor& t, const std::string& what) {
-  if (t.dtype != "F16") return tensor_as_f32(t, what);
-  std::vector<float> out(static_cast<size_t>(t.numel()));
-  for (size_t i = 0; i < out.size(); ++i)
-    out[i] = half_to_float(static_cast<uint16_t>(t.data[2 * i] | (t.data[2 * i + 1] << 8)));
-  return out;
-}
-
 float bf16_to_float(uint16_t b) {
   const uint32_t bits = static_cast<uint32_t>(b) << 16;
   float f;
@@ -93,6 +61,7 @@ std::vector<HfEntry> hf_entries(const GptConfig& c) {
   std::vector<HfEntry> e;
   const ParamSpec* table = gpt_params();
   auto add = [&](const ParamSpec& p, int layer) {
+    if (!param_present(c, p.id)) return;
     const std::string prefix = layer >= 0 ? "h." + std::to_string(layer) + "." : "";
     e.push_back({prefix + p.hf_name, p.id, layer, p.hf_transposed});
   };
@@ -277,7 +246,7 @@ GptWeights gpt_weights_from_safetensors(const SafeTensorsFile& file, const GptCo
     if (t->shape != shape)
       fail(path, std::string("tensor '") + param_name(p) + "' has shape " + shape_text(t->shape) +
                      ", the model config implies " + shape_text(shape));
-    w.params.push_back(to_f32(*t, path + ": tensor '" + param_name(p) + "'"));
+    w.params.push_back(tensor_as_f32(*t, path + ": tensor '" + param_name(p) + "'"));
   }
   for (const auto& [name, t] : file.tensors) {
     bool known = false;
@@ -439,7 +408,7 @@ GptWeights weights_from_hf_tensors(const SafeTensorsFile& file, const GptConfig&
     if (t->shape != theirs)
       fail(path, "tensor '" + name + "' has shape " + shape_text(t->shape) +
                      ", but config.json implies " + shape_text(theirs));
-    const std::vector<float> v = to_f32(*t, path + ": tensor '" + name + "'");
+    const std::vector<float> v = tensor_as_f32(*t, path + ": tensor '" + name + "'");
     const std::vector<int64_t> ours = slice_shape(c, e.param, e.layer);
     float* dst =
         w.params[static_cast<int>(e.param)].data() + (e.layer >= 0 ? e.layer * numel(ours) : 0);
@@ -453,7 +422,7 @@ GptWeights weights_from_hf_tensors(const SafeTensorsFile& file, const GptConfig&
     if (head->shape != want)
       fail(path, "tensor 'lm_head.weight' has shape " + shape_text(head->shape) + ", expected " +
                      shape_text(want));
-    const std::vector<float> v = to_f32(*head, path + ": tensor 'lm_head.weight'");
+    const std::vector<float> v = tensor_as_f32(*head, path + ": tensor 'lm_head.weight'");
     if (std::memcmp(v.data(), w.params[static_cast<int>(Param::wte)].data(), v.size() * 4) != 0)
       fail(path, "tensor 'lm_head.weight' differs from '" + prefix +
                      "wte.weight': untied output layers are not supported (GPT-2 ties them)");
