@@ -31,8 +31,8 @@ MemoryPlan plan_memory(const PlanRequest& r) {
 
   // The set-up of gpt-pretrain / gpt-finetune, in their order, on a backend that only counts.
   SizingBackend backend(r.device, r.dtype);
-  const std::unique_ptr<LanguageModel> model_ptr =
-      make_model("gpt2", gpt_config_to_json(r.model), "the model", backend, r.batch, r.seq_len);
+  const std::unique_ptr<LanguageModel> model_ptr = make_model(
+      r.model.family, gpt_config_to_json(r.model), "the model", backend, r.batch, r.seq_len);
   LanguageModel& model = *model_ptr;
   if (task == "classify") model.enable_class_head(r.num_classes, 0);
   if (method.method == "lora") model.enable_lora(method.lora, 0);

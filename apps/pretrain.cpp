@@ -31,7 +31,16 @@ void register_options(gpt::Options& o, gpt::PretrainSettings& s) {
   o.add("n_layer", &s.n_layer, "transformer blocks");
   o.add("n_head", &s.n_head, "attention heads");
   o.add("n_embd", &s.n_embd, "model width C");
-  o.add("max_seq_len", &s.max_seq_len, "position embedding table size");
+  o.add("max_seq_len", &s.max_seq_len, "the longest sequence (GPT-2: position embedding rows)");
+  o.add("family", &s.family, "model family: gpt2 or llama (docs/models.md)");
+  o.add("n_kv_head", &s.n_kv_head, "llama: key/value heads, dividing n_head (0: n_head)");
+  o.add("head_dim", &s.head_dim, "llama: channels per head (0: n_embd / n_head)");
+  o.add("mlp_hidden", &s.mlp_hidden, "llama: the SwiGLU MLP's width");
+  o.add("norm_eps", &s.norm_eps, "llama: RMSNorm epsilon");
+  o.add("rope_theta", &s.rope_theta, "llama: rotary embedding base");
+  o.add("qkv_bias", &s.qkv_bias, "llama: biases on q, k and v (Qwen2)");
+  o.add("qk_norm", &s.qk_norm, "llama: RMSNorm on each q and k head (Qwen3)");
+  o.add("tied_head", &s.tied_head, "llama: the output layer is the token embedding");
   o.add("vocab_size", &s.vocab_size,
         "vocabulary size (0: read it from meta.json beside the training shards)");
   o.add("keep_last", &s.keep_last,

@@ -36,10 +36,45 @@ void GptConfig::validate() const {
   positive(n_embd, "n_embd");
   positive(max_seq_len, "max_seq_len");
   positive(vocab_size, "vocab_size");
-  if (n_embd % n_head != 0) {
-    throw std::invalid_argument("n_embd (" + std::to_string(n_embd) +
-                                ") must be divisible by n_head (" + std::to_string(n_head) + ")");
+  if (family != "gpt2" && family != "llama")
+    throw std::invalid_argument("family '" + family + "' is not known (gpt2 or llama)");
+  if (!llama()) {
+    if (n_embd % n_head != 0) {
+      throw std::invalid_argument("n_embd (" + std::to_string(n_embd) +
+                                  ") must be divisible by n_head (" + std::to_string(n_head) + ")");
+    }
+    const GptConfig plain;
+    if (n_kv_head != 0 || head_dim != 0 || mlp_hidden != 0 || norm_eps != plain.norm_eps ||
+        rope_theta != plain.rope_theta || rope_scaling.factor != 0.0 || qkv_bias || qk_norm ||
+        !tied_head)
+      throw std::invalid_argument(
+          "n_kv_head, head_dim, mlp_hidden, norm_eps, rope_theta, rope_scaling, qkv_bias, "
+          "qk_norm and tied_head belong to the llama family, not gpt2");
+    return;
   }
+  positive(mlp_hidden, "mlp_hidden");
+  if (n_kv_head < 0 || head_dim < 0)
+    throw std::invalid_argument("n_kv_head and head_dim must not be negative (0: the default)");
+  if (head_dim == 0 && n_embd % n_head != 0)
+    throw std::invalid_argument("n_embd (" + std::to_string(n_embd) +
+                                ") must be divisible by n_head (" + std::to_string(n_head) +
+                                ") unless head_dim is given");
+  if (n_head % kv_heads() != 0)
+    throw std::invalid_argument("n_head (" + std::to_string(n_head) +
+                                ") must be a multiple of n_kv_head (" + std::to_string(kv_heads()) +
+                                ")");
+  if (head_size() % 2 != 0)
+    throw std::invalid_argument("head_dim (" + std::to_string(head_size()) +
+                                ") must be even for rotary position embeddings");
+  if (!(norm_eps > 0.0) || !(norm_eps < 1.0))
+    throw std::invalid_argument("norm_eps must be in (0, 1)");
+  if (!(rope_theta > 1.0)) throw std::invalid_argument("rope_theta must be greater than 1");
+  const cpu::RopeScaling& s = rope_scaling;
+  if (s.factor != 0.0 && (!(s.factor >= 1.0) || !(s.low_freq_factor > 0.0) ||
+                          !(s.high_freq_factor > s.low_freq_factor) || s.original_context <= 0))
+    throw std::invalid_argument(
+        "rope_scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor and a positive "
+        "original_context");
 }
 
 namespace {
@@ -57,20 +92,22 @@ int64_t GptConfig::num_parameters() const {
   int64_t n = 0;
   for (int pi = 0; pi < kNumParams; ++pi)
     n += numel(gpt_param_shape(*this, static_cast<Param>(pi)));
-  return n - static_cast<int64_t>(padded_vocab_size() - vocab_size) * n_embd;
+  const int64_t padding = static_cast<int64_t>(padded_vocab_size() - vocab_size) * n_embd;
+  return n - padding * (tied_head ? 1 : 2);  // wte's padded rows, and lm_head's
 }
 
 double GptConfig::flops_per_token(int seq_len) const {
-  // The block matrices (the linear kind's weights) and the tied lm head (V real rows of wte).
+  // The block matrices (the linear kind's weights) and the output layer (V real rows of wte or of
+  // the untied lm_head).
   int64_t matmul_params = static_cast<int64_t>(vocab_size) * n_embd;
   for (int pi = 0; pi < kNumParams; ++pi) {
     const ParamSpec& p = gpt_params()[pi];
     if (p.kind == ParamKind::linear && !p.bias)
       matmul_params += numel(gpt_param_shape(*this, p.id));
   }
-  const double L = n_layer, C = n_embd, T = seq_len;
+  const double L = n_layer, A = attn_width(), T = seq_len;
   return 6.0 * static_cast<double>(matmul_params) +
-         6.0 * L * T * C;  // 6·N + attention (causal half of 12·L·T·C)
+         6.0 * L * T * A;  // 6·N + attention (causal half of 12·L·T·NH·HS)
 }
 
 GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int max_seq)
@@ -92,8 +129,22 @@ GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int
   }
   params_ = std::make_unique<Arena>(backend_, std::move(param_layout));
   for (int pi = 0; pi < kNumParams; ++pi) {
-    trainable_.emplace_back(is_stacked(static_cast<Param>(pi)) ? config_.n_layer : 1, 1);
+    const Param p = static_cast<Param>(pi);
+    present_[pi] = param_present(config_, p);
+    trainable_.emplace_back(is_stacked(p) ? config_.n_layer : 1, present_[pi] ? 1 : 0);
     grad_index_[pi] = -1;  // no gradients until they are needed (ensure_grads)
+  }
+  if (config_.llama()) {  // the rotary tables for positions 0 .. max_seq-1
+    const int half = config_.head_size() / 2;
+    ArenaLayout rope;
+    rope.add("cos", backend_.stat_dtype(), {max_seq_, half});
+    rope.add("sin", backend_.stat_dtype(), {max_seq_, half});
+    rope_ = std::make_unique<Arena>(backend_, std::move(rope));
+    std::vector<float> cos(static_cast<size_t>(max_seq_) * half), sin(cos.size());
+    cpu::rope_table<float>(cos.data(), sin.data(), max_seq_, config_.head_size(),
+                           config_.rope_theta, config_.rope_scaling);
+    backend_.upload_f32((*rope_)[0], cos.data());
+    backend_.upload_f32((*rope_)[1], sin.data());
   }
 
   acts_ = std::make_unique<Activations>();  // laid out by the first forward (allocate_activations)
@@ -101,6 +152,11 @@ GptModel::GptModel(const GptConfig& config, Backend& backend, int max_batch, int
 
 void GptModel::allocate_activations() {
   const int64_t C = config_.n_embd, Vp = config_.padded_vocab_size(), NH = config_.n_head;
+  const int64_t W = config_.qkv_width(), Aw = config_.attn_width();
+  const int64_t F = config_.fc_width(), H = config_.mlp_width();
+  const bool layernorm = !config_.llama();  // RMSNorm keeps no mean
+  const int64_t qk = config_.qk_norm ? 1 : 0;
+  const bool gated = config_.llama();  // SwiGLU: its input gradient needs a buffer of its own
   const DType dt = backend_.dtype();
   const DType sd = backend_.stat_dtype();
   // Layers below the lowest one the backward runs through share slot 0 (see Activations).
@@ -113,33 +169,37 @@ void GptModel::allocate_activations() {
   a.add("targets", DType::i32, {B, T});
   a.add("encoded", dt, {B, T, C});
   a.add("ln1", dt, {L, B, T, C});
-  a.add("ln1_mean", sd, {L, B, T});
+  a.add("ln1_mean", sd, {layernorm ? L : 0, B, T});
   a.add("ln1_rstd", sd, {L, B, T});
-  a.add("qkv", dt, {L, B, T, 3 * C});
-  a.add("atty", dt, {L, B, T, C});
+  a.add("qkv", dt, {L, B, T, W});
+  a.add("qkv_raw", dt, {qk * L, B, T, W});
+  a.add("qk_rstd", sd, {qk * L, B, T, NH + config_.kv_heads()});
+  a.add("atty", dt, {L, B, T, Aw});
   a.add("att_lse", sd, {L, B, NH, T});
   a.add("residual2", dt, {L, B, T, C});
   a.add("ln2", dt, {L, B, T, C});
-  a.add("ln2_mean", sd, {L, B, T});
+  a.add("ln2_mean", sd, {layernorm ? L : 0, B, T});
   a.add("ln2_rstd", sd, {L, B, T});
-  a.add("fch", dt, {L, B, T, 4 * C});
-  a.add("fch_gelu", dt, {L, B, T, 4 * C});
+  a.add("fch", dt, {L, B, T, F});
+  a.add("fch_gelu", dt, {L, B, T, H});
   a.add("residual3", dt, {L, B, T, C});
   a.add("lnf", dt, {B, T, C});
-  a.add("lnf_mean", sd, {B, T});
+  a.add("lnf_mean", sd, {layernorm ? B : 0, T});
   a.add("lnf_rstd", sd, {B, T});
   a.add("logits", dt, {B, T, Vp});
   a.add("losses", sd, {B, T});
   a.add("dresidual", dt, {B, T, C});
   a.add("dln", dt, {B, T, C});
-  a.add("dqkv", dt, {B, T, 3 * C});
-  a.add("datty", dt, {B, T, C});
-  a.add("dfch", dt, {B, T, 4 * C});
+  a.add("dqkv", dt, {B, T, W});
+  a.add("datty", dt, {B, T, Aw});
+  a.add("dfch", dt, {B, T, F});
+  a.add("dfch_act", dt, {gated ? B : 0, T, H});
   acts_->arena.reset();  // release the old arena before allocating the new one
   acts_->layer_numel.clear();
   for (int i = 0; i < a.size(); ++i) {
     const bool stacked = i >= kLn1 && i <= kResidual3;  // the (L, ...) entries
-    acts_->layer_numel.push_back(stacked ? a.entry(i).shape.numel() / L : a.entry(i).shape.numel());
+    const Shape& s = a.entry(i).shape;
+    acts_->layer_numel.push_back(stacked && s[0] > 0 ? s.numel() / s[0] : s.numel());
   }
   acts_->layer_offset = offset;
   acts_->arena = std::make_unique<Arena>(backend_, std::move(a));
@@ -188,6 +248,7 @@ GptModel::MemoryUse GptModel::memory_use() const {
   add(m.gradients, grads_);
   add(m.activations, acts_->arena);  // null until the first forward
   add(m.activations, kv_cache_);
+  add(m.activations, rope_);
   if (lora_) {
     add(m.parameters, lora_->params);
     add(m.gradients, lora_->grads);
@@ -233,6 +294,7 @@ void GptModel::init_weights(uint64_t seed) {
   const double std_base = 0.02, std_proj = 0.02 / std::sqrt(2.0 * L);
   for (int pi = 0; pi < kNumParams; ++pi) {
     const Param p = static_cast<Param>(pi);
+    if (!has_param(p)) continue;
     Tensor t = param(p);
     std::vector<float> host(static_cast<size_t>(t.numel()), 0.0f);
     switch (param_spec(p).init) {
@@ -291,6 +353,7 @@ std::vector<ParamGroup> GptModel::parameters() {
   std::vector<ParamGroup> groups;
   for (int pi = 0; pi < kNumParams; ++pi) {
     const Param p = static_cast<Param>(pi);
+    if (!has_param(p)) continue;
     const auto& t = trainable_[pi];
     const bool uniform = std::all_of(t.begin(), t.end(), [&](uint8_t x) { return x == t[0]; });
     if (uniform) {
@@ -352,69 +415,126 @@ void GptModel::forward_impl(int B, int T, bool lm_logits, Attend attend, int pos
   auto A = [&](int idx, int l, Shape s) { return acts_->view(idx, l, s); };
   const Shape btc{B, T, C};
 
-  // The position embeddings from row `pos` on.
-  const Tensor wpe = param(Param::wpe);
-  const Tensor wpe_at(
-      static_cast<char*>(wpe.data) + static_cast<size_t>(pos) * C * dtype_size(wpe.dtype),
-      wpe.dtype, {config_.max_seq_len - pos, C});
+  // The position embeddings from row `pos` on (none in the Llama family: RoPE in the blocks).
+  Tensor wpe_at;
+  if (has_param(Param::wpe)) {
+    const Tensor wpe = param(Param::wpe);
+    wpe_at =
+        Tensor(static_cast<char*>(wpe.data) + static_cast<size_t>(pos) * C * dtype_size(wpe.dtype),
+               wpe.dtype, {config_.max_seq_len - pos, C});
+  }
   Tensor encoded = A(kEncoded, 0, btc);
   backend_.encoder_forward(encoded, A(kTokens, 0, {B, T}), param(Param::wte), wpe_at);
 
   Tensor residual = encoded;
   for (int l = 0; l < L; ++l) residual = block_forward(l, residual, B, T, attend, pos);
   Tensor lnf = A(kLnf, 0, btc);
-  backend_.layernorm_forward(lnf, A(kLnfMean, 0, {B, T}), A(kLnfRstd, 0, {B, T}), residual,
-                             param(Param::lnf_w), param(Param::lnf_b));
-  if (lm_logits)
-    backend_.matmul_forward(A(kLogits, 0, {B, T, Vp}), lnf, param(Param::wte), Tensor());
+  norm_forward(lnf, A(kLnfMean, 0, {B, T}), A(kLnfRstd, 0, {B, T}), residual, Param::lnf_w,
+               Param::lnf_b, -1);
+  if (lm_logits) backend_.matmul_forward(A(kLogits, 0, {B, T, Vp}), lnf, output_weight(), Tensor());
+}
+
+void GptModel::qk_norm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& q_weight,
+                               const Tensor& k_weight, int n_head, int n_kv_head, float eps) {
+  (void)out, (void)rstd, (void)inp, (void)q_weight, (void)k_weight, (void)n_head, (void)n_kv_head,
+      (void)eps;
+  throw std::invalid_argument("qk_norm: not available yet");
+}
+
+void GptModel::qk_norm_backward(Tensor dinp, Tensor dq_weight, Tensor dk_weight, const Tensor& dout,
+                                const Tensor& inp, const Tensor& q_weight, const Tensor& k_weight,
+                                const Tensor& rstd, int n_head, int n_kv_head) {
+  (void)dinp, (void)dq_weight, (void)dk_weight, (void)dout, (void)inp, (void)q_weight,
+      (void)k_weight, (void)rstd, (void)n_head, (void)n_kv_head;
+  throw std::invalid_argument("qk_norm: not available yet");
+}
+
+Tensor GptModel::weight(Param p, int layer) const {
+  if (!has_param(p)) return Tensor();
+  return layer >= 0 ? layer_view(param(p), layer) : param(p);
+}
+
+Tensor GptModel::output_weight() const {
+  return param(config_.tied_head ? Param::wte : Param::lm_head);
+}
+
+void GptModel::norm_forward(Tensor out, Tensor mean, Tensor rstd, const Tensor& inp, Param w,
+                            Param b, int layer) {
+  if (config_.llama()) {
+    backend_.rmsnorm_forward(out, rstd, inp, weight(w, layer),
+                             static_cast<float>(config_.norm_eps));
+    return;
+  }
+  backend_.layernorm_forward(out, mean, rstd, inp, weight(w, layer), weight(b, layer));
+}
+
+void GptModel::norm_backward(Tensor dinp, const Tensor& dout, const Tensor& inp, const Tensor& mean,
+                             const Tensor& rstd, Param w, Param b, int layer) {
+  if (config_.llama()) {
+    backend_.rmsnorm_backward(dinp, grad_for(w, layer), dout, inp, weight(w, layer), rstd);
+    return;
+  }
+  backend_.layernorm_backward(dinp, grad_for(w, layer), grad_for(b, layer), dout, inp,
+                              weight(w, layer), mean, rstd);
 }
 
 Tensor GptModel::block_forward(int l, const Tensor& residual, int B, int T, Attend attend,
                                int pos) {
-  const int C = config_.n_embd, NH = config_.n_head;
+  const int C = config_.n_embd, NH = config_.n_head, NKV = config_.kv_heads();
+  const int W = config_.qkv_width(), Aw = config_.attn_width();
+  const int F = config_.fc_width(), H = config_.mlp_width();
   const int N = B * T;
   const int slot = attend == Attend::decode ? 0 : l;
   auto A = [&](int idx, Shape s) { return acts_->view(idx, slot, s); };
   const Shape btc{B, T, C};
   Tensor ln1 = A(kLn1, btc), ln1_mean = A(kLn1Mean, {B, T}), ln1_rstd = A(kLn1Rstd, {B, T});
-  Tensor qkv = A(kQkv, {B, T, 3 * C});
-  Tensor atty = A(kAtty, btc);
+  Tensor qkv = A(kQkv, {B, T, W});
+  Tensor atty = A(kAtty, {B, T, Aw});
   Tensor residual2 = A(kResidual2, btc);
   Tensor ln2 = A(kLn2, btc), ln2_mean = A(kLn2Mean, {B, T}), ln2_rstd = A(kLn2Rstd, {B, T});
-  Tensor fch = A(kFch, {B, T, 4 * C}), fch_gelu = A(kFchGelu, {B, T, 4 * C});
+  Tensor fch = A(kFch, {B, T, F}), fch_act = A(kFchGelu, {B, T, H});
   Tensor residual3 = A(kResidual3, btc);
 
-  backend_.layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, layer_view(param(Param::ln1_w), l),
-                             layer_view(param(Param::ln1_b), l));
-  backend_.matmul_forward(qkv, ln1, layer_view(param(Param::qkv_w), l),
-                          layer_view(param(Param::qkv_b), l));
-  if (lora_on(LoraTarget::qkv)) lora_forward(LoraTarget::qkv, l, ln1, qkv, N);
+  norm_forward(ln1, ln1_mean, ln1_rstd, residual, Param::ln1_w, Param::ln1_b, l);
+  // With QK-norm the projection lands in qkv_raw (kept for the backward) and the normalised
+  // copy in qkv.
+  Tensor proj = config_.qk_norm ? A(kQkvRaw, {B, T, W}) : qkv;
+  backend_.matmul_forward(proj, ln1, weight(Param::qkv_w, l), weight(Param::qkv_b, l));
+  if (lora_on(LoraTarget::qkv)) lora_forward(LoraTarget::qkv, l, ln1, proj, N);
+  if (config_.qk_norm)
+    qk_norm_forward(qkv, A(kQkRstd, {B, T, NH + NKV}), proj, weight(Param::q_norm_w, l),
+                    weight(Param::k_norm_w, l), NH, NKV, static_cast<float>(config_.norm_eps));
+  if (rope_)  // rotate the query and key heads (decode: the one new position)
+    backend_.rope_forward(qkv, (*rope_)[0], (*rope_)[1], NH + NKV, config_.head_size(),
+                          attend == Attend::decode ? pos : 0);
   switch (attend) {
     case Attend::causal_fill_cache:
       cache_qkv(l, qkv, B, T, 0);
       [[fallthrough]];
     case Attend::causal:
-      backend_.attention_forward(atty, A(kAttLse, {B, NH, T}), qkv, NH, NH);
+      backend_.attention_forward(atty, A(kAttLse, {B, NH, T}), qkv, NH, NKV);
       break;
     case Attend::decode:  // the new rows join the cache, then attend over rows 0..pos
       cache_qkv(l, qkv, B, 1, pos);
-      backend_.attention_decode(Tensor(atty.data, atty.dtype, {B, C}), cache_view(l, B), pos, NH,
-                                NH);
+      backend_.attention_decode(Tensor(atty.data, atty.dtype, {B, Aw}), cache_view(l, B), pos, NH,
+                                NKV);
       break;
   }
-  backend_.matmul_forward(residual2, atty, layer_view(param(Param::attproj_w), l),
-                          layer_view(param(Param::attproj_b), l));
+  backend_.matmul_forward(residual2, atty, weight(Param::attproj_w, l),
+                          weight(Param::attproj_b, l));
   if (lora_on(LoraTarget::attproj)) lora_forward(LoraTarget::attproj, l, atty, residual2, N);
   backend_.residual_forward(residual2, residual2, residual);
-  backend_.layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, layer_view(param(Param::ln2_w), l),
-                             layer_view(param(Param::ln2_b), l));
-  backend_.matmul_forward(fch, ln2, layer_view(param(Param::fc_w), l),
-                          layer_view(param(Param::fc_b), l));
+  norm_forward(ln2, ln2_mean, ln2_rstd, residual2, Param::ln2_w, Param::ln2_b, l);
+  backend_.matmul_forward(fch, ln2, weight(Param::fc_w, l), weight(Param::fc_b, l));
   if (lora_on(LoraTarget::fc)) lora_forward(LoraTarget::fc, l, ln2, fch, N);
-  backend_.gelu_forward(fch_gelu, fch);
-  backend_.matmul_forward(residual3, fch_gelu, layer_view(param(Param::fcproj_w), l),
-                          layer_view(param(Param::fcproj_b), l));
-  if (lora_on(LoraTarget::fcproj)) lora_forward(LoraTarget::fcproj, l, fch_gelu, residual3, N);
+  if (config_.llama())
+    backend_.swiglu_forward(Tensor(fch_act.data, fch_act.dtype, {N, H}),
+                            Tensor(fch.data, fch.dtype, {N, F}));
+  else
+    backend_.gelu_forward(fch_act, fch);
+  backend_.matmul_forward(residual3, fch_act, weight(Param::fcproj_w, l),
+                          weight(Param::fcproj_b, l));
+  if (lora_on(LoraTarget::fcproj)) lora_forward(LoraTarget::fcproj, l, fch_act, residual3, N);
   // In a shared slot, `residual` is this slot's residual3: read above, before it is rewritten.
   backend_.residual_forward(residual3, residual3, residual2);
   return residual3;
@@ -425,9 +545,10 @@ void GptModel::backward_impl(int B, int T) {
   const int C = config_.n_embd, Vp = config_.padded_vocab_size();
   auto A = [&](int idx, int l, Shape s) { return acts_->view(idx, l, s); };
   const Shape btc{B, T, C};
-  // Classifier: logits = lnf · wteᵀ; the logits buffer holds dlogits now.
-  backend_.matmul_backward(A(kDLn, 0, btc), grad_for(Param::wte, -1), Tensor(),
-                           A(kLogits, 0, {B, T, Vp}), A(kLnf, 0, btc), param(Param::wte));
+  // Classifier: logits = lnf · Wᵀ (W = wte or lm_head); the logits buffer holds dlogits now.
+  const Param out = config_.tied_head ? Param::wte : Param::lm_head;
+  backend_.matmul_backward(A(kDLn, 0, btc), grad_for(out, -1), Tensor(), A(kLogits, 0, {B, T, Vp}),
+                           A(kLnf, 0, btc), output_weight());
   backward_from_lnf(B, T);
 }
 
@@ -435,15 +556,19 @@ void GptModel::backward_impl(int B, int T) {
 // lowest layer that needs it.
 void GptModel::backward_from_lnf(int B, int T) {
   const int L = config_.n_layer, C = config_.n_embd, NH = config_.n_head;
+  const int NKV = config_.kv_heads(), W = config_.qkv_width(), Aw = config_.attn_width();
+  const int F = config_.fc_width(), H = config_.mlp_width();
   const int N = B * T;
   auto A = [&](int idx, int l, Shape s) { return acts_->view(idx, l, s); };
   const Shape btc{B, T, C};
 
   Tensor dresidual = A(kDResidual, 0, btc);
   Tensor dln = A(kDLn, 0, btc);
-  Tensor dqkv = A(kDQkv, 0, {B, T, 3 * C});
-  Tensor datty = A(kDAtty, 0, btc);
-  Tensor dfch = A(kDFch, 0, {B, T, 4 * C});
+  Tensor dqkv = A(kDQkv, 0, {B, T, W});
+  Tensor datty = A(kDAtty, 0, {B, T, Aw});
+  Tensor dfch = A(kDFch, 0, {B, T, F});
+  // The gradient at the activation's output: SwiGLU's own buffer, GELU's in place in dfch.
+  Tensor dfch_act = config_.llama() ? A(kDFchAct, 0, {B, T, H}) : dfch;
   const int lowest = lowest_layer_needing_grad();
   const bool lnf_trains = trainable_[static_cast<int>(Param::lnf_w)][0] ||
                           trainable_[static_cast<int>(Param::lnf_b)][0];
@@ -451,46 +576,56 @@ void GptModel::backward_from_lnf(int B, int T) {
 
   backend_.fill_zero(dresidual.data, dresidual.bytes());
   Tensor last_residual = L > 0 ? A(kResidual3, L - 1, btc) : A(kEncoded, 0, btc);
-  backend_.layernorm_backward(dresidual, grad_for(Param::lnf_w, -1), grad_for(Param::lnf_b, -1),
-                              dln, last_residual, param(Param::lnf_w), A(kLnfMean, 0, {B, T}),
-                              A(kLnfRstd, 0, {B, T}));
+  norm_backward(dresidual, dln, last_residual, A(kLnfMean, 0, {B, T}), A(kLnfRstd, 0, {B, T}),
+                Param::lnf_w, Param::lnf_b, -1);
 
   for (int l = L - 1; l >= lowest; --l) {
     Tensor residual = l == 0 ? A(kEncoded, 0, btc) : A(kResidual3, l - 1, btc);
     Tensor ln1 = A(kLn1, l, btc), ln1_mean = A(kLn1Mean, l, {B, T}),
            ln1_rstd = A(kLn1Rstd, l, {B, T});
-    Tensor qkv = A(kQkv, l, {B, T, 3 * C});
-    Tensor atty = A(kAtty, l, btc);
+    Tensor qkv = A(kQkv, l, {B, T, W});
+    Tensor atty = A(kAtty, l, {B, T, Aw});
     Tensor lse = A(kAttLse, l, {B, NH, T});
     Tensor residual2 = A(kResidual2, l, btc);
     Tensor ln2 = A(kLn2, l, btc), ln2_mean = A(kLn2Mean, l, {B, T}),
            ln2_rstd = A(kLn2Rstd, l, {B, T});
-    Tensor fch = A(kFch, l, {B, T, 4 * C}), fch_gelu = A(kFchGelu, l, {B, T, 4 * C});
+    Tensor fch = A(kFch, l, {B, T, F}), fch_act = A(kFchGelu, l, {B, T, H});
 
-    // MLP block: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
-    backend_.matmul_backward(dfch, grad_for(Param::fcproj_w, l), grad_for(Param::fcproj_b, l),
-                             dresidual, fch_gelu, layer_view(param(Param::fcproj_w), l));
+    // MLP block: residual3 = residual2 + fcproj(act(fc(norm2(residual2))))
+    backend_.matmul_backward(dfch_act, grad_for(Param::fcproj_w, l), grad_for(Param::fcproj_b, l),
+                             dresidual, fch_act, weight(Param::fcproj_w, l));
     if (lora_on(LoraTarget::fcproj))
-      lora_backward(LoraTarget::fcproj, l, fch_gelu, dresidual, dfch, N);
-    backend_.gelu_backward(dfch, fch, dfch);
+      lora_backward(LoraTarget::fcproj, l, fch_act, dresidual, dfch_act, N);
+    if (config_.llama())
+      backend_.swiglu_backward(Tensor(dfch.data, dfch.dtype, {N, F}),
+                               Tensor(fch.data, fch.dtype, {N, F}),
+                               Tensor(dfch_act.data, dfch_act.dtype, {N, H}));
+    else
+      backend_.gelu_backward(dfch, fch, dfch);
     backend_.matmul_backward(dln, grad_for(Param::fc_w, l), grad_for(Param::fc_b, l), dfch, ln2,
-                             layer_view(param(Param::fc_w), l));
+                             weight(Param::fc_w, l));
     if (lora_on(LoraTarget::fc)) lora_backward(LoraTarget::fc, l, ln2, dfch, dln, N);
-    backend_.layernorm_backward(dresidual, grad_for(Param::ln2_w, l), grad_for(Param::ln2_b, l),
-                                dln, residual2, layer_view(param(Param::ln2_w), l), ln2_mean,
-                                ln2_rstd);
-    // Attention block: residual2 = residual + attproj(attention(qkv(ln1(residual))))
+    norm_backward(dresidual, dln, residual2, ln2_mean, ln2_rstd, Param::ln2_w, Param::ln2_b, l);
+    // Attention block: residual2 = residual +
+    // attproj(attention(rope(qknorm(qkv(norm1(residual))))))
     backend_.matmul_backward(datty, grad_for(Param::attproj_w, l), grad_for(Param::attproj_b, l),
-                             dresidual, atty, layer_view(param(Param::attproj_w), l));
+                             dresidual, atty, weight(Param::attproj_w, l));
     if (lora_on(LoraTarget::attproj))
       lora_backward(LoraTarget::attproj, l, atty, dresidual, datty, N);
-    backend_.attention_backward(dqkv, datty, qkv, atty, lse, NH, NH);
+    backend_.attention_backward(dqkv, datty, qkv, atty, lse, NH, NKV);
+    if (rope_)
+      backend_.rope_backward(dqkv, (*rope_)[0], (*rope_)[1], NH + NKV, config_.head_size(), 0);
+    Tensor proj = qkv;  // the projection's output: qkv, or qkv_raw before QK-norm
+    if (config_.qk_norm) {
+      proj = A(kQkvRaw, l, {B, T, W});
+      qk_norm_backward(dqkv, grad_for(Param::q_norm_w, l), grad_for(Param::k_norm_w, l), dqkv, proj,
+                       weight(Param::q_norm_w, l), weight(Param::k_norm_w, l),
+                       A(kQkRstd, l, {B, T, NH + NKV}), NH, NKV);
+    }
     backend_.matmul_backward(dln, grad_for(Param::qkv_w, l), grad_for(Param::qkv_b, l), dqkv, ln1,
-                             layer_view(param(Param::qkv_w), l));
+                             weight(Param::qkv_w, l));
     if (lora_on(LoraTarget::qkv)) lora_backward(LoraTarget::qkv, l, ln1, dqkv, dln, N);
-    backend_.layernorm_backward(dresidual, grad_for(Param::ln1_w, l), grad_for(Param::ln1_b, l),
-                                dln, residual, layer_view(param(Param::ln1_w), l), ln1_mean,
-                                ln1_rstd);
+    norm_backward(dresidual, dln, residual, ln1_mean, ln1_rstd, Param::ln1_w, Param::ln1_b, l);
   }
   if (embeddings_need_grad()) {
     backend_.encoder_backward(grad_for(Param::wte, -1), grad_for(Param::wpe, -1), dresidual,

@@ -32,6 +32,7 @@
 #include "engine/backend.h"
 #include "engine/model_interface.h"
 #include "engine/safetensors.h"
+#include "kernels/rope.h"
 #include "models/gpt_params.h"
 #include "models/model.h"
 
@@ -47,24 +48,47 @@ struct LoraTargetsParse {
 };
 LoraTargetsParse set_lora_targets(LoraConfig& lc, const std::string& list);
 
+// The decoder's shape. Two families share the model code: GPT-2 ("gpt2": LayerNorm with biases,
+// learned position embeddings, a 4x GELU MLP, biases on every matrix, a tied output layer) and
+// the Llama family ("llama": Llama 2/3, SmolLM2, Qwen2, Qwen3: RMSNorm, rotary positions,
+// grouped-query attention, a SwiGLU MLP, no biases but optional q/k/v ones, optional QK-norm, a
+// tied or untied output layer). The fields after vocab_size belong to the Llama family; GPT-2
+// keeps their defaults. docs/models.md says what each means and how Hugging Face names it.
 struct GptConfig {
+  std::string family = "gpt2";  // "gpt2" or "llama"
   int n_layer = 12;
   int n_head = 12;
   int n_embd = 768;
   int max_seq_len = 1024;
   int vocab_size = 50257;
+  int n_kv_head = 0;       // key/value heads, dividing n_head (0: n_head)
+  int head_dim = 0;        // channels per head (0: n_embd / n_head)
+  int mlp_hidden = 0;      // the SwiGLU MLP's width (GPT-2: 4·n_embd)
+  double norm_eps = 1e-5;  // RMSNorm's epsilon (GPT-2's LayerNorm: 1e-5, fixed)
+  double rope_theta = 10000.0;
+  cpu::RopeScaling rope_scaling;  // factor 0: none
+  bool qkv_bias = false;          // biases on q, k and v (Qwen2)
+  bool qk_norm = false;           // RMSNorm over each head of q and k before RoPE (Qwen3)
+  bool tied_head = true;          // the output layer is the token embedding
 
+  bool llama() const { return family == "llama"; }
   static constexpr int kVocabMultiple = 128;
   int padded_vocab_size() const {
     return (vocab_size + kVocabMultiple - 1) / kVocabMultiple * kVocabMultiple;
   }
-  int head_size() const { return n_embd / n_head; }
-  // Throws std::invalid_argument naming the field (non-positive sizes, n_embd % n_head != 0).
+  int kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
+  int head_size() const { return head_dim > 0 ? head_dim : n_embd / n_head; }
+  int attn_width() const { return n_head * head_size(); }  // attention output, NH·HS
+  int qkv_width() const { return (n_head + 2 * kv_heads()) * head_size(); }
+  int mlp_width() const { return llama() ? mlp_hidden : 4 * n_embd; }
+  int fc_width() const { return llama() ? 2 * mlp_hidden : 4 * n_embd; }  // [gate | up] for SwiGLU
+  // Throws std::invalid_argument naming the field (non-positive sizes, n_embd % n_head != 0,
+  // n_head % n_kv_head != 0, an odd head_dim, Llama fields set on GPT-2, ...).
   void validate() const;
-  // Parameter count (with the padded vocabulary rows, which are kept at zero... see gpt.cpp).
+  // Parameter count (without the padded vocabulary rows, which are kept at zero).
   int64_t num_parameters() const;
   // Training FLOPs per token (forward + backward, as in the PaLM paper's MFU accounting):
-  // 6·N_params(non-embedding + lm head) + 12·L·T·C for attention.
+  // 6·N_params(the block matrices + the output layer) + 6·L·T·NH·HS for causal attention.
   double flops_per_token(int seq_len) const;
 };
 
@@ -88,7 +112,7 @@ class GptModel : public LanguageModel {
   void init_weights(uint64_t seed) override;
 
   // ---- LanguageModel (models/model.h) ----------------------------------------------------------
-  std::string family() const override { return "gpt2"; }
+  std::string family() const override { return config_.family; }
   ModelShape shape() const override;
   nlohmann::json config_json() const override;  // gpt_io.cpp
   int64_t num_parameters() const override { return config_.num_parameters(); }
@@ -157,8 +181,9 @@ class GptModel : public LanguageModel {
   // Feeds token (B) at position pos (= tokens so far) and returns the logits (B, Vp) for position
   // pos + 1. Costs O(pos) attention work per layer: earlier positions come from the cache.
   std::vector<float> decode(const int32_t* tokens, int B, int pos) override;
-  // Parameter views, e.g. for tests and checkpoints.
+  // Parameter views, e.g. for tests and checkpoints (a tensor the config lacks has no elements).
   Tensor param(Param p) const;
+  bool has_param(Param p) const { return present_[static_cast<int>(p)]; }
   // Empty when no layer of p trains, or before gradients exist. For a stacked p: the rows of layers
   // grad_first_layer(p) .. (its highest trained layer), not all L.
   Tensor grad(Param p) const;
@@ -198,7 +223,20 @@ class GptModel : public LanguageModel {
   void backward_from_lnf(int B, int T);
   void upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T);
   double class_head_forward(const int32_t* targets, int B, int T, float dloss, LossGrad grad);
-  Tensor grad_for(Param p, int layer) const;  // empty when frozen
+  Tensor grad_for(Param p, int layer) const;  // empty when frozen or absent
+  // Layer l's slice of p (or all of an unstacked p; layer -1); empty when the config lacks p.
+  Tensor weight(Param p, int layer) const;
+  // The block's normalisations: LayerNorm (GPT-2) or RMSNorm (mean unused), and their backward.
+  void norm_forward(Tensor out, Tensor mean, Tensor rstd, const Tensor& inp, Param w, Param b,
+                    int layer);
+  void norm_backward(Tensor dinp, const Tensor& dout, const Tensor& inp, const Tensor& mean,
+                     const Tensor& rstd, Param w, Param b, int layer);
+  Tensor output_weight() const;  // wte (tied) or lm_head
+  void qk_norm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& q_weight,
+                       const Tensor& k_weight, int n_head, int n_kv_head, float eps);
+  void qk_norm_backward(Tensor dinp, Tensor dq_weight, Tensor dk_weight, const Tensor& dout,
+                        const Tensor& inp, const Tensor& q_weight, const Tensor& k_weight,
+                        const Tensor& rstd, int n_head, int n_kv_head);
   void allocate_grads();
   void ensure_grads() {
     if (!grads_) allocate_grads();
@@ -223,7 +261,9 @@ class GptModel : public LanguageModel {
   std::unique_ptr<ClassHead> head_;
   int num_classes_ = 0;
   bool class_head_active_ = true;
-  std::unique_ptr<Arena> kv_cache_;  // (L, B, Tmax, 3C), allocated by the first prefill
+  std::unique_ptr<Arena> kv_cache_;  // (L, B, Tmax, W), allocated by the first prefill
+  bool present_[kNumParams] = {};    // whether the config has each parameter
+  std::unique_ptr<Arena> rope_;      // the Llama family's cos, sin tables (max_seq, HS / 2)
 };
 
 }  // namespace gpt

@@ -38,9 +38,11 @@ void GptModel::set_trainable(const std::function<bool(const std::string&, int)>&
   for (int pi = 0; pi < kNumParams; ++pi) {
     auto& t = trainable_[pi];
     const bool stacked = param_spec(static_cast<Param>(pi)).stacked;
-    for (size_t l = 0; l < t.size(); ++l)
-      t[l] =
-          predicate(param_name(static_cast<Param>(pi)), stacked ? static_cast<int>(l) : -1) ? 1 : 0;
+    for (size_t l = 0; l < t.size(); ++l)  // a tensor the config lacks never trains
+      t[l] = present_[pi] && predicate(param_name(static_cast<Param>(pi)),
+                                       stacked ? static_cast<int>(l) : -1)
+                 ? 1
+                 : 0;
   }
   if (head_) head_->trainable = predicate("cls_w", -1) || predicate("cls_b", -1);
   if (lora_) lora_->trainable = predicate("lora", -1);
@@ -86,7 +88,7 @@ void GptModel::enable_lora(const LoraConfig& lc, uint64_t seed) {
     throw std::invalid_argument("LoRA rank must be positive, got " + std::to_string(lc.rank));
   if (!(lc.qkv || lc.attproj || lc.fc || lc.fcproj))
     throw std::invalid_argument("LoRA needs at least one target matrix (qkv, attproj, fc, fcproj)");
-  const int64_t L = config_.n_layer, C = config_.n_embd, r = lc.rank;
+  const int64_t L = config_.n_layer, r = lc.rank;
   const int64_t B = max_batch_, T = max_seq_;
   int64_t dims[kNumLoraTargets][2];  // the adapted weight's (out, in)
   bool on[kNumLoraTargets];
@@ -107,9 +109,12 @@ void GptModel::enable_lora(const LoraConfig& lc, uint64_t seed) {
     lora->b_index[t] = params.add(name + ".B", dt, {L, dims[t][0], r});
     lora->h_index[t] = acts.add(name + ".h", dt, {L, B, T, r});
   }
-  acts.add("u", dt, {B, T, 4 * C});
+  int64_t widest = 0;  // the scratch holds any adapted matrix's output and input
+  for (int t = 0; t < kNumLoraTargets; ++t)
+    if (on[t]) widest = std::max({widest, dims[t][0], dims[t][1]});
+  acts.add("u", dt, {B, T, widest});
   acts.add("dh", dt, {B, T, r});
-  acts.add("dx", dt, {B, T, 4 * C});
+  acts.add("dx", dt, {B, T, widest});
   ArenaLayout grads = params;
   lora->params = std::make_unique<Arena>(backend_, std::move(params));
   lora->grads = std::make_unique<Arena>(backend_, std::move(grads));

@@ -1,9 +1,9 @@
 // Generation with a KV cache. prefill() runs the prompt through the normal forward and copies every
-// layer's packed q|k|v rows into the cache (L, B, Tmax, 3C); decode() then runs the same forward
-// (block_forward, gpt.cpp) for one token per row: each layer computes the new token's projections,
-// appends them to the cache, and attends over the cached keys and values
-// (Backend::attention_decode). A new token costs O(T) attention work per
-// layer instead of the O(T²) of recomputing the whole sequence.
+// layer's packed q|k|v rows (after RoPE in the Llama family) into the cache (L, B, Tmax, W);
+// decode() then runs the same forward (block_forward, gpt.cpp) for one token per row: each layer
+// computes the new token's projections, appends them to the cache, and attends over the cached keys
+// and values (Backend::attention_decode). A new token costs O(T) attention work per layer instead
+// of the O(T²) of recomputing the whole sequence.
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,15 +14,15 @@
 namespace gpt {
 
 Tensor GptModel::cache_view(int l, int B) const {
-  const size_t row = static_cast<size_t>(3) * config_.n_embd * dtype_size(backend_.dtype());
+  const size_t row = static_cast<size_t>(config_.qkv_width()) * dtype_size(backend_.dtype());
   const Tensor cache = (*kv_cache_)[0];
   char* cache_l =
       static_cast<char*>(cache.data) + static_cast<size_t>(l) * max_batch_ * max_seq_ * row;
-  return Tensor(cache_l, cache.dtype, {B, max_seq_, 3 * config_.n_embd});
+  return Tensor(cache_l, cache.dtype, {B, max_seq_, config_.qkv_width()});
 }
 
 void GptModel::cache_qkv(int l, const Tensor& qkv, int B, int P, int pos) {
-  const size_t row = static_cast<size_t>(3) * config_.n_embd * dtype_size(backend_.dtype());
+  const size_t row = static_cast<size_t>(config_.qkv_width()) * dtype_size(backend_.dtype());
   char* cache_l = static_cast<char*>(cache_view(l, B).data);
   for (int b = 0; b < B; ++b) {
     backend_.copy(cache_l + (static_cast<size_t>(b) * max_seq_ + pos) * row,
@@ -33,10 +33,10 @@ void GptModel::cache_qkv(int l, const Tensor& qkv, int B, int P, int pos) {
 std::vector<float> GptModel::prefill(const int32_t* tokens, int B, int P) {
   // Generation always uses the language-model head (a class head, if any, is left aside).
   upload_batch(tokens, nullptr, B, P);
-  const int L = config_.n_layer, C = config_.n_embd, Vp = config_.padded_vocab_size();
+  const int L = config_.n_layer, Vp = config_.padded_vocab_size();
   if (!kv_cache_) {
     ArenaLayout layout;
-    layout.add("kv", backend_.dtype(), {L, max_batch_, max_seq_, 3 * C});
+    layout.add("kv", backend_.dtype(), {L, max_batch_, max_seq_, config_.qkv_width()});
     kv_cache_ = std::make_unique<Arena>(backend_, std::move(layout));
   }
   // Each layer's q, k, v go to the cache as the layer runs: the activation slots may be shared

@@ -17,17 +17,19 @@ enum Act : int {
   kTargets,     // (B, T) i32
   kEncoded,     // (B, T, C)
   kLn1,         // (L, B, T, C)
-  kLn1Mean,     // (L, B, T)     stat dtype
+  kLn1Mean,     // (L, B, T)     stat dtype (LayerNorm only; RMSNorm keeps no mean)
   kLn1Rstd,     // (L, B, T)     stat dtype
-  kQkv,         // (L, B, T, 3C)
-  kAtty,        // (L, B, T, C)  attention output, before the projection
+  kQkv,         // (L, B, T, W)  W = (NH + 2·NKV)·HS: [q | k | v], after QK-norm and RoPE
+  kQkvRaw,      // (L, B, T, W)  the projection before QK-norm (only with qk_norm)
+  kQkRstd,      // (L, B, T, NH + NKV) QK-norm's statistics (only with qk_norm)
+  kAtty,        // (L, B, T, NH·HS) attention output, before the projection
   kAttLse,      // (L, B, NH, T) stat dtype
   kResidual2,   // (L, B, T, C)  stream after the attention block
   kLn2,         // (L, B, T, C)
   kLn2Mean,     // (L, B, T)
   kLn2Rstd,     // (L, B, T)
-  kFch,         // (L, B, T, 4C) fc output, before GELU
-  kFchGelu,     // (L, B, T, 4C)
+  kFch,         // (L, B, T, F)  fc output, before GELU (4C) or SwiGLU ([gate | up], 2H)
+  kFchGelu,     // (L, B, T, H)  after the activation
   kResidual3,   // (L, B, T, C)  stream after the MLP block
   kLnf,         // (B, T, C)
   kLnfMean,     // (B, T)
@@ -37,9 +39,10 @@ enum Act : int {
   // backward scratch, reused by every layer
   kDResidual,  // (B, T, C)     gradient of the residual stream (accumulates)
   kDLn,        // (B, T, C)     gradient at a LayerNorm output
-  kDQkv,       // (B, T, 3C)
-  kDAtty,      // (B, T, C)
-  kDFch,       // (B, T, 4C)
+  kDQkv,       // (B, T, W)
+  kDAtty,      // (B, T, NH·HS)
+  kDFch,       // (B, T, F)
+  kDFchAct,    // (B, T, H)     gradient after SwiGLU (GPT-2's GELU runs in place in kDFch)
   kNumActs
 };
 

@@ -1,6 +1,6 @@
-// The GPT-2 config as JSON: a checkpoint's "model_config" and a model.safetensors' metadata. The
-// weights in our naming are GptModel::weights_to_safetensors and gpt_weights_from_safetensors
-// (models/gpt_interop.h).
+// The model config as JSON (both families; GPT-2 as its five keys): a checkpoint's "model_config"
+// and a model.safetensors' metadata. The weights in our naming are GptModel::weights_to_safetensors
+// and gpt_weights_from_safetensors (models/gpt_interop.h).
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -1,9 +1,13 @@
-// The GPT-2 parameter table: the one place that states each parameter tensor, its shape as a
-// function of the config, whether AdamW decays it, how it is initialised, its Hugging Face and
-// llm.c names, and whether LoRA can adapt it. The model's arenas, its optimizer groups, the
-// checkpoint, Hugging Face and llm.c readers and writers, and the LoRA targets all walk this table.
+// The parameter table: the one place that states each parameter tensor, its shape as a function of
+// the config, whether AdamW decays it, how it is initialised, its Hugging Face (GPT-2) and llm.c
+// names, and whether LoRA can adapt it. The model's arenas, its optimizer groups, the checkpoint,
+// Hugging Face and llm.c readers and writers, and the LoRA targets all walk this table.
 //
-// The table's order is the arena order and llm.c's order (gpt2_*.bin holds the tensors in it).
+// It covers both families (models/gpt.h): a tensor a config does not have (GPT-2's q/k norms and
+// untied head, the Llama family's position embeddings and most biases) has a shape with a zero
+// in it and is absent everywhere: no memory, no optimizer group, not in checkpoints.
+// The table's order is the arena order and llm.c's order (gpt2_*.bin holds the GPT-2 tensors in
+// it). The Llama family's Hugging Face names are in models/llama_interop.cpp.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +28,8 @@ enum class Param : int {
   ln1_b,
   qkv_w,
   qkv_b,
+  q_norm_w,
+  k_norm_w,
   attproj_w,
   attproj_b,
   ln2_w,
@@ -34,18 +40,25 @@ enum class Param : int {
   fcproj_b,
   lnf_w,
   lnf_b,
+  lm_head,
   count
 };
 constexpr int kNumParams = static_cast<int>(Param::count);
 
-// The sizes a parameter's shape is written in: L layers, width C, padded vocabulary Vp, context T.
+// The sizes a parameter's shape is written in: L layers, width C, padded vocabulary Vp, context T
+// (0 without position embeddings), the q/k/v row width W, the attention output width A = NH·HS,
+// head size HS, the fc output F (GPT-2 4C, SwiGLU 2·hidden) and the MLP width H (GPT-2 4C);
+// the widths of the optional tensors are 0 when a config has none (bias: GPT-2's biases; qkv_bias;
+// qk_norm: HS or 0; norm_bias: LayerNorm's; head: Vp when untied).
 struct ParamDims {
   int64_t L, C, Vp, T;
+  int64_t W, A, HS, F, H;
+  int64_t bias, qkv_bias, qk_norm, norm_bias, head;
 };
 
 enum class ParamInit {
   zeros,      // biases
-  ones,       // LayerNorm weights
+  ones,       // norm weights
   normal,     // normal(0, 0.02)
   residual,   // normal(0, 0.02 / sqrt(2·L)): the projections into the residual stream
   embedding,  // normal(0, 0.02) on the V real rows; the padded rows stay zero
@@ -77,8 +90,10 @@ inline const char* param_name(Param p) {
   return param_spec(p).name;
 }
 
-// Our shape of parameter p, e.g. qkv_w: {L, 3C, C}; wte has the padded Vp rows.
+// Our shape of parameter p, e.g. qkv_w: {L, 3C, C}; wte has the padded Vp rows. A shape with a
+// zero: the config has no such tensor (param_present).
 std::vector<int64_t> gpt_param_shape(const GptConfig& c, Param p);
+bool param_present(const GptConfig& c, Param p);
 
 // The entry named `name`, or nullptr.
 const ParamSpec* find_param(const std::string& name);

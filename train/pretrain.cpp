@@ -70,11 +70,31 @@ void PretrainJob::open_weights() {
                                 std::to_string(data_vocab_) +
                                 " does not match the model's vocab_size " +
                                 std::to_string(c.vocab_size) + " in " + weights_source_);
+  if (given("family") && s_.family != c.family)
+    throw std::invalid_argument("--family=" + s_.family + " does not match the model in " +
+                                weights_source_ + " (family " + c.family + ")");
+  if (c.llama()) {
+    check_model_field("n_kv_head", s_.n_kv_head, c.kv_heads(), given("n_kv_head"), weights_source_);
+    check_model_field("head_dim", s_.head_dim, c.head_size(), given("head_dim"), weights_source_);
+    check_model_field("mlp_hidden", s_.mlp_hidden, c.mlp_hidden, given("mlp_hidden"),
+                      weights_source_);
+  }
   s_.n_layer = c.n_layer;
   s_.n_head = c.n_head;
   s_.n_embd = c.n_embd;
   s_.max_seq_len = c.max_seq_len;
   s_.vocab_size = c.vocab_size;
+  s_.family = c.family;
+  if (c.llama()) {
+    s_.n_kv_head = c.kv_heads();
+    s_.head_dim = c.head_size();
+    s_.mlp_hidden = c.mlp_hidden;
+    s_.norm_eps = static_cast<float>(c.norm_eps);
+    s_.rope_theta = static_cast<float>(c.rope_theta);
+    s_.qkv_bias = c.qkv_bias;
+    s_.qk_norm = c.qk_norm;
+    s_.tied_head = c.tied_head;
+  }
 }
 
 void PretrainJob::check_settings() {
@@ -109,12 +129,33 @@ void PretrainJob::check_settings() {
         fs::path(latest_before).filename().string() +
         "); continue it with --resume latest, or start over with --overwrite "
         "true (deletes them) or another --out");
-  mc_.n_layer = s_.n_layer;
-  mc_.n_head = s_.n_head;
-  mc_.n_embd = s_.n_embd;
-  mc_.max_seq_len = s_.max_seq_len;
-  mc_.vocab_size = s_.vocab_size;
-  mc_.validate();
+  if (start_weights_) {
+    mc_ = start_weights_->config;  // exactly as read (eps, theta and scaling in full precision)
+    mc_.vocab_size = s_.vocab_size;
+  } else {
+    mc_ = GptConfig();
+    mc_.family = s_.family;
+    mc_.n_layer = s_.n_layer;
+    mc_.n_head = s_.n_head;
+    mc_.n_embd = s_.n_embd;
+    mc_.max_seq_len = s_.max_seq_len;
+    mc_.vocab_size = s_.vocab_size;
+    mc_.n_kv_head = s_.n_kv_head;
+    mc_.head_dim = s_.head_dim;
+    mc_.mlp_hidden = s_.mlp_hidden;
+    mc_.qkv_bias = s_.qkv_bias;
+    mc_.qk_norm = s_.qk_norm;
+    mc_.tied_head = s_.tied_head;
+    if (mc_.llama()) {  // GPT-2's LayerNorm eps is fixed; the float settings are the Llama's
+      mc_.norm_eps = s_.norm_eps;
+      mc_.rope_theta = s_.rope_theta;
+    }
+  }
+  try {
+    mc_.validate();
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("model settings: ") + e.what());
+  }
 }
 
 // The start weights through the loader (models/loader.h), or initialised.
@@ -129,7 +170,7 @@ void PretrainJob::build_model() {
     model_ = load_model(std::move(*start_weights_), weights_source_, backend, load).model;
     start_weights_.reset();
   } else {
-    model_ = make_model("gpt2", gpt_config_to_json(mc_), "the model settings", backend,
+    model_ = make_model(mc_.family, gpt_config_to_json(mc_), "the model settings", backend,
                         s_.batch_size, s_.seq_len);
     model_->init_weights(static_cast<uint64_t>(s_.seed));
   }

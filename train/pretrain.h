@@ -34,6 +34,16 @@ struct PretrainSettings : TrainSettings {
   int n_embd = 768;
   int max_seq_len = 1024;
   int vocab_size = 0;
+  // The model family and the Llama family's fields (models/gpt.h GptConfig; 0: the default).
+  std::string family = "gpt2";
+  int n_kv_head = 0;
+  int head_dim = 0;
+  int mlp_hidden = 0;
+  float norm_eps = 1e-5f;
+  float rope_theta = 10000.0f;
+  bool qkv_bias = false;
+  bool qk_norm = false;
+  bool tied_head = true;
   int keep_last = 0;
   std::string resume;
   std::string init;
