@@ -116,7 +116,7 @@ class CudaBackend final : public Backend {
 
  private:
   void* scratch(size_t bytes);  // grow-only; valid until the next call
-  bool use_fused_attention(int head_size);
+  bool use_fused_attention(const cpu::AttentionShape& shape);
   void destroy() noexcept;
   double reduce_to_host(const Tensor& x, cuda::Reduction op);
   void rope(Tensor x, const Tensor& cos, const Tensor& sin, int n_heads, int head_dim, int pos0,
