@@ -564,9 +564,7 @@ cpu::AttentionShape attention_shape(const Tensor& qkv, const Tensor& out, const 
 
 bool CudaBackend::use_fused_attention(const cpu::AttentionShape& shape) {
   if (options_.attention != AttentionKernel::fused) return false;
-  if (dtype_ == DType::bf16 && cuda::flash_attention_supported(shape.head_size) &&
-      shape.n_kv_head == shape.n_head)
-    return true;
+  if (dtype_ == DType::bf16 && cuda::flash_attention_supported(shape.head_size)) return true;
   static bool noticed = false;
   if (!noticed) {
     std::fprintf(stderr,
@@ -586,7 +584,7 @@ void CudaBackend::attention_forward(Tensor out, Tensor lse, const Tensor& qkv, i
   check_not_empty(lse, "attention_forward lse");
   if (use_fused_attention(a)) {
     cuda::flash_attention_forward(dev<__nv_bfloat16>(out), dev<float>(lse), dev<__nv_bfloat16>(qkv),
-                                  a.B, a.T, a.n_head * a.head_size, a.n_head, stream_);
+                                  a, stream_);
     return;
   }
   void* buffer = scratch(cuda::attention_scratch_bytes(
@@ -609,12 +607,10 @@ void CudaBackend::attention_backward(Tensor dqkv, const Tensor& dout, const Tens
   expect(dout, dtype_, out.shape, "attention_backward dout");
   check_aligned({&dqkv, &dout}, "attention_backward");
   if (use_fused_attention(a)) {
-    const int C = a.n_head * a.head_size;
-    const size_t bytes = cuda::flash_attention_backward_workspace_bytes(a.B, a.T, C, a.n_head);
+    const size_t bytes = cuda::flash_attention_backward_workspace_bytes(a);
     cuda::flash_attention_backward(dev<__nv_bfloat16>(dqkv), dev<__nv_bfloat16>(dout),
                                    dev<__nv_bfloat16>(qkv), dev<__nv_bfloat16>(out),
-                                   dev<float>(lse), a.B, a.T, C, a.n_head, scratch(bytes), bytes,
-                                   stream_);
+                                   dev<float>(lse), a, scratch(bytes), bytes, stream_);
     return;
   }
   void* buffer = scratch(cuda::attention_scratch_bytes(
