@@ -623,6 +623,19 @@ void CudaBackend::attention_backward(Tensor dqkv, const Tensor& dout, const Tens
   });
 }
 
+void CudaBackend::attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
+                                   int n_kv_head) {
+  const cpu::AttentionShape a =
+      attention_shape(qkv_cache, out, Tensor(), n_head, n_kv_head, dtype_, "attention_decode");
+  check_shape(out, Shape{a.B, a.n_head * a.head_size}, "attention_decode out");
+  if (pos < 0 || pos >= a.T) throw ShapeError("attention_decode: position outside the cache");
+  void* buffer = scratch(cuda::attention_decode_scratch_bytes(a));
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cuda::attention_decode<F>(dev<F>(out), dev<F>(qkv_cache), pos, a, buffer, stream_);
+  });
+}
+
 void CudaBackend::crossentropy(Tensor losses, Tensor logits, const Tensor& targets, int vocab_size,
                                float dloss, LossGrad grad) {
   check_not_empty(logits, "crossentropy logits");

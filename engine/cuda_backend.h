@@ -87,6 +87,8 @@ class CudaBackend final : public Backend {
                          int n_kv_head) override;
   void attention_backward(Tensor dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out,
                           const Tensor& lse, int n_head, int n_kv_head) override;
+  void attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
+                        int n_kv_head) override;
   void crossentropy(Tensor losses, Tensor logits, const Tensor& targets, int vocab_size,
                     float dloss, LossGrad grad) override;
   void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight,

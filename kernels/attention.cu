@@ -34,6 +34,11 @@
 //
 // The head split/merge kernels copy 16-byte packets (HS must be a multiple of the packet); the
 // softmax kernels use one warp per score row.
+//
+// Decoding (one query per sequence against a KV cache, attention_decode) is a single kernel, one
+// block per (batch, query head): a warp per key for the scores (kept in fp32 scratch), a block
+// max and sum in fixed order, then the block's threads split the head's channels and, when HS is
+// smaller than the block, the keys, and sum their partial outputs in thread order.
 #include <cfloat>
 
 #include "kernels/cuda_kernels.cuh"
@@ -170,6 +175,70 @@ __global__ void softmax_backward_kernel(F* P_to_dS, const float* dP, const F* do
   F* ds = P_to_dS + static_cast<int64_t>(row) * T;
   for (int u = lane; u < T; u += kWarpSize) {
     ds[u] = from_float<F>(u <= t ? to_float(ds[u]) * (dp[u] - D) * scale : 0.0f);
+  }
+}
+
+constexpr int kDecodeBlock = 256;
+
+// One block per (batch b, query head h): out[b, h·HS + c] = Σ_{u<=pos} p_u · v_u[c] with
+// p = softmax(q_pos · k_u / sqrt(HS)), k and v of key/value head h / (NH / NKV). scores: pos + 1
+// floats of this block's own.
+template <typename F>
+__global__ void __launch_bounds__(kDecodeBlock)
+    attention_decode_kernel(F* out, float* scores, const F* cache, int Tmax, int pos, int NH,
+                            int NKV, int HS, float scale) {
+  __shared__ float reduce[kWarpSize];
+  __shared__ float partial[kDecodeBlock];
+  const int tid = static_cast<int>(threadIdx.x);
+  const int lane = tid % kWarpSize, warp = tid / kWarpSize;
+  const int bh = static_cast<int>(blockIdx.x);
+  const int b = bh / NH, h = bh % NH;
+  const int kv = h / (NH / NKV);
+  const int64_t W = static_cast<int64_t>(NH + 2 * NKV) * HS;
+  const F* base = cache + static_cast<int64_t>(b) * Tmax * W;
+  const F* q = base + pos * W + static_cast<int64_t>(h) * HS;
+  const F* k = base + static_cast<int64_t>(NH + kv) * HS;
+  const F* v = base + static_cast<int64_t>(NH + NKV + kv) * HS;
+  float* s = scores + static_cast<int64_t>(bh) * (pos + 1);
+
+  // Scores, a warp per key; every lane of the warp holds the sum, so the running max agrees.
+  float m = -FLT_MAX;
+  for (int u = warp; u <= pos; u += kDecodeBlock / kWarpSize) {
+    float dot = 0.0f;
+    for (int c = lane; c < HS; c += kWarpSize) dot += to_float(q[c]) * to_float(k[u * W + c]);
+    dot = warp_sum(dot) * scale;
+    if (lane == 0) s[u] = dot;
+    m = fmaxf(m, dot);
+  }
+  if (lane == 0) reduce[warp] = m;
+  __syncthreads();  // the scores and the warps' maxima
+  m = reduce[0];
+  for (int w = 1; w < kDecodeBlock / kWarpSize; ++w) m = fmaxf(m, reduce[w]);
+  float sum = 0.0f;
+  for (int u = tid; u <= pos; u += kDecodeBlock) {
+    const float e = expf(s[u] - m);
+    s[u] = e;
+    sum += e;
+  }
+  sum = block_sum(sum, reduce);  // its barriers also publish the exponentials
+
+  // Output: `width` channels at a time, the block's threads in `parts` groups over the keys.
+  for (int c0 = 0; c0 < HS; c0 += kDecodeBlock) {
+    const int width = HS - c0 < kDecodeBlock ? HS - c0 : kDecodeBlock;
+    const int parts = kDecodeBlock / width;
+    const int part = tid / width, c = c0 + tid % width;
+    float acc = 0.0f;
+    if (part < parts) {
+      for (int u = part; u <= pos; u += parts) acc += s[u] * to_float(v[u * W + c]);
+    }
+    __syncthreads();  // the previous round's partial sums are read
+    partial[tid] = acc;
+    __syncthreads();
+    if (tid < width) {
+      float total = 0.0f;
+      for (int p = 0; p < parts; ++p) total += partial[p * width + tid];
+      out[static_cast<int64_t>(bh) * HS + c0 + tid] = from_float<F>(total / sum);
+    }
   }
 }
 
@@ -365,6 +434,25 @@ void attention_backward(cublasHandle_t handle, F* dqkv, const F* dout, const F* 
   merge_heads(dqkv, dV, B, T, NKV, HS, W, v_col, stream);
 }
 
+size_t attention_decode_scratch_bytes(const cpu::AttentionShape& shape) {
+  return static_cast<size_t>(shape.B) * shape.n_head * shape.T * sizeof(float);
+}
+
+template <typename F>
+void attention_decode(F* out, const F* cache, int pos, const cpu::AttentionShape& a, void* scratch,
+                      cudaStream_t stream) {
+  if (a.B == 0) return;
+  const float scale = 1.0f / sqrtf(static_cast<float>(a.head_size));
+  attention_decode_kernel<F><<<static_cast<unsigned>(a.B * a.n_head), kDecodeBlock, 0, stream>>>(
+      out, static_cast<float*>(scratch), cache, a.T, pos, a.n_head, a.n_kv_head, a.head_size,
+      scale);
+  GPT_CUDA_CHECK_LAUNCH();
+}
+
+template void attention_decode<float>(float*, const float*, int, const cpu::AttentionShape&, void*,
+                                      cudaStream_t);
+template void attention_decode<bf16>(bf16*, const bf16*, int, const cpu::AttentionShape&, void*,
+                                     cudaStream_t);
 template void attention_forward<float>(cublasHandle_t, float*, float*, const float*,
                                        const cpu::AttentionShape&, void*, size_t, cudaStream_t);
 template void attention_forward<bf16>(cublasHandle_t, bf16*, float*, const bf16*,
