@@ -437,27 +437,24 @@ __global__ void __launch_bounds__(kThreads)
   if (tid == 0) s_ticket = atomicAdd(tile_ticket, 1);
   __syncthreads();
   // The tile's pair is (batch, key/value head): block.bh = b·NKV + kv. Its query heads are
-  // h0 .. h0 + group - 1, head h0 + g at column g·kHeadDim of the q and dO pointers below, and
-  // (batch, query head) pair bh0 + g of lse, D, the dQ accumulator and the turn counters.
+  // h0 .. h0 + group - 1: head h0 + g is at column g·kHeadDim from q_offset in qkv (and dqkv) and
+  // from dO, and is (batch, query head) pair bh0 + g of lse, D, the dQ accumulator and the turn
+  // counters. Only these few values stay live through the loop; per-head pointers are derived
+  // from them where used (the kernel runs at the register limit).
   const flash::BackwardBlock block = flash::backward_block(s_ticket, num_n_tiles);
   const int b = block.bh / NKV;
   const int kv = block.bh % NKV;
-  const int h0 = kv * group;
-  const int64_t bh0 = static_cast<int64_t>(b) * NH + h0;
+  const int bh0 = b * NH + kv * group;
   const int n_tile = block.n_tile;
   const int n0 = n_tile * kBlockN;
   const int warp_key0 = n0 + warp * 16;                              // this warp's 16 keys
   const int64_t ld = static_cast<int64_t>(NH + 2 * NKV) * kHeadDim;  // qkv rows
   const int64_t ld_out = static_cast<int64_t>(NH) * kHeadDim;        // dout rows
-  const int64_t row0 = static_cast<int64_t>(b) * T * ld;
-  const int64_t k_offset = row0 + static_cast<int64_t>(NH + kv) * kHeadDim;  // also dK's
-  const int64_t v_offset = k_offset + static_cast<int64_t>(NKV) * kHeadDim;  // also dV's
-  const bf16* q = qkv + row0 + h0 * kHeadDim;
-  const bf16* k = qkv + k_offset;
-  const bf16* v = qkv + v_offset;
-  const bf16* dO = dout + static_cast<int64_t>(b) * T * ld_out + h0 * kHeadDim;
-  const float* lse_bh = lse + bh0 * T;
-  const float* D_bh = D + bh0 * T;
+  const int64_t q_offset = static_cast<int64_t>(b) * T * ld + kv * group * kHeadDim;
+  // K and V (dK and dV) from q_offset: past the query heads from h0 on, then kv key heads.
+  const int k_column = (NH - kv * group + kv) * kHeadDim;
+  const int v_column = k_column + NKV * kHeadDim;
+  const bf16* dO = dout + static_cast<int64_t>(b) * T * ld_out + kv * group * kHeadDim;
   const int m_first = flash::backward_first_query_tile(n_tile, kBlockM, kBlockN);
 
   // Per-lane ldmatrix base addresses (bytes); fragment loads add compile-time offsets.
@@ -476,17 +473,19 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t ds_at =
       smem_address(sdS + tile_offset(at_lane.row, warp * 2 + at_lane.chunk, kSStride));
 
-  load_tile_async<kBlockN, kHeadDim>(sK, k + n0 * ld, ld, T - n0);
-  load_tile_async<kBlockN, kHeadDim>(sV, v + n0 * ld, ld, T - n0);
-  load_tile_async<kBlockM, kHeadDim>(sQ, q + m_first * kBlockM * ld, ld, T - m_first * kBlockM);
+  load_tile_async<kBlockN, kHeadDim>(sK, qkv + q_offset + k_column + n0 * ld, ld, T - n0);
+  load_tile_async<kBlockN, kHeadDim>(sV, qkv + q_offset + v_column + n0 * ld, ld, T - n0);
+  load_tile_async<kBlockM, kHeadDim>(sQ, qkv + q_offset + m_first * kBlockM * ld, ld,
+                                     T - m_first * kBlockM);
   load_tile_async<kBlockM, kHeadDim>(sdO, dO + m_first * kBlockM * ld_out, ld_out,
                                      T - m_first * kBlockM);
   cp_async_commit();
   if (tid < kBlockM) {
     const int query = m_first * kBlockM + tid;
     // Queries past T: lse = +inf makes P = exp2(s - inf) = 0, so they contribute nothing.
-    s_lse[tid] = query < T ? lse_bh[query] * kLog2e : INFINITY;
-    s_D[tid] = query < T ? D_bh[query] : 0.0f;
+    const int64_t row = static_cast<int64_t>(bh0) * T + query;
+    s_lse[tid] = query < T ? lse[row] * kLog2e : INFINITY;
+    s_D[tid] = query < T ? D[row] : 0.0f;
   }
 
   float acc_dk[kDTiles][4];
@@ -499,22 +498,18 @@ __global__ void __launch_bounds__(kThreads)
 
   // One step per (query head g of the group, query tile m_tile): the query tiles m_first .. M - 1
   // of head h0, then those of h0 + 1, ...; dK and dV gather every step in registers, in that
-  // order. The turn counters are laid out [pair][query tile], so head g's tile m_tile has counter
-  // counters[g·M + m_tile].
-  int* counters = dq_counters + bh0 * num_m_tiles;
-  const int steps = group * (num_m_tiles - m_first);
-  int g = 0, m_tile = m_first;
-  for (int step = 0; step < steps; ++step) {
-    const int buf = step & 1;
+  // order. The turn counters are laid out [pair][query tile].
+  int g = 0, m_tile = m_first, buf = 0;
+  for (;;) {
     const uint32_t buf_bytes = buf * kBufferBytes;
     const int m0 = m_tile * kBlockM;
     const float* lse_tile = s_lse + buf * kBlockM;
     const float* D_tile = s_D + buf * kBlockM;
-    const bool has_next = step + 1 < steps;
     const bool head_ends = m_tile + 1 == num_m_tiles;  // the next step is the next head's first
+    const bool has_next = !head_ends || g + 1 < group;
     const int next_g = head_ends ? g + 1 : g;
     const int next_m = head_ends ? m_first : m_tile + 1;
-    int* counter = counters + g * num_m_tiles + m_tile;
+    int* counter = dq_counters + static_cast<int64_t>(bh0 + g) * num_m_tiles + m_tile;
 
     // Prefetch the next step into the other buffers (free: their last readers passed the barrier
     // after the dSᵀ store of the previous step). lse and D go through registers, stored at the end.
@@ -522,16 +517,17 @@ __global__ void __launch_bounds__(kThreads)
     if (has_next) {
       const int next0 = next_m * kBlockM;
       load_tile_async<kBlockM, kHeadDim>(sQ + (buf ^ 1) * kBlockM * kStride,
-                                         q + next_g * kHeadDim + next0 * ld, ld, T - next0);
+                                         qkv + q_offset + next_g * kHeadDim + next0 * ld, ld,
+                                         T - next0);
       load_tile_async<kBlockM, kHeadDim>(sdO + (buf ^ 1) * kBlockM * kStride,
                                          dO + next_g * kHeadDim + next0 * ld_out, ld_out,
                                          T - next0);
       cp_async_commit();
       if (tid < kBlockM) {
         const int query = next0 + tid;
-        const int64_t row = static_cast<int64_t>(next_g) * T + query;
-        lse_next = query < T ? lse_bh[row] * kLog2e : INFINITY;
-        D_next = query < T ? D_bh[row] : 0.0f;
+        const int64_t row = static_cast<int64_t>(bh0 + next_g) * T + query;
+        lse_next = query < T ? lse[row] * kLog2e : INFINITY;
+        D_next = query < T ? D[row] : 0.0f;
       }
       cp_async_wait<1>();
     } else {
@@ -568,8 +564,8 @@ __global__ void __launch_bounds__(kThreads)
     // The previous step's dQ share is in the accumulator (the barrier at the top of this step came
     // after its stores): publish its turn now (see the end of the step). The previous step was
     // tile m_tile - 1 of this head, or at a head's first step the previous head's last tile.
-    if (n_tile != 0 && step > 0 && tid == 0) {
-      const bool head_starts = m_tile == m_first;
+    const bool head_starts = m_tile == m_first;
+    if (n_tile != 0 && (g > 0 || !head_starts) && tid == 0) {
       const int m_prev = head_starts ? num_m_tiles - 1 : m_tile - 1;
       publish_turn(counter - (head_starts ? 1 + m_first : 1),
                    flash::dq_order(m_prev, n_tile, kBlockM, kBlockN, T) + 1);
@@ -662,8 +658,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     // This lane's float4 of n-tile dt is accum[dt · kWarpSize].
     float4* accum = reinterpret_cast<float4*>(
-        dq_accum + flash::dq_accum_offset(static_cast<int>(bh0) + g, m_tile, warp, 0, lane,
-                                          num_m_tiles, kBlockM, kHeadDim));
+        dq_accum +
+        flash::dq_accum_offset(bh0 + g, m_tile, warp, 0, lane, num_m_tiles, kBlockM, kHeadDim));
 #pragma unroll
     for (int dt = 0; dt < kDTiles; ++dt) {
       float4 sum = make_float4(acc_dq[dt][0], acc_dq[dt][1], acc_dq[dt][2], acc_dq[dt][3]);
@@ -678,7 +674,7 @@ __global__ void __launch_bounds__(kThreads)
         __stcg(accum + dt * kWarpSize, sum);
       } else {
         const int query = m0 + warp * 16 + lane / 4;
-        bf16* dq = dqkv + row0 + (h0 + g) * kHeadDim + static_cast<int64_t>(query) * ld + dt * 8 +
+        bf16* dq = dqkv + q_offset + g * kHeadDim + static_cast<int64_t>(query) * ld + dt * 8 +
                    2 * (lane % 4);
         if (query < T) {
           *reinterpret_cast<uint32_t*>(dq) = pack_bf16x2(sum.x * scale, sum.y * scale);
@@ -696,14 +692,16 @@ __global__ void __launch_bounds__(kThreads)
       s_lse[(buf ^ 1) * kBlockM + tid] = lse_next;
       s_D[(buf ^ 1) * kBlockM + tid] = D_next;
     }
+    if (!has_next) break;
     g = next_g;
     m_tile = next_m;
+    buf ^= 1;
   }
 
   if (n_tile != 0) {  // the last step's turn: the last head's last query tile
     __syncthreads();
     if (tid == 0) {
-      publish_turn(counters + group * num_m_tiles - 1,
+      publish_turn(dq_counters + static_cast<int64_t>(bh0 + group) * num_m_tiles - 1,
                    flash::dq_order(num_m_tiles - 1, n_tile, kBlockM, kBlockN, T) + 1);
     }
   }
@@ -713,8 +711,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int r = 0; r < 2; ++r) {
     const int key = warp_key0 + lane / 4 + 8 * r;
     if (key >= T) continue;
-    bf16* dk = dqkv + k_offset + key * ld + 2 * (lane % 4);
-    bf16* dv = dqkv + v_offset + key * ld + 2 * (lane % 4);
+    bf16* dk = dqkv + q_offset + k_column + key * ld + 2 * (lane % 4);
+    bf16* dv = dqkv + q_offset + v_column + key * ld + 2 * (lane % 4);
 #pragma unroll
     for (int dt = 0; dt < kDTiles; ++dt) {
       *reinterpret_cast<uint32_t*>(dk + dt * 8) =
