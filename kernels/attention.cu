@@ -276,19 +276,18 @@ unsigned head_grid(int B, int T, int heads, int HS) {
   return static_cast<unsigned>(ceil_div<int64_t>(packs, kBlock));
 }
 
-// dst (B, heads, T, HS) <- the `heads` heads from column col0 of src's rows (src_ld apart).
+// split: dst (B, heads, T, HS) <- the `heads` heads from column col0 of src's rows (ld apart);
+// merge: the inverse, into dst's rows.
+enum class HeadCopy { split, merge };
 template <typename F>
-void split_heads(F* dst, const F* src, int B, int T, int heads, int HS, int src_ld, int col0,
-                 cudaStream_t stream) {
-  split_heads_kernel<F><<<head_grid<F>(B, T, heads, HS), kBlock, 0, stream>>>(dst, src, B, T, heads,
-                                                                              HS, src_ld, col0);
-  GPT_CUDA_CHECK_LAUNCH();
-}
-template <typename F>
-void merge_heads(F* dst, const F* src, int B, int T, int heads, int HS, int dst_ld, int col0,
-                 cudaStream_t stream) {
-  merge_heads_kernel<F><<<head_grid<F>(B, T, heads, HS), kBlock, 0, stream>>>(dst, src, B, T, heads,
-                                                                              HS, dst_ld, col0);
+void copy_heads(HeadCopy direction, F* dst, const F* src, int B, int T, int heads, int HS, int ld,
+                int col0, cudaStream_t stream) {
+  const unsigned grid = head_grid<F>(B, T, heads, HS);
+  if (direction == HeadCopy::split) {
+    split_heads_kernel<F><<<grid, kBlock, 0, stream>>>(dst, src, B, T, heads, HS, ld, col0);
+  } else {
+    merge_heads_kernel<F><<<grid, kBlock, 0, stream>>>(dst, src, B, T, heads, HS, ld, col0);
+  }
   GPT_CUDA_CHECK_LAUNCH();
 }
 
@@ -303,6 +302,12 @@ struct GroupOperands {
   Operand q(const F* base) const { return {base + q0, type, HS, q_stride}; }
   Operand kv(const F* base) const { return {base + kv0, type, HS, kv_stride}; }
 };
+template <typename F>
+GroupOperands<F> group_operands(const cpu::AttentionShape& a, int b0) {
+  const int64_t head = static_cast<int64_t>(a.T) * a.head_size;  // one head of one batch
+  return {data_type<F>(), a.head_size,          (a.n_head / a.n_kv_head) * head,
+          head,           b0 * a.n_head * head, b0 * a.n_kv_head * head};
+}
 
 }  // namespace
 
@@ -335,9 +340,10 @@ void attention_forward(cublasHandle_t handle, F* out, float* lse, const F* qkv,
   F* K = reinterpret_cast<F*>(layout.kv(scratch, 2, 0));
   F* V = reinterpret_cast<F*>(layout.kv(scratch, 2, 1));
 
-  split_heads(Q, qkv, B, T, NH, HS, W, 0, stream);
-  split_heads(K, qkv, B, T, NKV, HS, W, static_cast<int>(a.key_offset(0)), stream);
-  split_heads(V, qkv, B, T, NKV, HS, W, static_cast<int>(a.value_offset(0)), stream);
+  copy_heads(HeadCopy::split, Q, qkv, B, T, NH, HS, W, 0, stream);
+  copy_heads(HeadCopy::split, K, qkv, B, T, NKV, HS, W, static_cast<int>(a.key_offset(0)), stream);
+  copy_heads(HeadCopy::split, V, qkv, B, T, NKV, HS, W, static_cast<int>(a.value_offset(0)),
+             stream);
   GPT_CUDA_CHECK(cublasSetStream(handle, stream));
   const float scale = 1.0f / sqrtf(static_cast<float>(HS));
   const long long score_stride = static_cast<long long>(G) * T * T;  // per (batch, kv head)
@@ -346,12 +352,7 @@ void attention_forward(cublasHandle_t handle, F* out, float* lse, const F* qkv,
     const int nb = B - b0 < bc ? B - b0 : bc;
     const int batch = nb * NKV;
     const int rows = nb * NH * T;
-    const GroupOperands<F> g{data_type<F>(),
-                             HS,
-                             static_cast<long long>(G) * T * HS,
-                             static_cast<long long>(T) * HS,
-                             static_cast<int64_t>(b0) * NH * T * HS,
-                             static_cast<int64_t>(b0) * NKV * T * HS};
+    const GroupOperands<F> g = group_operands<F>(a, b0);
     // S = scale · Q·Kᵀ
     rowmajor_batched_gemm(handle, CUBLAS_OP_N, CUBLAS_OP_T, G * T, T, HS, scale, g.q(Q), g.kv(K),
                           0.0f, S, CUDA_R_32F, T, score_stride, batch);
@@ -363,7 +364,7 @@ void attention_forward(cublasHandle_t handle, F* out, float* lse, const F* qkv,
                           {P, g.type, T, score_stride}, g.kv(V), 0.0f, O + g.q0, g.type, HS,
                           g.q_stride, batch);
   }
-  merge_heads(out, O, B, T, NH, HS, NH * HS, 0, stream);
+  copy_heads(HeadCopy::merge, out, O, B, T, NH, HS, NH * HS, 0, stream);
 }
 
 template <typename F>
@@ -387,10 +388,10 @@ void attention_backward(cublasHandle_t handle, F* dqkv, const F* dout, const F* 
   F* dV = reinterpret_cast<F*>(layout.kv(scratch, 3, 3));
   const int k_col = static_cast<int>(a.key_offset(0)), v_col = static_cast<int>(a.value_offset(0));
 
-  split_heads(Q, qkv, B, T, NH, HS, W, 0, stream);
-  split_heads(K, qkv, B, T, NKV, HS, W, k_col, stream);
-  split_heads(V, qkv, B, T, NKV, HS, W, v_col, stream);
-  split_heads(dO, dout, B, T, NH, HS, NH * HS, 0, stream);
+  copy_heads(HeadCopy::split, Q, qkv, B, T, NH, HS, W, 0, stream);
+  copy_heads(HeadCopy::split, K, qkv, B, T, NKV, HS, W, k_col, stream);
+  copy_heads(HeadCopy::split, V, qkv, B, T, NKV, HS, W, v_col, stream);
+  copy_heads(HeadCopy::split, dO, dout, B, T, NH, HS, NH * HS, 0, stream);
   GPT_CUDA_CHECK(cublasSetStream(handle, stream));
   const float scale = 1.0f / sqrtf(static_cast<float>(HS));
   const long long score_stride = static_cast<long long>(G) * T * T;
@@ -399,12 +400,7 @@ void attention_backward(cublasHandle_t handle, F* dqkv, const F* dout, const F* 
     const int nb = B - b0 < bc ? B - b0 : bc;
     const int batch = nb * NKV;
     const int rows = nb * NH * T;
-    const GroupOperands<F> g{data_type<F>(),
-                             HS,
-                             static_cast<long long>(G) * T * HS,
-                             static_cast<long long>(T) * HS,
-                             static_cast<int64_t>(b0) * NH * T * HS,
-                             static_cast<int64_t>(b0) * NKV * T * HS};
+    const GroupOperands<F> g = group_operands<F>(a, b0);
     const Operand p_op{P, g.type, T, score_stride};
     const unsigned row_grid = static_cast<unsigned>(ceil_div(rows, kWarpsPerBlock));
     // S = scale · Q·Kᵀ, P = exp(S - lse)
@@ -429,9 +425,9 @@ void attention_backward(cublasHandle_t handle, F* dqkv, const F* dout, const F* 
     rowmajor_batched_gemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, T, HS, G * T, 1.0f, p_op, g.q(Q), 0.0f,
                           dK + g.kv0, g.type, HS, g.kv_stride, batch);
   }
-  merge_heads(dqkv, dQ, B, T, NH, HS, W, 0, stream);
-  merge_heads(dqkv, dK, B, T, NKV, HS, W, k_col, stream);
-  merge_heads(dqkv, dV, B, T, NKV, HS, W, v_col, stream);
+  copy_heads(HeadCopy::merge, dqkv, dQ, B, T, NH, HS, W, 0, stream);
+  copy_heads(HeadCopy::merge, dqkv, dK, B, T, NKV, HS, W, k_col, stream);
+  copy_heads(HeadCopy::merge, dqkv, dV, B, T, NKV, HS, W, v_col, stream);
 }
 
 size_t attention_decode_scratch_bytes(const cpu::AttentionShape& shape) {
