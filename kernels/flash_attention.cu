@@ -437,10 +437,10 @@ __global__ void __launch_bounds__(kThreads)
   if (tid == 0) s_ticket = atomicAdd(tile_ticket, 1);
   __syncthreads();
   // The tile's pair is (batch, key/value head): block.bh = b·NKV + kv. Its query heads are
-  // h0 .. h0 + group - 1: head h0 + g is at column g·kHeadDim from q_offset in qkv (and dqkv) and
-  // from dO, and is (batch, query head) pair bh0 + g of lse, D, the dQ accumulator and the turn
-  // counters. Only these few values stay live through the loop; per-head pointers are derived
-  // from them where used (the kernel runs at the register limit).
+  // h0 .. h0 + group - 1 with h0 = kv·group: head h0 + g is at column g·kHeadDim from q_offset in
+  // qkv (and dqkv) and from dO, and is (batch, query head) pair bh0 + g of lse, D, the dQ
+  // accumulator and the turn counters. Only these few values stay live through the loop; per-head
+  // pointers are derived from them where used (the kernel runs at the register limit).
   const flash::BackwardBlock block = flash::backward_block(s_ticket, num_n_tiles);
   const int b = block.bh / NKV;
   const int kv = block.bh % NKV;
