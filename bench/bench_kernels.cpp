@@ -239,6 +239,55 @@ std::vector<LinearShape> linear_shapes(const Dims& d) {
           {"lm_head", d.C, d.Vp, false}};
 }
 
+// Attention heads of a benchmark: NH query heads sharing NKV key/value heads of HS channels.
+struct Heads {
+  int NH, NKV, HS;
+  int64_t qkv_width() const { return static_cast<int64_t>(NH + 2 * NKV) * HS; }
+  int64_t out_width() const { return static_cast<int64_t>(NH) * HS; }
+};
+
+// attention_forward<suffix> and attention_backward<suffix> with the heads heads_of(d). Causal
+// attention FLOPs as in kernels/attention.h: 2·B·NH·T²·HS forward, 2.5x that backward (grouped
+// heads share K and V, not the products).
+void add_attention(std::vector<Family>& fs, const std::string& suffix,
+                   std::function<Heads(const Dims&)> heads_of) {
+  auto flops = [heads_of](const Dims& d) {
+    const Heads h = heads_of(d);
+    return 2.0 * d.B * h.NH * double(d.T) * d.T * h.HS;
+  };
+  fs.push_back({"attention_forward" + suffix,
+                [heads_of](const Dims& d) {
+                  const Heads h = heads_of(d);
+                  return std::vector<Spec>{compute("qkv", {d.B, d.T, h.qkv_width()}),
+                                           compute("out", {d.B, d.T, h.out_width()}),
+                                           stat("lse", {d.B, h.NH, d.T}, 0, 0)};
+                },
+                [heads_of](Backend& b, Tensors& t, const Dims& d) {
+                  const Heads h = heads_of(d);
+                  b.attention_forward(t["out"], t["lse"], t["qkv"], h.NH, h.NKV);
+                },
+                {"out", "lse"},
+                nullptr,
+                flops});
+  fs.push_back({"attention_backward" + suffix,
+                [heads_of](const Dims& d) {
+                  const Heads h = heads_of(d);
+                  return std::vector<Spec>{compute("qkv", {d.B, d.T, h.qkv_width()}),
+                                           compute("out", {d.B, d.T, h.out_width()}, -0.5f, 0.5f),
+                                           stat("lse", {d.B, h.NH, d.T}, 2.0f, 4.0f),
+                                           compute("dout", {d.B, d.T, h.out_width()}),
+                                           compute("dqkv", {d.B, d.T, h.qkv_width()})};
+                },
+                [heads_of](Backend& b, Tensors& t, const Dims& d) {
+                  const Heads h = heads_of(d);
+                  b.attention_backward(t["dqkv"], t["dout"], t["qkv"], t["out"], t["lse"], h.NH,
+                                       h.NKV);
+                },
+                {"dqkv"},
+                nullptr,
+                [flops](const Dims& d) { return 2.5 * flops(d); }});
+}
+
 std::vector<Family> families() {
   std::vector<Family> fs;
   fs.push_back({"encoder_forward",
@@ -486,33 +535,10 @@ std::vector<Family> families() {
                     return 4.0 * d.N() * s.in * s.out;
                   }});
   }
-  // Causal attention FLOPs as in kernels/attention.h: 2·B·NH·T²·HS forward, 2.5x that backward.
-  fs.push_back({"attention_forward",
-                [](const Dims& d) {
-                  return std::vector<Spec>{compute("qkv", {d.B, d.T, 3 * d.C}),
-                                           compute("out", {d.B, d.T, d.C}),
-                                           stat("lse", {d.B, d.NH, d.T}, 0, 0)};
-                },
-                [](Backend& b, Tensors& t, const Dims& d) {
-                  b.attention_forward(t["out"], t["lse"], t["qkv"], d.NH, d.NH);
-                },
-                {"out", "lse"},
-                nullptr,
-                [](const Dims& d) { return 2.0 * d.B * d.NH * double(d.T) * d.T * (d.C / d.NH); }});
-  fs.push_back(
-      {"attention_backward",
-       [](const Dims& d) {
-         return std::vector<Spec>{
-             compute("qkv", {d.B, d.T, 3 * d.C}), compute("out", {d.B, d.T, d.C}, -0.5f, 0.5f),
-             stat("lse", {d.B, d.NH, d.T}, 2.0f, 4.0f), compute("dout", {d.B, d.T, d.C}),
-             compute("dqkv", {d.B, d.T, 3 * d.C})};
-       },
-       [](Backend& b, Tensors& t, const Dims& d) {
-         b.attention_backward(t["dqkv"], t["dout"], t["qkv"], t["out"], t["lse"], d.NH, d.NH);
-       },
-       {"dqkv"},
-       nullptr,
-       [](const Dims& d) { return 5.0 * d.B * d.NH * double(d.T) * d.T * (d.C / d.NH); }});
+  // The model's multi-head attention, and a grouped-query shape (SmolLM2-135M's heads: 9 query
+  // heads sharing 3 key/value heads of 64 channels) at the same B and T.
+  add_attention(fs, "", [](const Dims& d) { return Heads{d.NH, d.NH, d.C / d.NH}; });
+  add_attention(fs, "_gqa", [](const Dims&) { return Heads{9, 3, 64}; });
   return fs;
 }
 

@@ -549,38 +549,30 @@ void CudaBackend::residual_forward(Tensor out, const Tensor& a, const Tensor& b)
 }
 
 namespace {
-struct AttentionDims {
-  int B, T, C, NH;
-};
-AttentionDims attention_dims(const Tensor& qkv, int n_head, int n_kv_head, DType dtype,
-                             const char* what) {
+// The shared shape check (engine/backend.cpp), then what the CUDA kernels need on top: the dtype,
+// a head size that is a whole number of 16-byte packets, aligned tensors.
+cpu::AttentionShape attention_shape(const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                                    int n_head, int n_kv_head, DType dtype, const char* what) {
   check_not_empty(qkv, what);
-  if (n_kv_head != n_head)
-    throw ShapeError(std::string(what) + ": grouped-query attention (" + std::to_string(n_head) +
-                     " query heads, " + std::to_string(n_kv_head) +
-                     " key/value heads) is not implemented on CUDA yet");
+  const cpu::AttentionShape a = check_attention(qkv, out, lse, n_head, n_kv_head, what);
   check_dtype(qkv, dtype, what);
-  if (qkv.shape.ndim() != 3 || qkv.shape[2] % 3 != 0 || n_head <= 0 ||
-      (qkv.shape[2] / 3) % n_head != 0)
-    throw ShapeError(std::string(what) + ": qkv " + qkv.str() +
-                     " does not split into 3 x n_head heads");
-  AttentionDims d{as_int(qkv.shape[0], "qkv"), as_int(qkv.shape[1], "qkv"),
-                  as_int(qkv.shape[2] / 3, "qkv"), n_head};
-  check_multiple(d.C / n_head, pack_of(dtype), "attention head size");
-  check_aligned(qkv, what);
-  return d;
+  check_dtype(out, dtype, what);
+  if (!lse.empty()) check_dtype(lse, DType::f32, what);
+  check_multiple(a.head_size, pack_of(dtype), "attention head size");
+  check_aligned({&qkv, &out}, what);
+  return a;
 }
 }  // namespace
 
-bool CudaBackend::use_fused_attention(int head_size) {
+bool CudaBackend::use_fused_attention(const cpu::AttentionShape& shape) {
   if (options_.attention != AttentionKernel::fused) return false;
-  if (dtype_ == DType::bf16 && cuda::flash_attention_supported(head_size)) return true;
+  if (dtype_ == DType::bf16 && cuda::flash_attention_supported(shape.head_size)) return true;
   static bool noticed = false;
   if (!noticed) {
     std::fprintf(stderr,
                  "note: fused attention needs bf16 and head size 64 or 128 (have %s, %d): "
                  "using the unfused kernel\n",
-                 dtype_name(dtype_), head_size);
+                 dtype_name(dtype_), shape.head_size);
     noticed = true;
   }
   return false;
@@ -588,50 +580,61 @@ bool CudaBackend::use_fused_attention(int head_size) {
 
 void CudaBackend::attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int n_head,
                                     int n_kv_head) {
-  const AttentionDims d = attention_dims(qkv, n_head, n_kv_head, dtype_, "attention_forward qkv");
-  expect(out, dtype_, Shape{d.B, d.T, d.C}, "attention_forward out");
-  expect(lse, DType::f32, Shape{d.B, d.NH, d.T}, "attention_forward lse");
-  check_aligned(out, "attention_forward out");
-  if (use_fused_attention(d.C / d.NH)) {
+  const cpu::AttentionShape a =
+      attention_shape(qkv, out, lse, n_head, n_kv_head, dtype_, "attention_forward");
+  check_shape(out, Shape{a.B, a.T, a.n_head * a.head_size}, "attention_forward out");
+  check_not_empty(lse, "attention_forward lse");
+  if (use_fused_attention(a)) {
     cuda::flash_attention_forward(dev<__nv_bfloat16>(out), dev<float>(lse), dev<__nv_bfloat16>(qkv),
-                                  d.B, d.T, d.C, d.NH, stream_);
+                                  a, stream_);
     return;
   }
-  void* buffer =
-      scratch(cuda::attention_scratch_bytes(cuda::AttentionPass::forward, d.B, d.T, d.C, d.NH,
-                                            dtype_size(dtype_), options_.attention_chunk_bytes));
+  void* buffer = scratch(cuda::attention_scratch_bytes(
+      cuda::AttentionPass::forward, a, dtype_size(dtype_), options_.attention_chunk_bytes));
   dispatch(dtype_, [&](auto tag) {
     using F = decltype(tag);
-    cuda::attention_forward<F>(cublas_, dev<F>(out), dev<float>(lse), dev<F>(qkv), d.B, d.T, d.C,
-                               d.NH, buffer, options_.attention_chunk_bytes, stream_);
+    cuda::attention_forward<F>(cublas_, dev<F>(out), dev<float>(lse), dev<F>(qkv), a, buffer,
+                               options_.attention_chunk_bytes, stream_);
   });
 }
 
 void CudaBackend::attention_backward(Tensor dqkv, const Tensor& dout, const Tensor& qkv,
                                      const Tensor& out, const Tensor& lse, int n_head,
                                      int n_kv_head) {
-  const AttentionDims d = attention_dims(qkv, n_head, n_kv_head, dtype_, "attention_backward qkv");
+  const cpu::AttentionShape a =
+      attention_shape(qkv, out, lse, n_head, n_kv_head, dtype_, "attention_backward");
+  check_shape(out, Shape{a.B, a.T, a.n_head * a.head_size}, "attention_backward out");
+  check_not_empty(lse, "attention_backward lse");
   expect(dqkv, dtype_, qkv.shape, "attention_backward dqkv");
-  expect(dout, dtype_, Shape{d.B, d.T, d.C}, "attention_backward dout");
-  expect(out, dtype_, Shape{d.B, d.T, d.C}, "attention_backward out");
-  expect(lse, DType::f32, Shape{d.B, d.NH, d.T}, "attention_backward lse");
-  check_aligned({&dqkv, &dout, &out}, "attention_backward");
-  if (use_fused_attention(d.C / d.NH)) {
-    const size_t bytes = cuda::flash_attention_backward_workspace_bytes(d.B, d.T, d.C, d.NH);
+  expect(dout, dtype_, out.shape, "attention_backward dout");
+  check_aligned({&dqkv, &dout}, "attention_backward");
+  if (use_fused_attention(a)) {
+    const size_t bytes = cuda::flash_attention_backward_workspace_bytes(a);
     cuda::flash_attention_backward(dev<__nv_bfloat16>(dqkv), dev<__nv_bfloat16>(dout),
                                    dev<__nv_bfloat16>(qkv), dev<__nv_bfloat16>(out),
-                                   dev<float>(lse), d.B, d.T, d.C, d.NH, scratch(bytes), bytes,
-                                   stream_);
+                                   dev<float>(lse), a, scratch(bytes), bytes, stream_);
     return;
   }
-  void* buffer =
-      scratch(cuda::attention_scratch_bytes(cuda::AttentionPass::backward, d.B, d.T, d.C, d.NH,
-                                            dtype_size(dtype_), options_.attention_chunk_bytes));
+  void* buffer = scratch(cuda::attention_scratch_bytes(
+      cuda::AttentionPass::backward, a, dtype_size(dtype_), options_.attention_chunk_bytes));
   dispatch(dtype_, [&](auto tag) {
     using F = decltype(tag);
     cuda::attention_backward<F>(cublas_, dev<F>(dqkv), dev<F>(dout), dev<F>(qkv), dev<F>(out),
-                                dev<float>(lse), d.B, d.T, d.C, d.NH, buffer,
-                                options_.attention_chunk_bytes, stream_);
+                                dev<float>(lse), a, buffer, options_.attention_chunk_bytes,
+                                stream_);
+  });
+}
+
+void CudaBackend::attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
+                                   int n_kv_head) {
+  const cpu::AttentionShape a =
+      attention_shape(qkv_cache, out, Tensor(), n_head, n_kv_head, dtype_, "attention_decode");
+  check_shape(out, Shape{a.B, a.n_head * a.head_size}, "attention_decode out");
+  if (pos < 0 || pos >= a.T) throw ShapeError("attention_decode: position outside the cache");
+  void* buffer = scratch(cuda::attention_decode_scratch_bytes(a));
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cuda::attention_decode<F>(dev<F>(out), dev<F>(qkv_cache), pos, a, buffer, stream_);
   });
 }
 

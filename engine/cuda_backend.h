@@ -87,6 +87,8 @@ class CudaBackend final : public Backend {
                          int n_kv_head) override;
   void attention_backward(Tensor dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out,
                           const Tensor& lse, int n_head, int n_kv_head) override;
+  void attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
+                        int n_kv_head) override;
   void crossentropy(Tensor losses, Tensor logits, const Tensor& targets, int vocab_size,
                     float dloss, LossGrad grad) override;
   void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight,
@@ -116,7 +118,7 @@ class CudaBackend final : public Backend {
 
  private:
   void* scratch(size_t bytes);  // grow-only; valid until the next call
-  bool use_fused_attention(int head_size);
+  bool use_fused_attention(const cpu::AttentionShape& shape);
   void destroy() noexcept;
   double reduce_to_host(const Tensor& x, cuda::Reduction op);
   void rope(Tensor x, const Tensor& cos, const Tensor& sin, int n_heads, int head_dim, int pos0,

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/attention.h"
 #include "kernels/cuda_common.cuh"
 
 namespace gpt::cuda {
@@ -112,21 +113,30 @@ template <typename F>
 void residual_forward(F* out, const F* a, const F* b, size_t n, cudaStream_t stream);
 
 // ---- attention (kernels/attention.h) ------------------------------------------------------------
-// Unfused: batched cuBLAS products over (batch, head) plus causal-softmax kernels, through a T×T
-// score matrix per head. Batches are processed in chunks whose fp32 score matrices fit in
-// chunk_limit_bytes (at least one batch per chunk).
+// Unfused: batched cuBLAS products over (batch, key/value head), each covering the group of query
+// heads that share the key/value head, plus causal-softmax kernels, through a T×T score matrix per
+// query head. Batches are processed in chunks whose fp32 score matrices fit in chunk_limit_bytes
+// (at least one batch per chunk). HS must be a multiple of pack_size<F>().
 enum class AttentionPass { forward, backward };
 int attention_batch_chunk(int B, int T, int NH, size_t chunk_limit_bytes);
-size_t attention_scratch_bytes(AttentionPass pass, int B, int T, int C, int NH, size_t elem_bytes,
-                               size_t chunk_limit_bytes);
+size_t attention_scratch_bytes(AttentionPass pass, const cpu::AttentionShape& shape,
+                               size_t elem_bytes, size_t chunk_limit_bytes);
 template <typename F>
-void attention_forward(cublasHandle_t handle, F* out, float* lse, const F* qkv, int B, int T, int C,
-                       int NH, void* scratch, size_t chunk_limit_bytes, cudaStream_t stream);
+void attention_forward(cublasHandle_t handle, F* out, float* lse, const F* qkv,
+                       const cpu::AttentionShape& shape, void* scratch, size_t chunk_limit_bytes,
+                       cudaStream_t stream);
 // dqkv = (overwrites).
 template <typename F>
 void attention_backward(cublasHandle_t handle, F* dqkv, const F* dout, const F* qkv, const F* out,
-                        const float* lse, int B, int T, int C, int NH, void* scratch,
+                        const float* lse, const cpu::AttentionShape& shape, void* scratch,
                         size_t chunk_limit_bytes, cudaStream_t stream);
+// One generation step (kernels/attention.h: attention_decode): out (B, NH·HS) = attention of the
+// query at position pos of cache (B, Tmax, (NH + 2·NKV)·HS) over positions 0..pos; shape.T is the
+// cache length Tmax. scratch: attention_decode_scratch_bytes(shape) bytes (the scores).
+size_t attention_decode_scratch_bytes(const cpu::AttentionShape& shape);
+template <typename F>
+void attention_decode(F* out, const F* cache, int pos, const cpu::AttentionShape& shape,
+                      void* scratch, cudaStream_t stream);
 
 // ---- fused classifier (kernels/crossentropy.h) --------------------------------------------------
 // losses (N) =; dlogits (N,Vp) = (may alias logits; null: losses only). A target outside [0, V)

@@ -118,7 +118,7 @@ struct ForwardTiles {
 template <int kHeadDim>
 __global__ void __launch_bounds__(kThreads)
     flash_forward_kernel(bf16* __restrict__ out, float* __restrict__ lse,
-                         const bf16* __restrict__ qkv, int T, int C, int NH, int BNH,
+                         const bf16* __restrict__ qkv, int T, int NH, int NKV, int group, int BNH,
                          int num_m_tiles, float scale, float scale_log2) {
   using Tiles = ForwardTiles<kHeadDim>;
   constexpr int kBlockM = Tiles::kBlockM, kBlockN = Tiles::kBlockN, kMTiles = Tiles::kMTiles;
@@ -138,10 +138,14 @@ __global__ void __launch_bounds__(kThreads)
   const int h = block.bh % NH;
   const int m0 = block.m_tile * kBlockM;
   const int warp_row0 = warp * Tiles::kWarpRows;  // first row of this warp inside the tile
-  const int64_t ld = 3LL * C;
-  const bf16* q = qkv + static_cast<int64_t>(b) * T * ld + static_cast<int64_t>(h) * kHeadDim;
-  const bf16* k = q + C;
-  const bf16* v = q + 2 * C;
+  // Rows of qkv are [q (NH heads) | k (NKV heads) | v (NKV heads)]; query head h reads key/value
+  // head h / group.
+  const int64_t ld = static_cast<int64_t>(NH + 2 * NKV) * kHeadDim;
+  const int kv = h / group;
+  const bf16* row0 = qkv + static_cast<int64_t>(b) * T * ld;
+  const bf16* q = row0 + static_cast<int64_t>(h) * kHeadDim;
+  const bf16* k = row0 + static_cast<int64_t>(NH + kv) * kHeadDim;
+  const bf16* v = row0 + static_cast<int64_t>(NH + NKV + kv) * kHeadDim;
   const int key_tiles = flash::forward_key_tiles(block.m_tile, kBlockM, kBlockN, T);
 
   // Per-lane ldmatrix base addresses (bytes); each fragment load adds a compile-time offset.
@@ -327,7 +331,7 @@ __global__ void __launch_bounds__(kThreads)
       const int query = m0 + warp_row0 + mt * 16 + lane / 4 + 8 * r;
       if (query >= T) continue;
       const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-      bf16* o = out + (static_cast<int64_t>(b) * T + query) * C +
+      bf16* o = out + (static_cast<int64_t>(b) * T + query) * NH * kHeadDim +
                 static_cast<int64_t>(h) * kHeadDim + 2 * (lane % 4);
 #pragma unroll
       for (int dt = 0; dt < kDTiles; ++dt) {
@@ -406,8 +410,9 @@ __global__ void __launch_bounds__(kThreads)
     flash_backward_kernel(bf16* __restrict__ dqkv, float* __restrict__ dq_accum,
                           int* __restrict__ dq_counters, int* __restrict__ tile_ticket,
                           const bf16* __restrict__ dout, const bf16* __restrict__ qkv,
-                          const float* __restrict__ lse, const float* __restrict__ D, int T, int C,
-                          int NH, int num_m_tiles, int num_n_tiles, float scale, float scale_log2) {
+                          const float* __restrict__ lse, const float* __restrict__ D, int T, int NH,
+                          int NKV, int group, int num_m_tiles, int num_n_tiles, float scale,
+                          float scale_log2) {
   using Tiles = BackwardTiles<kHeadDim>;
   constexpr int kBlockM = Tiles::kBlockM, kBlockN = Tiles::kBlockN, kQTiles = Tiles::kQTiles;
   constexpr int kDTiles = Tiles::kDTiles, kStride = Tiles::kStride, kSStride = Tiles::kSStride;
@@ -431,20 +436,25 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ int s_ticket;
   if (tid == 0) s_ticket = atomicAdd(tile_ticket, 1);
   __syncthreads();
+  // The tile's pair is (batch, key/value head): block.bh = b·NKV + kv. Its query heads are
+  // h0 .. h0 + group - 1 with h0 = kv·group: head h0 + g is at column g·kHeadDim from q_offset in
+  // qkv (and dqkv) and from dO, and is (batch, query head) pair bh0 + g of lse, D, the dQ
+  // accumulator and the turn counters. Only these few values stay live through the loop; per-head
+  // pointers are derived from them where used (the kernel runs at the register limit).
   const flash::BackwardBlock block = flash::backward_block(s_ticket, num_n_tiles);
-  const int b = block.bh / NH;
-  const int h = block.bh % NH;
+  const int b = block.bh / NKV;
+  const int kv = block.bh % NKV;
+  const int bh0 = b * NH + kv * group;
   const int n_tile = block.n_tile;
   const int n0 = n_tile * kBlockN;
-  const int warp_key0 = n0 + warp * 16;  // this warp's 16 keys
-  const int64_t ld = 3LL * C;
-  const int64_t qkv_offset = static_cast<int64_t>(b) * T * ld + static_cast<int64_t>(h) * kHeadDim;
-  const bf16* q = qkv + qkv_offset;
-  const bf16* k = q + C;
-  const bf16* v = q + 2 * C;
-  const bf16* dO = dout + static_cast<int64_t>(b) * T * C + static_cast<int64_t>(h) * kHeadDim;
-  const float* lse_bh = lse + static_cast<int64_t>(block.bh) * T;
-  const float* D_bh = D + static_cast<int64_t>(block.bh) * T;
+  const int warp_key0 = n0 + warp * 16;                              // this warp's 16 keys
+  const int64_t ld = static_cast<int64_t>(NH + 2 * NKV) * kHeadDim;  // qkv rows
+  const int64_t ld_out = static_cast<int64_t>(NH) * kHeadDim;        // dout rows
+  const int64_t q_offset = static_cast<int64_t>(b) * T * ld + kv * group * kHeadDim;
+  // K and V (dK and dV) from q_offset: past the query heads from h0 on, then kv key heads.
+  const int k_column = (NH - kv * group + kv) * kHeadDim;
+  const int v_column = k_column + NKV * kHeadDim;
+  const bf16* dO = dout + static_cast<int64_t>(b) * T * ld_out + kv * group * kHeadDim;
   const int m_first = flash::backward_first_query_tile(n_tile, kBlockM, kBlockN);
 
   // Per-lane ldmatrix base addresses (bytes); fragment loads add compile-time offsets.
@@ -463,17 +473,19 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t ds_at =
       smem_address(sdS + tile_offset(at_lane.row, warp * 2 + at_lane.chunk, kSStride));
 
-  load_tile_async<kBlockN, kHeadDim>(sK, k + n0 * ld, ld, T - n0);
-  load_tile_async<kBlockN, kHeadDim>(sV, v + n0 * ld, ld, T - n0);
-  load_tile_async<kBlockM, kHeadDim>(sQ, q + m_first * kBlockM * ld, ld, T - m_first * kBlockM);
-  load_tile_async<kBlockM, kHeadDim>(sdO, dO + static_cast<int64_t>(m_first) * kBlockM * C, C,
+  load_tile_async<kBlockN, kHeadDim>(sK, qkv + q_offset + k_column + n0 * ld, ld, T - n0);
+  load_tile_async<kBlockN, kHeadDim>(sV, qkv + q_offset + v_column + n0 * ld, ld, T - n0);
+  load_tile_async<kBlockM, kHeadDim>(sQ, qkv + q_offset + m_first * kBlockM * ld, ld,
+                                     T - m_first * kBlockM);
+  load_tile_async<kBlockM, kHeadDim>(sdO, dO + m_first * kBlockM * ld_out, ld_out,
                                      T - m_first * kBlockM);
   cp_async_commit();
   if (tid < kBlockM) {
     const int query = m_first * kBlockM + tid;
     // Queries past T: lse = +inf makes P = exp2(s - inf) = 0, so they contribute nothing.
-    s_lse[tid] = query < T ? lse_bh[query] * kLog2e : INFINITY;
-    s_D[tid] = query < T ? D_bh[query] : 0.0f;
+    const int64_t row = static_cast<int64_t>(bh0) * T + query;
+    s_lse[tid] = query < T ? lse[row] * kLog2e : INFINITY;
+    s_D[tid] = query < T ? D[row] : 0.0f;
   }
 
   float acc_dk[kDTiles][4];
@@ -484,29 +496,38 @@ __global__ void __launch_bounds__(kThreads)
     for (int e = 0; e < 4; ++e) acc_dk[dt][e] = acc_dv[dt][e] = 0.0f;
   }
 
-  int* counters = dq_counters + static_cast<int64_t>(block.bh) * num_m_tiles;  // per query tile
-  for (int m_tile = m_first; m_tile < num_m_tiles; ++m_tile) {
-    const int buf = (m_tile - m_first) & 1;
+  // One step per (query head g of the group, query tile m_tile): the query tiles m_first .. M - 1
+  // of head h0, then those of h0 + 1, ...; dK and dV gather every step in registers, in that
+  // order. The turn counters are laid out [pair][query tile].
+  int g = 0, m_tile = m_first, buf = 0;
+  for (;;) {
     const uint32_t buf_bytes = buf * kBufferBytes;
     const int m0 = m_tile * kBlockM;
     const float* lse_tile = s_lse + buf * kBlockM;
     const float* D_tile = s_D + buf * kBlockM;
-    const bool has_next = m_tile + 1 < num_m_tiles;
+    const bool head_ends = m_tile + 1 == num_m_tiles;  // the next step is the next head's first
+    const bool has_next = !head_ends || g + 1 < group;
+    const int next_g = head_ends ? g + 1 : g;
+    const int next_m = head_ends ? m_first : m_tile + 1;
+    int* counter = dq_counters + static_cast<int64_t>(bh0 + g) * num_m_tiles + m_tile;
 
-    // Prefetch step m_tile + 1 into the other buffers (free: their last readers passed the barrier
+    // Prefetch the next step into the other buffers (free: their last readers passed the barrier
     // after the dSᵀ store of the previous step). lse and D go through registers, stored at the end.
     float lse_next = 0.0f, D_next = 0.0f;
     if (has_next) {
-      const int next0 = m0 + kBlockM;
-      load_tile_async<kBlockM, kHeadDim>(sQ + (buf ^ 1) * kBlockM * kStride, q + next0 * ld, ld,
+      const int next0 = next_m * kBlockM;
+      load_tile_async<kBlockM, kHeadDim>(sQ + (buf ^ 1) * kBlockM * kStride,
+                                         qkv + q_offset + next_g * kHeadDim + next0 * ld, ld,
                                          T - next0);
       load_tile_async<kBlockM, kHeadDim>(sdO + (buf ^ 1) * kBlockM * kStride,
-                                         dO + static_cast<int64_t>(next0) * C, C, T - next0);
+                                         dO + next_g * kHeadDim + next0 * ld_out, ld_out,
+                                         T - next0);
       cp_async_commit();
       if (tid < kBlockM) {
         const int query = next0 + tid;
-        lse_next = query < T ? lse_bh[query] * kLog2e : INFINITY;
-        D_next = query < T ? D_bh[query] : 0.0f;
+        const int64_t row = static_cast<int64_t>(bh0 + next_g) * T + query;
+        lse_next = query < T ? lse[row] * kLog2e : INFINITY;
+        D_next = query < T ? D[row] : 0.0f;
       }
       cp_async_wait<1>();
     } else {
@@ -541,10 +562,13 @@ __global__ void __launch_bounds__(kThreads)
     }
 
     // The previous step's dQ share is in the accumulator (the barrier at the top of this step came
-    // after its stores): publish its turn now (see the end of the step).
-    if (n_tile != 0 && m_tile > m_first && tid == 0) {
-      publish_turn(counters + m_tile - 1,
-                   flash::dq_order(m_tile - 1, n_tile, kBlockM, kBlockN, T) + 1);
+    // after its stores): publish its turn now (see the end of the step). The previous step was
+    // tile m_tile - 1 of this head, or at a head's first step the previous head's last tile.
+    const bool head_starts = m_tile == m_first;
+    if (n_tile != 0 && (g > 0 || !head_starts) && tid == 0) {
+      const int m_prev = head_starts ? num_m_tiles - 1 : m_tile - 1;
+      publish_turn(counter - (head_starts ? 1 + m_first : 1),
+                   flash::dq_order(m_prev, n_tile, kBlockM, kBlockN, T) + 1);
     }
 
     // Pᵀ = exp2(Sᵀ·scale·log2e - lse·log2e), zero where key > query; dSᵀ = Pᵀ ⊙ (dPᵀ - D).
@@ -600,7 +624,6 @@ __global__ void __launch_bounds__(kThreads)
     const int order = flash::dq_order(m_tile, n_tile, kBlockM, kBlockN, T);
     const bool first = order == 0;
     const bool last = n_tile == 0;
-    const int* counter = counters + m_tile;
     int seen = 0;
     if (!first && tid == 0) seen = load_acquire(counter);
 
@@ -636,7 +659,7 @@ __global__ void __launch_bounds__(kThreads)
     // This lane's float4 of n-tile dt is accum[dt · kWarpSize].
     float4* accum = reinterpret_cast<float4*>(
         dq_accum +
-        flash::dq_accum_offset(block.bh, m_tile, warp, 0, lane, num_m_tiles, kBlockM, kHeadDim));
+        flash::dq_accum_offset(bh0 + g, m_tile, warp, 0, lane, num_m_tiles, kBlockM, kHeadDim));
 #pragma unroll
     for (int dt = 0; dt < kDTiles; ++dt) {
       float4 sum = make_float4(acc_dq[dt][0], acc_dq[dt][1], acc_dq[dt][2], acc_dq[dt][3]);
@@ -651,7 +674,8 @@ __global__ void __launch_bounds__(kThreads)
         __stcg(accum + dt * kWarpSize, sum);
       } else {
         const int query = m0 + warp * 16 + lane / 4;
-        bf16* dq = dqkv + qkv_offset + static_cast<int64_t>(query) * ld + dt * 8 + 2 * (lane % 4);
+        bf16* dq = dqkv + q_offset + g * kHeadDim + static_cast<int64_t>(query) * ld + dt * 8 +
+                   2 * (lane % 4);
         if (query < T) {
           *reinterpret_cast<uint32_t*>(dq) = pack_bf16x2(sum.x * scale, sum.y * scale);
         }
@@ -668,12 +692,16 @@ __global__ void __launch_bounds__(kThreads)
       s_lse[(buf ^ 1) * kBlockM + tid] = lse_next;
       s_D[(buf ^ 1) * kBlockM + tid] = D_next;
     }
+    if (!has_next) break;
+    g = next_g;
+    m_tile = next_m;
+    buf ^= 1;
   }
 
-  if (n_tile != 0) {  // the last step's turn
+  if (n_tile != 0) {  // the last step's turn: the last head's last query tile
     __syncthreads();
     if (tid == 0) {
-      publish_turn(counters + num_m_tiles - 1,
+      publish_turn(dq_counters + static_cast<int64_t>(bh0 + group) * num_m_tiles - 1,
                    flash::dq_order(num_m_tiles - 1, n_tile, kBlockM, kBlockN, T) + 1);
     }
   }
@@ -683,8 +711,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int r = 0; r < 2; ++r) {
     const int key = warp_key0 + lane / 4 + 8 * r;
     if (key >= T) continue;
-    bf16* dk = dqkv + qkv_offset + key * ld + C + 2 * (lane % 4);
-    bf16* dv = dk + C;
+    bf16* dk = dqkv + q_offset + k_column + key * ld + 2 * (lane % 4);
+    bf16* dv = dqkv + q_offset + v_column + key * ld + 2 * (lane % 4);
 #pragma unroll
     for (int dt = 0; dt < kDTiles; ++dt) {
       *reinterpret_cast<uint32_t*>(dk + dt * 8) =
@@ -704,30 +732,30 @@ size_t align256(size_t n) {
 struct BackwardWorkspace {
   size_t d_offset = 0, accum_offset = 0, counter_offset = 0, total = 0;
 };
-BackwardWorkspace backward_workspace(int B, int T, int C, int NH) {
-  const int HS = C / NH;
-  const size_t BNH = static_cast<size_t>(B) * NH;
-  const int M = flash::num_tiles(T, BackwardTiles<64>::kBlockM);
+BackwardWorkspace backward_workspace(const cpu::AttentionShape& a) {
+  const size_t BNH = static_cast<size_t>(a.B) * a.n_head;
+  const int M = flash::num_tiles(a.T, BackwardTiles<64>::kBlockM);
   BackwardWorkspace w;
   w.d_offset = 0;
-  w.accum_offset = align256(BNH * T * sizeof(float));
+  w.accum_offset = align256(BNH * a.T * sizeof(float));
   w.counter_offset =
-      w.accum_offset + align256(static_cast<size_t>(flash::dq_accum_floats(
-                                    static_cast<int>(BNH), M, BackwardTiles<64>::kBlockM, HS)) *
-                                sizeof(float));
+      w.accum_offset +
+      align256(static_cast<size_t>(flash::dq_accum_floats(
+                   static_cast<int>(BNH), M, BackwardTiles<64>::kBlockM, a.head_size)) *
+               sizeof(float));
   // The dQ turn counters and, after them, the tile ticket: zeroed together before each backward.
   w.total = w.counter_offset + align256((BNH * M + 1) * sizeof(int));
   return w;
 }
 
-void check_arguments(const char* what, int B, int T, int C, int NH) {
-  if (B < 0 || T < 0 || NH <= 0 || C <= 0 || C % NH != 0) {
-    throw std::invalid_argument(std::string(what) + ": bad shape B=" + std::to_string(B) +
-                                " T=" + std::to_string(T) + " C=" + std::to_string(C) +
-                                " NH=" + std::to_string(NH));
+void check_arguments(const char* what, const cpu::AttentionShape& a) {
+  if (a.B < 0 || a.T < 0 || a.n_head <= 0 || a.n_kv_head <= 0 || a.n_head % a.n_kv_head != 0) {
+    throw std::invalid_argument(std::string(what) + ": bad shape B=" + std::to_string(a.B) +
+                                " T=" + std::to_string(a.T) + " NH=" + std::to_string(a.n_head) +
+                                " NKV=" + std::to_string(a.n_kv_head));
   }
-  if (!flash_attention_supported(C / NH)) {
-    throw std::invalid_argument(std::string(what) + ": head size " + std::to_string(C / NH) +
+  if (!flash_attention_supported(a.head_size)) {
+    throw std::invalid_argument(std::string(what) + ": head size " + std::to_string(a.head_size) +
                                 " is not supported by the fused kernels (64 or 128)");
   }
 }
@@ -744,50 +772,62 @@ unsigned grid_size(long long blocks, const char* what) {
   return static_cast<unsigned>(blocks);
 }
 
+// The multi-head shape of the (B, T, C, NH) entry points; C not a multiple of NH gives a head
+// size of 0, which check_arguments rejects.
+cpu::AttentionShape multi_head(int B, int T, int C, int NH) {
+  const int HS = NH > 0 && C > 0 && C % NH == 0 ? C / NH : 0;
+  return cpu::AttentionShape{B, T, NH, NH, HS};
+}
+
 template <int kHeadDim>
-void launch_forward(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH,
+void launch_forward(bf16* out, float* lse, const bf16* qkv, const cpu::AttentionShape& a,
                     cudaStream_t stream) {
   using Tiles = ForwardTiles<kHeadDim>;
-  const int M = flash::num_tiles(T, Tiles::kBlockM);
-  const unsigned grid = grid_size(static_cast<long long>(M) * B * NH, "flash_attention_forward");
+  const int M = flash::num_tiles(a.T, Tiles::kBlockM);
+  const int BNH = a.B * a.n_head;
+  const unsigned grid = grid_size(static_cast<long long>(M) * BNH, "flash_attention_forward");
   const double scale = 1.0 / std::sqrt(static_cast<double>(kHeadDim));
   GPT_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<kHeadDim>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       static_cast<int>(Tiles::kSmemBytes)));
   flash_forward_kernel<kHeadDim><<<grid, kThreads, Tiles::kSmemBytes, stream>>>(
-      out, lse, qkv, T, C, NH, B * NH, M, static_cast<float>(scale),
-      static_cast<float>(scale * kLog2eDouble));
+      out, lse, qkv, a.T, a.n_head, a.n_kv_head, a.n_head / a.n_kv_head, BNH, M,
+      static_cast<float>(scale), static_cast<float>(scale * kLog2eDouble));
   GPT_CUDA_CHECK_LAUNCH();
 }
 
 template <int kHeadDim>
 void launch_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out,
-                     const float* lse, int B, int T, int C, int NH, void* workspace,
+                     const float* lse, const cpu::AttentionShape& a, void* workspace,
                      cudaStream_t stream) {
   using Tiles = BackwardTiles<kHeadDim>;
-  const BackwardWorkspace w = backward_workspace(B, T, C, NH);
+  const BackwardWorkspace w = backward_workspace(a);
   char* base = static_cast<char*>(workspace);
   float* D = reinterpret_cast<float*>(base + w.d_offset);
   float* accum = reinterpret_cast<float*>(base + w.accum_offset);
   int* counters = reinterpret_cast<int*>(base + w.counter_offset);
-  const int M = flash::num_tiles(T, Tiles::kBlockM);
-  const int N = flash::num_tiles(T, Tiles::kBlockN);
+  const int M = flash::num_tiles(a.T, Tiles::kBlockM);
+  const int N = flash::num_tiles(a.T, Tiles::kBlockN);
+  const size_t BNH = static_cast<size_t>(a.B) * a.n_head;
   const double scale = 1.0 / std::sqrt(static_cast<double>(kHeadDim));
 
-  GPT_CUDA_CHECK(
-      cudaMemsetAsync(counters, 0, (static_cast<size_t>(B) * NH * M + 1) * sizeof(int), stream));
-  int* ticket = counters + static_cast<size_t>(B) * NH * M;
-  const unsigned dot_grid =
-      grid_size((static_cast<long long>(B) * T + kWarps - 1) / kWarps, "flash_attention_backward");
-  flash_backward_dot_kernel<kHeadDim><<<dot_grid, kThreads, 0, stream>>>(D, dout, out, B, T, C, NH);
+  GPT_CUDA_CHECK(cudaMemsetAsync(counters, 0, (BNH * M + 1) * sizeof(int), stream));
+  int* ticket = counters + BNH * M;
+  const unsigned dot_grid = grid_size((static_cast<long long>(a.B) * a.T + kWarps - 1) / kWarps,
+                                      "flash_attention_backward");
+  flash_backward_dot_kernel<kHeadDim>
+      <<<dot_grid, kThreads, 0, stream>>>(D, dout, out, a.B, a.T, a.n_head * kHeadDim, a.n_head);
   GPT_CUDA_CHECK_LAUNCH();
 
-  const unsigned grid = grid_size(static_cast<long long>(N) * B * NH, "flash_attention_backward");
+  // One CTA per key tile of each (batch, key/value head) pair.
+  const unsigned grid =
+      grid_size(static_cast<long long>(N) * a.B * a.n_kv_head, "flash_attention_backward");
   GPT_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel<kHeadDim>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       static_cast<int>(Tiles::kSmemBytes)));
   flash_backward_kernel<kHeadDim><<<grid, kThreads, Tiles::kSmemBytes, stream>>>(
-      dqkv, accum, counters, ticket, dout, qkv, lse, D, T, C, NH, M, N, static_cast<float>(scale),
+      dqkv, accum, counters, ticket, dout, qkv, lse, D, a.T, a.n_head, a.n_kv_head,
+      a.n_head / a.n_kv_head, M, N, static_cast<float>(scale),
       static_cast<float>(scale * kLog2eDouble));
   GPT_CUDA_CHECK_LAUNCH();
 }
@@ -798,31 +838,31 @@ bool flash_attention_supported(int head_size) {
   return head_size == 64 || head_size == 128;
 }
 
-void flash_attention_forward(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH,
-                             cudaStream_t stream) {
+void flash_attention_forward(bf16* out, float* lse, const bf16* qkv,
+                             const cpu::AttentionShape& shape, cudaStream_t stream) {
   const char* what = "flash_attention_forward";
-  check_arguments(what, B, T, C, NH);
-  if (B == 0 || T == 0) return;
+  check_arguments(what, shape);
+  if (shape.B == 0 || shape.T == 0) return;
   check_aligned(out, what, "out");
   check_aligned(qkv, what, "qkv");
-  if (C / NH == 64) {
-    launch_forward<64>(out, lse, qkv, B, T, C, NH, stream);
+  if (shape.head_size == 64) {
+    launch_forward<64>(out, lse, qkv, shape, stream);
   } else {
-    launch_forward<128>(out, lse, qkv, B, T, C, NH, stream);
+    launch_forward<128>(out, lse, qkv, shape, stream);
   }
 }
 
-size_t flash_attention_backward_workspace_bytes(int B, int T, int C, int NH) {
-  check_arguments("flash_attention_backward_workspace_bytes", B, T, C, NH);
-  return backward_workspace(B, T, C, NH).total;
+size_t flash_attention_backward_workspace_bytes(const cpu::AttentionShape& shape) {
+  check_arguments("flash_attention_backward_workspace_bytes", shape);
+  return backward_workspace(shape).total;
 }
 
 void flash_attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out,
-                              const float* lse, int B, int T, int C, int NH, void* workspace,
+                              const float* lse, const cpu::AttentionShape& shape, void* workspace,
                               size_t workspace_bytes, cudaStream_t stream) {
   const char* what = "flash_attention_backward";
-  check_arguments(what, B, T, C, NH);
-  if (B == 0 || T == 0) return;
+  check_arguments(what, shape);
+  if (shape.B == 0 || shape.T == 0) return;
   check_aligned(dqkv, what, "dqkv");
   check_aligned(dout, what, "dout");
   check_aligned(qkv, what, "qkv");
@@ -830,17 +870,33 @@ void flash_attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, con
   if (reinterpret_cast<uintptr_t>(workspace) % 256 != 0) {
     throw std::invalid_argument(std::string(what) + ": workspace is not 256-byte aligned");
   }
-  const size_t needed = backward_workspace(B, T, C, NH).total;
+  const size_t needed = backward_workspace(shape).total;
   if (workspace_bytes < needed) {
     throw std::invalid_argument(std::string(what) + ": workspace of " +
                                 std::to_string(workspace_bytes) + " bytes, " +
                                 std::to_string(needed) + " needed");
   }
-  if (C / NH == 64) {
-    launch_backward<64>(dqkv, dout, qkv, out, lse, B, T, C, NH, workspace, stream);
+  if (shape.head_size == 64) {
+    launch_backward<64>(dqkv, dout, qkv, out, lse, shape, workspace, stream);
   } else {
-    launch_backward<128>(dqkv, dout, qkv, out, lse, B, T, C, NH, workspace, stream);
+    launch_backward<128>(dqkv, dout, qkv, out, lse, shape, workspace, stream);
   }
+}
+
+void flash_attention_forward(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH,
+                             cudaStream_t stream) {
+  flash_attention_forward(out, lse, qkv, multi_head(B, T, C, NH), stream);
+}
+
+size_t flash_attention_backward_workspace_bytes(int B, int T, int C, int NH) {
+  return flash_attention_backward_workspace_bytes(multi_head(B, T, C, NH));
+}
+
+void flash_attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out,
+                              const float* lse, int B, int T, int C, int NH, void* workspace,
+                              size_t workspace_bytes, cudaStream_t stream) {
+  flash_attention_backward(dqkv, dout, qkv, out, lse, multi_head(B, T, C, NH), workspace,
+                           workspace_bytes, stream);
 }
 
 }  // namespace gpt::cuda

@@ -162,8 +162,9 @@ struct ForwardBlock {
 GPT_FLASH_HD ForwardBlock forward_block(long long block, int BNH, int M) {
   return {M - 1 - static_cast<int>(block / BNH), static_cast<int>(block % BNH)};
 }
-// Backward: the key tiles of one (batch, head) pair are consecutive, in descending order, so that a
-// key tile waits (for its turn to add into dQ) only on tiles with a smaller index. The index is a
+// Backward: the key tiles of one (batch, key/value head) pair (bh = b · NKV + kv; NKV = NH without
+// grouped heads) are consecutive, in descending order, so that a key tile waits (for its turn to
+// add into dQ) only on tiles with a smaller index. The index is a
 // ticket a CTA takes (an atomic counter) once it runs, not blockIdx.x: the hardware may dispatch
 // blocks in any order, but every smaller ticket went to a CTA already running, so the wait cannot
 // deadlock.

@@ -583,6 +583,84 @@ TEST_P(CudaOps, AttentionForwardAndBackwardChunked) {
   }
 }
 
+// Grouped-query and multi-query attention: NH query heads sharing NKV key/value heads, rows
+// [q (NH·HS) | k (NKV·HS) | v (NKV·HS)], head sizes free of any model width, odd lengths. Each
+// shape runs through the unfused kernels (in one chunk and batch by batch) and through the fused
+// ones (bf16 with HS 64 or 128; the fused choice falls back to the unfused kernels elsewhere).
+struct GroupedCase {
+  int B, T, NH, NKV, HS;
+};
+std::ostream& operator<<(std::ostream& os, const GroupedCase& c) {
+  return os << "B=" << c.B << " T=" << c.T << " NH=" << c.NH << " NKV=" << c.NKV << " HS=" << c.HS;
+}
+const GroupedCase kGroupedCases[] = {
+    {2, 37, 6, 2, 16},   // 3 query heads per key/value head
+    {1, 29, 8, 2, 24},   // 4 per head, NH·HS = 192
+    {2, 19, 3, 1, 32},   // multi-query
+    {1, 70, 3, 1, 64},   // multi-query, HS 64 (fused in bf16): NH·HS = 192
+    {1, 67, 4, 1, 128},  // HS 128 (fused in bf16), 2 key tiles with a tail
+    {2, 41, 4, 4, 64},   // NH == NKV
+};
+
+TEST_P(CudaOps, AttentionGroupedQueryHeads) {
+  struct Mode {
+    AttentionKernel kernel;
+    size_t chunk_bytes;  // of the unfused kernels' score matrices: 1 = one batch at a time
+    const char* name;
+  };
+  for (const Mode& mode : {Mode{AttentionKernel::unfused, size_t{1} << 30, "unfused"},
+                           Mode{AttentionKernel::unfused, 1, "unfused, chunks of one batch"},
+                           Mode{AttentionKernel::fused, size_t{1} << 30, "fused"}}) {
+    CudaBackendOptions options = gpu_->options();
+    options.attention = mode.kernel;
+    options.attention_chunk_bytes = mode.chunk_bytes;
+    gpu_->set_options(options);
+    for (const GroupedCase& c : kGroupedCases) {
+      SCOPED_TRACE(::testing::Message() << c << " " << mode.name);
+      const int W = (c.NH + 2 * c.NKV) * c.HS, C = c.NH * c.HS;
+      auto qkv = make(Kind::compute, {c.B, c.T, W});
+      auto out = make(Kind::compute, {c.B, c.T, C});
+      auto lse = make(Kind::stat, {c.B, c.NH, c.T});
+      qkv->randomize(rng_, 2.0f);
+      out->poison();
+      lse->poison();
+      cpu_->attention_forward(out->cpu(), lse->cpu(), qkv->cpu(), c.NH, c.NKV);
+      gpu_->attention_forward(out->gpu(), lse->gpu(), qkv->gpu(), c.NH, c.NKV);
+      EXPECT_LT(out->error(), tol_.reduction) << "out";
+      EXPECT_LT(lse->error(), tol_.reduction) << "lse";
+
+      out->set(out->cpu_values());
+      lse->set(lse->cpu_values());
+      auto dout = make(Kind::compute, {c.B, c.T, C});
+      auto dqkv = make(Kind::compute, {c.B, c.T, W});
+      dout->randomize(rng_);
+      dqkv->randomize(rng_);  // dqkv is overwritten: stale values must not leak into the result
+      cpu_->attention_backward(dqkv->cpu(), dout->cpu(), qkv->cpu(), out->cpu(), lse->cpu(), c.NH,
+                               c.NKV);
+      gpu_->attention_backward(dqkv->gpu(), dout->gpu(), qkv->gpu(), out->gpu(), lse->gpu(), c.NH,
+                               c.NKV);
+      EXPECT_LT(dqkv->error(), tol_.reduction) << "dqkv";
+    }
+  }
+}
+
+// One generation step against the CPU: the query at pos attends positions 0..pos of the cache.
+TEST_P(CudaOps, AttentionDecodeGroupedQueryHeads) {
+  for (const GroupedCase& c : kGroupedCases) {
+    SCOPED_TRACE(::testing::Message() << c);
+    const int W = (c.NH + 2 * c.NKV) * c.HS;
+    auto cache = make(Kind::compute, {c.B, c.T, W});
+    auto out = make(Kind::compute, {c.B, c.NH * c.HS});
+    cache->randomize(rng_, 2.0f);
+    for (int pos : {0, c.T / 2, c.T - 1}) {
+      out->poison();
+      cpu_->attention_decode(out->cpu(), cache->cpu(), pos, c.NH, c.NKV);
+      gpu_->attention_decode(out->gpu(), cache->gpu(), pos, c.NH, c.NKV);
+      EXPECT_LT(out->error(), tol_.reduction) << "pos " << pos;
+    }
+  }
+}
+
 TEST_P(CudaOps, CrossEntropyLossesAndInPlaceGradient) {
   const int N = 37, V = 1000, Vp = 1024;
   std::vector<int32_t> ids = random_indices(N, V, rng_);

@@ -1,7 +1,8 @@
 // The fused attention kernels (kernels/flash_attention.h) against the CPU reference
 // (kernels/attention.h, run in double on the same bf16-rounded inputs): odd lengths, both head
-// sizes, many heads, large-magnitude logits; outputs poisoned with NaN before every launch; the
-// same bits on a second run. Skips itself where no CUDA device is present (label gpu).
+// sizes, many heads, grouped-query and multi-query heads, large-magnitude logits; outputs poisoned
+// with NaN before every launch; the same bits on a second run. Skips itself where no CUDA device is
+// present (label gpu).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -99,31 +100,41 @@ struct Case {
   int B, T, NH, HS;
   float qk_scale;  // multiplies q and k: large values give large-magnitude, peaky logits
   uint32_t seed;
+  int NKV = 0;  // key/value heads (divides NH); 0: NH (multi-head attention)
 };
 
 std::string name(const Case& c) {
   return "B=" + std::to_string(c.B) + " T=" + std::to_string(c.T) + " NH=" + std::to_string(c.NH) +
-         " HS=" + std::to_string(c.HS) + " qk_scale=" + std::to_string(c.qk_scale) +
-         " seed=" + std::to_string(c.seed);
+         " NKV=" + std::to_string(c.NKV) + " HS=" + std::to_string(c.HS) +
+         " qk_scale=" + std::to_string(c.qk_scale) + " seed=" + std::to_string(c.seed);
 }
 
 // GPT_TEST_SHAPES=small (set for the runs under the CPU emulation of CUDA, which is slow): lengths
 // over 300 become 256 + their remainder modulo 64 (so odd tails and several tiles remain) and at
-// most 16 heads, so the same cases run in seconds.
+// most 16 heads, so the same cases run in seconds. Also fills in NKV = NH where a case leaves it
+// out.
 Case sized(Case c) {
+  if (c.NKV == 0) c.NKV = c.NH;
   const char* shapes = std::getenv("GPT_TEST_SHAPES");
   if (shapes == nullptr || std::string(shapes) != "small") return c;
   if (c.T > 300) c.T = 256 + c.T % 64;
   if (c.NH > 16) c.NH = 16;
+  if (c.NH % c.NKV != 0) c.NKV = c.NH;
   return c;
 }
 
 void run_case(const Case& requested) {
   const Case c = sized(requested);
   SCOPED_TRACE(name(c));
-  const int B = c.B, T = c.T, NH = c.NH, C = c.NH * c.HS;
-  const size_t n_qkv = static_cast<size_t>(B) * T * 3 * C, n_out = static_cast<size_t>(B) * T * C;
+  const gpt::cpu::AttentionShape shape{c.B, c.T, c.NH, c.NKV, c.HS};
+  const int B = c.B, T = c.T, NH = c.NH, C = c.NH * c.HS, W = shape.row_width();
+  const size_t n_qkv = static_cast<size_t>(B) * T * W, n_out = static_cast<size_t>(B) * T * C;
   const size_t n_lse = static_cast<size_t>(B) * NH * T;
+  // The part of a qkv element: 0 for q, 1 for k, 2 for v.
+  auto part_of = [&](size_t i) {
+    const size_t col = i % W;
+    return col < static_cast<size_t>(C) ? 0 : col < shape.value_offset(0) ? 1 : 2;
+  };
 
   // Fresh inputs, rounded to bf16; the reference sees exactly the rounded values.
   std::mt19937 rng(c.seed);
@@ -131,7 +142,7 @@ void run_case(const Case& requested) {
   std::vector<uint16_t> qkv_bits(n_qkv), dout_bits(n_out);
   std::vector<double> qkv(n_qkv), dout(n_out);
   for (size_t i = 0; i < n_qkv; ++i) {
-    const bool is_qk = (i % (3 * C)) < static_cast<size_t>(2 * C);
+    const bool is_qk = part_of(i) < 2;
     qkv_bits[i] = to_bf16(normal(rng) * (is_qk ? c.qk_scale : 1.0f));
     qkv[i] = from_bf16(qkv_bits[i]);
   }
@@ -143,7 +154,7 @@ void run_case(const Case& requested) {
   DeviceBuffer<uint16_t> d_qkv(n_qkv), d_out(n_out), d_out2(n_out), d_dout(n_out), d_dqkv(n_qkv),
       d_dqkv2(n_qkv);
   DeviceBuffer<float> d_lse(n_lse), d_lse2(n_lse);
-  const size_t ws_bytes = gpt::cuda::flash_attention_backward_workspace_bytes(B, T, C, NH);
+  const size_t ws_bytes = gpt::cuda::flash_attention_backward_workspace_bytes(shape);
   DeviceBuffer<unsigned char> d_ws(ws_bytes);
   d_qkv.upload(qkv_bits);
   d_dout.upload(dout_bits);
@@ -153,13 +164,13 @@ void run_case(const Case& requested) {
   d_ws.poison();
 
   // ---- forward ----
-  gpt::cuda::flash_attention_forward(bf(d_out.get()), d_lse.get(), bf(d_qkv.get()), B, T, C, NH, 0);
+  gpt::cuda::flash_attention_forward(bf(d_out.get()), d_lse.get(), bf(d_qkv.get()), shape, 0);
   check(cudaDeviceSynchronize(), "forward");
   const std::vector<uint16_t> out_bits = d_out.download();
   const std::vector<float> lse_gpu = d_lse.download();
 
   std::vector<double> out_ref(n_out), lse_ref(n_lse);
-  gpt::cpu::attention_forward<double>(out_ref.data(), lse_ref.data(), qkv.data(), B, T, C, NH);
+  gpt::cpu::attention_forward<double>(out_ref.data(), lse_ref.data(), qkv.data(), shape);
   std::vector<double> out_gpu(n_out), lse_gpu_d(lse_gpu.begin(), lse_gpu.end());
   for (size_t i = 0; i < n_out; ++i) out_gpu[i] = from_bf16(out_bits[i]);
   const double out_err = relative_error(out_gpu, out_ref);
@@ -169,18 +180,17 @@ void run_case(const Case& requested) {
 
   // ---- backward: the reference gets the same inputs the kernel got (the GPU's out and lse) ----
   gpt::cuda::flash_attention_backward(bf(d_dqkv.get()), bf(d_dout.get()), bf(d_qkv.get()),
-                                      bf(d_out.get()), d_lse.get(), B, T, C, NH, d_ws.get(),
-                                      ws_bytes, 0);
+                                      bf(d_out.get()), d_lse.get(), shape, d_ws.get(), ws_bytes, 0);
   check(cudaDeviceSynchronize(), "backward");
   const std::vector<uint16_t> dqkv_bits = d_dqkv.download();
   std::vector<double> dqkv_ref(n_qkv);
   gpt::cpu::attention_backward<double>(dqkv_ref.data(), dout.data(), qkv.data(), out_gpu.data(),
-                                       lse_gpu_d.data(), B, T, C, NH);
+                                       lse_gpu_d.data(), shape);
   const char* part_names[3] = {"dq", "dk", "dv"};
   for (int part = 0; part < 3; ++part) {
     std::vector<double> got, ref;
     for (size_t i = 0; i < n_qkv; ++i) {
-      if (static_cast<int>((i % (3 * C)) / C) != part) continue;
+      if (part_of(i) != part) continue;
       got.push_back(from_bf16(dqkv_bits[i]));
       ref.push_back(dqkv_ref[i]);
     }
@@ -189,11 +199,9 @@ void run_case(const Case& requested) {
   }
 
   // ---- the same bits again (fresh poisoned outputs; the workspace keeps the old state) ----
-  gpt::cuda::flash_attention_forward(bf(d_out2.get()), d_lse2.get(), bf(d_qkv.get()), B, T, C, NH,
-                                     0);
+  gpt::cuda::flash_attention_forward(bf(d_out2.get()), d_lse2.get(), bf(d_qkv.get()), shape, 0);
   gpt::cuda::flash_attention_backward(bf(d_dqkv2.get()), bf(d_dout.get()), bf(d_qkv.get()),
-                                      bf(d_out.get()), d_lse.get(), B, T, C, NH, d_ws.get(),
-                                      ws_bytes, 0);
+                                      bf(d_out.get()), d_lse.get(), shape, d_ws.get(), ws_bytes, 0);
   check(cudaDeviceSynchronize(), "second run");
   EXPECT_TRUE(d_out2.download() == out_bits) << "forward is not deterministic";
   EXPECT_TRUE(d_lse2.download() == lse_gpu) << "lse is not deterministic";
@@ -227,6 +235,24 @@ TEST(FlashAttention, ManyHeads) {
   SKIP_WITHOUT_DEVICE();
   run_case({4, 33, 512, 64, 1.0f, 401});  // B·NH = 2048
   run_case({2, 70, 600, 128, 1.0f, 402});
+}
+
+// NH query heads sharing NKV key/value heads: ratios 3 and 4, multi-query (NKV = 1), NH·HS unlike
+// any multi-head width, tails and several key tiles (the backward's CTA walks every query head of
+// its group).
+TEST(FlashAttention, GroupedQueryHeadSize64) {
+  SKIP_WITHOUT_DEVICE();
+  run_case({2, 77, 6, 64, 1.0f, 601, 2});
+  run_case({1, 130, 8, 64, 1.0f, 602, 2});
+  run_case({1, 150, 3, 64, 1.0f, 603, 1});
+  run_case({1, 1000, 4, 64, 1.0f, 604, 1});
+}
+
+TEST(FlashAttention, GroupedQueryHeadSize128) {
+  SKIP_WITHOUT_DEVICE();
+  run_case({1, 100, 4, 128, 1.0f, 701, 1});
+  run_case({2, 65, 6, 128, 1.0f, 702, 2});
+  run_case({1, 129, 8, 128, 1.0f, 703, 2});
 }
 
 TEST(FlashAttention, LargeMagnitudeLogitsStayFinite) {
