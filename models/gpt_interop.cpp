@@ -11,6 +11,7 @@
 #include "engine/errors.h"
 #include "engine/files.h"
 #include "models/gpt_io.h"
+#include "models/llama_interop.h"
 
 namespace gpt {
 
@@ -109,6 +110,8 @@ bool is_attention_buffer(const std::string& name) {
   return rest == "attn.bias" || rest == "attn.masked_bias";
 }
 
+}  // namespace
+
 nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) fail(path, "cannot open");
@@ -118,8 +121,6 @@ nlohmann::json read_json_file(const std::string& path) {
     fail(path, std::string("malformed JSON: ") + e.what());
   }
 }
-
-}  // namespace
 
 // ---- device <-> host ----------------------------------------------------------------------------
 
@@ -190,11 +191,12 @@ WeightsFormat detect_weights_format(const std::string& path) {
         fs::exists(fs::path(path) / "latest", ec))
       return WeightsFormat::checkpoint;
     if (fs::exists(fs::path(path) / "config.json", ec) &&
-        fs::exists(fs::path(path) / "model.safetensors", ec))
+        (fs::exists(fs::path(path) / "model.safetensors", ec) ||
+         fs::exists(fs::path(path) / "model.safetensors.index.json", ec)))
       return WeightsFormat::hf;
     fail(path,
-         "neither a checkpoint (trainer_state.json or a 'latest' pointer) nor a Hugging Face GPT-2 "
-         "directory (config.json + model.safetensors)");
+         "neither a checkpoint (trainer_state.json or a 'latest' pointer) nor a Hugging Face "
+         "directory (config.json + model.safetensors or model.safetensors.index.json)");
   }
   if (!fs::is_regular_file(path, ec)) fail(path, "no such file or directory");
   const std::string base = fs::path(path).filename().string();
@@ -211,7 +213,8 @@ GptWeights load_weights(const std::string& path) {
   switch (detect_weights_format(path)) {
     case WeightsFormat::checkpoint:
       return read_checkpoint_weights(path);
-    case WeightsFormat::hf:
+    case WeightsFormat::hf:  // GPT-2 or the Llama family, by config.json
+      if (is_llama_hf_config(read_json_file(path + "/config.json"))) return read_hf_llama(path);
       return read_hf_gpt2(path);
     case WeightsFormat::llmc:
       return read_llmc_gpt2(path);

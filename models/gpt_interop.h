@@ -36,6 +36,9 @@ GptWeights download_weights(GptModel& model);
 GptWeights download_grads(GptModel& model);  // the gradients, in the same form (for tests)
 void upload_weights(GptModel& model, const GptWeights& w);
 
+// A JSON file, parsed; throws naming the path.
+nlohmann::json read_json_file(const std::string& path);
+
 // ---- where weights come from
 // ---------------------------------------------------------------------
 enum class WeightsFormat { checkpoint, hf, llmc };
