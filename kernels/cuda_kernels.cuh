@@ -47,6 +47,25 @@ size_t norm_backward_params_scratch_bytes(int N, int C);
 template <typename F>
 void norm_backward_params(F* dweight, F* dbias, const F* dout, const F* inp, const float* mean,
                           const float* rstd, int N, int C, void* scratch, cudaStream_t stream);
+// The rows of a norm over some heads of C values of wider token rows (QK-norm): row i is head
+// first + i % count of token i / count, whose row holds row_heads heads; its rstd is at
+// (i / count) · stat_heads + first + i % count.
+struct NormHeads {
+  int count = 0, first = 0, row_heads = 0, stat_heads = 0;
+  __host__ __device__ int64_t offset(int i, int C) const {
+    return (static_cast<int64_t>(i / count) * row_heads + first + i % count) * C;
+  }
+  __host__ __device__ int64_t stat(int i) const {
+    return static_cast<int64_t>(i / count) * stat_heads + first + i % count;
+  }
+};
+// dweight += Σ_rows dout · inp · rstd over the N rows that `heads` places (RMSNorm's weight
+// gradient, as norm_backward_params with no mean). Scratch: norm_backward_params_scratch_bytes(N,
+// C).
+template <typename F>
+void norm_backward_weight_heads(F* dweight, const F* dout, const F* inp, const float* rstd,
+                                const NormHeads& heads, int N, int C, void* scratch,
+                                cudaStream_t stream);
 
 // ---- the Llama family's ops (kernels/rmsnorm.h, kernels/rope.h, kernels/swiglu.h) --------------
 template <typename F>
