@@ -75,6 +75,17 @@ void rmsnorm_forward(F* out, float* rstd, const F* inp, const F* weight, int N, 
 template <typename F>
 void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F* weight,
                       const float* rstd, int N, int C, void* scratch, cudaStream_t stream);
+// QK-norm on N token rows of qkv (out, inp (N, (n_head + 2·n_kv_head)·head_dim), rstd (N, n_head +
+// n_kv_head)); out must not alias inp.
+template <typename F>
+void qk_norm_forward(F* out, float* rstd, const F* inp, const F* q_weight, const F* k_weight, int N,
+                     int n_head, int n_kv_head, int head_dim, float eps, cudaStream_t stream);
+// dinp = (may alias dout), dq_weight +=, dk_weight += (either may be null). Scratch:
+// norm_backward_params_scratch_bytes(N · n_head, head_dim) when a weight gradient is asked for.
+template <typename F>
+void qk_norm_backward(F* dinp, F* dq_weight, F* dk_weight, const F* dout, const F* inp,
+                      const F* q_weight, const F* k_weight, const float* rstd, int N, int n_head,
+                      int n_kv_head, int head_dim, void* scratch, cudaStream_t stream);
 // In place on the first n_heads heads of each of the B·T rows of x (row_stride values a row).
 template <typename F>
 void rope_forward(F* x, const float* cos, const float* sin, int B, int T, int n_heads, int head_dim,
