@@ -410,6 +410,43 @@ std::vector<Family> families() {
                 {"dinp", "dw"},
                 [](const Dims& d, double e) { return 4.0 * d.N() * d.C * e + 4.0 * d.N(); },
                 nullptr});
+  // QK-norm on qkv rows of NH query and NH key/value heads of C / NH.
+  fs.push_back(
+      {"qk_norm_forward",
+       [](const Dims& d) {
+         const int hd = d.C / d.NH;
+         return std::vector<Spec>{compute("inp", {d.B, d.T, 3 * d.C}, -2, 2), compute("qw", {hd}),
+                                  compute("kw", {hd}), compute("out", {d.B, d.T, 3 * d.C}),
+                                  stat("rstd", {d.B, d.T, 2 * d.NH}, 0, 0)};
+       },
+       [](Backend& b, Tensors& t, const Dims& d) {
+         b.qk_norm_forward(t["out"], t["rstd"], t["inp"], t["qw"], t["kw"], d.NH, d.NH, 1e-6f);
+       },
+       {"out", "rstd"},
+       [](const Dims& d, double e) { return 2.0 * d.N() * 3 * d.C * e + 4.0 * d.N() * 2 * d.NH; },
+       nullptr});
+  fs.push_back(
+      {"qk_norm_backward",
+       [](const Dims& d) {
+         const int hd = d.C / d.NH;
+         return std::vector<Spec>{compute("inp", {d.B, d.T, 3 * d.C}, -2, 2),
+                                  compute("dout", {d.B, d.T, 3 * d.C}),
+                                  compute("qw", {hd}),
+                                  compute("kw", {hd}),
+                                  stat("rstd", {d.B, d.T, 2 * d.NH}, 0.5f, 1.5f),
+                                  compute("dinp", {d.B, d.T, 3 * d.C}),
+                                  compute("dqw", {hd}),
+                                  compute("dkw", {hd})};
+       },
+       [](Backend& b, Tensors& t, const Dims& d) {
+         b.qk_norm_backward(t["dinp"], t["dqw"], t["dkw"], t["dout"], t["inp"], t["qw"], t["kw"],
+                            t["rstd"], d.NH, d.NH);
+       },
+       {"dinp", "dqw", "dkw"},
+       // weight gradients: dout and inp of the q and k heads; rows: dout, the q and k
+       // heads of inp, dinp written; rstd read three times
+       [](const Dims& d, double e) { return 12.0 * d.N() * d.C * e + 3 * 4.0 * d.N() * 2 * d.NH; },
+       nullptr});
   fs.push_back({"rope_forward",
                 [](const Dims& d) {
                   const int half = d.C / d.NH / 2;

@@ -135,6 +135,20 @@ class ProfilingBackend final : public Backend {
     timed("rmsnorm_backward",
           [&] { inner_.rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd); });
   }
+  void qk_norm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& q_weight,
+                       const Tensor& k_weight, int n_head, int n_kv_head, float eps) override {
+    timed("qk_norm_forward", [&] {
+      inner_.qk_norm_forward(out, rstd, inp, q_weight, k_weight, n_head, n_kv_head, eps);
+    });
+  }
+  void qk_norm_backward(Tensor dinp, Tensor dq_weight, Tensor dk_weight, const Tensor& dout,
+                        const Tensor& inp, const Tensor& q_weight, const Tensor& k_weight,
+                        const Tensor& rstd, int n_head, int n_kv_head) override {
+    timed("qk_norm_backward", [&] {
+      inner_.qk_norm_backward(dinp, dq_weight, dk_weight, dout, inp, q_weight, k_weight, rstd,
+                              n_head, n_kv_head);
+    });
+  }
   void rope_forward(Tensor qkv, const Tensor& cos, const Tensor& sin, int n_heads, int head_dim,
                     int pos0) override {
     timed("rope_forward", [&] { inner_.rope_forward(qkv, cos, sin, n_heads, head_dim, pos0); });

@@ -1,6 +1,7 @@
 // Portable defaults of the Backend's optional ops: host round trips through the CPU kernels.
 #include "engine/backend.h"
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -87,6 +88,55 @@ SwigluDims check_swiglu(const Tensor& inp, const Tensor& half, const char* op) {
   d.N = static_cast<int>(inp.shape.rows());
   d.H = static_cast<int>(inp.shape.cols() / 2);
   check_shape(half, Shape{d.N, d.H}, (name + " (N, H) tensor").c_str());
+  return d;
+}
+
+namespace {
+
+QkNormDims check_qk_norm(const Tensor& inp, const Tensor& q_weight, const Tensor& k_weight,
+                         const Tensor& rstd, int n_head, int n_kv_head, const std::string& op) {
+  if (inp.shape.ndim() != 3) throw ShapeError(op + ": inp must be (B, T, W), got " + inp.str());
+  if (n_head <= 0 || n_kv_head <= 0)
+    throw ShapeError(op + ": n_head " + std::to_string(n_head) + " and n_kv_head " +
+                     std::to_string(n_kv_head) + " must be positive");
+  const int heads = n_head + 2 * n_kv_head;
+  if (inp.shape[2] % heads != 0 || inp.shape[2] == 0)
+    throw ShapeError(op + ": inp " + inp.str() + " rows do not split into " +
+                     std::to_string(n_head) + " query and 2 x " + std::to_string(n_kv_head) +
+                     " key/value heads");
+  QkNormDims d;
+  if (inp.shape[0] * inp.shape[1] * heads > INT32_MAX)  // the kernels count heads in int
+    throw ShapeError(op + ": inp " + inp.str() + " has too many heads");
+  d.N = static_cast<int>(inp.shape[0] * inp.shape[1]);
+  d.HD = static_cast<int>(inp.shape[2] / heads);
+  check_shape(q_weight, Shape{d.HD}, (op + " q_weight").c_str());
+  check_shape(k_weight, Shape{d.HD}, (op + " k_weight").c_str());
+  check_shape(rstd, Shape{inp.shape[0], inp.shape[1], n_head + n_kv_head}, (op + " rstd").c_str());
+  return d;
+}
+
+}  // namespace
+
+QkNormDims check_qk_norm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
+                                 const Tensor& q_weight, const Tensor& k_weight, int n_head,
+                                 int n_kv_head) {
+  const QkNormDims d =
+      check_qk_norm(inp, q_weight, k_weight, rstd, n_head, n_kv_head, "qk_norm_forward");
+  check_shape(out, inp.shape, "qk_norm_forward out");
+  if (out.data == inp.data) throw ShapeError("qk_norm_forward: out must not alias inp");
+  return d;
+}
+
+QkNormDims check_qk_norm_backward(const Tensor& dinp, const Tensor& dq_weight,
+                                  const Tensor& dk_weight, const Tensor& dout, const Tensor& inp,
+                                  const Tensor& q_weight, const Tensor& k_weight,
+                                  const Tensor& rstd, int n_head, int n_kv_head) {
+  const QkNormDims d =
+      check_qk_norm(inp, q_weight, k_weight, rstd, n_head, n_kv_head, "qk_norm_backward");
+  check_shape(dout, inp.shape, "qk_norm_backward dout");
+  check_shape(dinp, inp.shape, "qk_norm_backward dinp");
+  if (!dq_weight.empty()) check_shape(dq_weight, Shape{d.HD}, "qk_norm_backward dq_weight");
+  if (!dk_weight.empty()) check_shape(dk_weight, Shape{d.HD}, "qk_norm_backward dk_weight");
   return d;
 }
 

@@ -127,13 +127,23 @@ class Backend {
   virtual void crossentropy(Tensor losses, Tensor logits, const Tensor& targets, int vocab_size,
                             float dloss, LossGrad grad) = 0;
 
-  // ---- the Llama family's ops (kernels/rmsnorm.h, kernels/rope.h, kernels/swiglu.h) ----------
+  // ---- the Llama family's ops (kernels/rmsnorm.h with QK-norm, rope.h, swiglu.h) -------------
   // inp, out (N,C); weight (C); rstd (N) in stat dtype; eps from the model's config.
   virtual void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight,
                                float eps) = 0;
   // dinp +=, dweight += (either may be empty)
   virtual void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Tensor& inp,
                                 const Tensor& weight, const Tensor& rstd) = 0;
+  // QK-norm (Qwen3) on qkv rows inp (B, T, W), W = (n_head + 2·n_kv_head)·HD: out (B, T, W) = the
+  // q heads of inp normalised with q_weight (HD), the k heads with k_weight (HD), the v heads
+  // copied; rstd (B, T, n_head + n_kv_head) in stat dtype. out must not alias inp.
+  virtual void qk_norm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& q_weight,
+                               const Tensor& k_weight, int n_head, int n_kv_head, float eps) = 0;
+  // dinp (B, T, W) = (q and k heads: the RMSNorm input gradient of dout; v heads: dout copied);
+  // dinp may alias dout. dq_weight +=, dk_weight += (either may be empty: frozen).
+  virtual void qk_norm_backward(Tensor dinp, Tensor dq_weight, Tensor dk_weight, const Tensor& dout,
+                                const Tensor& inp, const Tensor& q_weight, const Tensor& k_weight,
+                                const Tensor& rstd, int n_head, int n_kv_head) = 0;
   // In place on qkv (B, T, W): the first n_heads heads of head_dim values of each row (the query
   // heads, then the key heads) rotated; row t at position pos0 + t. cos, sin (maxT, head_dim / 2)
   // in stat dtype (cpu::rope_table). The backward rotates dqkv back (=, in place).
@@ -184,6 +194,19 @@ struct SwigluDims {
   int N = 0, H = 0;
 };
 SwigluDims check_swiglu(const Tensor& inp, const Tensor& half, const char* op);
+// qk_norm: inp (B, T, W) with W = (n_head + 2·n_kv_head)·HD; q_weight, k_weight (HD); rstd (B, T,
+// n_head + n_kv_head). Forward: out shaped as inp and not aliasing it. Backward: dout and dinp
+// (may alias dout) shaped as inp, dq_weight and dk_weight (when not empty) as the weights.
+struct QkNormDims {
+  int N = 0, HD = 0;  // N = B·T token rows
+};
+QkNormDims check_qk_norm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
+                                 const Tensor& q_weight, const Tensor& k_weight, int n_head,
+                                 int n_kv_head);
+QkNormDims check_qk_norm_backward(const Tensor& dinp, const Tensor& dq_weight,
+                                  const Tensor& dk_weight, const Tensor& dout, const Tensor& inp,
+                                  const Tensor& q_weight, const Tensor& k_weight,
+                                  const Tensor& rstd, int n_head, int n_kv_head);
 
 // Creates a backend: "cpu" (dtype f32 or f64), "cuda" (bf16 or f32), "auto" (cuda when a device is
 // present and the build has CUDA, else cpu). Throws std::invalid_argument for an unknown device or

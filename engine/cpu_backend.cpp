@@ -310,6 +310,30 @@ void CpuBackend::rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dou
   });
 }
 
+void CpuBackend::qk_norm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& q_weight,
+                                 const Tensor& k_weight, int n_head, int n_kv_head, float eps) {
+  const QkNormDims d = check_qk_norm_forward(out, rstd, inp, q_weight, k_weight, n_head, n_kv_head);
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cpu::qk_norm_forward<F>(p<F>(out), p<F>(rstd), p<F>(inp), p<F>(q_weight), p<F>(k_weight), d.N,
+                            n_head, n_kv_head, d.HD, eps);
+  });
+}
+
+void CpuBackend::qk_norm_backward(Tensor dinp, Tensor dq_weight, Tensor dk_weight,
+                                  const Tensor& dout, const Tensor& inp, const Tensor& q_weight,
+                                  const Tensor& k_weight, const Tensor& rstd, int n_head,
+                                  int n_kv_head) {
+  const QkNormDims d = check_qk_norm_backward(dinp, dq_weight, dk_weight, dout, inp, q_weight,
+                                              k_weight, rstd, n_head, n_kv_head);
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cpu::qk_norm_backward<F>(p<F>(dinp), p<F>(dq_weight), p<F>(dk_weight), p<F>(dout), p<F>(inp),
+                             p<F>(q_weight), p<F>(k_weight), p<F>(rstd), d.N, n_head, n_kv_head,
+                             d.HD);
+  });
+}
+
 void CpuBackend::rope_forward(Tensor qkv, const Tensor& cos, const Tensor& sin, int n_heads,
                               int head_dim, int pos0) {
   const RopeDims d = check_rope(qkv, cos, sin, n_heads, head_dim, pos0, "rope_forward");

@@ -485,6 +485,53 @@ void CudaBackend::rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& do
   });
 }
 
+void CudaBackend::qk_norm_forward(Tensor out, Tensor rstd, const Tensor& inp,
+                                  const Tensor& q_weight, const Tensor& k_weight, int n_head,
+                                  int n_kv_head, float eps) {
+  const QkNormDims d = check_qk_norm_forward(out, rstd, inp, q_weight, k_weight, n_head, n_kv_head);
+  expect(inp, dtype_, inp.shape, "qk_norm_forward inp");
+  expect(out, dtype_, inp.shape, "qk_norm_forward out");
+  expect(q_weight, dtype_, q_weight.shape, "qk_norm_forward q_weight");
+  expect(k_weight, dtype_, k_weight.shape, "qk_norm_forward k_weight");
+  expect(rstd, DType::f32, rstd.shape, "qk_norm_forward rstd");
+  check_multiple(d.HD, pack_of(dtype_), "qk_norm_forward head_dim");
+  check_aligned({&out, &inp, &q_weight, &k_weight}, "qk_norm_forward");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cuda::qk_norm_forward<F>(dev<F>(out), dev<float>(rstd), dev<F>(inp), dev<F>(q_weight),
+                             dev<F>(k_weight), d.N, n_head, n_kv_head, d.HD, eps, stream_);
+  });
+}
+
+void CudaBackend::qk_norm_backward(Tensor dinp, Tensor dq_weight, Tensor dk_weight,
+                                   const Tensor& dout, const Tensor& inp, const Tensor& q_weight,
+                                   const Tensor& k_weight, const Tensor& rstd, int n_head,
+                                   int n_kv_head) {
+  const QkNormDims d = check_qk_norm_backward(dinp, dq_weight, dk_weight, dout, inp, q_weight,
+                                              k_weight, rstd, n_head, n_kv_head);
+  expect(inp, dtype_, inp.shape, "qk_norm_backward inp");
+  expect(dout, dtype_, inp.shape, "qk_norm_backward dout");
+  expect(dinp, dtype_, inp.shape, "qk_norm_backward dinp");
+  expect(q_weight, dtype_, q_weight.shape, "qk_norm_backward q_weight");
+  expect(k_weight, dtype_, k_weight.shape, "qk_norm_backward k_weight");
+  expect(rstd, DType::f32, rstd.shape, "qk_norm_backward rstd");
+  if (!dq_weight.empty()) expect(dq_weight, dtype_, q_weight.shape, "qk_norm_backward dq_weight");
+  if (!dk_weight.empty()) expect(dk_weight, dtype_, k_weight.shape, "qk_norm_backward dk_weight");
+  check_multiple(d.HD, pack_of(dtype_), "qk_norm_backward head_dim");
+  check_aligned({&dinp, &dq_weight, &dk_weight, &dout, &inp, &q_weight, &k_weight},
+                "qk_norm_backward");
+  // The q heads outnumber the k heads: their reduction's scratch serves both.
+  void* buffer = dq_weight.empty() && dk_weight.empty()
+                     ? nullptr
+                     : scratch(cuda::norm_backward_params_scratch_bytes(d.N * n_head, d.HD));
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cuda::qk_norm_backward<F>(dev<F>(dinp), dev<F>(dq_weight), dev<F>(dk_weight), dev<F>(dout),
+                              dev<F>(inp), dev<F>(q_weight), dev<F>(k_weight), dev<float>(rstd),
+                              d.N, n_head, n_kv_head, d.HD, buffer, stream_);
+  });
+}
+
 void CudaBackend::rope_forward(Tensor qkv, const Tensor& cos, const Tensor& sin, int n_heads,
                                int head_dim, int pos0) {
   rope(qkv, cos, sin, n_heads, head_dim, pos0, false);

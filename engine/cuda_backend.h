@@ -95,6 +95,11 @@ class CudaBackend final : public Backend {
                        float eps) override;
   void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Tensor& inp,
                         const Tensor& weight, const Tensor& rstd) override;
+  void qk_norm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& q_weight,
+                       const Tensor& k_weight, int n_head, int n_kv_head, float eps) override;
+  void qk_norm_backward(Tensor dinp, Tensor dq_weight, Tensor dk_weight, const Tensor& dout,
+                        const Tensor& inp, const Tensor& q_weight, const Tensor& k_weight,
+                        const Tensor& rstd, int n_head, int n_kv_head) override;
   void rope_forward(Tensor qkv, const Tensor& cos, const Tensor& sin, int n_heads, int head_dim,
                     int pos0) override;
   void rope_backward(Tensor dqkv, const Tensor& cos, const Tensor& sin, int n_heads, int head_dim,

@@ -69,6 +69,10 @@ class SizingBackend final : public Backend {
   void rmsnorm_forward(Tensor, Tensor, const Tensor&, const Tensor&, float) override {}
   void rmsnorm_backward(Tensor, Tensor, const Tensor&, const Tensor&, const Tensor&,
                         const Tensor&) override {}
+  void qk_norm_forward(Tensor, Tensor, const Tensor&, const Tensor&, const Tensor&, int, int,
+                       float) override {}
+  void qk_norm_backward(Tensor, Tensor, Tensor, const Tensor&, const Tensor&, const Tensor&,
+                        const Tensor&, const Tensor&, int, int) override {}
   void rope_forward(Tensor, const Tensor&, const Tensor&, int, int, int) override {}
   void rope_backward(Tensor, const Tensor&, const Tensor&, int, int, int) override {}
   void swiglu_forward(Tensor, const Tensor&) override {}

@@ -48,6 +48,25 @@ size_t norm_backward_params_scratch_bytes(int N, int C);
 template <typename F>
 void norm_backward_params(F* dweight, F* dbias, const F* dout, const F* inp, const float* mean,
                           const float* rstd, int N, int C, void* scratch, cudaStream_t stream);
+// The rows of a norm over some heads of C values of wider token rows (QK-norm): row i is head
+// first + i % count of token i / count, whose row holds row_heads heads; its rstd is at
+// (i / count) · stat_heads + first + i % count.
+struct NormHeads {
+  int count = 0, first = 0, row_heads = 0, stat_heads = 0;
+  __host__ __device__ int64_t offset(int i, int C) const {
+    return (static_cast<int64_t>(i / count) * row_heads + first + i % count) * C;
+  }
+  __host__ __device__ int64_t stat(int i) const {
+    return static_cast<int64_t>(i / count) * stat_heads + first + i % count;
+  }
+};
+// dweight += Σ_rows dout · inp · rstd over the N rows that `heads` places (RMSNorm's weight
+// gradient, as norm_backward_params with no mean). Scratch: norm_backward_params_scratch_bytes(N,
+// C).
+template <typename F>
+void norm_backward_weight_heads(F* dweight, const F* dout, const F* inp, const float* rstd,
+                                const NormHeads& heads, int N, int C, void* scratch,
+                                cudaStream_t stream);
 
 // ---- the Llama family's ops (kernels/rmsnorm.h, kernels/rope.h, kernels/swiglu.h) --------------
 template <typename F>
@@ -57,6 +76,17 @@ void rmsnorm_forward(F* out, float* rstd, const F* inp, const F* weight, int N, 
 template <typename F>
 void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F* weight,
                       const float* rstd, int N, int C, void* scratch, cudaStream_t stream);
+// QK-norm on N token rows of qkv (out, inp (N, (n_head + 2·n_kv_head)·head_dim), rstd (N, n_head +
+// n_kv_head)); out must not alias inp.
+template <typename F>
+void qk_norm_forward(F* out, float* rstd, const F* inp, const F* q_weight, const F* k_weight, int N,
+                     int n_head, int n_kv_head, int head_dim, float eps, cudaStream_t stream);
+// dinp = (may alias dout), dq_weight +=, dk_weight += (either may be null). Scratch:
+// norm_backward_params_scratch_bytes(N · n_head, head_dim) when a weight gradient is asked for.
+template <typename F>
+void qk_norm_backward(F* dinp, F* dq_weight, F* dk_weight, const F* dout, const F* inp,
+                      const F* q_weight, const F* k_weight, const float* rstd, int N, int n_head,
+                      int n_kv_head, int head_dim, void* scratch, cudaStream_t stream);
 // In place on the first n_heads heads of each of the B·T rows of x (row_stride values a row).
 template <typename F>
 void rope_forward(F* x, const float* cos, const float* sin, int B, int T, int n_heads, int head_dim,

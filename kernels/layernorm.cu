@@ -9,13 +9,17 @@
 //   rows:    one warp per row: the two row sums of g = dout·w (Σg and Σg·xhat), then
 //            dinp += rstd · (g - mean(g) - xhat · mean(g·xhat)).
 //   columns: dweight and dbias are sums over rows (norm_backward_params, shared with RMSNorm, whose
-//            rows have no mean). Block (column chunk, row chunk) of 8 warps:
+//            rows have no mean, and with QK-norm, whose rows are heads of wider rows:
+//            norm_backward_weight_heads). Block (column chunk, row chunk) of 8 warps:
 //            lane l owns the packet of columns [chunk + l·x, +x), warp w takes rows w, w+8, ... of
 //            the row chunk; the eight warp sums are added in warp order and stored as one partial
 //            per row chunk (fp32 scratch, 2 · num_row_chunks · C floats).
 //   finish:  one thread per column adds the partials in row-chunk order into dweight and dbias.
-// The row-chunk size is a constant, so the order of every sum depends on the shape alone.
+// The row-chunk size is a constant, so the order of every sum depends on the shape alone. Beyond
+// 65535 row chunks (the grid's y limit) the columns kernel is launched again for the next ones.
 // Traffic: rows reads dout, inp, dinp and writes dinp; columns reads dout and inp again.
+#include <algorithm>
+
 #include "kernels/cuda_kernels.cuh"
 
 namespace gpt::cuda {
@@ -115,18 +119,27 @@ __global__ void layernorm_backward_rows_kernel(F* dinp, const F* dout, const F* 
   }
 }
 
-// grid (ceil(C / (32·x)), num_row_chunks), block 256. partial_dw/partial_db: (num_row_chunks, C).
-template <typename F>
+// Where row i of a plain norm lies: at i · C, its statistics at i.
+struct ContiguousRows {
+  __device__ int64_t offset(int i, int C) const { return static_cast<int64_t>(i) * C; }
+  __device__ int64_t stat(int i) const { return i; }
+};
+
+// grid (ceil(C / (32·x)), row chunks first_chunk, first_chunk + 1, ...), block 256.
+// partial_dw/partial_db: (num_row_chunks, C). Rows: ContiguousRows or NormHeads.
+template <typename F, typename Rows>
 __global__ void layernorm_backward_columns_kernel(float* partial_dw, float* partial_db,
                                                   const F* dout, const F* inp, const float* mean,
-                                                  const float* rstd, int N, int C) {
+                                                  const float* rstd, Rows rows, int N, int C,
+                                                  int first_chunk) {
   constexpr int x = pack_size<F>();
   __shared__ float shared_dw[kWarpsPerBlock][kWarpSize * x];
   __shared__ float shared_db[kWarpsPerBlock][kWarpSize * x];
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
   const int c = (blockIdx.x * kWarpSize + lane) * x;
-  const int row_begin = blockIdx.y * kRowsPerChunk;
+  const int chunk = first_chunk + static_cast<int>(blockIdx.y);
+  const int row_begin = chunk * kRowsPerChunk;
   const int row_end = min(row_begin + kRowsPerChunk, N);
   float dw[x];
   float db[x];
@@ -134,11 +147,12 @@ __global__ void layernorm_backward_columns_kernel(float* partial_dw, float* part
   for (int k = 0; k < x; ++k) dw[k] = db[k] = 0.0f;
   if (c < C) {
     for (int row = row_begin + warp; row < row_end; row += kWarpsPerBlock) {
-      const int64_t offset = static_cast<int64_t>(row) * C + c;
+      const int64_t offset = rows.offset(row, C) + c;
       const Packed128<F> dy = load128cs(dout + offset);
       const Packed128<F> v = load128cs(inp + offset);
-      const float m = mean != nullptr ? mean[row] : 0.0f;  // null: RMSNorm (no centring)
-      const float s = rstd[row];
+      const int64_t stat = rows.stat(row);
+      const float m = mean != nullptr ? mean[stat] : 0.0f;  // null: RMSNorm (no centring)
+      const float s = rstd[stat];
 #pragma unroll
       for (int k = 0; k < x; ++k) {
         const float d = to_float(dy[k]);
@@ -164,8 +178,8 @@ __global__ void layernorm_backward_columns_kernel(float* partial_dw, float* part
       total_dw += shared_dw[w][i];
       total_db += shared_db[w][i];
     }
-    partial_dw[static_cast<int64_t>(blockIdx.y) * C + col] = total_dw;
-    partial_db[static_cast<int64_t>(blockIdx.y) * C + col] = total_db;
+    partial_dw[static_cast<int64_t>(chunk) * C + col] = total_dw;
+    partial_db[static_cast<int64_t>(chunk) * C + col] = total_db;
   }
 }
 
@@ -203,23 +217,44 @@ size_t layernorm_backward_scratch_bytes(int N, int C) {
   return norm_backward_params_scratch_bytes(N, C);
 }
 
-template <typename F>
-void norm_backward_params(F* dweight, F* dbias, const F* dout, const F* inp, const float* mean,
-                          const float* rstd, int N, int C, void* scratch, cudaStream_t stream) {
+namespace {
+
+template <typename F, typename Rows>
+void backward_params(F* dweight, F* dbias, const F* dout, const F* inp, const float* mean,
+                     const float* rstd, const Rows& rows, int N, int C, void* scratch,
+                     cudaStream_t stream) {
   if (N == 0 || (dweight == nullptr && dbias == nullptr)) return;
   constexpr int x = pack_size<F>();
+  constexpr int kMaxGridY = 65535;
   const int num_chunks = ceil_div(N, kRowsPerChunk);
-  if (num_chunks > 65535) throw std::invalid_argument("norm backward: too many rows");
   float* partial_dw = static_cast<float*>(scratch);
   float* partial_db = partial_dw + static_cast<size_t>(num_chunks) * C;
-  const dim3 grid(static_cast<unsigned>(ceil_div(C, kWarpSize * x)),
-                  static_cast<unsigned>(num_chunks));
-  layernorm_backward_columns_kernel<F>
-      <<<grid, kBlock, 0, stream>>>(partial_dw, partial_db, dout, inp, mean, rstd, N, C);
-  GPT_CUDA_CHECK_LAUNCH();
+  for (int first = 0; first < num_chunks; first += kMaxGridY) {
+    const dim3 grid(static_cast<unsigned>(ceil_div(C, kWarpSize * x)),
+                    static_cast<unsigned>(std::min(num_chunks - first, kMaxGridY)));
+    layernorm_backward_columns_kernel<F, Rows><<<grid, kBlock, 0, stream>>>(
+        partial_dw, partial_db, dout, inp, mean, rstd, rows, N, C, first);
+    GPT_CUDA_CHECK_LAUNCH();
+  }
   layernorm_backward_finish_kernel<F><<<ceil_div(C, kBlock), kBlock, 0, stream>>>(
       dweight, dbias, partial_dw, partial_db, num_chunks, C);
   GPT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+template <typename F>
+void norm_backward_params(F* dweight, F* dbias, const F* dout, const F* inp, const float* mean,
+                          const float* rstd, int N, int C, void* scratch, cudaStream_t stream) {
+  backward_params(dweight, dbias, dout, inp, mean, rstd, ContiguousRows{}, N, C, scratch, stream);
+}
+
+template <typename F>
+void norm_backward_weight_heads(F* dweight, const F* dout, const F* inp, const float* rstd,
+                                const NormHeads& heads, int N, int C, void* scratch,
+                                cudaStream_t stream) {
+  backward_params(dweight, static_cast<F*>(nullptr), dout, inp, static_cast<const float*>(nullptr),
+                  rstd, heads, N, C, scratch, stream);
 }
 
 template <typename F>
@@ -248,5 +283,9 @@ template void norm_backward_params<float>(float*, float*, const float*, const fl
                                           const float*, int, int, void*, cudaStream_t);
 template void norm_backward_params<bf16>(bf16*, bf16*, const bf16*, const bf16*, const float*,
                                          const float*, int, int, void*, cudaStream_t);
+template void norm_backward_weight_heads<float>(float*, const float*, const float*, const float*,
+                                                const NormHeads&, int, int, void*, cudaStream_t);
+template void norm_backward_weight_heads<bf16>(bf16*, const bf16*, const bf16*, const float*,
+                                               const NormHeads&, int, int, void*, cudaStream_t);
 
 }  // namespace gpt::cuda

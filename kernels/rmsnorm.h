@@ -8,12 +8,26 @@
 //             dw_c  += sum_i dout_ic · xhat_ic
 //
 // Gradient rule: dinp ACCUMULATES (+=), as LayerNorm's does (kernels/layernorm.h): the input of the
-// blocks' norms is the residual stream. Callers whose input is not (QK-norm on q and k) clear dinp
-// first. dweight accumulates like every parameter gradient. Either pointer may be null.
+// blocks' norms is the residual stream (QK-norm, below, whose input is not, overwrites instead).
+// dweight accumulates like every parameter gradient. Either pointer may be null.
 //
 // Shapes: inp, out (N, C); weight (C); rstd (N).
 // Determinism: rows are independent; dweight is reduced over rows in a fixed order (per column,
 // rows in order), independent of the thread count.
+//
+// QK-norm (Qwen3; Hugging Face's Qwen3RMSNorm on q_norm and k_norm) is the same RMSNorm over each
+// head of head_dim (HD) values of the queries and keys, before RoPE, on the fused qkv rows the
+// attention reads: N tokens of W = (NH + 2·NKV)·HD values, [q heads | k heads | v heads]. Every
+// query head is normalised with q_weight (HD), every key head with k_weight (HD); the value heads
+// pass through. Per token, rstd holds NH + NKV values (the q heads, then the k heads).
+//
+//   forward:  out = the q and k heads normalised as above, the v heads copied (out must not alias
+//             inp: the model keeps the projection's output for the backward).
+//   backward: dinp = each q and k head's RMSNorm input gradient of dout (OVERWRITES: qkv is a
+//             matmul's output, not a residual stream), the v heads' dout copied; dinp may alias
+//             dout. dq_weight += Σ over tokens and q heads dout · xhat, dk_weight likewise over the
+//             k heads; either may be null (frozen).
+// Determinism: the weight gradients are reduced per column over (token, head) in order.
 #pragma once
 
 namespace gpt::cpu {
@@ -24,5 +38,15 @@ void rmsnorm_forward(F* out, F* rstd, const F* inp, const F* weight, int N, int 
 template <typename F>
 void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F* weight,
                       const F* rstd, int N, int C);
+
+// inp, out (N, W) with W = (n_head + 2·n_kv_head)·head_dim; rstd (N, n_head + n_kv_head).
+template <typename F>
+void qk_norm_forward(F* out, F* rstd, const F* inp, const F* q_weight, const F* k_weight, int N,
+                     int n_head, int n_kv_head, int head_dim, double eps);
+
+template <typename F>
+void qk_norm_backward(F* dinp, F* dq_weight, F* dk_weight, const F* dout, const F* inp,
+                      const F* q_weight, const F* k_weight, const F* rstd, int N, int n_head,
+                      int n_kv_head, int head_dim);
 
 }  // namespace gpt::cpu

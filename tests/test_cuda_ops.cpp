@@ -18,6 +18,7 @@
 #include <ostream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/backend.h"
@@ -499,6 +500,89 @@ TEST_P(CudaOps, RmsNormForwardAndBackward) {
                          rstd->gpu());
   EXPECT_LT(dinp->error(), tol_.reduction);
   EXPECT_LT(dweight->error(), tol_.reduction);
+}
+
+// Qwen3's QK-norm on qkv rows, GQA ratio 3 and multi-query: the q and k heads normalised, the v
+// heads copied; the backward into a separate dinp and in place (dinp aliasing dout).
+TEST_P(CudaOps, QkNormForwardAndBackward) {
+  const int B = 2, T = 19, D = 32;
+  const float eps = 1e-6f;
+  for (const auto& [n_q, n_kv] : {std::pair{6, 2}, std::pair{4, 1}}) {
+    SCOPED_TRACE(std::to_string(n_q) + ":" + std::to_string(n_kv));
+    const int W = (n_q + 2 * n_kv) * D;
+    auto inp = make(Kind::compute, {B, T, W});
+    auto q_weight = make(Kind::compute, {D});
+    auto k_weight = make(Kind::compute, {D});
+    auto out = make(Kind::compute, {B, T, W});
+    auto rstd = make(Kind::stat, {B, T, n_q + n_kv});
+    inp->randomize(rng_, 2.0f);
+    q_weight->randomize(rng_);
+    k_weight->randomize(rng_);
+    out->poison();
+    rstd->poison();
+    cpu_->qk_norm_forward(out->cpu(), rstd->cpu(), inp->cpu(), q_weight->cpu(), k_weight->cpu(),
+                          n_q, n_kv, eps);
+    gpu_->qk_norm_forward(out->gpu(), rstd->gpu(), inp->gpu(), q_weight->gpu(), k_weight->gpu(),
+                          n_q, n_kv, eps);
+    EXPECT_LT(out->error(), tol_.reduction);
+    EXPECT_LT(rstd->error(), tol_.reduction);
+    const std::vector<float> x = inp->gpu_values(), y = out->gpu_values();
+    for (int r = 0; r < B * T; ++r)  // the value heads copied, bit for bit
+      for (int c = (n_q + n_kv) * D; c < W; ++c)
+        ASSERT_EQ(y[static_cast<size_t>(r) * W + c], x[static_cast<size_t>(r) * W + c]);
+
+    rstd->set(rstd->cpu_values());  // the backward from the same statistics on both sides
+    auto dout = make(Kind::compute, {B, T, W});
+    auto dinp = make(Kind::compute, {B, T, W});
+    auto dq_weight = make(Kind::compute, {D});
+    auto dk_weight = make(Kind::compute, {D});
+    // The backward on both sides into `into` (dout itself: in place), with or without the weights'
+    // gradients.
+    auto backward = [&](const Pair& into, bool weights) {
+      cpu_->qk_norm_backward(into.cpu(), weights ? dq_weight->cpu() : Tensor(),
+                             weights ? dk_weight->cpu() : Tensor(), dout->cpu(), inp->cpu(),
+                             q_weight->cpu(), k_weight->cpu(), rstd->cpu(), n_q, n_kv);
+      gpu_->qk_norm_backward(into.gpu(), weights ? dq_weight->gpu() : Tensor(),
+                             weights ? dk_weight->gpu() : Tensor(), dout->gpu(), inp->gpu(),
+                             q_weight->gpu(), k_weight->gpu(), rstd->gpu(), n_q, n_kv);
+    };
+    dout->randomize(rng_);
+    dinp->poison();              // overwritten
+    dq_weight->randomize(rng_);  // accumulate
+    dk_weight->randomize(rng_);
+    backward(*dinp, true);
+    EXPECT_LT(dinp->error(), tol_.reduction);
+    EXPECT_LT(dq_weight->error(), tol_.reduction);
+    EXPECT_LT(dk_weight->error(), tol_.reduction);
+    // In place: the weight gradients still see dout, and dinp is the same, bit for bit.
+    backward(*dout, true);
+    EXPECT_LT(dq_weight->error(), tol_.reduction);
+    EXPECT_LT(dk_weight->error(), tol_.reduction);
+    EXPECT_EQ(dout->gpu_values(), dinp->gpu_values());
+    // Frozen norms: no weight gradients.
+    dout->randomize(rng_);
+    backward(*dout, false);
+    EXPECT_LT(dout->error(), tol_.reduction);
+  }
+  // Refused: out aliasing inp, a head size off the packet (GPU), rows that are not whole heads.
+  auto qkv = make(Kind::compute, {1, 2, 4 * 8});
+  auto w8 = make(Kind::compute, {8});
+  auto r8 = make(Kind::stat, {1, 2, 3});
+  EXPECT_THROW(
+      cpu_->qk_norm_forward(qkv->cpu(), r8->cpu(), qkv->cpu(), w8->cpu(), w8->cpu(), 2, 1, eps),
+      ShapeError);
+  EXPECT_THROW(
+      gpu_->qk_norm_forward(qkv->gpu(), r8->gpu(), qkv->gpu(), w8->gpu(), w8->gpu(), 2, 1, eps),
+      ShapeError);
+  auto out6 = make(Kind::compute, {1, 2, 4 * 6});
+  auto qkv6 = make(Kind::compute, {1, 2, 4 * 6});
+  auto w6 = make(Kind::compute, {6});
+  EXPECT_THROW(
+      gpu_->qk_norm_forward(out6->gpu(), r8->gpu(), qkv6->gpu(), w6->gpu(), w6->gpu(), 2, 1, eps),
+      ShapeError);
+  EXPECT_THROW(
+      cpu_->qk_norm_forward(out6->cpu(), r8->cpu(), qkv6->cpu(), w6->cpu(), w6->cpu(), 3, 1, eps),
+      ShapeError);
 }
 
 // Query and key heads of grouped-query qkv rows (3 query heads, 1 KV head): 4 heads rotated, the

@@ -1,4 +1,5 @@
-// Tests of the CPU kernels of the Llama family's ops (kernels/rmsnorm, rope, swiglu), in the manner
+// Tests of the CPU kernels of the Llama family's ops (kernels/rmsnorm with QK-norm, rope, swiglu,
+// grouped-query attention), in the manner
 // of tests/test_kernels.cpp: forwards against formulas written out here, backwards against central
 // finite differences in double through L = sum(out · R), outputs poisoned with NaN, accumulating
 // gradients pre-filled, reductions bitwise identical for any thread count.
@@ -99,6 +100,139 @@ TEST(RmsNorm, WeightGradientSameBitsForAnyThreadCount) {
     std::vector<float> dx(x.size(), 0.0f), dw(C, 0.0f);
     rmsnorm_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), N, C);
     dx.insert(dx.end(), dw.begin(), dw.end());
+    results.push_back(dx);
+  }
+  omp_set_num_threads(saved);
+  EXPECT_TRUE(same_bits(results[0], results[1]));
+  EXPECT_TRUE(same_bits(results[0], results[2]));
+}
+
+// ------------------------------------------------------------------------------------------------
+// QK-norm
+
+// Token rows of qkv: n_head query heads, n_kv_head key and n_kv_head value heads of head_dim.
+struct QkCase {
+  int N, n_head, n_kv_head, head_dim;
+  int heads() const { return n_head + 2 * n_kv_head; }
+  size_t size() const { return static_cast<size_t>(N) * heads() * head_dim; }
+  size_t stats() const { return static_cast<size_t>(N) * (n_head + n_kv_head); }
+};
+
+// The value heads of every token row of x.
+Vec value_heads(const Vec& x, const QkCase& k) {
+  const size_t row = static_cast<size_t>(k.heads()) * k.head_dim;
+  const size_t v = static_cast<size_t>(k.n_head + k.n_kv_head) * k.head_dim;
+  Vec out;
+  for (int t = 0; t < k.N; ++t)
+    out.insert(out.end(), x.begin() + t * row + v, x.begin() + (t + 1) * row);
+  return out;
+}
+
+// Hugging Face's Qwen3RMSNorm applied to q.view(..., HD) and k.view(..., HD), written out.
+Vec qk_norm_reference(const Vec& x, const Vec& qw, const Vec& kw, const QkCase& k, double eps,
+                      Vec* rstd) {
+  Vec y = x;  // the value heads stay as they are
+  for (int t = 0; t < k.N; ++t)
+    for (int h = 0; h < k.n_head + k.n_kv_head; ++h) {
+      const size_t base = (static_cast<size_t>(t) * k.heads() + h) * k.head_dim;
+      const Vec& w = h < k.n_head ? qw : kw;
+      double ms = 0.0;
+      for (int d = 0; d < k.head_dim; ++d) ms += x[base + d] * x[base + d] / k.head_dim;
+      for (int d = 0; d < k.head_dim; ++d) y[base + d] = x[base + d] / std::sqrt(ms + eps) * w[d];
+      (*rstd)[static_cast<size_t>(t) * (k.n_head + k.n_kv_head) + h] = 1.0 / std::sqrt(ms + eps);
+    }
+  return y;
+}
+
+TEST(QkNorm, ForwardMatchesFormula) {
+  std::mt19937_64 rng(50);
+  // GQA ratio 3 with an odd head_dim, and multi-query.
+  for (const QkCase& k : {QkCase{5, 6, 2, 7}, QkCase{3, 4, 1, 8}}) {
+    const double eps = 1e-6;
+    const Vec x = random_vector(k.size(), rng, -2.0, 3.0);
+    const Vec qw = random_vector(k.head_dim, rng, 0.5, 1.5);
+    const Vec kw = random_vector(k.head_dim, rng, 0.5, 1.5);
+    Vec ref_rstd(k.stats());
+    const Vec ref = qk_norm_reference(x, qw, kw, k, eps, &ref_rstd);
+    Vec out(x.size(), kNaN), rstd(k.stats(), kNaN);
+    qk_norm_forward(out.data(), rstd.data(), x.data(), qw.data(), kw.data(), k.N, k.n_head,
+                    k.n_kv_head, k.head_dim, eps);
+    EXPECT_LT(rel_error(out, ref), kDoubleTol);
+    EXPECT_LT(rel_error(rstd, ref_rstd), kDoubleTol);
+    EXPECT_TRUE(same_bits(value_heads(out, k), value_heads(x, k)));
+
+    const std::vector<float> xf = to_float(x);
+    std::vector<float> outf(x.size(), NAN), rstdf(k.stats(), NAN);
+    qk_norm_forward(outf.data(), rstdf.data(), xf.data(), to_float(qw).data(), to_float(kw).data(),
+                    k.N, k.n_head, k.n_kv_head, k.head_dim, eps);
+    EXPECT_LT(rel_error(outf, ref), kFloatTol);
+    EXPECT_LT(rel_error(rstdf, ref_rstd), kFloatTol);
+  }
+}
+
+TEST(QkNorm, BackwardMatchesFiniteDifferencesAndMayRunInPlace) {
+  std::mt19937_64 rng(51);
+  const QkCase k{3, 3, 1, 18};  // head_dim: a full column block of the weight reduction and a tail
+  const double eps = 1e-5;
+  Vec x = random_vector(k.size(), rng, -2.0, 3.0);
+  Vec qw = random_vector(k.head_dim, rng, 0.5, 1.5);
+  Vec kw = random_vector(k.head_dim, rng, 0.5, 1.5);
+  const Vec R = random_vector(x.size(), rng);
+  Vec out(x.size()), rstd(k.stats());
+  auto loss = [&] {
+    qk_norm_forward(out.data(), rstd.data(), x.data(), qw.data(), kw.data(), k.N, k.n_head,
+                    k.n_kv_head, k.head_dim, eps);
+    return dot(out, R);
+  };
+  const Vec num_dx = numeric_gradient(x, loss);
+  const Vec num_dqw = numeric_gradient(qw, loss);
+  const Vec num_dkw = numeric_gradient(kw, loss);
+  loss();
+
+  const Vec pre_dqw = random_vector(k.head_dim, rng);  // the weight gradients accumulate
+  const Vec pre_dkw = random_vector(k.head_dim, rng);
+  Vec dx(x.size(), kNaN), dqw = pre_dqw, dkw = pre_dkw;  // dinp is overwritten
+  qk_norm_backward(dx.data(), dqw.data(), dkw.data(), R.data(), x.data(), qw.data(), kw.data(),
+                   rstd.data(), k.N, k.n_head, k.n_kv_head, k.head_dim);
+  EXPECT_LT(rel_error(dx, num_dx), kGradTol);
+  EXPECT_LT(rel_error(minus(dqw, pre_dqw), num_dqw), kGradTol);
+  EXPECT_LT(rel_error(minus(dkw, pre_dkw), num_dkw), kGradTol);
+
+  // dinp aliasing dout, the weights frozen: the same dinp, bit for bit.
+  Vec in_place = R;
+  qk_norm_backward(in_place.data(), static_cast<double*>(nullptr), static_cast<double*>(nullptr),
+                   in_place.data(), x.data(), qw.data(), kw.data(), rstd.data(), k.N, k.n_head,
+                   k.n_kv_head, k.head_dim);
+  EXPECT_TRUE(same_bits(in_place, dx));
+  // In place with the weight gradients: they see dout, not the overwritten rows.
+  Vec dqw2 = pre_dqw, dkw2 = pre_dkw;
+  in_place = R;
+  qk_norm_backward(in_place.data(), dqw2.data(), dkw2.data(), in_place.data(), x.data(), qw.data(),
+                   kw.data(), rstd.data(), k.N, k.n_head, k.n_kv_head, k.head_dim);
+  EXPECT_TRUE(same_bits(in_place, dx));
+  EXPECT_TRUE(same_bits(dqw2, dqw));
+  EXPECT_TRUE(same_bits(dkw2, dkw));
+}
+
+TEST(QkNorm, WeightGradientsSameBitsForAnyThreadCount) {
+  std::mt19937_64 rng(52);
+  const QkCase k{67, 6, 2, 40};
+  const std::vector<float> x = to_float(random_vector(k.size(), rng));
+  const std::vector<float> qw = to_float(random_vector(k.head_dim, rng));
+  const std::vector<float> kw = to_float(random_vector(k.head_dim, rng));
+  const std::vector<float> dout = to_float(random_vector(x.size(), rng));
+  std::vector<float> out(x.size()), rstd(k.stats());
+  qk_norm_forward(out.data(), rstd.data(), x.data(), qw.data(), kw.data(), k.N, k.n_head,
+                  k.n_kv_head, k.head_dim, 1e-6);
+  std::vector<std::vector<float>> results;
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    std::vector<float> dx(x.size()), dqw(k.head_dim, 0.0f), dkw(k.head_dim, 0.0f);
+    qk_norm_backward(dx.data(), dqw.data(), dkw.data(), dout.data(), x.data(), qw.data(), kw.data(),
+                     rstd.data(), k.N, k.n_head, k.n_kv_head, k.head_dim);
+    dx.insert(dx.end(), dqw.begin(), dqw.end());
+    dx.insert(dx.end(), dkw.begin(), dkw.end());
     results.push_back(dx);
   }
   omp_set_num_threads(saved);
