@@ -1,9 +1,12 @@
-// The whole GPT on the CUDA backend. Skipped where no CUDA device is usable.
+// The whole model on the CUDA backend, GPT-2 and the Llama family (models/gpt.h). Skipped where no
+// CUDA device is usable. Each check runs for GPT-2 (the plain name) and for the Llama family (the
+// name with Llama: grouped-query attention with a head size unlike n_embd / n_head, q/k/v biases
+// and an untied output layer; and multi-query attention with a tied one).
 //
 //   Fp32MatchesCpu          fp32 GPU against the CPU backend from identical weights and batches:
 //                           logits, loss, every parameter gradient, then ten AdamW steps.
 //   Bf16TracksFp32          bf16 training follows fp32 training on learnable data: the mean train
-//                           loss over steps 150-200 within 0.03 nats.
+//                           loss over the last quarter of the steps within 0.03 nats.
 //   RunsAreBitwiseIdentical two identical runs (bf16 and fp32) give identical bits.
 //   ShorterRowsThanAllocated rows shorter than the model's allocation (fine-tuning trims each
 //                           batch to its longest example): fp32 matches the CPU at several T, and
@@ -17,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <string>
@@ -65,8 +69,36 @@ GptConfig small_config() {
   return c;
 }
 
-// Random weights larger than GPT-2's init, so that every path (biases, LayerNorm affine) carries
-// signal; the same host values go to both backends.
+// The Llama family at the same size: 4 query heads on 2 key/value heads, a head size (32) unlike
+// n_embd / n_head (16), q/k/v biases, an untied output layer.
+GptConfig llama_config() {
+  GptConfig c = small_config();
+  c.family = "llama";
+  c.n_kv_head = 2;
+  c.head_dim = 32;
+  c.mlp_hidden = 96;
+  c.qkv_bias = true;
+  c.tied_head = false;
+  c.rope_theta = 10000.0;
+  c.norm_eps = 1e-5;
+  return c;
+}
+
+// Multi-query attention (one key/value head) with the head size n_embd / n_head (16), no biases,
+// the output layer tied to the token embedding.
+GptConfig llama_mqa_config() {
+  GptConfig c = llama_config();
+  c.n_kv_head = 1;
+  c.head_dim = 0;
+  c.qkv_bias = false;
+  c.tied_head = true;
+  c.rope_theta = 500000.0;
+  c.norm_eps = 1e-6;
+  return c;
+}
+
+// Random weights larger than the init, so that every path (biases, the norms' weights, sharp
+// attention and so RoPE's angles) carries signal; the same host values go to both backends.
 void randomize(GptModel& model, uint64_t seed, double scale) {
   Rng rng(seed);
   for (int pi = 0; pi < kNumParams; ++pi) {
@@ -74,7 +106,7 @@ void randomize(GptModel& model, uint64_t seed, double scale) {
     Tensor t = model.param(p);
     std::vector<float> host(static_cast<size_t>(t.numel()));
     for (auto& x : host) x = static_cast<float>(rng.normal() * scale);
-    if (p == Param::ln1_w || p == Param::ln2_w || p == Param::lnf_w)
+    if (param_spec(p).init == ParamInit::ones)  // the norms' weights
       for (auto& x : host) x += 1.0f;
     model.backend().upload_f32(t, host.data());
   }
@@ -97,10 +129,9 @@ class CudaModel : public ::testing::Test {
   }
 };
 
-TEST_F(CudaModel, Fp32MatchesCpu) {
+void expect_fp32_matches_cpu(const GptConfig& cfg) {
   auto cpu = make_backend("cpu", DType::f32);
   auto gpu = make_backend("cuda", DType::f32);
-  const GptConfig cfg = small_config();
   const int B = 4, T = 32, n = B * T;
   GptModel cpu_model(cfg, *cpu, B, T);
   GptModel gpu_model(cfg, *gpu, B, T);
@@ -127,6 +158,7 @@ TEST_F(CudaModel, Fp32MatchesCpu) {
   gpu_model.forward_backward(tokens.data(), targets.data(), B, T, dloss);
   for (int pi = 0; pi < kNumParams; ++pi) {
     const Param p = static_cast<Param>(pi);
+    if (!cpu_model.has_param(p)) continue;
     EXPECT_LT(rel_error(to_host(*gpu, gpu_model.grad(p)), to_host(*cpu, cpu_model.grad(p))),
               kFp32Tol)
         << "gradient of " << param_name(p);
@@ -151,18 +183,22 @@ TEST_F(CudaModel, Fp32MatchesCpu) {
   }
   for (int pi = 0; pi < kNumParams; ++pi) {
     const Param p = static_cast<Param>(pi);
+    if (!cpu_model.has_param(p)) continue;
     std::vector<float> g = to_host(*gpu, gpu_model.param(p));
     std::vector<float> c = to_host(*cpu, cpu_model.param(p));
-    if (p == Param::qkv_b) {
+    if (p == Param::qkv_b && !cfg.llama()) {
       // The key bias's gradient is zero in exact arithmetic (a bias added to every key shifts a
       // query's scores alike, and softmax ignores the shift), so each side's gradient there is
       // rounding noise that AdamW, dividing by its own magnitude, turns into steps of up to about
-      // lr. The two sides may walk apart by at most that much; the rest must agree closely.
-      const size_t C = static_cast<size_t>(cfg.n_embd);
+      // lr. The two sides may walk apart by at most that much; the rest must agree closely. (In
+      // the Llama family RoPE turns the key bias by each key's own angle: a real gradient.)
+      const size_t W = static_cast<size_t>(cfg.qkv_width());
+      const size_t k_begin = static_cast<size_t>(cfg.attn_width());
+      const size_t k_end = k_begin + static_cast<size_t>(cfg.kv_heads()) * cfg.head_size();
       std::vector<float> g_rest, c_rest;
       double key_walk = 0.0;
       for (size_t i = 0; i < g.size(); ++i) {
-        if (i % (3 * C) / C == 1) {
+        if (i % W >= k_begin && i % W < k_end) {
           key_walk = std::max(key_walk, std::abs(static_cast<double>(g[i]) - c[i]));
         } else {
           g_rest.push_back(g[i]);
@@ -175,6 +211,21 @@ TEST_F(CudaModel, Fp32MatchesCpu) {
     }
     EXPECT_LT(rel_error(g, c), kAfterStepsTol)
         << "parameter " << param_name(p) << " after ten steps";
+  }
+}
+
+TEST_F(CudaModel, Fp32MatchesCpu) {
+  expect_fp32_matches_cpu(small_config());
+}
+
+TEST_F(CudaModel, LlamaFp32MatchesCpu) {
+  {
+    SCOPED_TRACE("grouped-query attention, q/k/v biases, untied head");
+    expect_fp32_matches_cpu(llama_config());
+  }
+  {
+    SCOPED_TRACE("multi-query attention, tied head");
+    expect_fp32_matches_cpu(llama_mqa_config());
   }
 }
 
@@ -193,20 +244,40 @@ void markov_batch(uint64_t seed, int n, int vocab, std::vector<int32_t>& tokens,
   targets.assign(stream.begin() + 1, stream.end());
 }
 
-struct TrainResult {
-  std::vector<double> losses;
-  std::vector<std::vector<uint8_t>> param_bytes;  // raw device bytes of every parameter
+// A training run's model and batch shape.
+struct TrainSetup {
+  GptConfig cfg;
+  int B, T;
 };
 
-TrainResult train(DType dtype, int steps) {
-  auto backend = make_backend("cuda", dtype);
+TrainSetup gpt2_training() {
   GptConfig cfg;
   cfg.n_layer = 2;
   cfg.n_head = 4;
   cfg.n_embd = 128;
   cfg.max_seq_len = 64;
   cfg.vocab_size = 64;
-  const int B = 8, T = 64, n = B * T;
+  return {cfg, 8, 64};
+}
+
+// Smaller than GPT-2's (a quarter of the tokens a step), to keep the emulated runs short.
+TrainSetup llama_training() {
+  GptConfig cfg = llama_config();
+  cfg.max_seq_len = 32;
+  cfg.vocab_size = 64;
+  cfg.mlp_hidden = 128;
+  return {cfg, 4, 32};
+}
+
+struct TrainResult {
+  std::vector<double> losses;
+  std::vector<std::vector<uint8_t>> param_bytes;  // raw device bytes of every parameter
+};
+
+TrainResult train(const TrainSetup& setup, DType dtype, int steps) {
+  auto backend = make_backend("cuda", dtype);
+  const GptConfig& cfg = setup.cfg;
+  const int B = setup.B, T = setup.T, n = B * T;
   GptModel model(cfg, *backend, B, T);
   model.init_weights(42);
   AdamW opt(*backend, model.parameters(), AdamWConfig{});
@@ -241,23 +312,30 @@ bool small_shapes() {
   return shapes != nullptr && std::string(shapes) == "small";
 }
 
-TEST_F(CudaModel, Bf16TracksFp32) {
-  const int steps = small_shapes() ? 100 : 200;
-  const TrainResult fp32 = train(DType::f32, steps);
-  const TrainResult bf16 = train(DType::bf16, steps);
+void expect_bf16_tracks_fp32(const TrainSetup& setup, int steps) {
+  const TrainResult fp32 = train(setup, DType::f32, steps);
+  const TrainResult bf16 = train(setup, DType::bf16, steps);
   const double fp32_loss = mean_loss(fp32.losses, steps * 3 / 4, steps);
   const double bf16_loss = mean_loss(bf16.losses, steps * 3 / 4, steps);
-  std::printf("mean train loss over steps %d-%d: fp32 %.4f, bf16 %.4f (floor ln 4 = %.4f)\n",
-              steps * 3 / 4, steps, fp32_loss, bf16_loss, std::log(4.0));
+  std::printf("%s: mean train loss over steps %d-%d: fp32 %.4f, bf16 %.4f (floor ln 4 = %.4f)\n",
+              setup.cfg.family.c_str(), steps * 3 / 4, steps, fp32_loss, bf16_loss, std::log(4.0));
   EXPECT_LT(fp32_loss, 0.5 * fp32.losses.front()) << "the data must be learnable";
   EXPECT_LT(std::abs(bf16_loss - fp32_loss), 0.03);
 }
 
-TEST_F(CudaModel, RunsAreBitwiseIdentical) {
+TEST_F(CudaModel, Bf16TracksFp32) {
+  expect_bf16_tracks_fp32(gpt2_training(), small_shapes() ? 100 : 200);
+}
+
+TEST_F(CudaModel, LlamaBf16TracksFp32) {
+  expect_bf16_tracks_fp32(llama_training(), small_shapes() ? 100 : 200);
+}
+
+void expect_runs_bitwise_identical(const TrainSetup& setup) {
   for (DType dtype : {DType::bf16, DType::f32}) {
     const int steps = small_shapes() ? 5 : 15;
-    const TrainResult a = train(dtype, steps);
-    const TrainResult b = train(dtype, steps);
+    const TrainResult a = train(setup, dtype, steps);
+    const TrainResult b = train(setup, dtype, steps);
     ASSERT_EQ(a.losses.size(), b.losses.size());
     for (size_t i = 0; i < a.losses.size(); ++i) {
       EXPECT_EQ(std::memcmp(&a.losses[i], &b.losses[i], sizeof(double)), 0)
@@ -270,44 +348,48 @@ TEST_F(CudaModel, RunsAreBitwiseIdentical) {
   }
 }
 
-TEST_F(CudaModel, ShorterRowsThanAllocated) {
-  // fp32 against the CPU, one model allocated for (4, 32) run at T = 5, 17, 32, 9.
-  {
-    auto cpu = make_backend("cpu", DType::f32);
-    auto gpu = make_backend("cuda", DType::f32);
-    const GptConfig cfg = small_config();
-    const int B = 4, Tmax = 32;
-    GptModel cpu_model(cfg, *cpu, B, Tmax);
-    GptModel gpu_model(cfg, *gpu, B, Tmax);
-    randomize(cpu_model, 15, 0.1);
-    randomize(gpu_model, 15, 0.1);
-    Rng rng(19);
-    for (int T : {5, 17, 32, 9}) {
-      std::vector<int32_t> tokens, targets;
-      random_batch(rng, B * T, cfg.vocab_size, 0.1, tokens, targets);
-      cpu_model.zero_grad();
-      gpu_model.zero_grad();
-      const double cl = cpu_model.forward_backward(tokens.data(), targets.data(), B, T, 0.01f);
-      const double gl = gpu_model.forward_backward(tokens.data(), targets.data(), B, T, 0.01f);
-      EXPECT_LT(std::abs(gl - cl) / std::abs(cl), kFp32Tol) << "loss at T = " << T;
-      for (int pi = 0; pi < kNumParams; ++pi) {
-        const Param p = static_cast<Param>(pi);
-        EXPECT_LT(rel_error(to_host(*gpu, gpu_model.grad(p)), to_host(*cpu, cpu_model.grad(p))),
-                  kFp32Tol)
-            << "gradient of " << param_name(p) << " at T = " << T;
-      }
+TEST_F(CudaModel, RunsAreBitwiseIdentical) {
+  expect_runs_bitwise_identical(gpt2_training());
+}
+
+TEST_F(CudaModel, LlamaRunsAreBitwiseIdentical) {
+  expect_runs_bitwise_identical(llama_training());
+}
+
+// fp32 against the CPU, one model allocated for (4, 32) run at T = 5, 17, 32, 9.
+void expect_shorter_rows_match_cpu(const GptConfig& cfg) {
+  auto cpu = make_backend("cpu", DType::f32);
+  auto gpu = make_backend("cuda", DType::f32);
+  const int B = 4, Tmax = 32;
+  GptModel cpu_model(cfg, *cpu, B, Tmax);
+  GptModel gpu_model(cfg, *gpu, B, Tmax);
+  randomize(cpu_model, 15, 0.1);
+  randomize(gpu_model, 15, 0.1);
+  Rng rng(19);
+  for (int T : {5, 17, 32, 9}) {
+    std::vector<int32_t> tokens, targets;
+    random_batch(rng, B * T, cfg.vocab_size, 0.1, tokens, targets);
+    cpu_model.zero_grad();
+    gpu_model.zero_grad();
+    const double cl = cpu_model.forward_backward(tokens.data(), targets.data(), B, T, 0.01f);
+    const double gl = gpu_model.forward_backward(tokens.data(), targets.data(), B, T, 0.01f);
+    EXPECT_LT(std::abs(gl - cl) / std::abs(cl), kFp32Tol) << "loss at T = " << T;
+    for (int pi = 0; pi < kNumParams; ++pi) {
+      const Param p = static_cast<Param>(pi);
+      if (!cpu_model.has_param(p)) continue;
+      EXPECT_LT(rel_error(to_host(*gpu, gpu_model.grad(p)), to_host(*cpu, cpu_model.grad(p))),
+                kFp32Tol)
+          << "gradient of " << param_name(p) << " at T = " << T;
     }
   }
-  // bf16, fused attention (head size 64): allocated for (4, 64) vs for exactly (4, T).
-  GptConfig cfg;
-  cfg.n_layer = 2;
-  cfg.n_head = 4;
-  cfg.n_embd = 256;
-  cfg.max_seq_len = 64;
-  cfg.vocab_size = 300;
+}
+
+// bf16, fused attention (head size 64): allocated for (4, 64) vs for exactly (4, T).
+void expect_shorter_rows_match_exact_allocation(const GptConfig& cfg, std::initializer_list<int> Ts,
+                                                uint64_t seed) {
   const int B = 4;
-  Rng rng(23);
-  for (int T : {7, 40}) {
+  Rng rng(seed);
+  for (int T : Ts) {
     auto wide_backend = make_backend("cuda", DType::bf16);
     auto exact_backend = make_backend("cuda", DType::bf16);
     wide_backend->set_attention_kernel(AttentionKernel::fused);
@@ -329,14 +411,36 @@ TEST_F(CudaModel, ShorterRowsThanAllocated) {
     bool identical = std::memcmp(&lw, &le, sizeof(double)) == 0;
     for (int pi = 0; pi < kNumParams; ++pi) {
       const Param p = static_cast<Param>(pi);
+      if (!wide.has_param(p)) continue;
       const std::vector<float> gw = to_host(*wide_backend, wide.grad(p));
       const std::vector<float> ge = to_host(*exact_backend, exact.grad(p));
       EXPECT_LT(rel_error(gw, ge), 1e-2) << "bf16 gradient of " << param_name(p) << " at T = " << T;
       identical = identical && gw == ge;
     }
-    std::printf("bf16 fused, T = %d in a (4, 64) model vs a (4, %d) one: %s\n", T, T,
+    std::printf("%s bf16 fused, T = %d in a (4, 64) model vs a (4, %d) one: %s\n",
+                cfg.family.c_str(), T, T,
                 identical ? "identical bits" : "within tolerance, not bitwise");
   }
+}
+
+TEST_F(CudaModel, ShorterRowsThanAllocated) {
+  expect_shorter_rows_match_cpu(small_config());
+  GptConfig cfg;
+  cfg.n_layer = 2;
+  cfg.n_head = 4;
+  cfg.n_embd = 256;
+  cfg.max_seq_len = 64;
+  cfg.vocab_size = 300;
+  expect_shorter_rows_match_exact_allocation(cfg, {7, 40}, 23);
+}
+
+TEST_F(CudaModel, LlamaShorterRowsThanAllocated) {
+  expect_shorter_rows_match_cpu(llama_config());
+  // Grouped-query attention in the fused kernel: head size 64 (twice n_embd / n_head).
+  GptConfig cfg = llama_config();
+  cfg.head_dim = 64;
+  cfg.max_seq_len = 64;
+  expect_shorter_rows_match_exact_allocation(cfg, {40}, 29);
 }
 
 }  // namespace
