@@ -12,6 +12,8 @@
 //                           batch to its longest example): fp32 matches the CPU at several T, and
 //                           bf16 with the fused attention matches a model allocated for exactly
 //                           that T.
+//   LlamaKvCacheMatchesCpu  generation: prefill and then decode, one token at a time with the KV
+//                           cache, give the CPU's logits, and the full forward's.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -441,6 +443,62 @@ TEST_F(CudaModel, LlamaShorterRowsThanAllocated) {
   cfg.head_dim = 64;
   cfg.max_seq_len = 64;
   expect_shorter_rows_match_exact_allocation(cfg, {40}, 29);
+}
+
+// Generation: the CPU and the GPU (fp32) from the same weights prefill the same prompt and then
+// decode the same tokens (the CPU's greedy choices); at every position their next-token logits
+// agree, and the GPU's equal its own full forward over the whole sequence.
+void expect_kv_cache_matches_cpu(const GptConfig& cfg) {
+  auto cpu = make_backend("cpu", DType::f32);
+  auto gpu = make_backend("cuda", DType::f32);
+  const int B = 2, Tmax = 16, P = 5, Vp = cfg.padded_vocab_size();
+  GptModel cpu_model(cfg, *cpu, B, Tmax);
+  GptModel gpu_model(cfg, *gpu, B, Tmax);
+  randomize(cpu_model, 31, 0.1);
+  randomize(gpu_model, 31, 0.1);
+  Rng rng(37);
+  // The rows' first P tokens are the prompts; the rest is replaced by the decoded tokens.
+  std::vector<int32_t> seq, unused, prompt;
+  random_batch(rng, B * Tmax, cfg.vocab_size, 0.0, seq, unused);
+  for (int b = 0; b < B; ++b)
+    prompt.insert(prompt.end(), seq.begin() + b * Tmax, seq.begin() + b * Tmax + P);
+
+  // decoded[pos]: the GPU's logits (B, Vp) for the token after position pos.
+  std::vector<std::vector<float>> decoded(Tmax);
+  std::vector<float> cpu_logits = cpu_model.prefill(prompt.data(), B, P);
+  decoded[P - 1] = gpu_model.prefill(prompt.data(), B, P);
+  EXPECT_LT(rel_error(decoded[P - 1], cpu_logits), kFp32Tol) << "prefill";
+  for (int pos = P; pos < Tmax; ++pos) {
+    std::vector<int32_t> next(B);
+    for (int b = 0; b < B; ++b) {
+      const float* row = cpu_logits.data() + static_cast<size_t>(b) * Vp;
+      next[b] = static_cast<int32_t>(std::max_element(row, row + cfg.vocab_size) - row);
+      seq[static_cast<size_t>(b) * Tmax + pos] = next[b];
+    }
+    cpu_logits = cpu_model.decode(next.data(), B, pos);
+    decoded[pos] = gpu_model.decode(next.data(), B, pos);
+    EXPECT_LT(rel_error(decoded[pos], cpu_logits), kFp32Tol) << "decode at position " << pos;
+  }
+  gpu_model.forward(seq.data(), nullptr, B, Tmax);
+  const std::vector<float> full = gpu_model.logits_to_host(B, Tmax);
+  for (int pos = P - 1; pos < Tmax; ++pos) {
+    std::vector<float> at_pos(static_cast<size_t>(B) * Vp);
+    for (int b = 0; b < B; ++b)
+      std::copy_n(full.begin() + (static_cast<size_t>(b) * Tmax + pos) * Vp, Vp,
+                  at_pos.begin() + static_cast<size_t>(b) * Vp);
+    EXPECT_LT(rel_error(decoded[pos], at_pos), kFp32Tol) << "full forward at position " << pos;
+  }
+}
+
+TEST_F(CudaModel, LlamaKvCacheMatchesCpu) {
+  {
+    SCOPED_TRACE("grouped-query attention, q/k/v biases, untied head");
+    expect_kv_cache_matches_cpu(llama_config());
+  }
+  {
+    SCOPED_TRACE("multi-query attention, tied head");
+    expect_kv_cache_matches_cpu(llama_mqa_config());
+  }
 }
 
 }  // namespace
