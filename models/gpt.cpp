@@ -434,21 +434,6 @@ void GptModel::forward_impl(int B, int T, bool lm_logits, Attend attend, int pos
   if (lm_logits) backend_.matmul_forward(A(kLogits, 0, {B, T, Vp}), lnf, output_weight(), Tensor());
 }
 
-void GptModel::qk_norm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& q_weight,
-                               const Tensor& k_weight, int n_head, int n_kv_head, float eps) {
-  (void)out, (void)rstd, (void)inp, (void)q_weight, (void)k_weight, (void)n_head, (void)n_kv_head,
-      (void)eps;
-  throw std::invalid_argument("qk_norm: not available yet");
-}
-
-void GptModel::qk_norm_backward(Tensor dinp, Tensor dq_weight, Tensor dk_weight, const Tensor& dout,
-                                const Tensor& inp, const Tensor& q_weight, const Tensor& k_weight,
-                                const Tensor& rstd, int n_head, int n_kv_head) {
-  (void)dinp, (void)dq_weight, (void)dk_weight, (void)dout, (void)inp, (void)q_weight,
-      (void)k_weight, (void)rstd, (void)n_head, (void)n_kv_head;
-  throw std::invalid_argument("qk_norm: not available yet");
-}
-
 Tensor GptModel::weight(Param p, int layer) const {
   if (!has_param(p)) return Tensor();
   return layer >= 0 ? layer_view(param(p), layer) : param(p);
@@ -502,8 +487,9 @@ Tensor GptModel::block_forward(int l, const Tensor& residual, int B, int T, Atte
   backend_.matmul_forward(proj, ln1, weight(Param::qkv_w, l), weight(Param::qkv_b, l));
   if (lora_on(LoraTarget::qkv)) lora_forward(LoraTarget::qkv, l, ln1, proj, N);
   if (config_.qk_norm)
-    qk_norm_forward(qkv, A(kQkRstd, {B, T, NH + NKV}), proj, weight(Param::q_norm_w, l),
-                    weight(Param::k_norm_w, l), NH, NKV, static_cast<float>(config_.norm_eps));
+    backend_.qk_norm_forward(qkv, A(kQkRstd, {B, T, NH + NKV}), proj, weight(Param::q_norm_w, l),
+                             weight(Param::k_norm_w, l), NH, NKV,
+                             static_cast<float>(config_.norm_eps));
   if (rope_)  // rotate the query and key heads (decode: the one new position)
     backend_.rope_forward(qkv, (*rope_)[0], (*rope_)[1], NH + NKV, config_.head_size(),
                           attend == Attend::decode ? pos : 0);
@@ -618,9 +604,9 @@ void GptModel::backward_from_lnf(int B, int T) {
     Tensor proj = qkv;  // the projection's output: qkv, or qkv_raw before QK-norm
     if (config_.qk_norm) {
       proj = A(kQkvRaw, l, {B, T, W});
-      qk_norm_backward(dqkv, grad_for(Param::q_norm_w, l), grad_for(Param::k_norm_w, l), dqkv, proj,
-                       weight(Param::q_norm_w, l), weight(Param::k_norm_w, l),
-                       A(kQkRstd, l, {B, T, NH + NKV}), NH, NKV);
+      backend_.qk_norm_backward(dqkv, grad_for(Param::q_norm_w, l), grad_for(Param::k_norm_w, l),
+                                dqkv, proj, weight(Param::q_norm_w, l), weight(Param::k_norm_w, l),
+                                A(kQkRstd, l, {B, T, NH + NKV}), NH, NKV);
     }
     backend_.matmul_backward(dln, grad_for(Param::qkv_w, l), grad_for(Param::qkv_b, l), dqkv, ln1,
                              weight(Param::qkv_w, l));

@@ -42,9 +42,12 @@ namespace gpt {
 std::string lora_targets_text(const LoraConfig& lc);
 // Sets lc's targets from such a list (an empty list, or a trailing comma, adds none); returns the
 // first name that is not a target ("" when every name is one: check `ok`).
+// Hugging Face's names are taken too: q_proj, k_proj, v_proj (together: qkv), o_proj (attproj),
+// gate_proj, up_proj (together: fc), down_proj (fcproj).
 struct LoraTargetsParse {
   bool ok = true;
   std::string unknown;
+  std::string why;  // when a known name cannot be taken alone
 };
 LoraTargetsParse set_lora_targets(LoraConfig& lc, const std::string& list);
 
@@ -232,11 +235,6 @@ class GptModel : public LanguageModel {
   void norm_backward(Tensor dinp, const Tensor& dout, const Tensor& inp, const Tensor& mean,
                      const Tensor& rstd, Param w, Param b, int layer);
   Tensor output_weight() const;  // wte (tied) or lm_head
-  void qk_norm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& q_weight,
-                       const Tensor& k_weight, int n_head, int n_kv_head, float eps);
-  void qk_norm_backward(Tensor dinp, Tensor dq_weight, Tensor dk_weight, const Tensor& dout,
-                        const Tensor& inp, const Tensor& q_weight, const Tensor& k_weight,
-                        const Tensor& rstd, int n_head, int n_kv_head);
   void allocate_grads();
   void ensure_grads() {
     if (!grads_) allocate_grads();
