@@ -51,7 +51,9 @@ void register_options(gpt::Options& o, gpt::FinetuneSettings& s) {
       "what early stopping and the best checkpoint follow: val_loss, accuracy (class head), auto");
   o.add("lora_rank", &s.lora_rank, "LoRA rank r");
   o.add("lora_alpha", &s.lora_alpha, "LoRA alpha (the update is scaled by alpha/r)");
-  o.add("lora_targets", &s.lora_targets, "comma-separated: qkv, attproj, fc, fcproj");
+  o.add("lora_targets", &s.lora_targets,
+        "comma-separated: qkv, attproj, fc, fcproj (Llama family: also q_proj,k_proj,v_proj, "
+        "o_proj, gate_proj,up_proj, down_proj)");
   o.add("merge_lora", &s.merge_lora,
         "also write OUT/merged, a full checkpoint with the adapters folded in");
   o.add("train_top", &s.train_top,

@@ -81,7 +81,8 @@ LoraConfig lora_config_from_safetensors(const SafeTensorsFile& file, const std::
   const std::string targets = meta(file, path, "targets");
   // Every comma separates two names here: an empty list or name is an unknown target.
   LoraTargetsParse parsed = set_lora_targets(lc, targets);
-  if (parsed.ok && (targets.empty() || targets.back() == ',')) parsed = LoraTargetsParse{false, ""};
+  if (parsed.ok && (targets.empty() || targets.back() == ','))
+    parsed = LoraTargetsParse{false, "", ""};
   if (!parsed.ok)
     throw std::runtime_error(path + ": metadata field 'targets': unknown target '" +
                              parsed.unknown + "'");

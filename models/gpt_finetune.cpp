@@ -18,16 +18,51 @@ std::string lora_targets_text(const LoraConfig& lc) {
   return text;
 }
 
+namespace {
+
+// Hugging Face's names of the Llama family's matrices, and the fused matrix each is part of.
+struct HfLoraName {
+  const char* name;
+  const char* target;
+};
+constexpr HfLoraName kHfLoraNames[] = {
+    {"q_proj", "qkv"},   {"k_proj", "qkv"}, {"v_proj", "qkv"},       {"o_proj", "attproj"},
+    {"gate_proj", "fc"}, {"up_proj", "fc"}, {"down_proj", "fcproj"},
+};
+
+}  // namespace
+
 LoraTargetsParse set_lora_targets(LoraConfig& lc, const std::string& list) {
   for (int t = 0; t < kNumLoraTargets; ++t) lc.target(t) = false;
+  std::vector<std::string> hf;  // the Hugging Face names given
   std::string rest = list;
   while (!rest.empty()) {
     const size_t comma = rest.find(',');
     const std::string name = rest.substr(0, comma);
     rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
-    const int t = lora_target_index(name);
-    if (t < 0) return LoraTargetsParse{false, name};
+    int t = lora_target_index(name);
+    for (const HfLoraName& h : kHfLoraNames)
+      if (name == h.name) {
+        t = lora_target_index(h.target);
+        hf.push_back(name);
+      }
+    if (t < 0) return LoraTargetsParse{false, name, ""};
     lc.target(t) = true;
+  }
+  // A fused matrix takes one adapter: its Hugging Face parts are named all together or not at all.
+  for (const HfLoraName& h : kHfLoraNames) {
+    if (std::find(hf.begin(), hf.end(), h.name) == hf.end()) continue;
+    std::string parts;
+    bool all = true;
+    for (const HfLoraName& other : kHfLoraNames)
+      if (std::string(other.target) == h.target) {
+        parts += (parts.empty() ? "" : ", ") + std::string(other.name);
+        all = all && std::find(hf.begin(), hf.end(), other.name) != hf.end();
+      }
+    if (!all)
+      return LoraTargetsParse{
+          false, h.name,
+          parts + " are one fused matrix (" + h.target + ") here: name them all, or " + h.target};
   }
   return LoraTargetsParse{};
 }

@@ -11,12 +11,16 @@ LoraConfig parse_lora_settings(int rank, float alpha, const std::string& targets
   lc.rank = rank;
   lc.alpha = alpha;
   const LoraTargetsParse parsed = set_lora_targets(lc, targets);
+  if (!parsed.ok && !parsed.why.empty())
+    throw std::invalid_argument("--lora-targets: " + parsed.why);
   if (!parsed.ok) {
     std::string expected;
     for (int t = 0; t < kNumLoraTargets; ++t)
       expected += (t ? ", " : "") + std::string(lora_target_name(t));
     throw std::invalid_argument("--lora-targets: unknown target '" + parsed.unknown +
-                                "' (expected " + expected + ")");
+                                "' (expected " + expected +
+                                ", or Hugging Face's q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                                "up_proj, down_proj)");
   }
   if (lc.rank <= 0) throw std::invalid_argument("--lora-rank must be positive");
   return lc;
