@@ -28,6 +28,9 @@ namespace {
 struct PlanFlags {
   std::string preset, config;
   std::optional<int> n_layer, n_head, n_embd, vocab, block_size, batch, seq_len;
+  std::optional<std::string> family;
+  std::optional<int> n_kv_head, head_dim, mlp_hidden;
+  std::optional<bool> tied_head;
   std::string task = "pretrain", method = "lora";
   int num_classes = 2;
   int lora_rank = 8;
@@ -85,13 +88,19 @@ std::string mib(size_t b) {
 void register_options(CLI::App& app, PlanFlags& f) {
   app.add_option(
       "--preset", f.preset,
-      "a model preset of configs/: tiny-cpu, gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1558m");
+      "a model preset of configs/: tiny-cpu, gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1558m, "
+      "llama-tiny-cpu, llama-125m, smollm2-135m, smollm2-360m");
   app.add_option("--config", f.config,
                  "a gpt-pretrain/gpt-finetune JSON config (its model, batch and step keys)");
   app.add_option("--n-layer", f.n_layer, "transformer blocks L");
   app.add_option("--n-head", f.n_head, "attention heads");
   app.add_option("--n-embd", f.n_embd, "model width C");
   app.add_option("--vocab,--vocab-size", f.vocab, "vocabulary size (default 50257, GPT-2's)");
+  app.add_option("--family", f.family, "model family: gpt2 (default) or llama (docs/models.md)");
+  app.add_option("--n-kv-head", f.n_kv_head, "llama: key/value heads (default n_head)");
+  app.add_option("--head-dim", f.head_dim, "llama: channels per head (default n_embd / n_head)");
+  app.add_option("--mlp-hidden", f.mlp_hidden, "llama: the SwiGLU MLP's width");
+  app.add_option("--tied-head", f.tied_head, "llama: the output layer is the token embedding");
   app.add_option("--block-size,--max-seq-len", f.block_size, "position table size (default 1024)");
   app.add_option("--task", f.task,
                  "pretrain, full (fine-tune), lora, freeze, classify (class head)");
@@ -146,6 +155,15 @@ void set_model(gpt::PlanRequest& r, const PlanFlags& f, const nlohmann::json& cf
   r.model.max_seq_len = pick(f.block_size, cfg, "max_seq_len", 1024, source);
   int vocab = pick(f.vocab, cfg, "vocab_size", 50257, source);
   r.model.vocab_size = vocab == 0 ? 50257 : vocab;  // 0 in a config: read from the data's meta.json
+  r.model.family = pick(f.family, cfg, "family", std::string("gpt2"), source);
+  if (r.model.llama()) {  // the family's fields; rope and eps cost no memory
+    r.model.n_kv_head = pick(f.n_kv_head, cfg, "n_kv_head", 0, source);
+    r.model.head_dim = pick(f.head_dim, cfg, "head_dim", 0, source);
+    r.model.mlp_hidden = pick(f.mlp_hidden, cfg, "mlp_hidden", 0, source);
+    r.model.tied_head = pick(f.tied_head, cfg, "tied_head", true, source);
+    r.model.qkv_bias = pick(std::optional<bool>(), cfg, "qkv_bias", false, source);
+    r.model.qk_norm = pick(std::optional<bool>(), cfg, "qk_norm", false, source);
+  }
   try {
     r.model.validate();
   } catch (const std::invalid_argument& e) {
@@ -260,13 +278,11 @@ Estimate estimate(const gpt::PlanRequest& r, const PlanFlags& f, const nlohmann:
 void print_json(const gpt::PlanRequest& r, const PlanFlags& f, const Estimate& e) {
   const gpt::MemoryPlan& p = e.p;
   nlohmann::json j;
-  j["model"] = {{"n_layer", r.model.n_layer},
-                {"n_head", r.model.n_head},
-                {"n_embd", r.model.n_embd},
-                {"vocab_size", r.model.vocab_size},
-                {"max_seq_len", r.model.max_seq_len},
-                {"parameters", p.num_parameters},
-                {"trainable_parameters", p.trainable_parameters}};
+  j["model"] = {
+      {"family", r.model.family},         {"n_layer", r.model.n_layer},
+      {"n_head", r.model.n_head},         {"n_embd", r.model.n_embd},
+      {"vocab_size", r.model.vocab_size}, {"max_seq_len", r.model.max_seq_len},
+      {"parameters", p.num_parameters},   {"trainable_parameters", p.trainable_parameters}};
   j["task"] = r.task;
   j["method"] = r.method.method;
   j["batch"] = r.batch;
@@ -298,9 +314,13 @@ void print_json(const gpt::PlanRequest& r, const PlanFlags& f, const Estimate& e
 
 void print_table(const gpt::PlanRequest& r, const PlanFlags& f, const Estimate& e) {
   const gpt::MemoryPlan& p = e.p;
-  std::printf("model: %s L=%d C=%d NH=%d V=%d (padded %d) T<=%d, %.2fM parameters\n",
+  const std::string llama = r.model.llama() ? " llama NKV=" + std::to_string(r.model.kv_heads()) +
+                                                  " HS=" + std::to_string(r.model.head_size()) +
+                                                  " MLP=" + std::to_string(r.model.mlp_hidden)
+                                            : "";
+  std::printf("model: %s L=%d C=%d NH=%d%s V=%d (padded %d) T<=%d, %.2fM parameters\n",
               f.preset.empty() ? (f.config.empty() ? "shape" : f.config.c_str()) : f.preset.c_str(),
-              r.model.n_layer, r.model.n_embd, r.model.n_head, r.model.vocab_size,
+              r.model.n_layer, r.model.n_embd, r.model.n_head, llama.c_str(), r.model.vocab_size,
               r.model.padded_vocab_size(), r.model.max_seq_len, p.num_parameters / 1e6);
   std::string task = r.task;
   if (r.method.method == "lora")
@@ -338,7 +358,7 @@ void print_table(const gpt::PlanRequest& r, const PlanFlags& f, const Estimate& 
     std::printf("largest micro-batch that fits at T=%d: B=%d\n", r.seq_len, e.best_batch);
   else
     std::printf("largest micro-batch that fits at T=%d: none (B=1 does not fit)\n", r.seq_len);
-  std::printf("FLOPs per token: %.3g (training: 6 x matmul parameters + 6·L·T·C attention)\n",
+  std::printf("FLOPs per token: %.3g (training: 6 x matmul parameters + 6·L·T·NH·HS attention)\n",
               e.flops_per_token);
   if (e.seconds > 0) {
     std::printf("time: %.4g tokens at %.4g tokens/s: %.2f h (%.1f days)\n", e.tokens, e.rate,
