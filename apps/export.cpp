@@ -24,6 +24,7 @@
 #include "apps/options.h"
 #include "engine/checkpoint.h"
 #include "models/gpt_interop.h"
+#include "models/llama_interop.h"
 
 namespace fs = std::filesystem;
 
@@ -68,6 +69,9 @@ int run(int argc, char** argv) {
     throw std::invalid_argument("--format '" + format + "': expected hf or llmc");
 
   const gpt::GptWeights w = gpt::load_weights(checkpoint);  // verified before anything is written
+  if (w.config.llama() && format == "llmc")
+    throw std::invalid_argument(
+        checkpoint + ": a llama-family model has no llm.c format here (use --format hf)");
   std::error_code ec;
   if (fs::exists(out, ec) && !force)
     throw std::invalid_argument(out + ": exists (pass --force to replace it)");
@@ -95,7 +99,10 @@ int run(int argc, char** argv) {
     fs::remove_all(staging, ec);
     remove_dead_partials(trimmed);
     try {
-      gpt::write_hf_gpt2(staging, w);
+      if (w.config.llama())
+        gpt::write_hf_llama(staging, w);
+      else
+        gpt::write_hf_gpt2(staging, w);
       for (const char* name : {"vocab.json", "merges.txt", "tokenizer.json"}) {
         const fs::path src = fs::path(source_dir) / name;
         if (!source_dir.empty() && fs::is_regular_file(src, ec))
@@ -121,7 +128,13 @@ int run(int argc, char** argv) {
   std::fprintf(
       stderr,
       "gpt-export: wrote %s (%s: %d layers, %d heads, width %d, vocab %d, max_seq_len %d)\n",
-      out.c_str(), format == "hf" ? "Hugging Face GPT2LMHeadModel" : "llm.c version 3, fp32",
+      out.c_str(),
+      format == "llmc" ? "llm.c version 3, fp32"
+      : w.config.llama()
+          ? ("Hugging Face " +
+             gpt::llama_hf_config_json(w.config)["architectures"][0].get<std::string>())
+                .c_str()
+          : "Hugging Face GPT2LMHeadModel",
       c.n_layer, c.n_head, c.n_embd, c.vocab_size, c.max_seq_len);
   return 0;
 }
