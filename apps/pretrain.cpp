@@ -71,10 +71,18 @@ void print_start(gpt::PretrainJob& job, const gpt::PretrainSettings& s,
   const gpt::GptConfig& mc = job.model_config();
   const gpt::TrainLoader& loader = job.loader();
   const gpt::ValidationSet* val = job.validation();
+  std::string heads = std::to_string(mc.n_head) + " heads";
+  if (mc.llama())  // "llama, 4 layers, 4 heads (2 key/value) of 32, MLP 352, ..."
+    heads = "llama, " + std::to_string(mc.n_layer) + " layers, " + heads + " (" +
+            std::to_string(mc.kv_heads()) + " key/value) of " + std::to_string(mc.head_size()) +
+            ", MLP " + std::to_string(mc.mlp_hidden) + (mc.tied_head ? "" : ", untied head") +
+            (mc.qkv_bias ? ", q/k/v biases" : "") + (mc.qk_norm ? ", QK-norm" : "");
+  else
+    heads = std::to_string(mc.n_layer) + " layers, " + heads;
   run.print(
-      "model: %d layers, %d heads, width %d, vocab %d (padded %d), %.2fM parameters\n"
+      "model: %s, width %d, vocab %d (padded %d), %.2fM parameters\n"
       "data: %lld training tokens in %zu shard(s), %lld samples of %d+1%s\n",
-      mc.n_layer, mc.n_head, mc.n_embd, mc.vocab_size, mc.padded_vocab_size(),
+      heads.c_str(), mc.n_embd, mc.vocab_size, mc.padded_vocab_size(),
       static_cast<double>(mc.num_parameters()) / 1e6, static_cast<long long>(loader.total_tokens()),
       loader.files().size(), static_cast<long long>(loader.num_samples()), s.seq_len,
       val ? (", " + std::to_string(val->num_targets()) + " validation targets").c_str() : "");
