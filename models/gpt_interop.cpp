@@ -112,6 +112,31 @@ bool is_attention_buffer(const std::string& name) {
 
 }  // namespace
 
+HfConfigFields::HfConfigFields(const nlohmann::json& j, std::string source)
+    : j_(j), source_(std::move(source)) {
+  if (!j.is_object()) fail(source_, "not a JSON object");
+}
+
+const nlohmann::json* HfConfigFields::field(const char* key) const {
+  return j_.contains(key) && !j_[key].is_null() ? &j_[key] : nullptr;
+}
+
+int HfConfigFields::integer(const char* key, int fallback) const {
+  const nlohmann::json* v = field(key);
+  if (!v) return fallback;
+  if (!v->is_number_integer())
+    fail(source_, std::string("field '") + key + "': expected an integer, got " + v->dump());
+  return v->get<int>();
+}
+
+bool HfConfigFields::flag(const char* key, bool fallback) const {
+  const nlohmann::json* v = field(key);
+  if (!v) return fallback;
+  if (!v->is_boolean())
+    fail(source_, std::string("field '") + key + "': expected true or false, got " + v->dump());
+  return v->get<bool>();
+}
+
 nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) fail(path, "cannot open");
@@ -271,24 +296,10 @@ GptWeights read_checkpoint_weights(const std::string& path) {
 // ---- Hugging Face -------------------------------------------------------------------------------
 
 GptConfig gpt_config_from_hf_json(const nlohmann::json& j, const std::string& source) {
-  if (!j.is_object()) fail(source, "not a JSON object");
-  auto field = [&](const char* key) -> const nlohmann::json* {
-    return j.contains(key) && !j[key].is_null() ? &j[key] : nullptr;
-  };
-  auto integer = [&](const char* key, int fallback) {
-    const nlohmann::json* v = field(key);
-    if (!v) return fallback;
-    if (!v->is_number_integer())
-      fail(source, std::string("field '") + key + "': expected an integer, got " + v->dump());
-    return v->get<int>();
-  };
-  auto flag = [&](const char* key, bool fallback) {
-    const nlohmann::json* v = field(key);
-    if (!v) return fallback;
-    if (!v->is_boolean())
-      fail(source, std::string("field '") + key + "': expected true or false, got " + v->dump());
-    return v->get<bool>();
-  };
+  const HfConfigFields fields(j, source);
+  auto field = [&](const char* key) { return fields.field(key); };
+  auto integer = [&](const char* key, int fallback) { return fields.integer(key, fallback); };
+  auto flag = [&](const char* key, bool fallback) { return fields.flag(key, fallback); };
   if (const nlohmann::json* t = field("model_type"); t && *t != "gpt2")
     fail(source, "field 'model_type': " + t->dump() + " is not supported (expected \"gpt2\")");
   GptConfig c;  // defaults of transformers' GPT2Config

@@ -39,6 +39,20 @@ void upload_weights(GptModel& model, const GptWeights& w);
 // A JSON file, parsed; throws naming the path.
 nlohmann::json read_json_file(const std::string& path);
 
+// The fields of a Hugging Face config.json: absent and null both give the fallback; a value of
+// the wrong type throws naming `source` and the field.
+class HfConfigFields {
+ public:
+  HfConfigFields(const nlohmann::json& j, std::string source);  // throws unless j is an object
+  const nlohmann::json* field(const char* key) const;           // null when absent or null
+  int integer(const char* key, int fallback) const;
+  bool flag(const char* key, bool fallback) const;
+
+ private:
+  const nlohmann::json& j_;
+  std::string source_;
+};
+
 // ---- where weights come from
 // ---------------------------------------------------------------------
 enum class WeightsFormat { checkpoint, hf, llmc };

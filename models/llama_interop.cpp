@@ -142,30 +142,16 @@ bool is_llama_hf_config(const nlohmann::json& j) {
 }
 
 GptConfig llama_config_from_hf_json(const nlohmann::json& j, const std::string& source) {
-  if (!j.is_object()) fail(source, "not a JSON object");
-  auto field = [&](const char* key) -> const nlohmann::json* {
-    return j.contains(key) && !j[key].is_null() ? &j[key] : nullptr;
-  };
-  auto integer = [&](const char* key, int fallback) {
-    const nlohmann::json* v = field(key);
-    if (!v) return fallback;
-    if (!v->is_number_integer())
-      fail(source, std::string("field '") + key + "': expected an integer, got " + v->dump());
-    return v->get<int>();
-  };
+  const HfConfigFields fields(j, source);
+  auto field = [&](const char* key) { return fields.field(key); };
+  auto integer = [&](const char* key, int fallback) { return fields.integer(key, fallback); };
+  auto flag = [&](const char* key, bool fallback) { return fields.flag(key, fallback); };
   auto number = [&](const nlohmann::json& obj, const char* key, double fallback,
                     const std::string& where) {
     if (!obj.contains(key) || obj[key].is_null()) return fallback;
     if (!obj[key].is_number())
       fail(source, "field '" + where + key + "': expected a number, got " + obj[key].dump());
     return obj[key].get<double>();
-  };
-  auto flag = [&](const char* key, bool fallback) {
-    const nlohmann::json* v = field(key);
-    if (!v) return fallback;
-    if (!v->is_boolean())
-      fail(source, std::string("field '") + key + "': expected true or false, got " + v->dump());
-    return v->get<bool>();
   };
   const std::string type = model_type_of(j);
   const Architecture* arch = nullptr;
