@@ -69,6 +69,14 @@ same_run() {
   diff <(losses "$1/log.jsonl") <(losses "$2/log.jsonl") >/dev/null &&
     cmp -s "$1/model.safetensors" "$2/model.safetensors"
 }
+# final RUN: the checkpoint RUN/latest points at.
+final() { echo "$1/$(cat "$1/latest")"; }
+# same RUN_A RUN_B: identical logs, final weights and final checkpoints' optimizer state.
+same() {
+  same_run "$1" "$2" &&
+    cmp -s "$(final "$1")/model.safetensors" "$(final "$2")/model.safetensors" &&
+    cmp -s "$(final "$1")/optimizer.safetensors" "$(final "$2")/optimizer.safetensors"
+}
 # loadable CHECKPOINT: gpt-export reads it (into a scratch file).
 loadable() {
   "$BIN/gpt-export" --checkpoint "$1" --format llmc --out "$work/probe.bin" --force 2>/dev/null

@@ -21,12 +21,6 @@ common=(--train-data "$work/data/train_*.bin" --val-data "$work/data/val_*.bin" 
         --family llama --n-layer 2 --n-head 4 --n-kv-head 2 --n-embd 32 --head-dim 8 --mlp-hidden 48
         --rope-theta 10000 --max-seq-len 32 --seq-len 32 --batch-size 4 --warmup-steps 3 --lr 0.01)
 pretrain() { "$BIN/gpt-pretrain" "$@" 2>>"$work/stderr.log"; }
-final() { echo "$1/$(cat "$1/latest")"; }
-same() {
-  same_run "$1" "$2" &&
-    cmp -s "$(final "$1")/model.safetensors" "$(final "$2")/model.safetensors" &&
-    cmp -s "$(final "$1")/optimizer.safetensors" "$(final "$2")/optimizer.safetensors"
-}
 
 # ---- 1. exact resume, threads, ranks ------------------------------------------------------------
 for t in 2 3; do

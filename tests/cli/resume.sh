@@ -21,13 +21,6 @@ fox_text 300 "$work/text.txt"
 common=(--train-data "$work/data/train_*.bin" --val-data "$work/data/val_*.bin" --device cpu --n-layer 2
         --n-head 2 --n-embd 32 --max-seq-len 32 --seq-len 32 --batch-size 4 --warmup-steps 3 --lr 0.01)
 pretrain() { "$BIN/gpt-pretrain" "$@" 2>>"$work/stderr.log"; }
-final() { echo "$1/$(cat "$1/latest")"; }
-# same RUN_A RUN_B: identical logs, final weights and optimizer state.
-same() {
-  same_run "$1" "$2" &&
-    cmp -s "$(final "$1")/model.safetensors" "$(final "$2")/model.safetensors" &&
-    cmp -s "$(final "$1")/optimizer.safetensors" "$(final "$2")/optimizer.safetensors"
-}
 
 # ---- 1. exact resume, 2 and 3 threads ----------------------------------------------------------------
 for t in 2 3; do
