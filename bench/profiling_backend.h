@@ -176,10 +176,10 @@ class ProfilingBackend final : public Backend {
   void scale(Tensor out, const Tensor& in, float s) override {
     timed("scale", [&] { inner_.scale(out, in, s); });
   }
-  void attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
+  void attention_decode(Tensor out, const Tensor& q, const Tensor& kv_cache, int pos, int n_head,
                         int n_kv_head) override {
     timed("attention_decode",
-          [&] { inner_.attention_decode(out, qkv_cache, pos, n_head, n_kv_head); });
+          [&] { inner_.attention_decode(out, q, kv_cache, pos, n_head, n_kv_head); });
   }
   void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor master,
                     const AdamWStep& step) override {

@@ -81,6 +81,32 @@ cpu::AttentionShape check_attention(const Tensor& qkv, const Tensor& out, const 
   return a;
 }
 
+cpu::AttentionShape check_attention_decode(const Tensor& out, const Tensor& q,
+                                           const Tensor& kv_cache, int pos, int n_head,
+                                           int n_kv_head, const char* op) {
+  const std::string name = op;
+  if (n_head <= 0 || n_kv_head <= 0 || n_head % n_kv_head != 0)
+    throw ShapeError(name + ": " + std::to_string(n_head) + " query heads do not share " +
+                     std::to_string(n_kv_head) + " key/value heads evenly");
+  if (out.shape.ndim() != 2 || out.shape[1] % n_head != 0 || out.shape[1] == 0)
+    throw ShapeError(name + ": out " + out.str() + " is not (B, NH·HS)");
+  cpu::AttentionShape a;
+  a.B = static_cast<int>(out.shape[0]);
+  a.n_head = n_head;
+  a.n_kv_head = n_kv_head;
+  a.head_size = static_cast<int>(out.shape[1] / n_head);
+  if (q.shape.ndim() != 2 || q.shape[0] != a.B || q.shape[1] < out.shape[1])
+    throw ShapeError(name + ": q " + q.str() + " must be (B, >= " + std::to_string(out.shape[1]) +
+                     ")");
+  if (kv_cache.shape.ndim() != 3 || kv_cache.shape[0] != a.B ||
+      kv_cache.shape[2] != 2 * static_cast<int64_t>(n_kv_head) * a.head_size)
+    throw ShapeError(name + ": kv_cache " + kv_cache.str() + " is not (B, Tmax, 2 x " +
+                     std::to_string(n_kv_head) + " heads of " + std::to_string(a.head_size) + ")");
+  a.T = static_cast<int>(kv_cache.shape[1]);
+  if (pos < 0 || pos >= a.T) throw ShapeError(name + ": position outside the cache");
+  return a;
+}
+
 SwigluDims check_swiglu(const Tensor& inp, const Tensor& half, const char* op) {
   const std::string name = op;
   if (inp.shape.cols() % 2 != 0) throw ShapeError(name + ": inp " + inp.str() + " must be (N, 2H)");
@@ -147,15 +173,14 @@ void Backend::scale(Tensor out, const Tensor& in, float s) {
   upload_f32(out, host.data());
 }
 
-void Backend::attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
-                               int n_kv_head) {
+void Backend::attention_decode(Tensor out, const Tensor& q, const Tensor& kv_cache, int pos,
+                               int n_head, int n_kv_head) {
   const cpu::AttentionShape a =
-      check_attention(qkv_cache, out, Tensor(), n_head, n_kv_head, "attention_decode");
-  const int Tmax = a.T;
-  if (pos < 0 || pos >= Tmax) throw ShapeError("attention_decode: position outside the cache");
-  std::vector<float> cache = to_host(*this, qkv_cache);
+      check_attention_decode(out, q, kv_cache, pos, n_head, n_kv_head, "attention_decode");
+  const std::vector<float> q_host = to_host(*this, q), cache = to_host(*this, kv_cache);
   std::vector<float> host(static_cast<size_t>(out.numel()));
-  cpu::attention_decode<float>(host.data(), cache.data(), Tmax, pos, a);
+  cpu::attention_decode<float>(host.data(), q_host.data(), static_cast<int>(q.shape.cols()),
+                               cache.data(), a.T, pos, a);
   upload_f32(out, host.data());
 }
 

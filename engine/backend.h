@@ -167,10 +167,11 @@ class Backend {
 
   // out = s · in (any shape; out may alias in). Used by LoRA's scaled low-rank path.
   virtual void scale(Tensor out, const Tensor& in, float s);
-  // One generation step with a KV cache: out (B, NH·HS) for the query at position pos of
-  // qkv_cache (B, Tmax, (NH + 2·NKV)·HS), attending positions 0..pos (kernels/attention.h).
-  virtual void attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
-                                int n_kv_head);
+  // One generation step with a KV cache of key/value heads only: out (B, NH·HS) for the queries
+  // at the start of each row of q (B, >= NH·HS; a qkv row as it is) against kv_cache
+  // (B, Tmax, 2·NKV·HS) rows [k | v], attending positions 0..pos (kernels/attention.h).
+  virtual void attention_decode(Tensor out, const Tensor& q, const Tensor& kv_cache, int pos,
+                                int n_head, int n_kv_head);
 
   // One AdamW step on one parameter tensor. m, v (and master, used when the compute dtype is bf16)
   // are in the stat dtype and have the parameter's element count.
@@ -190,6 +191,11 @@ RopeDims check_rope(const Tensor& qkv, const Tensor& cos, const Tensor& sin, int
 // NH·HS)), lse (B, NH, T) when not empty. The shape in the CPU kernels' terms.
 cpu::AttentionShape check_attention(const Tensor& qkv, const Tensor& out, const Tensor& lse,
                                     int n_head, int n_kv_head, const char* op);
+// attention_decode: q (B, >= NH·HS), kv_cache (B, Tmax, 2·NKV·HS), out (B, NH·HS), 0 <= pos < Tmax;
+// the shape's T is Tmax.
+cpu::AttentionShape check_attention_decode(const Tensor& out, const Tensor& q,
+                                           const Tensor& kv_cache, int pos, int n_head,
+                                           int n_kv_head, const char* op);
 struct SwigluDims {
   int N = 0, H = 0;
 };

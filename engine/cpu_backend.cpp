@@ -381,14 +381,14 @@ void CpuBackend::scale(Tensor out, const Tensor& in, float s) {
   });
 }
 
-void CpuBackend::attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
-                                  int n_kv_head) {
+void CpuBackend::attention_decode(Tensor out, const Tensor& q, const Tensor& kv_cache, int pos,
+                                  int n_head, int n_kv_head) {
   const cpu::AttentionShape a =
-      check_attention(qkv_cache, out, Tensor(), n_head, n_kv_head, "attention_decode");
-  if (pos < 0 || pos >= a.T) throw ShapeError("attention_decode: position outside the cache");
+      check_attention_decode(out, q, kv_cache, pos, n_head, n_kv_head, "attention_decode");
   dispatch(dtype_, [&](auto tag) {
     using F = decltype(tag);
-    cpu::attention_decode<F>(p<F>(out), p<F>(qkv_cache), a.T, pos, a);
+    cpu::attention_decode<F>(p<F>(out), p<F>(q), static_cast<int>(q.shape.cols()), p<F>(kv_cache),
+                             a.T, pos, a);
   });
 }
 

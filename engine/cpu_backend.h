@@ -53,7 +53,7 @@ class CpuBackend final : public Backend {
   void crossentropy(Tensor losses, Tensor logits, const Tensor& targets, int vocab_size,
                     float dloss, LossGrad grad) override;
   void scale(Tensor out, const Tensor& in, float s) override;
-  void attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
+  void attention_decode(Tensor out, const Tensor& q, const Tensor& kv_cache, int pos, int n_head,
                         int n_kv_head) override;
   void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight,
                        float eps) override;

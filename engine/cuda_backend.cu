@@ -672,16 +672,19 @@ void CudaBackend::attention_backward(Tensor dqkv, const Tensor& dout, const Tens
   });
 }
 
-void CudaBackend::attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
-                                   int n_kv_head) {
+void CudaBackend::attention_decode(Tensor out, const Tensor& q, const Tensor& kv_cache, int pos,
+                                   int n_head, int n_kv_head) {
   const cpu::AttentionShape a =
-      attention_shape(qkv_cache, out, Tensor(), n_head, n_kv_head, dtype_, "attention_decode");
-  check_shape(out, Shape{a.B, a.n_head * a.head_size}, "attention_decode out");
-  if (pos < 0 || pos >= a.T) throw ShapeError("attention_decode: position outside the cache");
+      check_attention_decode(out, q, kv_cache, pos, n_head, n_kv_head, "attention_decode");
+  for (const Tensor* t : {static_cast<const Tensor*>(&out), &q, &kv_cache}) {
+    check_not_empty(*t, "attention_decode");
+    check_dtype(*t, dtype_, "attention_decode");
+  }
   void* buffer = scratch(cuda::attention_decode_scratch_bytes(a));
   dispatch(dtype_, [&](auto tag) {
     using F = decltype(tag);
-    cuda::attention_decode<F>(dev<F>(out), dev<F>(qkv_cache), pos, a, buffer, stream_);
+    cuda::attention_decode<F>(dev<F>(out), dev<F>(q), static_cast<int>(q.shape.cols()),
+                              dev<F>(kv_cache), pos, a, buffer, stream_);
   });
 }
 

@@ -87,7 +87,7 @@ class CudaBackend final : public Backend {
                          int n_kv_head) override;
   void attention_backward(Tensor dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out,
                           const Tensor& lse, int n_head, int n_kv_head) override;
-  void attention_decode(Tensor out, const Tensor& qkv_cache, int pos, int n_head,
+  void attention_decode(Tensor out, const Tensor& q, const Tensor& kv_cache, int pos, int n_head,
                         int n_kv_head) override;
   void crossentropy(Tensor losses, Tensor logits, const Tensor& targets, int vocab_size,
                     float dloss, LossGrad grad) override;

@@ -80,7 +80,7 @@ class SizingBackend final : public Backend {
   double sum_of_squares(const Tensor&) override { return 0.0; }
   double sum(const Tensor&) override { return 0.0; }
   void scale(Tensor, const Tensor&, float) override {}
-  void attention_decode(Tensor, const Tensor&, int, int, int) override {}
+  void attention_decode(Tensor, const Tensor&, const Tensor&, int, int, int) override {}
   void adamw_update(Tensor, const Tensor&, Tensor, Tensor, Tensor, const AdamWStep&) override {}
 
  private:

@@ -190,9 +190,10 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, cons
 }
 
 template <typename F>
-void attention_decode(F* out, const F* qkv_cache, int Tmax, int pos, const AttentionShape& a) {
+void attention_decode(F* out, const F* q_rows, int q_stride, const F* kv_cache, int Tmax, int pos,
+                      const AttentionShape& a) {
   const int HS = a.head_size;
-  const size_t ld = static_cast<size_t>(a.row_width());
+  const size_t ld = static_cast<size_t>(2) * a.n_kv_head * HS;  // [k | v]
   const int group = a.n_head / a.n_kv_head;
   const double scale = 1.0 / std::sqrt(static_cast<double>(HS));
 #pragma omp parallel for schedule(static)
@@ -200,10 +201,10 @@ void attention_decode(F* out, const F* qkv_cache, int Tmax, int pos, const Atten
     thread_local std::vector<double> weights;
     if (weights.size() < static_cast<size_t>(pos) + 1) weights.resize(static_cast<size_t>(pos) + 1);
     const int b = bh / a.n_head, h = bh % a.n_head;
-    const F* base = qkv_cache + static_cast<size_t>(b) * Tmax * ld;
-    const F* q = base + static_cast<size_t>(pos) * ld + static_cast<size_t>(h) * HS;
-    const size_t k_offset = a.key_offset(h / group);
-    const size_t v_offset = a.value_offset(h / group);
+    const F* base = kv_cache + static_cast<size_t>(b) * Tmax * ld;
+    const F* q = q_rows + static_cast<size_t>(b) * q_stride + static_cast<size_t>(h) * HS;
+    const size_t k_offset = static_cast<size_t>(h / group) * HS;
+    const size_t v_offset = static_cast<size_t>(a.n_kv_head + h / group) * HS;
     double max_s = -INFINITY;
     for (int u = 0; u <= pos; ++u) {
       const F* k = base + static_cast<size_t>(u) * ld + k_offset;
@@ -224,13 +225,6 @@ void attention_decode(F* out, const F* qkv_cache, int Tmax, int pos, const Atten
   }
 }
 
-template <typename F>
-void attention_decode(F* out, const F* qkv_cache, int B, int Tmax, int C, int NH, int pos) {
-  attention_decode(out, qkv_cache, Tmax, pos, AttentionShape{B, 1, NH, NH, C / NH});
-}
-
-template void attention_decode<float>(float*, const float*, int, int, int, int, int);
-template void attention_decode<double>(double*, const double*, int, int, int, int, int);
 template void attention_forward<float>(float*, float*, const float*, int, int, int, int);
 template void attention_forward<double>(double*, double*, const double*, int, int, int, int);
 template void attention_backward<float>(float*, const float*, const float*, const float*,
@@ -243,7 +237,9 @@ template void attention_backward<float>(float*, const float*, const float*, cons
                                         const float*, const AttentionShape&);
 template void attention_backward<double>(double*, const double*, const double*, const double*,
                                          const double*, const AttentionShape&);
-template void attention_decode<float>(float*, const float*, int, int, const AttentionShape&);
-template void attention_decode<double>(double*, const double*, int, int, const AttentionShape&);
+template void attention_decode<float>(float*, const float*, int, const float*, int, int,
+                                      const AttentionShape&);
+template void attention_decode<double>(double*, const double*, int, const double*, int, int,
+                                       const AttentionShape&);
 
 }  // namespace gpt::cpu

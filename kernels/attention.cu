@@ -181,12 +181,13 @@ __global__ void softmax_backward_kernel(F* P_to_dS, const float* dP, const F* do
 constexpr int kDecodeBlock = 256;
 
 // One block per (batch b, query head h): out[b, h·HS + c] = Σ_{u<=pos} p_u · v_u[c] with
-// p = softmax(q_pos · k_u / sqrt(HS)), k and v of key/value head h / (NH / NKV). scores: pos + 1
-// floats of this block's own.
+// p = softmax(q · k_u / sqrt(HS)), q the head's values at the start of row b of q_rows, k and v of
+// key/value head h / (NH / NKV) in the cache's [k | v] rows. scores: pos + 1 floats of this
+// block's own.
 template <typename F>
 __global__ void __launch_bounds__(kDecodeBlock)
-    attention_decode_kernel(F* out, float* scores, const F* cache, int Tmax, int pos, int NH,
-                            int NKV, int HS, float scale) {
+    attention_decode_kernel(F* out, float* scores, const F* q_rows, int q_stride, const F* cache,
+                            int Tmax, int pos, int NH, int NKV, int HS, float scale) {
   __shared__ float reduce[kWarpSize];
   __shared__ float partial[kDecodeBlock];
   const int tid = static_cast<int>(threadIdx.x);
@@ -194,11 +195,11 @@ __global__ void __launch_bounds__(kDecodeBlock)
   const int bh = static_cast<int>(blockIdx.x);
   const int b = bh / NH, h = bh % NH;
   const int kv = h / (NH / NKV);
-  const int64_t W = static_cast<int64_t>(NH + 2 * NKV) * HS;
+  const int64_t W = static_cast<int64_t>(2 * NKV) * HS;  // a cache row: [k | v]
   const F* base = cache + static_cast<int64_t>(b) * Tmax * W;
-  const F* q = base + pos * W + static_cast<int64_t>(h) * HS;
-  const F* k = base + static_cast<int64_t>(NH + kv) * HS;
-  const F* v = base + static_cast<int64_t>(NH + NKV + kv) * HS;
+  const F* q = q_rows + static_cast<int64_t>(b) * q_stride + static_cast<int64_t>(h) * HS;
+  const F* k = base + static_cast<int64_t>(kv) * HS;
+  const F* v = base + static_cast<int64_t>(NKV + kv) * HS;
   float* s = scores + static_cast<int64_t>(bh) * (pos + 1);
 
   // Scores, a warp per key; every lane of the warp holds the sum, so the running max agrees.
@@ -435,20 +436,20 @@ size_t attention_decode_scratch_bytes(const cpu::AttentionShape& shape) {
 }
 
 template <typename F>
-void attention_decode(F* out, const F* cache, int pos, const cpu::AttentionShape& a, void* scratch,
-                      cudaStream_t stream) {
+void attention_decode(F* out, const F* q, int q_stride, const F* cache, int pos,
+                      const cpu::AttentionShape& a, void* scratch, cudaStream_t stream) {
   if (a.B == 0) return;
   const float scale = 1.0f / sqrtf(static_cast<float>(a.head_size));
   attention_decode_kernel<F><<<static_cast<unsigned>(a.B * a.n_head), kDecodeBlock, 0, stream>>>(
-      out, static_cast<float*>(scratch), cache, a.T, pos, a.n_head, a.n_kv_head, a.head_size,
-      scale);
+      out, static_cast<float*>(scratch), q, q_stride, cache, a.T, pos, a.n_head, a.n_kv_head,
+      a.head_size, scale);
   GPT_CUDA_CHECK_LAUNCH();
 }
 
-template void attention_decode<float>(float*, const float*, int, const cpu::AttentionShape&, void*,
-                                      cudaStream_t);
-template void attention_decode<bf16>(bf16*, const bf16*, int, const cpu::AttentionShape&, void*,
-                                     cudaStream_t);
+template void attention_decode<float>(float*, const float*, int, const float*, int,
+                                      const cpu::AttentionShape&, void*, cudaStream_t);
+template void attention_decode<bf16>(bf16*, const bf16*, int, const bf16*, int,
+                                     const cpu::AttentionShape&, void*, cudaStream_t);
 template void attention_forward<float>(cublasHandle_t, float*, float*, const float*,
                                        const cpu::AttentionShape&, void*, size_t, cudaStream_t);
 template void attention_forward<bf16>(cublasHandle_t, bf16*, float*, const bf16*,

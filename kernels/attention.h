@@ -51,9 +51,13 @@ void attention_forward(F* out, F* lse, const F* qkv, const AttentionShape& shape
 template <typename F>
 void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse,
                         const AttentionShape& shape);
-// qkv_cache (B, Tmax, W); out (B, NH·HS); shape.T is unused.
+// One decoding step against a KV cache that holds the key and value heads only (never repeated per
+// query head, no queries): q (B, q_stride) whose rows start with the NH·HS query values (a qkv row
+// may be passed as it is), kv_cache (B, Tmax, 2·NKV·HS) rows [k | v], out (B, NH·HS); the query of
+// row b attends positions 0..pos. shape.T is unused.
 template <typename F>
-void attention_decode(F* out, const F* qkv_cache, int Tmax, int pos, const AttentionShape& shape);
+void attention_decode(F* out, const F* q, int q_stride, const F* kv_cache, int Tmax, int pos,
+                      const AttentionShape& shape);
 
 template <typename F>
 void attention_forward(F* out, F* lse, const F* qkv, int B, int T, int C, int NH);
@@ -61,12 +65,5 @@ void attention_forward(F* out, F* lse, const F* qkv, int B, int T, int C, int NH
 template <typename F>
 void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, int B,
                         int T, int C, int NH);
-
-// One decoding step with a KV cache (generation): for each batch row b, the query stored at
-// position pos of qkv_cache (B, Tmax, 3C) attends the keys and values at positions 0..pos of the
-// same cache; out (B, C) receives the heads' outputs. Costs O(pos · C) per row: the cache holds the
-// projections of every earlier token, so nothing before pos is recomputed.
-template <typename F>
-void attention_decode(F* out, const F* qkv_cache, int B, int Tmax, int C, int NH, int pos);
 
 }  // namespace gpt::cpu

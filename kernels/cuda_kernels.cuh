@@ -161,12 +161,13 @@ void attention_backward(cublasHandle_t handle, F* dqkv, const F* dout, const F* 
                         const float* lse, const cpu::AttentionShape& shape, void* scratch,
                         size_t chunk_limit_bytes, cudaStream_t stream);
 // One generation step (kernels/attention.h: attention_decode): out (B, NH·HS) = attention of the
-// query at position pos of cache (B, Tmax, (NH + 2·NKV)·HS) over positions 0..pos; shape.T is the
-// cache length Tmax. scratch: attention_decode_scratch_bytes(shape) bytes (the scores).
+// queries at the start of each row of q (row stride q_stride) over positions 0..pos of cache
+// (B, Tmax, 2·NKV·HS) rows [k | v]; shape.T is the cache length Tmax. scratch:
+// attention_decode_scratch_bytes(shape) bytes (the scores).
 size_t attention_decode_scratch_bytes(const cpu::AttentionShape& shape);
 template <typename F>
-void attention_decode(F* out, const F* cache, int pos, const cpu::AttentionShape& shape,
-                      void* scratch, cudaStream_t stream);
+void attention_decode(F* out, const F* q, int q_stride, const F* cache, int pos,
+                      const cpu::AttentionShape& shape, void* scratch, cudaStream_t stream);
 
 // ---- fused classifier (kernels/crossentropy.h) --------------------------------------------------
 // losses (N) =; dlogits (N,Vp) = (may alias logits; null: losses only). A target outside [0, V)

@@ -500,9 +500,10 @@ Tensor GptModel::block_forward(int l, const Tensor& residual, int B, int T, Atte
     case Attend::causal:
       backend_.attention_forward(atty, A(kAttLse, {B, NH, T}), qkv, NH, NKV);
       break;
-    case Attend::decode:  // the new rows join the cache, then attend over rows 0..pos
+    case Attend::decode:  // the new keys and values join the cache; the query attends rows 0..pos
       cache_qkv(l, qkv, B, 1, pos);
-      backend_.attention_decode(Tensor(atty.data, atty.dtype, {B, Aw}), cache_view(l, B), pos, NH,
+      backend_.attention_decode(Tensor(atty.data, atty.dtype, {B, Aw}),
+                                Tensor(qkv.data, qkv.dtype, {B, W}), cache_view(l, B), pos, NH,
                                 NKV);
       break;
   }

@@ -219,8 +219,9 @@ class GptModel : public LanguageModel {
   // (B, T, C), writes layer l's activations (decode: the layer-0 slots, as scratch), returns the
   // stream after the block.
   Tensor block_forward(int l, const Tensor& residual, int B, int T, Attend attend, int pos);
-  void cache_qkv(int l, const Tensor& qkv, int B, int P, int pos);  // (B, P, 3C) into rows pos..
-  Tensor cache_view(int l, int B) const;  // layer l's first B rows of the cache (B, Tmax, 3C)
+  // The key/value part of qkv (B, P, W) into cache rows pos.. of layer l.
+  void cache_qkv(int l, const Tensor& qkv, int B, int P, int pos);
+  Tensor cache_view(int l, int B) const;  // layer l's first B rows of the cache (B, Tmax, 2·NKV·HS)
   void ensure_activations();
   void backward_impl(int B, int T);
   void backward_from_lnf(int B, int T);
@@ -259,7 +260,7 @@ class GptModel : public LanguageModel {
   std::unique_ptr<ClassHead> head_;
   int num_classes_ = 0;
   bool class_head_active_ = true;
-  std::unique_ptr<Arena> kv_cache_;  // (L, B, Tmax, W), allocated by the first prefill
+  std::unique_ptr<Arena> kv_cache_;  // (L, B, Tmax, 2·NKV·HS), allocated by the first prefill
   bool present_[kNumParams] = {};    // whether the config has each parameter
   std::unique_ptr<Arena> rope_;      // the Llama family's cos, sin tables (max_seq, HS / 2)
 };

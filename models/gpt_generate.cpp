@@ -1,9 +1,10 @@
 // Generation with a KV cache. prefill() runs the prompt through the normal forward and copies every
-// layer's packed q|k|v rows (after RoPE in the Llama family) into the cache (L, B, Tmax, W);
-// decode() then runs the same forward (block_forward, gpt.cpp) for one token per row: each layer
-// computes the new token's projections, appends them to the cache, and attends over the cached keys
-// and values (Backend::attention_decode). A new token costs O(T) attention work per layer instead
-// of the O(T²) of recomputing the whole sequence.
+// layer's key and value heads (after RoPE in the Llama family) into the cache (L, B, Tmax,
+// 2·NKV·HS: each key/value head once, never repeated per query head, and no queries); decode() then
+// runs the same forward (block_forward, gpt.cpp) for one token per row: each layer computes the new
+// token's projections, appends them to the cache, and attends over the cached keys and values
+// (Backend::attention_decode). A new token costs O(T) attention work per layer instead of the O(T²)
+// of recomputing the whole sequence.
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -13,21 +14,29 @@
 
 namespace gpt {
 
+// A cache row holds one position's key and value heads, [k | v], 2·NKV·HS values: the part of a
+// qkv row after its NH·HS query values.
 Tensor GptModel::cache_view(int l, int B) const {
-  const size_t row = static_cast<size_t>(config_.qkv_width()) * dtype_size(backend_.dtype());
+  const int64_t width = config_.qkv_width() - config_.attn_width();
+  const size_t row = static_cast<size_t>(width) * dtype_size(backend_.dtype());
   const Tensor cache = (*kv_cache_)[0];
   char* cache_l =
       static_cast<char*>(cache.data) + static_cast<size_t>(l) * max_batch_ * max_seq_ * row;
-  return Tensor(cache_l, cache.dtype, {B, max_seq_, config_.qkv_width()});
+  return Tensor(cache_l, cache.dtype, {B, max_seq_, width});
 }
 
 void GptModel::cache_qkv(int l, const Tensor& qkv, int B, int P, int pos) {
-  const size_t row = static_cast<size_t>(config_.qkv_width()) * dtype_size(backend_.dtype());
+  const size_t esize = dtype_size(backend_.dtype());
+  const size_t qkv_row = static_cast<size_t>(config_.qkv_width()) * esize;
+  const size_t q_part = static_cast<size_t>(config_.attn_width()) * esize;
+  const size_t row = qkv_row - q_part;
   char* cache_l = static_cast<char*>(cache_view(l, B).data);
-  for (int b = 0; b < B; ++b) {
-    backend_.copy(cache_l + (static_cast<size_t>(b) * max_seq_ + pos) * row,
-                  static_cast<const char*>(qkv.data) + static_cast<size_t>(b) * P * row, P * row);
-  }
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < P; ++t)
+      backend_.copy(
+          cache_l + (static_cast<size_t>(b) * max_seq_ + pos + t) * row,
+          static_cast<const char*>(qkv.data) + (static_cast<size_t>(b) * P + t) * qkv_row + q_part,
+          row);
 }
 
 std::vector<float> GptModel::prefill(const int32_t* tokens, int B, int P) {
@@ -36,7 +45,8 @@ std::vector<float> GptModel::prefill(const int32_t* tokens, int B, int P) {
   const int L = config_.n_layer, Vp = config_.padded_vocab_size();
   if (!kv_cache_) {
     ArenaLayout layout;
-    layout.add("kv", backend_.dtype(), {L, max_batch_, max_seq_, config_.qkv_width()});
+    layout.add("kv", backend_.dtype(),
+               {L, max_batch_, max_seq_, config_.qkv_width() - config_.attn_width()});
     kv_cache_ = std::make_unique<Arena>(backend_, std::move(layout));
   }
   // Each layer's q, k, v go to the cache as the layer runs: the activation slots may be shared

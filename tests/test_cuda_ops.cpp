@@ -732,14 +732,17 @@ TEST_P(CudaOps, AttentionGroupedQueryHeads) {
 TEST_P(CudaOps, AttentionDecodeGroupedQueryHeads) {
   for (const GroupedCase& c : kGroupedCases) {
     SCOPED_TRACE(::testing::Message() << c);
+    // The queries are read from the start of qkv-wide rows; the cache holds [k | v] only.
     const int W = (c.NH + 2 * c.NKV) * c.HS;
-    auto cache = make(Kind::compute, {c.B, c.T, W});
+    auto q = make(Kind::compute, {c.B, W});
+    auto cache = make(Kind::compute, {c.B, c.T, 2 * c.NKV * c.HS});
     auto out = make(Kind::compute, {c.B, c.NH * c.HS});
+    q->randomize(rng_, 2.0f);
     cache->randomize(rng_, 2.0f);
     for (int pos : {0, c.T / 2, c.T - 1}) {
       out->poison();
-      cpu_->attention_decode(out->cpu(), cache->cpu(), pos, c.NH, c.NKV);
-      gpu_->attention_decode(out->gpu(), cache->gpu(), pos, c.NH, c.NKV);
+      cpu_->attention_decode(out->cpu(), q->cpu(), cache->cpu(), pos, c.NH, c.NKV);
+      gpu_->attention_decode(out->gpu(), q->gpu(), cache->gpu(), pos, c.NH, c.NKV);
       EXPECT_LT(out->error(), tol_.reduction) << "pos " << pos;
     }
   }

@@ -419,9 +419,15 @@ TEST(GroupedQueryAttention, ForwardMatchesFormulaAndDecodeMatchesForward) {
     Vec out(ref.size(), kNaN), lse(static_cast<size_t>(a.B) * a.n_head * a.T, kNaN);
     attention_forward(out.data(), lse.data(), qkv.data(), a);
     EXPECT_LT(rel_error(out, ref), kDoubleTol) << a.n_head << ":" << a.n_kv_head;
-    // Decoding the last position from the same rows as a cache gives the forward's last row.
+    // Decoding the last position (its query read in place from the qkv rows, T rows apart)
+    // against a cache of the rows' key and value heads gives the forward's last row.
+    const size_t W = a.row_width(), kv_width = W - static_cast<size_t>(a.n_head) * a.head_size;
+    Vec cache;
+    for (size_t r = 0; r < static_cast<size_t>(a.B) * a.T; ++r)
+      cache.insert(cache.end(), qkv.begin() + r * W + (W - kv_width), qkv.begin() + (r + 1) * W);
     Vec decoded(static_cast<size_t>(a.B) * a.n_head * a.head_size, kNaN);
-    attention_decode(decoded.data(), qkv.data(), a.T, a.T - 1, a);
+    attention_decode(decoded.data(), qkv.data() + (a.T - 1) * W, a.T * static_cast<int>(W),
+                     cache.data(), a.T, a.T - 1, a);
     Vec last;
     for (int b = 0; b < a.B; ++b) {
       const size_t row = (static_cast<size_t>(b) * a.T + a.T - 1) * a.n_head * a.head_size;
