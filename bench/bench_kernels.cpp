@@ -395,6 +395,21 @@ std::vector<Family> families() {
                 {"out", "rstd"},
                 [](const Dims& d, double e) { return 2.0 * d.N() * d.C * e + 4.0 * d.N(); },
                 nullptr});
+  // The residual add fused into RMSNorm (the blocks' second norm), in place on the stream as in
+  // the model: reads a and b, writes sum and out (the sum's reread hits the cache).
+  fs.push_back(
+      {"residual_rmsnorm_forward",
+       [](const Dims& d) {
+         return std::vector<Spec>{compute("a", {d.N(), d.C}, -2, 2), compute("b", {d.N(), d.C}),
+                                  compute("w", {d.C}), compute("out", {d.N(), d.C}),
+                                  stat("rstd", {d.N()}, 0, 0)};
+       },
+       [](Backend& b, Tensors& t, const Dims&) {
+         b.residual_rmsnorm_forward(t["a"], t["out"], t["rstd"], t["a"], t["b"], t["w"], 1e-5f);
+       },
+       {"a", "out", "rstd"},
+       [](const Dims& d, double e) { return 4.0 * d.N() * d.C * e + 4.0 * d.N(); },
+       nullptr});
   fs.push_back({"rmsnorm_backward",
                 [](const Dims& d) {
                   return std::vector<Spec>{compute("inp", {d.N(), d.C}, -2, 2),

@@ -130,6 +130,11 @@ class ProfilingBackend final : public Backend {
                        float eps) override {
     timed("rmsnorm_forward", [&] { inner_.rmsnorm_forward(out, rstd, inp, weight, eps); });
   }
+  void residual_rmsnorm_forward(Tensor sum, Tensor out, Tensor rstd, const Tensor& a,
+                                const Tensor& b, const Tensor& weight, float eps) override {
+    timed("residual_rmsnorm_forward",
+          [&] { inner_.residual_rmsnorm_forward(sum, out, rstd, a, b, weight, eps); });
+  }
   void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Tensor& inp,
                         const Tensor& weight, const Tensor& rstd) override {
     timed("rmsnorm_backward",

@@ -131,6 +131,10 @@ class Backend {
   // inp, out (N,C); weight (C); rstd (N) in stat dtype; eps from the model's config.
   virtual void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight,
                                float eps) = 0;
+  // sum (N,C) = a + b; out (N,C) = RMSNorm(sum) · weight; rstd (N) stat dtype. sum may alias a
+  // (in place on the residual stream). The backward is rmsnorm_backward's (the add's is identity).
+  virtual void residual_rmsnorm_forward(Tensor sum, Tensor out, Tensor rstd, const Tensor& a,
+                                        const Tensor& b, const Tensor& weight, float eps) = 0;
   // dinp +=, dweight += (either may be empty)
   virtual void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Tensor& inp,
                                 const Tensor& weight, const Tensor& rstd) = 0;

@@ -295,6 +295,21 @@ void CpuBackend::rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, con
   });
 }
 
+void CpuBackend::residual_rmsnorm_forward(Tensor sum, Tensor out, Tensor rstd, const Tensor& a,
+                                          const Tensor& b, const Tensor& weight, float eps) {
+  const int N = as_int(a.shape.rows(), "a"), C = as_int(a.shape.cols(), "a");
+  check_shape(b, a.shape, "residual_rmsnorm_forward b");
+  check_shape(sum, a.shape, "residual_rmsnorm_forward sum");
+  check_shape(out, a.shape, "residual_rmsnorm_forward out");
+  check_shape(weight, Shape{C}, "residual_rmsnorm_forward weight");
+  check_shape(rstd, Shape{N}, "residual_rmsnorm_forward rstd");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cpu::residual_rmsnorm_forward<F>(p<F>(sum), p<F>(out), p<F>(rstd), p<F>(a), p<F>(b),
+                                     p<F>(weight), N, C, eps);
+  });
+}
+
 void CpuBackend::rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout,
                                   const Tensor& inp, const Tensor& weight, const Tensor& rstd) {
   const int N = as_int(inp.shape.rows(), "inp"), C = as_int(inp.shape.cols(), "inp");

@@ -464,6 +464,25 @@ void CudaBackend::rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, co
   });
 }
 
+void CudaBackend::residual_rmsnorm_forward(Tensor sum, Tensor out, Tensor rstd, const Tensor& a,
+                                           const Tensor& b, const Tensor& weight, float eps) {
+  check_not_empty(a, "residual_rmsnorm_forward a");
+  const int N = as_int(a.shape.rows(), "a"), C = as_int(a.shape.cols(), "a");
+  expect(a, dtype_, a.shape, "residual_rmsnorm_forward a");
+  expect(b, dtype_, a.shape, "residual_rmsnorm_forward b");
+  expect(sum, dtype_, a.shape, "residual_rmsnorm_forward sum");
+  expect(out, dtype_, a.shape, "residual_rmsnorm_forward out");
+  expect(weight, dtype_, Shape{C}, "residual_rmsnorm_forward weight");
+  expect(rstd, DType::f32, Shape{N}, "residual_rmsnorm_forward rstd");
+  check_multiple(C, pack_of(dtype_), "residual_rmsnorm_forward C");
+  check_aligned({&sum, &out, &a, &b, &weight}, "residual_rmsnorm_forward");
+  dispatch(dtype_, [&](auto tag) {
+    using F = decltype(tag);
+    cuda::residual_rmsnorm_forward<F>(dev<F>(sum), dev<F>(out), dev<float>(rstd), dev<F>(a),
+                                      dev<F>(b), dev<F>(weight), N, C, eps, stream_);
+  });
+}
+
 void CudaBackend::rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout,
                                    const Tensor& inp, const Tensor& weight, const Tensor& rstd) {
   check_not_empty(inp, "rmsnorm_backward inp");

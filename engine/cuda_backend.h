@@ -93,6 +93,8 @@ class CudaBackend final : public Backend {
                     float dloss, LossGrad grad) override;
   void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight,
                        float eps) override;
+  void residual_rmsnorm_forward(Tensor sum, Tensor out, Tensor rstd, const Tensor& a,
+                                const Tensor& b, const Tensor& weight, float eps) override;
   void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Tensor& inp,
                         const Tensor& weight, const Tensor& rstd) override;
   void qk_norm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& q_weight,

@@ -67,6 +67,8 @@ class SizingBackend final : public Backend {
                           int) override {}
   void crossentropy(Tensor, Tensor, const Tensor&, int, float, LossGrad) override {}
   void rmsnorm_forward(Tensor, Tensor, const Tensor&, const Tensor&, float) override {}
+  void residual_rmsnorm_forward(Tensor, Tensor, Tensor, const Tensor&, const Tensor&, const Tensor&,
+                                float) override {}
   void rmsnorm_backward(Tensor, Tensor, const Tensor&, const Tensor&, const Tensor&,
                         const Tensor&) override {}
   void qk_norm_forward(Tensor, Tensor, const Tensor&, const Tensor&, const Tensor&, int, int,

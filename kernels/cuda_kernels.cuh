@@ -72,6 +72,10 @@ void norm_backward_weight_heads(F* dweight, const F* dout, const F* inp, const f
 template <typename F>
 void rmsnorm_forward(F* out, float* rstd, const F* inp, const F* weight, int N, int C, float eps,
                      cudaStream_t stream);
+// sum = a + b (sum may alias a), out = RMSNorm(sum) · weight.
+template <typename F>
+void residual_rmsnorm_forward(F* sum, F* out, float* rstd, const F* a, const F* b, const F* weight,
+                              int N, int C, float eps, cudaStream_t stream);
 // dinp +=, dweight += ; either may be null. Scratch: norm_backward_params_scratch_bytes(N, C).
 template <typename F>
 void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F* weight,

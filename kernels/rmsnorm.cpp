@@ -72,6 +72,17 @@ void rmsnorm_forward(F* out, F* rstd, const F* inp, const F* weight, int N, int 
 }
 
 template <typename F>
+void residual_rmsnorm_forward(F* sum, F* out, F* rstd, const F* a, const F* b, const F* weight,
+                              int N, int C, double eps) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < N; ++i) {
+    const size_t offset = static_cast<size_t>(i) * C;
+    for (int c = 0; c < C; ++c) sum[offset + c] = a[offset + c] + b[offset + c];
+    rstd[i] = forward_row(out + offset, sum + offset, weight, C, eps);
+  }
+}
+
+template <typename F>
 void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F* weight,
                       const F* rstd, int N, int C) {
   if (dinp != nullptr) {
@@ -141,6 +152,10 @@ void qk_norm_backward(F* dinp, F* dq_weight, F* dk_weight, const F* dout, const 
 template void rmsnorm_forward<float>(float*, float*, const float*, const float*, int, int, double);
 template void rmsnorm_forward<double>(double*, double*, const double*, const double*, int, int,
                                       double);
+template void residual_rmsnorm_forward<float>(float*, float*, float*, const float*, const float*,
+                                              const float*, int, int, double);
+template void residual_rmsnorm_forward<double>(double*, double*, double*, const double*,
+                                               const double*, const double*, int, int, double);
 template void rmsnorm_backward<float>(float*, float*, const float*, const float*, const float*,
                                       const float*, int, int);
 template void rmsnorm_backward<double>(double*, double*, const double*, const double*,

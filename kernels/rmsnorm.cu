@@ -1,7 +1,9 @@
 // RMSNorm and QK-norm on the GPU (math and gradient rules: kernels/rmsnorm.h).
 //
 // Forward: one warp per row, two reads of the row in 16-byte packets (sum of squares -> rstd, then
-// the output; the second read hits L1/L2).
+// the output; the second read hits L1/L2). Fused with the residual add before it, the first pass
+// reads a and b and writes sum = a + b, the second reads sum back: one launch and one pass over
+// sum instead of the add's kernel plus the norm's two reads.
 // Backward: rows: one warp per row, Σ g·xhat with g = dout·w, then dinp += rstd · (g - xhat ·
 // mean(g·xhat)); the weight gradient is LayerNorm's deterministic column reduction with no mean
 // (norm_backward_params in kernels/layernorm.cu).
@@ -17,6 +19,26 @@ namespace {
 constexpr int kBlock = 256;
 constexpr int kWarpsPerBlock = kBlock / kWarpSize;
 
+// A row's rstd from each lane's partial sum of squares of its C values (on every lane).
+__device__ float row_rstd(float sum_sq, int C, float eps) {
+  return rsqrtf(warp_sum(sum_sq) / C + eps);
+}
+
+// out = inp · s · w over one row of C values, by one warp; each lane reads and writes the packets
+// at lane · x + k · 32 · x, the same ones the sums of squares read.
+template <typename F>
+__device__ void scale_row(F* out, const F* inp, const F* weight, float s, int C, int lane) {
+  constexpr int x = pack_size<F>();
+  for (int c = lane * x; c < C; c += kWarpSize * x) {
+    const Packed128<F> v = load128cs(inp + c);
+    const Packed128<F> w = load128(weight + c);
+    Packed128<F> o;
+#pragma unroll
+    for (int k = 0; k < x; ++k) o[k] = from_float<F>(to_float(v[k]) * s * to_float(w[k]));
+    store128(out + c, o);
+  }
+}
+
 // out = inp · rstd · w over one row of C values, by one warp; returns rstd (on every lane).
 template <typename F>
 __device__ float forward_row(F* out, const F* inp, const F* weight, int C, float eps, int lane) {
@@ -27,16 +49,8 @@ __device__ float forward_row(F* out, const F* inp, const F* weight, int C, float
 #pragma unroll
     for (int k = 0; k < x; ++k) sum_sq += to_float(v[k]) * to_float(v[k]);
   }
-  const float s = rsqrtf(warp_sum(sum_sq) / C + eps);
-
-  for (int c = lane * x; c < C; c += kWarpSize * x) {
-    const Packed128<F> v = load128cs(inp + c);
-    const Packed128<F> w = load128(weight + c);
-    Packed128<F> o;
-#pragma unroll
-    for (int k = 0; k < x; ++k) o[k] = from_float<F>(to_float(v[k]) * s * to_float(w[k]));
-    store128(out + c, o);
-  }
+  const float s = row_rstd(sum_sq, C, eps);
+  scale_row(out, inp, weight, s, C, lane);
   return s;
 }
 
@@ -89,6 +103,35 @@ __global__ void rmsnorm_forward_kernel(F* out, float* rstd, const F* inp, const 
   if (row >= N) return;
   const int64_t offset = static_cast<int64_t>(row) * C;
   const float s = forward_row(out + offset, inp + offset, weight, C, eps, lane);
+  if (lane == 0) rstd[row] = s;
+}
+
+// The residual add fused in: sum = a + b rounded to F and stored, its squares summed from the
+// rounded values (as rmsnorm_forward_kernel would read them back), then the output from the row of
+// sum each lane has just written (its own packets: no sync needed). sum may alias a: each lane
+// reads its packets of a before it writes them.
+template <typename F>
+__global__ void residual_rmsnorm_forward_kernel(F* sum, F* out, float* rstd, const F* a, const F* b,
+                                                const F* weight, int N, int C, float eps) {
+  constexpr int x = pack_size<F>();
+  const int lane = threadIdx.x % kWarpSize;
+  const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / kWarpSize;
+  if (row >= N) return;
+  const int64_t offset = static_cast<int64_t>(row) * C;
+  float sum_sq = 0.0f;
+  for (int c = lane * x; c < C; c += kWarpSize * x) {
+    const Packed128<F> va = load128cs(a + offset + c);
+    const Packed128<F> vb = load128cs(b + offset + c);
+    Packed128<F> v;
+#pragma unroll
+    for (int k = 0; k < x; ++k) {
+      v[k] = from_float<F>(to_float(va[k]) + to_float(vb[k]));
+      sum_sq += to_float(v[k]) * to_float(v[k]);
+    }
+    store128(sum + offset + c, v);
+  }
+  const float s = row_rstd(sum_sq, C, eps);
+  scale_row(out + offset, sum + offset, weight, s, C, lane);
   if (lane == 0) rstd[row] = s;
 }
 
@@ -169,6 +212,15 @@ void rmsnorm_forward(F* out, float* rstd, const F* inp, const F* weight, int N, 
 }
 
 template <typename F>
+void residual_rmsnorm_forward(F* sum, F* out, float* rstd, const F* a, const F* b, const F* weight,
+                              int N, int C, float eps, cudaStream_t stream) {
+  if (N == 0) return;
+  residual_rmsnorm_forward_kernel<F>
+      <<<ceil_div(N, kWarpsPerBlock), kBlock, 0, stream>>>(sum, out, rstd, a, b, weight, N, C, eps);
+  GPT_CUDA_CHECK_LAUNCH();
+}
+
+template <typename F>
 void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F* weight,
                       const float* rstd, int N, int C, void* scratch, cudaStream_t stream) {
   if (N == 0) return;
@@ -219,6 +271,10 @@ template void rmsnorm_forward<float>(float*, float*, const float*, const float*,
                                      cudaStream_t);
 template void rmsnorm_forward<bf16>(bf16*, float*, const bf16*, const bf16*, int, int, float,
                                     cudaStream_t);
+template void residual_rmsnorm_forward<float>(float*, float*, float*, const float*, const float*,
+                                              const float*, int, int, float, cudaStream_t);
+template void residual_rmsnorm_forward<bf16>(bf16*, bf16*, float*, const bf16*, const bf16*,
+                                             const bf16*, int, int, float, cudaStream_t);
 template void rmsnorm_backward<float>(float*, float*, const float*, const float*, const float*,
                                       const float*, int, int, void*, cudaStream_t);
 template void rmsnorm_backward<bf16>(bf16*, bf16*, const bf16*, const bf16*, const bf16*,

@@ -12,6 +12,12 @@
 // dweight accumulates like every parameter gradient. Either pointer may be null.
 //
 // Shapes: inp, out (N, C); weight (C); rstd (N).
+//
+// Fused with the residual add before it (the blocks' second norm): sum = a + b, out =
+// RMSNorm(sum) · w, in one pass over each row; sum is written too (the residual stream the next
+// add and the backward read) and may alias a. Bitwise the residual add followed by
+// rmsnorm_forward (sum rounded to F first, then normalised). No backward of its own: the add's is
+// the identity, the norm's is rmsnorm_backward on sum.
 // Determinism: rows are independent; dweight is reduced over rows in a fixed order (per column,
 // rows in order), independent of the thread count.
 //
@@ -34,6 +40,11 @@ namespace gpt::cpu {
 
 template <typename F>
 void rmsnorm_forward(F* out, F* rstd, const F* inp, const F* weight, int N, int C, double eps);
+
+// sum, out, a, b (N, C); sum may alias a.
+template <typename F>
+void residual_rmsnorm_forward(F* sum, F* out, F* rstd, const F* a, const F* b, const F* weight,
+                              int N, int C, double eps);
 
 template <typename F>
 void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F* weight,

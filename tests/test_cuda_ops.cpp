@@ -502,6 +502,36 @@ TEST_P(CudaOps, RmsNormForwardAndBackward) {
   EXPECT_LT(dweight->error(), tol_.reduction);
 }
 
+// The residual add fused into RMSNorm (the blocks' second norm): into a separate sum, then in place
+// on the residual stream (sum aliasing a), as in the model.
+TEST_P(CudaOps, ResidualRmsNormForward) {
+  const int N = 77, C = 96;
+  const float eps = 1e-5f;
+  auto a = make(Kind::compute, {N, C});
+  auto b = make(Kind::compute, {N, C});
+  auto weight = make(Kind::compute, {C});
+  auto sum = make(Kind::compute, {N, C});
+  auto out = make(Kind::compute, {N, C});
+  auto rstd = make(Kind::stat, {N});
+  a->randomize(rng_, 2.0f);
+  b->randomize(rng_);
+  weight->randomize(rng_);
+  sum->poison();
+  for (const bool in_place : {false, true}) {  // then sum aliasing a, as in the model
+    SCOPED_TRACE(in_place ? "in place" : "separate sum");
+    Pair& s = in_place ? *a : *sum;
+    out->poison();
+    rstd->poison();
+    cpu_->residual_rmsnorm_forward(s.cpu(), out->cpu(), rstd->cpu(), a->cpu(), b->cpu(),
+                                   weight->cpu(), eps);
+    gpu_->residual_rmsnorm_forward(s.gpu(), out->gpu(), rstd->gpu(), a->gpu(), b->gpu(),
+                                   weight->gpu(), eps);
+    EXPECT_LT(s.error(), tol_.elementwise);
+    EXPECT_LT(out->error(), tol_.reduction);
+    EXPECT_LT(rstd->error(), tol_.reduction);
+  }
+}
+
 // Qwen3's QK-norm on qkv rows, GQA ratio 3 and multi-query: the q and k heads normalised, the v
 // heads copied; the backward into a separate dinp and in place (dinp aliasing dout).
 TEST_P(CudaOps, QkNormForwardAndBackward) {

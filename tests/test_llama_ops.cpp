@@ -7,7 +7,9 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstdint>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -15,6 +17,7 @@
 
 #include "engine/safetensors.h"
 #include "kernels/attention.h"
+#include "kernels/residual.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
@@ -105,6 +108,45 @@ TEST(RmsNorm, WeightGradientSameBitsForAnyThreadCount) {
   omp_set_num_threads(saved);
   EXPECT_TRUE(same_bits(results[0], results[1]));
   EXPECT_TRUE(same_bits(results[0], results[2]));
+}
+
+// The residual add fused into RMSNorm: the same bits as the add followed by the norm (the sum is
+// rounded to F before it is normalised), written to a separate sum and in place over a.
+template <typename F>
+void check_residual_rmsnorm_matches_unfused(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const int N = 7, C = 45;
+  const size_t n = static_cast<size_t>(N) * C;
+  const double eps = 1e-5;
+  auto vec = [&](size_t size, double lo, double hi) {
+    const Vec v = random_vector(size, rng, lo, hi);
+    return std::vector<F>(v.begin(), v.end());
+  };
+  const std::vector<F> a = vec(n, -2.0, 2.0), b = vec(n, -1.0, 1.0), w = vec(C, 0.5, 1.5);
+  const F nan = std::numeric_limits<F>::quiet_NaN();
+
+  std::vector<F> ref_sum(n, nan), ref_out(n, nan), ref_rstd(N, nan);
+  residual_forward(ref_sum.data(), a.data(), b.data(), n);
+  rmsnorm_forward(ref_out.data(), ref_rstd.data(), ref_sum.data(), w.data(), N, C, eps);
+
+  std::vector<F> sum(n, nan), out(n, nan), rstd(N, nan);
+  residual_rmsnorm_forward(sum.data(), out.data(), rstd.data(), a.data(), b.data(), w.data(), N, C,
+                           eps);
+  EXPECT_TRUE(same_bits(sum, ref_sum));
+  EXPECT_TRUE(same_bits(out, ref_out));
+  EXPECT_TRUE(same_bits(rstd, ref_rstd));
+
+  std::vector<F> stream = a, out2(n, nan), rstd2(N, nan);  // sum aliasing a
+  residual_rmsnorm_forward(stream.data(), out2.data(), rstd2.data(), stream.data(), b.data(),
+                           w.data(), N, C, eps);
+  EXPECT_TRUE(same_bits(stream, ref_sum));
+  EXPECT_TRUE(same_bits(out2, ref_out));
+  EXPECT_TRUE(same_bits(rstd2, ref_rstd));
+}
+
+TEST(ResidualRmsNorm, SameBitsAsResidualThenRmsNorm) {
+  check_residual_rmsnorm_matches_unfused<float>(44);
+  check_residual_rmsnorm_matches_unfused<double>(45);
 }
 
 // ------------------------------------------------------------------------------------------------
