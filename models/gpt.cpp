@@ -510,8 +510,14 @@ Tensor GptModel::block_forward(int l, const Tensor& residual, int B, int T, Atte
   backend_.matmul_forward(residual2, atty, weight(Param::attproj_w, l),
                           weight(Param::attproj_b, l));
   if (lora_on(LoraTarget::attproj)) lora_forward(LoraTarget::attproj, l, atty, residual2, N);
-  backend_.residual_forward(residual2, residual2, residual);
-  norm_forward(ln2, ln2_mean, ln2_rstd, residual2, Param::ln2_w, Param::ln2_b, l);
+  if (config_.llama()) {  // the residual add fused into the RMSNorm after it
+    backend_.residual_rmsnorm_forward(residual2, ln2, ln2_rstd, residual2, residual,
+                                      weight(Param::ln2_w, l),
+                                      static_cast<float>(config_.norm_eps));
+  } else {
+    backend_.residual_forward(residual2, residual2, residual);
+    norm_forward(ln2, ln2_mean, ln2_rstd, residual2, Param::ln2_w, Param::ln2_b, l);
+  }
   backend_.matmul_forward(fch, ln2, weight(Param::fc_w, l), weight(Param::fc_b, l));
   if (lora_on(LoraTarget::fc)) lora_forward(LoraTarget::fc, l, ln2, fch, N);
   if (config_.llama())
