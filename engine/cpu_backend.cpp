@@ -108,6 +108,7 @@ void CpuBackend::fill_zero(void* dst, size_t bytes) {
 
 void CpuBackend::upload_f32(Tensor dst, const float* src) {
   const int64_t n = dst.numel();
+  if (n == 0) return;  // an absent tensor (a zero in its shape) may come with a null pointer
   if (dst.dtype == DType::f32) {
     std::memcpy(dst.data, src, n * sizeof(float));
   } else if (dst.dtype == DType::f64) {
@@ -120,6 +121,7 @@ void CpuBackend::upload_f32(Tensor dst, const float* src) {
 
 void CpuBackend::download_f32(float* dst, const Tensor& src) {
   const int64_t n = src.numel();
+  if (n == 0) return;
   if (src.dtype == DType::f32) {
     std::memcpy(dst, src.data, n * sizeof(float));
   } else if (src.dtype == DType::f64) {
