@@ -88,7 +88,11 @@ void for_each_piece(PreTokenizer kind, std::string_view text, Fn&& fn) {
         pos = end;
         continue;
       }
-      while (end < text.size() && number_char_end(text, end) == end) ++end;
+      while (end < text.size()) {  // to the next number character; ASCII without a lookup
+        const unsigned char c = static_cast<unsigned char>(text[end]);
+        if (c < 0x80 ? (c >= '0' && c <= '9') : number_char_end(text, end) > end) break;
+        ++end;
+      }
       for_each_gpt2_piece(text.substr(pos, end - pos), fn);
       pos = end;
     }
