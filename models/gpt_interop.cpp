@@ -160,7 +160,7 @@ GptWeights download_arena(GptModel& model, bool grads) {
     // A gradient covers the layers from grad_first_layer on (none for a frozen
     // tensor): zeros elsewhere.
     const Tensor t = grads ? model.grad(p) : param;
-    if (!t.empty()) {
+    if (!t.empty() && param.numel() > 0) {  // an absent tensor has a zero in its shape
       const size_t layer = static_cast<size_t>(param.shape.numel() / param.shape[0]);
       const size_t first = grads ? static_cast<size_t>(model.grad_first_layer(p)) * layer : 0;
       model.backend().download_f32(host.data() + first, t);
