@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <vector>
 
@@ -38,6 +40,15 @@ void GptConfig::validate() const {
   positive(vocab_size, "vocab_size");
   if (family != "gpt2" && family != "llama")
     throw std::invalid_argument("family '" + family + "' is not known (gpt2 or llama)");
+  // Every derived width (4·C, (NH + 2·NKV)·HS, 2·mlp_hidden, the padded vocabulary) is an int.
+  const int64_t hs = head_dim > 0 ? head_dim : n_embd / n_head;
+  const int64_t kv = n_kv_head > 0 ? n_kv_head : n_head;
+  const int64_t widest =
+      std::max({int64_t{4} * n_embd, (n_head + 2 * kv) * hs, int64_t{2} * std::max(mlp_hidden, 0),
+                int64_t{vocab_size} + kVocabMultiple});
+  if (widest > std::numeric_limits<int>::max())
+    throw std::invalid_argument("sizes too large: a width of " + std::to_string(widest) +
+                                " does not fit a 32-bit int");
   if (!llama()) {
     if (n_embd % n_head != 0) {
       throw std::invalid_argument("n_embd (" + std::to_string(n_embd) +
