@@ -6,7 +6,7 @@
 #   Not run here: cli.report (matplotlib and a headless browser; nothing of ours to sanitize beyond
 #   what cli.resume runs) and cli.slurm (its srun runs are the mpirun runs of cli.distributed).
 #   Leak checking is off for the tests that start OpenMPI (test_communicator.mpirun_np3,
-#   cli.distributed, cli.faults): OpenMPI keeps its own allocations until exit, in plugins LSan
+#   cli.distributed, cli.faults, cli.llama): OpenMPI keeps its own allocations until exit, in plugins LSan
 #   cannot name; address and UB checking stay on for them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,7 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGPT_CUDA
   "-DCMAKE_CXX_FLAGS=$san $quiet" "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined" >/dev/null
 cmake --build "$BUILD_DIR" -j "$JOBS"
 export UBSAN_OPTIONS=print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1
-mpi_tests='test_communicator\.mpirun_np3|cli\.distributed|cli\.faults'
+mpi_tests='test_communicator\.mpirun_np3|cli\.distributed|cli\.faults|cli\.llama'
 ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 900 -E "cli\.report|cli\.slurm|$mpi_tests"
 ASAN_OPTIONS=detect_leaks=0 ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 900 -R "$mpi_tests"
 echo "sanitized suite: ok"
