@@ -24,14 +24,19 @@ echo '{"version": "1.0", "model": {"type": "BPE"}}' >"$work/hub/tokenizer.json"
 echo '{"eos_token": "<|endoftext|>", "chat_template": "{{ messages }}"}' >"$work/hub/tokenizer_config.json"
 echo '{"eos_token": "<|endoftext|>"}' >"$work/hub/special_tokens_map.json"
 echo '{"eos_token_id": 256}' >"$work/hub/generation_config.json"
-tok_files=(tokenizer.json tokenizer_config.json special_tokens_map.json generation_config.json)
+# has_tokenizer_files NAME DIR: DIR holds the hub's tokenizer files, byte for byte.
+has_tokenizer_files() {
+  local f missing=""
+  for f in tokenizer.json tokenizer_config.json special_tokens_map.json generation_config.json; do
+    cmp -s "$work/hub/$f" "$2/$f" || missing+=" $f"
+  done
+  [[ -z $missing ]] && ok "$1" || bad "$1: not copied:$missing"
+}
 
 # ---- 1. tokenizer files ----------------------------------------------------------------------------
 "$BIN/gpt-export" --checkpoint "$work/hub" --format hf --out "$work/hub_again" 2>"$work/e.err" ||
   die "gpt-export of a hub directory: $(cat "$work/e.err")"
-missing=""
-for f in "${tok_files[@]}"; do cmp -s "$work/hub/$f" "$work/hub_again/$f" || missing+=" $f"; done
-[[ -z $missing ]] && ok "an hf export carries the source's tokenizer files" || bad "not copied:$missing"
+has_tokenizer_files "an hf export carries the source's tokenizer files" "$work/hub_again"
 
 cp "$work/hub/tokenizer.json" "$work/data/"  # as if prepared with the model's own tokenizer
 ft=(--init "$work/hub" --task lm --method lora --lora-targets q_proj,k_proj,v_proj,down_proj
@@ -39,9 +44,7 @@ ft=(--init "$work/hub" --task lm --method lora --lora-targets q_proj,k_proj,v_pr
 "$BIN/gpt-finetune" "${ft[@]}" --out "$work/run" 2>"$work/ft.err" || die "gpt-finetune: $(tail -2 "$work/ft.err")"
 "$BIN/gpt-export" --checkpoint "$work/run/latest" --format hf --out "$work/base" 2>"$work/e.err" ||
   bad "hf export of a LoRA checkpoint: $(cat "$work/e.err")"
-missing=""
-for f in "${tok_files[@]}"; do cmp -s "$work/hub/$f" "$work/base/$f" || missing+=" $f"; done
-[[ -z $missing ]] && ok "a LoRA checkpoint's hf export takes the --init's tokenizer files" || bad "not copied:$missing"
+has_tokenizer_files "a LoRA checkpoint's hf export takes the --init's tokenizer files" "$work/base"
 grep -q "note: these are the checkpoint's base weights, without its LoRA adapter" "$work/e.err" &&
   ok "the hf export says the adapter is not in it" || bad "no note about the adapter: $(cat "$work/e.err")"
 

@@ -38,27 +38,15 @@ import filecmp
 import glob
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
 
+from check_hf_lm_eval import english_like_text  # beside this file
+
 SKIP = 77
 VOCAB = 257
 B, T = 3, 12
-
-
-def english_like_text(n_bytes, seed):
-    words = ("the a of to and in on with for king queen river city garden window letter morning "
-             "ship road house stone bread water fire light walks runs speaks writes reads finds "
-             "quickly slowly often never old young bright dark small large green").split()
-    rng = random.Random(seed)
-    lines, size = [], 0
-    while size < n_bytes:
-        line = " ".join(rng.choice(words) for _ in range(rng.randint(4, 12))).capitalize() + "."
-        lines.append(line)
-        size += len(line) + 1
-    return "\n".join(lines) + "\n"
 
 
 def cases(transformers):
