@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # gpt-export's ways back without Python (docs/models.md, "Export a model and its adapter"):
-#   1. an hf export of a hub-style directory carries its tokenizer files; one of a LoRA checkpoint
-#      takes those the checkpoint lacks from the run's --init when the tokenizer.json is the same,
-#      and says that the adapter is not in the base weights;
+#   1. an hf export of a hub directory (tests/fixtures/hub/qwen2, bf16) carries its tokenizer files
+#      and, with --dtype bf16, the same tensors bit for bit; one of a LoRA checkpoint takes the
+#      files the checkpoint lacks from the run's --init when the tokenizer.json is the same, and
+#      says that the adapter is not in the base weights;
 #   2. --format peft writes adapter_config.json + adapter_model.safetensors, in bf16 with --dtype;
 #   3. what cannot be exported is refused in one line: a class head, a checkpoint without an
 #      adapter, bf16 llm.c files, flags of another format.
 # tests/reference/check_peft_export.py loads the results in transformers and PEFT.
-# Usage: peft_export.sh BIN_DIR
+# Usage: peft_export.sh BIN_DIR INTEROP_TOOL
 source "$(dirname "$0")/lib.sh"
 BIN=$1
+TOOL=$2
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=2
 
@@ -24,19 +26,24 @@ echo '{"version": "1.0", "model": {"type": "BPE"}}' >"$work/hub/tokenizer.json"
 echo '{"eos_token": "<|endoftext|>", "chat_template": "{{ messages }}"}' >"$work/hub/tokenizer_config.json"
 echo '{"eos_token": "<|endoftext|>"}' >"$work/hub/special_tokens_map.json"
 echo '{"eos_token_id": 256}' >"$work/hub/generation_config.json"
-# has_tokenizer_files NAME DIR: DIR holds the hub's tokenizer files, byte for byte.
+# has_tokenizer_files NAME SOURCE DIR: DIR holds SOURCE's tokenizer files, byte for byte.
 has_tokenizer_files() {
   local f missing=""
   for f in tokenizer.json tokenizer_config.json special_tokens_map.json generation_config.json; do
-    cmp -s "$work/hub/$f" "$2/$f" || missing+=" $f"
+    cmp -s "$2/$f" "$3/$f" || missing+=" $f"
   done
   [[ -z $missing ]] && ok "$1" || bad "$1: not copied:$missing"
 }
 
 # ---- 1. tokenizer files ----------------------------------------------------------------------------
-"$BIN/gpt-export" --checkpoint "$work/hub" --format hf --out "$work/hub_again" 2>"$work/e.err" ||
+fixture=$SRC/tests/fixtures/hub/qwen2
+"$BIN/gpt-export" --checkpoint "$fixture" --format hf --dtype bf16 --out "$work/qwen2" 2>"$work/e.err" ||
   die "gpt-export of a hub directory: $(cat "$work/e.err")"
-has_tokenizer_files "an hf export carries the source's tokenizer files" "$work/hub_again"
+has_tokenizer_files "an hf export carries the source's tokenizer files" "$fixture" "$work/qwen2"
+# st-dump: every tensor's dtype, shape and SHA-256, sorted by name.
+if diff <("$TOOL" st-dump "$fixture/model.safetensors") <("$TOOL" st-dump "$work/qwen2/model.safetensors") >/dev/null; then
+  ok "a bf16 hub model exported with --dtype bf16: the same tensors bit for bit"
+else bad "the bf16 export of $fixture differs from it"; fi
 
 cp "$work/hub/tokenizer.json" "$work/data/"  # as if prepared with the model's own tokenizer
 ft=(--init "$work/hub" --task lm --method lora --lora-targets q_proj,k_proj,v_proj,down_proj
@@ -44,7 +51,7 @@ ft=(--init "$work/hub" --task lm --method lora --lora-targets q_proj,k_proj,v_pr
 "$BIN/gpt-finetune" "${ft[@]}" --out "$work/run" 2>"$work/ft.err" || die "gpt-finetune: $(tail -2 "$work/ft.err")"
 "$BIN/gpt-export" --checkpoint "$work/run/latest" --format hf --out "$work/base" 2>"$work/e.err" ||
   bad "hf export of a LoRA checkpoint: $(cat "$work/e.err")"
-has_tokenizer_files "a LoRA checkpoint's hf export takes the --init's tokenizer files" "$work/base"
+has_tokenizer_files "a LoRA checkpoint's hf export takes the --init's tokenizer files" "$work/hub" "$work/base"
 grep -q "note: these are the checkpoint's base weights, without its LoRA adapter" "$work/e.err" &&
   ok "the hf export says the adapter is not in it" || bad "no note about the adapter: $(cat "$work/e.err")"
 
