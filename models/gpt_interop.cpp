@@ -147,6 +147,43 @@ nlohmann::json read_json_file(const std::string& path) {
   }
 }
 
+// ---- export dtypes -----------------------------------------------------------------------------
+
+ExportDType export_dtype_from_name(const std::string& name, const std::string& what) {
+  if (name == "f32") return ExportDType::f32;
+  if (name == "bf16") return ExportDType::bf16;
+  throw std::invalid_argument(what + " '" + name + "': expected f32 or bf16");
+}
+
+const char* export_dtype_torch_name(ExportDType d) {
+  return d == ExportDType::bf16 ? "bfloat16" : "float32";
+}
+
+uint16_t float_to_bf16_rne(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN: torch's quiet NaN
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+void convert_tensors(SafeTensorsFile& file, ExportDType d) {
+  if (d == ExportDType::f32) return;
+  for (auto& [name, t] : file.tensors) {
+    if (t.dtype != "F32") continue;
+    const size_t n = t.data.size() / 4;
+    std::vector<uint8_t> out(n * 2);
+    for (size_t i = 0; i < n; ++i) {
+      float x;
+      std::memcpy(&x, t.data.data() + 4 * i, 4);
+      const uint16_t b = float_to_bf16_rne(x);
+      std::memcpy(out.data() + 2 * i, &b, 2);
+    }
+    t.dtype = "BF16";
+    t.data = std::move(out);
+  }
+}
+
 // ---- device <-> host ----------------------------------------------------------------------------
 
 namespace {
@@ -457,12 +494,16 @@ GptWeights read_hf_gpt2(const std::string& dir) {
   return weights_from_hf_tensors(read_safetensors(weights_path), c, weights_path);
 }
 
-void write_hf_gpt2(const std::string& dir, const GptWeights& w) {
+void write_hf_gpt2(const std::string& dir, const GptWeights& w, ExportDType dtype) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) fail(dir, "cannot create the directory: " + ec.message());
-  write_safetensors(dir + "/model.safetensors", hf_tensors_from_weights(w));
-  write_file_atomic(dir + "/config.json", hf_config_json(w.config).dump(2) + "\n");
+  SafeTensorsFile tensors = hf_tensors_from_weights(w);
+  convert_tensors(tensors, dtype);
+  write_safetensors(dir + "/model.safetensors", tensors);
+  nlohmann::json config = hf_config_json(w.config);
+  config["torch_dtype"] = export_dtype_torch_name(dtype);
+  write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
 }
 
 // ---- llm.c --------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
 // lm_head.weight is tied to wte: usually absent, else equal to it.
 // Files written by GPT2Model (no "transformer." prefix, as on the Hub's gpt2) are read too; the
 // attention buffers attn.bias / attn.masked_bias (older transformers) are not weights and are
-// skipped. F32, F16, BF16 and F64 tensors are read; export writes F32 with config.json.
+// skipped. F32, F16, BF16 and F64 tensors are read; export writes F32 or BF16 with config.json.
 //
 // llm.c (.bin): a header of 256 int32 {20240326, version, maxT, V, L, NH, C, Vp, 0...}, then the 16
 // tensors in the table's order and our shapes, fp32 (version 3) or bf16 (version 5). Export writes
@@ -53,6 +53,16 @@ class HfConfigFields {
   std::string source_;
 };
 
+// The dtype an export writes its tensors in. bf16 rounds each f32 to the nearest bf16, ties to even
+// (as torch's .to(torch.bfloat16)); a NaN stays a NaN.
+enum class ExportDType { f32, bf16 };
+// "f32" or "bf16"; throws std::invalid_argument naming `what` and the value otherwise.
+ExportDType export_dtype_from_name(const std::string& name, const std::string& what);
+const char* export_dtype_torch_name(ExportDType d);  // "float32", "bfloat16"
+uint16_t float_to_bf16_rne(float x);
+// Every F32 tensor of `file` in `d` (f32: unchanged).
+void convert_tensors(SafeTensorsFile& file, ExportDType d);
+
 // ---- where weights come from
 // ---------------------------------------------------------------------
 enum class WeightsFormat { checkpoint, hf, llmc };
@@ -83,8 +93,10 @@ SafeTensorsFile hf_tensors_from_weights(const GptWeights& w);
 GptWeights weights_from_hf_tensors(const SafeTensorsFile& file, const GptConfig& config,
                                    const std::string& path);
 GptWeights read_hf_gpt2(const std::string& dir);
-// Writes dir/config.json and dir/model.safetensors (dir is created; files are replaced atomically).
-void write_hf_gpt2(const std::string& dir, const GptWeights& w);
+// Writes dir/config.json and dir/model.safetensors (dir is created; files are replaced atomically),
+// the tensors in `dtype` (config.json's torch_dtype says which).
+void write_hf_gpt2(const std::string& dir, const GptWeights& w,
+                   ExportDType dtype = ExportDType::f32);
 
 // ---- llm.c
 // ----------------------------------------------------------------------------------------

@@ -340,12 +340,15 @@ SafeTensorsFile llama_hf_tensors_from_weights(const GptWeights& w) {
   return file;
 }
 
-void write_hf_llama(const std::string& dir, const GptWeights& w) {
-  const nlohmann::json config = llama_hf_config_json(w.config);
+void write_hf_llama(const std::string& dir, const GptWeights& w, ExportDType dtype) {
+  nlohmann::json config = llama_hf_config_json(w.config);
+  config["torch_dtype"] = export_dtype_torch_name(dtype);
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) fail(dir, "cannot create the directory: " + ec.message());
-  write_safetensors(dir + "/model.safetensors", llama_hf_tensors_from_weights(w));
+  SafeTensorsFile tensors = llama_hf_tensors_from_weights(w);
+  convert_tensors(tensors, dtype);
+  write_safetensors(dir + "/model.safetensors", tensors);
   write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
 }
 

@@ -33,7 +33,9 @@ GptWeights read_hf_llama(const std::string& dir);
 // biases, Qwen3ForCausalLM with QK-norm) and the tensors in Hugging Face naming.
 nlohmann::json llama_hf_config_json(const GptConfig& c);
 SafeTensorsFile llama_hf_tensors_from_weights(const GptWeights& w);
-// Writes dir/config.json and dir/model.safetensors (dir is created; files replaced atomically).
-void write_hf_llama(const std::string& dir, const GptWeights& w);
+// Writes dir/config.json and dir/model.safetensors (dir is created; files replaced atomically),
+// the tensors in `dtype` (config.json's torch_dtype says which).
+void write_hf_llama(const std::string& dir, const GptWeights& w,
+                    ExportDType dtype = ExportDType::f32);
 
 }  // namespace gpt

@@ -77,7 +77,7 @@ expect_error "config.json that does not match the weights" "hf_bad/model.safeten
   "$BIN/gpt-pretrain" "${train[@]}" --steps 1 --init "$work/hf_bad" --out "$work/never"
 expect_error "missing --init path" "nothing: no such file or directory" \
   "$BIN/gpt-pretrain" "${train[@]}" --steps 1 --init "$work/nothing" --out "$work/never"
-expect_error "unknown export format" "expected hf or llmc" \
+expect_error "unknown export format" "expected hf, llmc or peft" \
   "$BIN/gpt-export" --checkpoint "$HF_TINY" --format onnx --out "$work/never"
 expect_error "export over an existing path" "exists (pass --force" \
   "$BIN/gpt-export" --checkpoint "$HF_TINY" --format llmc --out "$work/model.bin"

@@ -10,10 +10,11 @@
 //   interop_tool sha256 FILE           our SHA-256 of FILE
 //   interop_tool logits WEIGHTS TOKENS B T OUT
 //                                      our CPU f32 logits (B, T, V) as raw float32 for the int32
-//                                      tokens in the file TOKENS; WEIGHTS as gpt-pretrain --init
-//                                      takes
+//                                      tokens in the file TOKENS; WEIGHTS as gpt-eval --model
+//                                      takes (a fine-tuned checkpoint's LoRA adapter applied)
 //
-// Used by tests/reference/check_safetensors.py and tests/reference/make_hf_reference.py.
+// Used by tests/reference/check_safetensors.py, tests/reference/make_hf_reference.py and
+// tests/reference/check_peft_export.py.
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -27,6 +28,7 @@
 #include "engine/safetensors.h"
 #include "models/gpt.h"
 #include "models/gpt_interop.h"
+#include "models/loader.h"
 
 namespace {
 
@@ -85,7 +87,6 @@ int st_dump(const std::string& path) {
 
 int logits(const std::string& weights, const std::string& tokens_path, int B, int T,
            const std::string& out) {
-  const gpt::GptWeights w = gpt::load_weights(weights);
   std::vector<int32_t> tokens(static_cast<size_t>(B) * T);
   std::ifstream in(tokens_path, std::ios::binary);
   in.read(reinterpret_cast<char*>(tokens.data()), static_cast<std::streamsize>(tokens.size() * 4));
@@ -93,11 +94,16 @@ int logits(const std::string& weights, const std::string& tokens_path, int B, in
     throw std::runtime_error(tokens_path + ": expected " + std::to_string(tokens.size()) +
                              " int32 tokens");
   auto backend = gpt::make_backend("cpu", gpt::DType::f32);
-  gpt::GptModel model(w.config, *backend, B, T);
-  gpt::upload_weights(model, w);
+  gpt::LoadOptions options;
+  options.max_batch = B;
+  options.max_seq = T;
+  options.head = gpt::HeadUse::kLanguageModel;
+  options.freeze = true;
+  const gpt::LoadedModel loaded = gpt::load_model(weights, *backend, options);
+  gpt::LanguageModel& model = *loaded.model;
   model.forward(tokens.data(), nullptr, B, T);
   const std::vector<float> all = model.logits_to_host(B, T);  // (B, T, Vp)
-  const int V = w.config.vocab_size, Vp = w.config.padded_vocab_size();
+  const int V = model.shape().vocab_size, Vp = model.shape().padded_vocab_size;
   std::ofstream o(out, std::ios::binary);
   for (int i = 0; i < B * T; ++i)
     o.write(reinterpret_cast<const char*>(all.data() + static_cast<size_t>(i) * Vp), V * 4);
