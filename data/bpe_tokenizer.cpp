@@ -86,6 +86,8 @@ BpeTokenizer::BpeTokenizer(std::vector<std::string> token_bytes,
     special_ids_.push_back(id);
     if (tokens_[id] == "<|endoftext|>") eot_ = id;
   }
+  // Llama 3 spells the end of a document <|end_of_text|>.
+  if (eot_ < 0) eot_ = special_token_id("<|end_of_text|>");
   std::sort(special_ids_.begin(), special_ids_.end());
 
   // Byte string -> id for the ordinary tokens (specials are matched separately).

@@ -96,7 +96,8 @@ class BpeTokenizer {
 
   int vocab_size() const { return static_cast<int>(tokens_.size()); }
   int num_merges() const { return static_cast<int>(merges_.size()); }
-  // Id of <|endoftext|> when it is a special token of this vocabulary, else -1.
+  // Id of <|endoftext|> when it is a special token of this vocabulary, else of <|end_of_text|>
+  // (Llama 3's), else -1.
   int eot_token() const { return eot_; }
   // Id of the special token with this text, or -1.
   int special_token_id(std::string_view text) const;
@@ -160,6 +161,16 @@ bool gpt2_unicode_to_bytes(std::string_view text, std::string* bytes);
 // the project root, searched upwards from the running executable and from the current directory.
 // Returns "" when none is found.
 std::string find_gpt2_tokenizer_dir();
+
+// The files of a Hugging Face model directory that describe its tokenizer, chat template and
+// generation settings: tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+// generation_config.json. Prepared data (tokenizer/) and checkpoints carry them.
+const std::vector<std::string>& hub_tokenizer_file_names();
+// Copies those of hub_tokenizer_file_names() that exist beside `source` (a directory, or a file in
+// it such as a tokenizer.json) into dir, replacing files of the same name. Copies nothing when
+// source has no tokenizer.json (GPT-2's OpenAI files, a trained tokenizer). Throws
+// std::runtime_error naming the file that cannot be copied.
+void copy_hub_tokenizer_files(const std::string& source, const std::string& dir);
 
 // Resolves a --tokenizer argument: "gpt2" -> find_gpt2_tokenizer_dir() (throws std::runtime_error
 // explaining how to get the files when they are not found); anything else is returned unchanged.
