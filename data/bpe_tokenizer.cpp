@@ -231,7 +231,7 @@ std::vector<int32_t> BpeTokenizer::encode_with_template(std::string_view text,
 void BpeTokenizer::encode_append(std::string_view text, SpecialTokens special,
                                  std::vector<int32_t>* out) const {
   const bool allowed = special == SpecialTokens::kAllowed;
-  const std::vector<std::string_view>& match = allowed ? match_allowed_ : match_as_text_;
+  const std::vector<std::string>& match = allowed ? match_allowed_ : match_as_text_;
   const std::vector<int32_t>& ids = allowed ? match_allowed_ids_ : match_as_text_ids_;
   if (match.empty()) {
     encode_ordinary(text, out);
@@ -252,10 +252,6 @@ void BpeTokenizer::encode_ordinary(std::string_view text, std::vector<int32_t>* 
 }
 
 void BpeTokenizer::encode_pieces(std::string_view text, std::vector<int32_t>* out) const {
-  if (options_.pre_tokenizer == PreTokenizer::kGpt2) {  // the common case, inlined
-    for_each_gpt2_piece(text, [&](std::string_view piece) { encode_piece(piece, out); });
-    return;
-  }
   for_each_piece(options_.pre_tokenizer, text,
                  [&](std::string_view piece) { encode_piece(piece, out); });
 }

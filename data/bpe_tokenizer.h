@@ -143,7 +143,7 @@ class BpeTokenizer {
   BpeOptions options_;
   // Strings cut out of the text before BPE, and their ids: with SpecialTokens::kAllowed the special
   // and added tokens, with kAsText the added tokens only.
-  std::vector<std::string_view> match_allowed_, match_as_text_;
+  std::vector<std::string> match_allowed_, match_as_text_;
   std::vector<int32_t> match_allowed_ids_, match_as_text_ids_;
   uint64_t uid_ = 0;  // identifies this vocabulary to the per-thread caches
 };
