@@ -1,10 +1,14 @@
 // Byte-level BPE tokenizer, compatible with GPT-2 (OpenAI's encoder.json + vocab.bpe, Hugging
-// Face's vocab.json + merges.txt or tokenizer.json).
+// Face's vocab.json + merges.txt or tokenizer.json) and with the tokenizer.json of the Llama 3,
+// Qwen2/Qwen3 and SmolLM2 families (their normalizer, pre-tokenizer and post-processor).
 //
 // How text becomes ids (docs/tokenizer.md has the long version):
-//   1. Special tokens such as <|endoftext|> are cut out first when allowed: one id each.
-//   2. The text in between is split into pieces by GPT-2's regex (data/pretokenizer.h), so no
-//      token ever crosses e.g. a letter/punctuation boundary.
+//   1. Special tokens such as <|endoftext|> are cut out first when allowed: one id each; added
+//      tokens that are not special are cut out always.
+//   2. The text in between is normalized to NFC when the tokenizer says so (Qwen2), then split
+//      into pieces by the family's pre-tokenizer (GPT-2's regex, or Llama 3's or Qwen2's Split
+//      regex, or Digits then GPT-2's: data/pretokenizer.h), so no token ever crosses e.g. a
+//      letter/punctuation boundary.
 //   3. Each piece is encoded on its own by byte-pair merging: start from one token per byte, then
 //      repeatedly merge the adjacent pair with the lowest merge rank (the order in which training
 //      learned the merges) until no adjacent pair has a merge. This is the reference algorithm of
@@ -57,7 +61,8 @@ struct BpeOptions {
 class BpeTokenizer {
  public:
   // Loads a tokenizer from a directory holding one of, checked in this order:
-  //   tokenizer.json            Hugging Face tokenizers (BPE model, ByteLevel pre-tokenizer)
+  //   tokenizer.json            Hugging Face tokenizers (byte-level BPE with one of the pipelines
+  //                             docs/tokenizer.md lists; others are refused naming them)
   //   vocab.json + merges.txt   Hugging Face GPT2Tokenizer
   //   encoder.json + vocab.bpe  OpenAI GPT-2
   // or from a path to a tokenizer.json file. Throws std::runtime_error naming the file and problem.
