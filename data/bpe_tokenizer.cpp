@@ -157,19 +157,20 @@ BpeTokenizer::BpeTokenizer(std::vector<std::string> token_bytes,
     if (whole) whole_tokens_.insert(b, hash_bytes(b), &id, 1);
   }
 
-  auto check_ids = [&](const std::vector<int32_t>& ids, const char* what, bool special) {
+  // Added tokens must not be special; the post-processor's tokens may be any token.
+  auto check_ids = [&](const std::vector<int32_t>& ids, const char* what, bool added) {
     for (int32_t id : ids) {
       if (id < 0 || id >= n)
         throw std::invalid_argument(std::string(what) + " id " + std::to_string(id) +
                                     " out of range");
-      if ((special_flag_[id] != 0) != special)
+      if (added && special_flag_[id])
         throw std::invalid_argument(std::string(what) + " id " + std::to_string(id) +
-                                    (special ? " is not special" : " is a special token"));
+                                    " is a special token");
     }
   };
-  check_ids(options_.added_ids, "added token", false);
-  check_ids(options_.prefix_ids, "post-processor", true);
-  check_ids(options_.suffix_ids, "post-processor", true);
+  check_ids(options_.added_ids, "added token", true);
+  check_ids(options_.prefix_ids, "post-processor", false);
+  check_ids(options_.suffix_ids, "post-processor", false);
   std::sort(options_.added_ids.begin(), options_.added_ids.end());
   options_.added_ids.erase(std::unique(options_.added_ids.begin(), options_.added_ids.end()),
                            options_.added_ids.end());
