@@ -4,6 +4,8 @@
 //   echo "Hello world" | gpt-tokenize --tokenizer gpt2         # 15496 995
 //   gpt-tokenize --tokenizer gpt2 --input ids.txt --decode     # ids back to text
 //   gpt-tokenize --tokenizer DIR --records whole --input f.txt # the whole file as one text
+//   gpt-tokenize --tokenizer MODEL_DIR --add-special-tokens    # a Hugging Face model's, with its
+//                                                              # post-processor's tokens
 //
 // Input is split into records (lines, NUL-separated strings, or the whole input); each record is
 // encoded independently and its ids are printed space-separated on one output line. --decode reads
@@ -66,7 +68,7 @@ void append_ids(const std::vector<int32_t>& ids, std::string* out) {
 }
 
 void encode_stream(const gpt::BpeTokenizer& tok, const std::string& text, Records mode,
-                   gpt::SpecialTokens special, int threads) {
+                   gpt::SpecialTokens special, bool add_special_tokens, int threads) {
   const std::vector<std::string_view> records = split_records(text, mode);
   constexpr size_t kChunk = 8192;  // records encoded in parallel, then printed in order
   std::string out;
@@ -75,7 +77,16 @@ void encode_stream(const gpt::BpeTokenizer& tok, const std::string& text, Record
     const std::vector<std::string_view> chunk(records.begin() + begin, records.begin() + end);
     const auto ids = tok.encode_batch(chunk, special, threads);
     out.clear();
-    for (const auto& r : ids) append_ids(r, &out);
+    for (const auto& r : ids) {
+      if (add_special_tokens) {  // the post-processor's tokens around each record
+        std::vector<int32_t> around = tok.prefix_ids();
+        around.insert(around.end(), r.begin(), r.end());
+        around.insert(around.end(), tok.suffix_ids().begin(), tok.suffix_ids().end());
+        append_ids(around, &out);
+      } else {
+        append_ids(r, &out);
+      }
+    }
     std::fwrite(out.data(), 1, out.size(), stdout);
   }
 }
@@ -127,13 +138,14 @@ int main(int argc, char** argv) {
       "gpt-tokenize: text to byte-level BPE token ids (one output line per input record), "
       "or ids back to text with --decode"};
   std::string tokenizer_arg, input;
-  bool decode = false;
+  bool decode = false, add_special_tokens = false;
   Records records = Records::kLines;
   gpt::SpecialTokens special = gpt::SpecialTokens::kAllowed;
   int threads = 1;
   app.add_option("--tokenizer", tokenizer_arg,
                  "Tokenizer directory (tokenizer.json, vocab.json + merges.txt, or encoder.json + "
-                 "vocab.bpe), a tokenizer.json file, or 'gpt2' for the real GPT-2 files "
+                 "vocab.bpe; a Hugging Face model directory), a tokenizer.json file, or 'gpt2' for "
+                 "the real GPT-2 files "
                  "($GPT_TOKENIZER_DIR, ../shared/data/gpt2, or .deps/gpt2 from "
                  "scripts/fetch_gpt2_tokenizer.sh)")
       ->required();
@@ -151,6 +163,10 @@ int main(int argc, char** argv) {
                  "'allowed' (default): text such as <|endoftext|> becomes its special token; "
                  "'text': it is encoded as ordinary text")
       ->transform(CLI::CheckedTransformer(special_names, CLI::ignore_case));
+  app.add_flag("--add-special-tokens", add_special_tokens,
+               "Put the tokenizer.json post-processor's special tokens around each record, as "
+               "Hugging Face's add_special_tokens=True does (Llama 3: <|begin_of_text|> first; "
+               "GPT-2, Qwen2: none)");
   app.add_option("--threads", threads, "Threads that encode records in parallel (0: all cores)")
       ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
@@ -162,7 +178,7 @@ int main(int argc, char** argv) {
     if (decode) {
       decode_stream(tok, text, records);
     } else {
-      encode_stream(tok, text, records, special, threads);
+      encode_stream(tok, text, records, special, add_special_tokens, threads);
     }
     std::fflush(stdout);
     if (std::ferror(stdout)) throw std::runtime_error("write error on standard output");

@@ -86,6 +86,8 @@ BpeTokenizer::BpeTokenizer(std::vector<std::string> token_bytes,
     special_ids_.push_back(id);
     if (tokens_[id] == "<|endoftext|>") eot_ = id;
   }
+  // Llama 3 spells the end of a document <|end_of_text|>.
+  if (eot_ < 0) eot_ = special_token_id("<|end_of_text|>");
   std::sort(special_ids_.begin(), special_ids_.end());
 
   // Byte string -> id for the ordinary tokens (specials are matched separately).
@@ -155,19 +157,20 @@ BpeTokenizer::BpeTokenizer(std::vector<std::string> token_bytes,
     if (whole) whole_tokens_.insert(b, hash_bytes(b), &id, 1);
   }
 
-  auto check_ids = [&](const std::vector<int32_t>& ids, const char* what, bool special) {
+  // Added tokens must not be special; the post-processor's tokens may be any token.
+  auto check_ids = [&](const std::vector<int32_t>& ids, const char* what, bool added) {
     for (int32_t id : ids) {
       if (id < 0 || id >= n)
         throw std::invalid_argument(std::string(what) + " id " + std::to_string(id) +
                                     " out of range");
-      if ((special_flag_[id] != 0) != special)
+      if (added && special_flag_[id])
         throw std::invalid_argument(std::string(what) + " id " + std::to_string(id) +
-                                    (special ? " is not special" : " is a special token"));
+                                    " is a special token");
     }
   };
-  check_ids(options_.added_ids, "added token", false);
-  check_ids(options_.prefix_ids, "post-processor", true);
-  check_ids(options_.suffix_ids, "post-processor", true);
+  check_ids(options_.added_ids, "added token", true);
+  check_ids(options_.prefix_ids, "post-processor", false);
+  check_ids(options_.suffix_ids, "post-processor", false);
   std::sort(options_.added_ids.begin(), options_.added_ids.end());
   options_.added_ids.erase(std::unique(options_.added_ids.begin(), options_.added_ids.end()),
                            options_.added_ids.end());
@@ -229,7 +232,7 @@ std::vector<int32_t> BpeTokenizer::encode_with_template(std::string_view text,
 void BpeTokenizer::encode_append(std::string_view text, SpecialTokens special,
                                  std::vector<int32_t>* out) const {
   const bool allowed = special == SpecialTokens::kAllowed;
-  const std::vector<std::string_view>& match = allowed ? match_allowed_ : match_as_text_;
+  const std::vector<std::string>& match = allowed ? match_allowed_ : match_as_text_;
   const std::vector<int32_t>& ids = allowed ? match_allowed_ids_ : match_as_text_ids_;
   if (match.empty()) {
     encode_ordinary(text, out);
@@ -250,10 +253,6 @@ void BpeTokenizer::encode_ordinary(std::string_view text, std::vector<int32_t>* 
 }
 
 void BpeTokenizer::encode_pieces(std::string_view text, std::vector<int32_t>* out) const {
-  if (options_.pre_tokenizer == PreTokenizer::kGpt2) {  // the common case, inlined
-    for_each_gpt2_piece(text, [&](std::string_view piece) { encode_piece(piece, out); });
-    return;
-  }
   for_each_piece(options_.pre_tokenizer, text,
                  [&](std::string_view piece) { encode_piece(piece, out); });
 }

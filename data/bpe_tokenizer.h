@@ -1,10 +1,14 @@
 // Byte-level BPE tokenizer, compatible with GPT-2 (OpenAI's encoder.json + vocab.bpe, Hugging
-// Face's vocab.json + merges.txt or tokenizer.json).
+// Face's vocab.json + merges.txt or tokenizer.json) and with the tokenizer.json of the Llama 3,
+// Qwen2/Qwen3 and SmolLM2 families (their normalizer, pre-tokenizer and post-processor).
 //
 // How text becomes ids (docs/tokenizer.md has the long version):
-//   1. Special tokens such as <|endoftext|> are cut out first when allowed: one id each.
-//   2. The text in between is split into pieces by GPT-2's regex (data/pretokenizer.h), so no
-//      token ever crosses e.g. a letter/punctuation boundary.
+//   1. Special tokens such as <|endoftext|> are cut out first when allowed: one id each; added
+//      tokens that are not special are cut out always.
+//   2. The text in between is normalized to NFC when the tokenizer says so (Qwen2), then split
+//      into pieces by the family's pre-tokenizer (GPT-2's regex, or Llama 3's or Qwen2's Split
+//      regex, or Digits then GPT-2's: data/pretokenizer.h), so no token ever crosses e.g. a
+//      letter/punctuation boundary.
 //   3. Each piece is encoded on its own by byte-pair merging: start from one token per byte, then
 //      repeatedly merge the adjacent pair with the lowest merge rank (the order in which training
 //      learned the merges) until no adjacent pair has a merge. This is the reference algorithm of
@@ -57,7 +61,8 @@ struct BpeOptions {
 class BpeTokenizer {
  public:
   // Loads a tokenizer from a directory holding one of, checked in this order:
-  //   tokenizer.json            Hugging Face tokenizers (BPE model, ByteLevel pre-tokenizer)
+  //   tokenizer.json            Hugging Face tokenizers (byte-level BPE with one of the pipelines
+  //                             docs/tokenizer.md lists; others are refused naming them)
   //   vocab.json + merges.txt   Hugging Face GPT2Tokenizer
   //   encoder.json + vocab.bpe  OpenAI GPT-2
   // or from a path to a tokenizer.json file. Throws std::runtime_error naming the file and problem.
@@ -96,7 +101,8 @@ class BpeTokenizer {
 
   int vocab_size() const { return static_cast<int>(tokens_.size()); }
   int num_merges() const { return static_cast<int>(merges_.size()); }
-  // Id of <|endoftext|> when it is a special token of this vocabulary, else -1.
+  // Id of <|endoftext|> when it is a special token of this vocabulary, else of <|end_of_text|>
+  // (Llama 3's), else -1.
   int eot_token() const { return eot_; }
   // Id of the special token with this text, or -1.
   int special_token_id(std::string_view text) const;
@@ -142,7 +148,7 @@ class BpeTokenizer {
   BpeOptions options_;
   // Strings cut out of the text before BPE, and their ids: with SpecialTokens::kAllowed the special
   // and added tokens, with kAsText the added tokens only.
-  std::vector<std::string_view> match_allowed_, match_as_text_;
+  std::vector<std::string> match_allowed_, match_as_text_;
   std::vector<int32_t> match_allowed_ids_, match_as_text_ids_;
   uint64_t uid_ = 0;  // identifies this vocabulary to the per-thread caches
 };
@@ -160,6 +166,16 @@ bool gpt2_unicode_to_bytes(std::string_view text, std::string* bytes);
 // the project root, searched upwards from the running executable and from the current directory.
 // Returns "" when none is found.
 std::string find_gpt2_tokenizer_dir();
+
+// The files of a Hugging Face model directory that describe its tokenizer, chat template and
+// generation settings: tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+// generation_config.json. Prepared data (tokenizer/) and checkpoints carry them.
+const std::vector<std::string>& hub_tokenizer_file_names();
+// Copies those of hub_tokenizer_file_names() that exist beside `source` (a directory, or a file in
+// it such as a tokenizer.json) into dir, replacing files of the same name. Copies nothing when
+// source has no tokenizer.json (GPT-2's OpenAI files, a trained tokenizer). Throws
+// std::runtime_error naming the file that cannot be copied.
+void copy_hub_tokenizer_files(const std::string& source, const std::string& dir);
 
 // Resolves a --tokenizer argument: "gpt2" -> find_gpt2_tokenizer_dir() (throws std::runtime_error
 // explaining how to get the files when they are not found); anything else is returned unchanged.

@@ -641,6 +641,25 @@ std::string find_gpt2_tokenizer_dir() {
   return "";
 }
 
+const std::vector<std::string>& hub_tokenizer_file_names() {
+  static const std::vector<std::string> names = {"tokenizer.json", "tokenizer_config.json",
+                                                 "special_tokens_map.json",
+                                                 "generation_config.json"};
+  return names;
+}
+
+void copy_hub_tokenizer_files(const std::string& source, const std::string& dir) {
+  std::error_code ec;
+  fs::path from(source);
+  if (fs::is_regular_file(from, ec)) from = from.parent_path();
+  if (source.empty() || !fs::is_regular_file(from / "tokenizer.json", ec)) return;
+  for (const std::string& name : hub_tokenizer_file_names()) {
+    if (!fs::is_regular_file(from / name, ec)) continue;
+    fs::copy_file(from / name, fs::path(dir) / name, fs::copy_options::overwrite_existing, ec);
+    if (ec) fail_in_file(from / name, "cannot copy into " + dir + ": " + ec.message());
+  }
+}
+
 std::string resolve_tokenizer_path(const std::string& name_or_path) {
   if (name_or_path != "gpt2") return name_or_path;
   const std::string dir = find_gpt2_tokenizer_dir();

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -176,7 +177,12 @@ std::string Progress::text(bool final_line) const {
 
 // ---- encoding -----------------------------------------------------------------------------------
 
-std::vector<size_t> chunk_cut_points(std::string_view text, size_t chunk_bytes) {
+std::vector<size_t> chunk_cut_points(std::string_view text, size_t chunk_bytes, PreTokenizer kind) {
+  const bool split = kind == PreTokenizer::kLlama3 || kind == PreTokenizer::kQwen2;
+  auto cut_after = [&](unsigned char prev) {
+    if (split) return std::isalnum(prev) != 0 && prev < 0x80;
+    return prev > 0x20 && prev < 0x7f;
+  };
   std::vector<size_t> cuts;
   if (chunk_bytes == 0) chunk_bytes = 1;
   size_t from = chunk_bytes;
@@ -184,7 +190,7 @@ std::vector<size_t> chunk_cut_points(std::string_view text, size_t chunk_bytes) 
     size_t p = text.find('\n', from);
     while (p != std::string_view::npos) {
       const unsigned char prev = static_cast<unsigned char>(text[p - 1]);
-      if (prev > 0x20 && prev < 0x7f) break;
+      if (cut_after(prev)) break;
       p = text.find('\n', p + 1);
     }
     if (p == std::string_view::npos) break;
@@ -204,11 +210,13 @@ std::vector<std::vector<int32_t>> encode_texts(const PrepareTokenizer& tokenizer
   };
   std::vector<Work> work;
   std::vector<size_t> first_work(texts.size() + 1);
+  const PreTokenizer kind =
+      tokenizer.bpe() ? tokenizer.bpe()->pre_tokenizer() : PreTokenizer::kGpt2;
   for (size_t i = 0; i < texts.size(); ++i) {
     first_work[i] = work.size();
     size_t begin = 0;
     if (texts[i].size() > chunk_bytes) {
-      for (size_t cut : chunk_cut_points(texts[i], chunk_bytes)) {
+      for (size_t cut : chunk_cut_points(texts[i], chunk_bytes, kind)) {
         work.push_back({i, texts[i].substr(begin, cut - begin)});
         begin = cut;
       }
@@ -345,6 +353,7 @@ void stage_tokenizer(const OutputStage& stage, const PrepareTokenizer& tokenizer
   (*meta)["tokenizer"] = tokenizer.kind();
   if (tokenizer.bpe()) {
     tokenizer.bpe()->save_hf(stage.path("tokenizer"));
+    copy_hub_tokenizer_files(tokenizer.source(), stage.path("tokenizer"));
     (*meta)["tokenizer_dir"] = "tokenizer";
     (*meta)["tokenizer_source"] = tokenizer.source();
   }

@@ -103,11 +103,14 @@ class Progress {
 };
 
 // Offsets where a text may be cut into chunks that encode independently to the same ids as the
-// whole: just before a '\n' whose previous byte is printable ASCII other than a space. (Every
-// pre-tokenizer piece that holds that byte ends there, and the pre-tokenizer has no look-behind, so
-// a fresh scan from the '\n' sees what the whole-text scan sees.) Returns the cut offsets, about
-// chunk_bytes apart, ascending, excluding 0 and text.size().
-std::vector<size_t> chunk_cut_points(std::string_view text, size_t chunk_bytes);
+// whole: just before a '\n' whose previous byte is printable ASCII other than a space (GPT-2's
+// pre-tokenizer, alone or after Digits), or an ASCII letter or digit (Llama 3's and Qwen2's Split,
+// whose punctuation pieces take the line ends that follow). Every pre-tokenizer piece that holds
+// that byte ends there, the pre-tokenizer has no look-behind, and NFC never joins a '\n' to what
+// precedes it, so a fresh scan from the '\n' sees what the whole-text scan sees. Returns the cut
+// offsets, about chunk_bytes apart, ascending, excluding 0 and text.size().
+std::vector<size_t> chunk_cut_points(std::string_view text, size_t chunk_bytes,
+                                     PreTokenizer kind = PreTokenizer::kGpt2);
 
 // Encodes every text (as ordinary text) on `threads` OpenMP threads (0: OpenMP's default); long
 // texts are cut at chunk_cut_points. result[i] holds the ids of texts[i]; identical for any thread
@@ -150,9 +153,10 @@ std::vector<std::string> write_token_shards(const OutputStage& stage, const std:
                                             int64_t shard_tokens);
 
 // Saves a BPE tokenizer into the stage's tokenizer/ (vocab.json, merges.txt, tokenizer.json,
-// tokenizer_config.json) and fills the tokenizer fields of meta.json: tokenizer (kind),
-// tokenizer_dir ("tokenizer", relative to meta.json; BPE only), tokenizer_source, vocab_size,
-// eot_token.
+// tokenizer_config.json; a Hugging Face model directory's own tokenizer files replace those of the
+// same name, copy_hub_tokenizer_files) and fills the tokenizer fields of meta.json: tokenizer
+// (kind), tokenizer_dir ("tokenizer", relative to meta.json; BPE only), tokenizer_source,
+// vocab_size, eot_token.
 void stage_tokenizer(const OutputStage& stage, const PrepareTokenizer& tokenizer,
                      nlohmann::ordered_json* meta);
 

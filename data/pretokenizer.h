@@ -111,9 +111,10 @@ void for_each_piece(PreTokenizer kind, std::string_view text, Fn&& fn) {
 // occurrence of specials[k], in order. Where several specials start at the same byte the longest
 // wins. Each special's next occurrence is remembered, so a text with many occurrences of one
 // special is still scanned once per special, not once per occurrence.
-template <typename OnText, typename OnSpecial>
-void split_on_specials(std::string_view text, const std::vector<std::string_view>& specials,
-                       OnText&& on_text, OnSpecial&& on_special) {
+// Strings: a vector of std::string_view or of std::string.
+template <typename Strings, typename OnText, typename OnSpecial>
+void split_on_specials(std::string_view text, const Strings& specials, OnText&& on_text,
+                       OnSpecial&& on_special) {
   constexpr size_t kNone = std::string_view::npos;
   std::vector<size_t> next(specials.size(), 0);
   std::vector<bool> stale(specials.size(), true);

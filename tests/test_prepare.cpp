@@ -188,6 +188,23 @@ TEST(Encoding, ChunksGiveTheSameIdsAsWholeText) {
   }
 }
 
+// The hub fixtures' tokenizers (Llama 3's and Qwen2's Split, whose punctuation pieces take the line
+// ends after them; SmolLM2's Digits; Qwen2's NFC) cut at their own safe points.
+TEST(Encoding, ChunksOfHubTokenizersGiveTheSameIds) {
+  std::mt19937 rng(11);
+  for (const char* family : {"llama3", "qwen2", "smollm2"}) {
+    const fs::path dir = fs::path(GPT_SOURCE_DIR) / "tests" / "fixtures" / "hub" / family;
+    const PrepareTokenizer tok(BpeTokenizer::load(dir.string()), "path", dir.string());
+    for (int trial = 0; trial < 100; ++trial) {
+      std::string text = random_text(rng, 50 + rng() % 3000);
+      text += "e\xCC\x81.\r\n\n!\nx\n";  // a mark to compose; punctuation before line ends
+      const size_t chunk = 1 + rng() % 64;
+      const std::vector<std::vector<int32_t>> ids = encode_texts(tok, {text}, 2, nullptr, chunk);
+      ASSERT_EQ(ids[0], tok.encode(text)) << family << " trial " << trial << " chunk " << chunk;
+    }
+  }
+}
+
 TEST(Encoding, ChunkedGpt2OnTinyShakespeare) {
   const fs::path corpus = kData / "tinyshakespeare" / "input.txt";
   if (!fs::exists(corpus) || !fs::exists(kData / "gpt2" / "encoder.json"))

@@ -253,7 +253,7 @@ void FinetuneJob::start(const nlohmann::json& resolved) {
   run_->prepare_outputs(resolved, resume_ ? resume_->step() : -1, !resume_ && s_.overwrite);
   vt_.assign(static_cast<size_t>(s_.batch_size) * s_.seq_len, 0);
   vg_.assign(vt_.size(), 0);
-  tokenizer_files_ = finetune_tokenizer_files(s_.train_data);
+  tokenizer_files_ = finetune_tokenizer_files(s_.train_data, s_.init);
   retention_.keep_last = s_.keep_last;
   const TrainerConfig tc = run_->trainer_config(s_.seq_len, s_.lr, s_.min_lr);
   trainable_ = std::make_unique<ReplayHeadSwitch>(*loaded_.model, *mix_);

@@ -3,13 +3,22 @@
 #include <filesystem>
 #include <system_error>
 
+#include "data/bpe_tokenizer.h"
+
 namespace fs = std::filesystem;
 
 namespace gpt {
 
 std::vector<std::string> tokenizer_files_in(const std::string& dir_name) {
-  static const char* const kNames[] = {"meta.json",      "vocab.json",   "merges.txt",
-                                       "tokenizer.json", "encoder.json", "vocab.bpe"};
+  static const char* const kNames[] = {"meta.json",
+                                       "vocab.json",
+                                       "merges.txt",
+                                       "tokenizer.json",
+                                       "encoder.json",
+                                       "vocab.bpe",
+                                       "tokenizer_config.json",
+                                       "special_tokens_map.json",
+                                       "generation_config.json"};
   const fs::path dir(dir_name);
   std::vector<std::string> found;
   std::error_code ec;
@@ -31,17 +40,26 @@ std::vector<std::string> pretrain_tokenizer_files(const std::string& train_glob,
   return files;
 }
 
-std::vector<std::string> finetune_tokenizer_files(const std::string& train_glob) {
+std::vector<std::string> finetune_tokenizer_files(const std::string& train_glob,
+                                                  const std::string& init) {
   std::vector<std::string> files;
-  const fs::path data_dir = fs::path(train_glob).parent_path();
-  for (const fs::path& dir : {data_dir, data_dir / "tokenizer"}) {
-    for (const char* name : {"meta.json", "vocab.json", "merges.txt", "tokenizer.json"}) {
+  auto add_from = [&](const fs::path& dir, const std::vector<std::string>& names) {
+    for (const std::string& name : names) {
       std::error_code ec;
       bool dup = false;
       for (const auto& f : files) dup |= fs::path(f).filename() == name;
       if (!dup && fs::is_regular_file(dir / name, ec)) files.push_back((dir / name).string());
     }
-  }
+  };
+  std::vector<std::string> names = {"meta.json", "vocab.json", "merges.txt"};
+  for (const std::string& name : hub_tokenizer_file_names()) names.push_back(name);
+  const fs::path data_dir = fs::path(train_glob).parent_path();
+  add_from(data_dir, names);
+  add_from(data_dir / "tokenizer", names);
+  // A Hugging Face model directory given as --init: its tokenizer, chat and generation settings.
+  std::error_code ec;
+  if (!init.empty() && fs::is_regular_file(fs::path(init) / "tokenizer.json", ec))
+    add_from(init, hub_tokenizer_file_names());
   return files;
 }
 

@@ -50,6 +50,10 @@ cp "$work/hf/config.json" "$OUT/config/hf_config.json"
 tokdir=$work/bpe/tokenizer
 pack "$OUT/tokenizer/tokenizer_json" "$tokdir" tokenizer.json
 pack "$OUT/tokenizer/vocab_merges" "$tokdir" vocab.json merges.txt
+# and the Hugging Face families' pipelines (Split regexes, NFC, Digits, a template)
+for family in llama3 qwen2 smollm2; do
+  pack "$OUT/tokenizer/hub_$family" "$SRC/tests/fixtures/hub/$family" tokenizer.json
+done
 cp "$tokdir/vocab.json" "$work/encoder.json"
 { echo "#version: 0.2"; grep -v '^#' "$tokdir/merges.txt"; } >"$work/vocab.bpe"
 pack "$OUT/tokenizer/encoder_bpe" "$work" encoder.json vocab.bpe
