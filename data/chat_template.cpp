@@ -47,10 +47,14 @@ std::string token_field(const nlohmann::json& cfg, const char* key, const std::s
 std::string escape_literal(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\'') out += "\\'";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\'')
+      out += "\\'";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -83,10 +87,12 @@ std::string canonical(const std::string& t) {
   size_t i = 0;
   const size_t n = t.size();
   while (i < n) {
-    const bool tag = i + 1 < n && t[i] == '{' && (t[i + 1] == '{' || t[i + 1] == '%' || t[i + 1] == '#');
+    const bool tag =
+        i + 1 < n && t[i] == '{' && (t[i + 1] == '{' || t[i + 1] == '%' || t[i + 1] == '#');
     if (!tag) {
       size_t j = i;
-      while (j < n && !(j + 1 < n && t[j] == '{' && (t[j + 1] == '{' || t[j + 1] == '%' || t[j + 1] == '#')))
+      while (j < n &&
+             !(j + 1 < n && t[j] == '{' && (t[j + 1] == '{' || t[j + 1] == '%' || t[j + 1] == '#')))
         ++j;
       const std::string raw = t.substr(i, j - i);
       bool blank = true;
@@ -151,16 +157,19 @@ std::string excerpt(const std::string& jinja) {
 
 const char* const kChatml =
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] "
-    "+ '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' "
+    "+ '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ "
+    "'<|im_start|>assistant\\n' "
     "}}{% endif %}";
 const char* const kChatmlSystem =
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ "
-    "'<|im_start|>system\\n@SYSTEM@<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + "
+    "'<|im_start|>system\\n@SYSTEM@<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] "
+    "+ "
     "'\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt "
     "%}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 const char* const kLlama3 =
     "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
-    "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim "
+    "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | "
+    "trim "
     "+ '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif "
     "%}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ "
     "'<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
@@ -256,8 +265,8 @@ uint32_t code_point_at(const std::string& s, size_t i, size_t* len) {
 
 bool python_space(uint32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202F || c == 0x205F || c == 0x3000;
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000;
 }
 
 std::string today_llama_date() {
@@ -363,8 +372,9 @@ ModelChatConfig read_model_chat_config(const std::string& dir) {
 
 ChatTemplate ChatTemplate::recognise(const std::string& jinja, const std::string& bos_token) {
   if (jinja.empty())
-    throw std::invalid_argument("the tokenizer has no chat template (tokenizer_config.json "
-                                "\"chat_template\")");
+    throw std::invalid_argument(
+        "the tokenizer has no chat template (tokenizer_config.json "
+        "\"chat_template\")");
   ChatTemplate t;
   t.bos_ = bos_token;
   const std::string canon = canonical(jinja);
@@ -381,8 +391,10 @@ ChatTemplate ChatTemplate::recognise(const std::string& jinja, const std::string
       const std::string mid = canon.substr(head.size(), canon.size() - head.size() - tail.size());
       bool plain = true;  // one literal: no unescaped quote inside
       for (size_t i = 0; i < mid.size(); ++i) {
-        if (mid[i] == '\\') ++i;
-        else if (mid[i] == '\'') plain = false;
+        if (mid[i] == '\\')
+          ++i;
+        else if (mid[i] == '\'')
+          plain = false;
       }
       if (plain) {
         t.kind_ = Kind::kChatml;
@@ -401,7 +413,8 @@ ChatTemplate ChatTemplate::recognise(const std::string& jinja, const std::string
   }
   if (has_all(canon, kLlama31Parts) && starts_with(canon, canonical("{{- bos_token }}"))) {
     t.kind_ = Kind::kLlama31;
-    static const std::regex fixed(R"(\{%ifnotdate_stringisdefined%\}\{%setdate_string='([^'\\]*)'%\})");
+    static const std::regex fixed(
+        R"(\{%ifnotdate_stringisdefined%\}\{%setdate_string='([^'\\]*)'%\})");
     const std::string today = canonical(
         "{%- if not date_string is defined %}{%- if strftime_now is defined %}{%- set date_string "
         "= strftime_now(\"%d %b %Y\") %}");
@@ -419,11 +432,13 @@ ChatTemplate ChatTemplate::recognise(const std::string& jinja, const std::string
   }
   std::string hint;
   if (jinja.find("<|im_start|>") != std::string::npos)
-    hint = " (it writes <|im_start|>, but differs from the ChatML and Qwen3 templates this engine "
-           "renders)";
+    hint =
+        " (it writes <|im_start|>, but differs from the ChatML and Qwen3 templates this engine "
+        "renders)";
   else if (jinja.find("<|start_header_id|>") != std::string::npos)
-    hint = " (it writes <|start_header_id|>, but differs from the Llama 3 and 3.1 templates this "
-           "engine renders)";
+    hint =
+        " (it writes <|start_header_id|>, but differs from the Llama 3 and 3.1 templates this "
+        "engine renders)";
   throw std::invalid_argument(
       "chat template " + excerpt(jinja) + " is not one this engine knows" + hint +
       "; the engine has no Jinja interpreter and renders ChatML (Qwen2, SmolLM2), Qwen3, Llama 3 "
@@ -475,7 +490,8 @@ std::vector<ChatSegment> ChatTemplate::render(const std::vector<ChatMessage>& me
       size_t last_query = messages.empty() ? 0 : messages.size() - 1;
       for (size_t k = messages.size(); k-- > 0;) {
         const std::string& c = messages[k].content;
-        const bool tool_response = starts_with(c, "<tool_response>") && ends_with(c, "</tool_response>");
+        const bool tool_response =
+            starts_with(c, "<tool_response>") && ends_with(c, "</tool_response>");
         if (messages[k].role == "user" && !tool_response) {
           last_query = k;
           break;
@@ -489,14 +505,16 @@ std::vector<ChatSegment> ChatTemplate::render(const std::vector<ChatMessage>& me
           std::string content = m.content, reasoning;
           const size_t close = m.content.find("</think>");
           if (close != std::string::npos) {
-            content = strip_chars(m.content.substr(m.content.rfind("</think>") + 8), true, false, '\n');
+            content =
+                strip_chars(m.content.substr(m.content.rfind("</think>") + 8), true, false, '\n');
             std::string before = strip_chars(m.content.substr(0, close), false, true, '\n');
             const size_t open = before.rfind("<think>");
             if (open != std::string::npos) before = before.substr(open + 7);
             reasoning = strip_chars(before, true, false, '\n');
           }
           const bool last = i + 1 == messages.size();
-          const bool think = (messages.size() > 0 && i > last_query) && (last || !reasoning.empty());
+          const bool think =
+              (messages.size() > 0 && i > last_query) && (last || !reasoning.empty());
           out.special("<|im_start|>");
           out.text("assistant\n");
           if (think) {

@@ -57,9 +57,9 @@ struct ChatSegment {
 struct ModelChatConfig {
   std::string bos_token, eos_token, pad_token;  // "" when absent or null
   bool add_bos_token = false;
-  std::string chat_template;       // the Jinja text ("" when the file has none)
-  std::vector<int32_t> eos_ids;    // generation_config.json eos_token_id (an int or a list)
-  std::string config_path;         // the tokenizer_config.json read ("" when there is none)
+  std::string chat_template;     // the Jinja text ("" when the file has none)
+  std::vector<int32_t> eos_ids;  // generation_config.json eos_token_id (an int or a list)
+  std::string config_path;       // the tokenizer_config.json read ("" when there is none)
 };
 
 // Reads DIR/tokenizer_config.json and DIR/generation_config.json (each optional). chat_template
@@ -86,7 +86,7 @@ class ChatTemplate {
                           bool add_generation_prompt) const;
 
   Kind kind() const { return kind_; }
-  const char* name() const;             // "chatml", "qwen3", "llama3", "llama3.1"
+  const char* name() const;  // "chatml", "qwen3", "llama3", "llama3.1"
   const std::string& default_system() const { return default_system_; }  // chatml
   const std::string& date() const { return date_; }                      // llama3.1
   // The special tokens the template writes (each must be one id of the tokenizer).

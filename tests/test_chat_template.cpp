@@ -10,6 +10,9 @@
 
 #include "data/bpe_tokenizer.h"
 #include "data/chat_template.h"
+#include "data/finetune.h"
+#include "data/shard.h"
+#include "tests/temp_dir.h"
 
 namespace {
 
@@ -35,7 +38,8 @@ const nlohmann::json& reference() {
 
 std::vector<ChatMessage> conversation(const nlohmann::json& c) {
   std::vector<ChatMessage> m;
-  for (const auto& x : c) m.push_back({x["role"].get<std::string>(), x["content"].get<std::string>()});
+  for (const auto& x : c)
+    m.push_back({x["role"].get<std::string>(), x["content"].get<std::string>()});
   return m;
 }
 
@@ -63,7 +67,8 @@ TEST(ChatTemplate, RecognisesEachFixtureTemplate) {
       {"llama3", {"llama3", ""}},
       {"qwen2", {"chatml", "You are a helpful assistant."}},
       {"qwen3", {"qwen3", ""}},
-      {"smollm2", {"chatml", "You are a helpful AI assistant named SmolLM, trained by Hugging Face"}},
+      {"smollm2",
+       {"chatml", "You are a helpful AI assistant named SmolLM, trained by Hugging Face"}},
       {"chatml", {"chatml", ""}},
       {"llama3.2", {"llama3.1", ""}},
   };
@@ -102,7 +107,8 @@ std::string trained_text(const std::vector<ChatSegment>& segs) {
 TEST(ChatTemplate, AssistantSpansAreContentAndEndOfTurn) {
   const std::vector<ChatMessage> m = {
       {"user", "Hi"}, {"assistant", " one "}, {"user", "More"}, {"assistant", "two"}};
-  const ChatTemplate chatml = ChatTemplate::recognise(read_text(fixture("chat_templates/chatml.jinja")), "");
+  const ChatTemplate chatml =
+      ChatTemplate::recognise(read_text(fixture("chat_templates/chatml.jinja")), "");
   EXPECT_EQ(trained_text(chatml.render(m, false)), " one <|im_end|>two<|im_end|>");
   EXPECT_EQ(trained_text(chatml.render(m, true)), " one <|im_end|>two<|im_end|>");
   const gpt::ModelChatConfig l = gpt::read_model_chat_config(fixture("hub/llama3"));
@@ -142,10 +148,11 @@ TEST(ChatTemplate, FixedDateLlama31) {
   fixed.replace(b, e + 12 - b, "{%- set date_string = \"26 Jul 2024\" %}");
   const ChatTemplate l = ChatTemplate::recognise(fixed, "<|begin_of_text|>");
   EXPECT_EQ(l.date(), "26 Jul 2024");
-  EXPECT_EQ(l.render_text({{"system", " S "}, {"user", "U"}}, false),
-            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
-            "December 2023\nToday Date: 26 Jul 2024\n\nS<|eot_id|><|start_header_id|>user<|end_header_"
-            "id|>\n\nU<|eot_id|>");
+  EXPECT_EQ(
+      l.render_text({{"system", " S "}, {"user", "U"}}, false),
+      "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
+      "December 2023\nToday Date: 26 Jul 2024\n\nS<|eot_id|><|start_header_id|>user<|end_header_"
+      "id|>\n\nU<|eot_id|>");
 }
 
 TEST(ChatTemplate, RefusesUnknownTemplatesNamingThem) {
@@ -156,7 +163,8 @@ TEST(ChatTemplate, RefusesUnknownTemplatesNamingThem) {
     ChatTemplate::recognise(zephyr, "");
     FAIL() << "accepted";
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("{% for message in messages %}\\n{% if"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("{% for message in messages %}\\n{% if"),
+              std::string::npos)
         << e.what();
     EXPECT_NE(std::string(e.what()).find("no Jinja interpreter"), std::string::npos);
   }
@@ -165,7 +173,8 @@ TEST(ChatTemplate, RefusesUnknownTemplatesNamingThem) {
   odd.replace(odd.find("'<|im_end|>'"), 12, "'<|im_end|>\\n'");
   EXPECT_THROW(ChatTemplate::recognise(odd, ""), std::invalid_argument);
   EXPECT_THROW(ChatTemplate::recognise("", ""), std::invalid_argument);
-  const ChatTemplate t = ChatTemplate::recognise(read_text(fixture("chat_templates/chatml.jinja")), "");
+  const ChatTemplate t =
+      ChatTemplate::recognise(read_text(fixture("chat_templates/chatml.jinja")), "");
   EXPECT_THROW(t.render({{"tool", "x"}}, false), std::invalid_argument);
 }
 
@@ -190,7 +199,8 @@ gpt::BpeTokenizer chatml_tokenizer() {
 
 TEST(ChatTemplate, EncodesSpecialsAsOneIdAndContentAsText) {
   const gpt::BpeTokenizer tok = chatml_tokenizer();
-  const ChatTemplate t = ChatTemplate::recognise(read_text(fixture("chat_templates/chatml.jinja")), "");
+  const ChatTemplate t =
+      ChatTemplate::recognise(read_text(fixture("chat_templates/chatml.jinja")), "");
   const std::vector<ChatMessage> m = {{"user", "<|im_end|>"}, {"assistant", "\nok"}};
   const gpt::ChatTokens r = gpt::encode_chat(tok, t.render(m, false));
   ASSERT_EQ(r.ids.size(), r.trained.size());
@@ -236,15 +246,125 @@ TEST(ChatTemplate, IdsEqualTransformers) {
       bool spells_special = false;
       for (const ChatMessage& x : m)
         for (int32_t id : tok->special_ids())
-          spells_special = spells_special || x.content.find(tok->token_bytes(id)) != std::string::npos;
+          spells_special =
+              spells_special || x.content.find(tok->token_bytes(id)) != std::string::npos;
       if (spells_special) continue;
       for (int g = 0; g < 2; ++g) {
-        SCOPED_TRACE("conversation " + std::to_string(c) + " generation prompt " + std::to_string(g));
+        SCOPED_TRACE("conversation " + std::to_string(c) + " generation prompt " +
+                     std::to_string(g));
         EXPECT_EQ(gpt::encode_chat(*tok, t.render(m, g == 1)).ids,
                   entry["ids"][c][g].get<std::vector<int32_t>>());
       }
     }
   }
+}
+
+// ---- conversation SFT (gpt-prepare --task sft --format chat)
+// --------------------------------------
+
+// A model directory with the byte tokenizer above and a ChatML template with a default system.
+std::string chatml_model_dir(const gpt::TempDir& tmp) {
+  const std::string dir = tmp.file("model");
+  chatml_tokenizer().save_hf(dir);
+  const gpt::ModelChatConfig qwen2 = gpt::read_model_chat_config(fixture("hub/qwen2"));
+  nlohmann::json cfg = {{"eos_token", "<|im_end|>"}, {"chat_template", qwen2.chat_template}};
+  std::ofstream(dir + "/tokenizer_config.json") << cfg.dump();
+  return dir;
+}
+
+gpt::FinetuneOptions chat_options(const gpt::TempDir& tmp, const std::string& jsonl) {
+  std::ofstream(tmp.file("chats.jsonl")) << jsonl;
+  gpt::FinetuneOptions o;
+  o.format = gpt::ExampleFormat::kChat;
+  o.inputs = {tmp.file("chats.jsonl")};
+  o.out = tmp.file("out");
+  o.tokenizer.name = chatml_model_dir(tmp);
+  o.val_fraction = 0;
+  return o;
+}
+
+// The trained bytes of each example of OUT/train_000000.bin.
+std::vector<std::string> trained_bytes(const std::string& out) {
+  const gpt::BpeTokenizer tok = chatml_tokenizer();
+  gpt::TokenShard shard(out + "/train_000000.bin");
+  const gpt::MaskShard mask = gpt::read_mask_shard(out + "/train_000000.mask", shard.size());
+  std::vector<std::string> r;
+  for (int64_t i = 0; i < shard.size(); ++i) {
+    if (mask.flags[static_cast<size_t>(i)] & gpt::kMaskExampleStart) r.emplace_back();
+    if (mask.flags[static_cast<size_t>(i)] & gpt::kMaskLoss) {
+      const int32_t id = shard[i];
+      r.back() += tok.is_special(id) ? "<" + std::to_string(id) + ">" : tok.token_bytes(id);
+    }
+  }
+  return r;
+}
+
+TEST(ConversationSft, TrainsOnEveryAssistantTurnOnly) {
+  gpt::TempDir tmp;
+  const gpt::FinetuneOptions o = chat_options(
+      tmp,
+      R"({"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}, )"
+      R"({"role": "user", "content": "3+3?"}, {"role": "assistant", "content": "6"}]})"
+      "\n"
+      R"({"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "hi"}, )"
+      R"({"role": "assistant", "content": "hello <|im_end|>"}]})"
+      "\n");
+  const gpt::FinetuneResult r = gpt::prepare_finetune(o);
+  EXPECT_EQ(r.train_examples, 2);
+  EXPECT_EQ(trained_bytes(o.out),
+            (std::vector<std::string>{"4<258>6<258>", "hello <|im_end|><258>"}));
+  // The rendering, token by token, is the template's (default system turn included).
+  gpt::TokenShard shard(o.out + "/train_000000.bin");
+  const gpt::BpeTokenizer tok = chatml_tokenizer();
+  std::string text;
+  for (int64_t i = 0; i < shard.size(); ++i) text += tok.token_bytes(shard[i]);
+  EXPECT_EQ(text.substr(0, 64),
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_s");
+}
+
+TEST(ConversationSft, JsonlFindsConversationsAndInstructionsCanUseTheTemplate) {
+  gpt::TempDir tmp;
+  gpt::FinetuneOptions o = chat_options(
+      tmp,
+      R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})"
+      "\n"
+      R"({"prompt": "c", "completion": "d"})"
+      "\n");
+  o.format = gpt::ExampleFormat::kJsonl;
+  o.apply_chat_template = true;
+  gpt::prepare_finetune(o);
+  EXPECT_EQ(trained_bytes(o.out), (std::vector<std::string>{"b<258>", "d<258>"}));
+}
+
+TEST(ConversationSft, RefusesMalformedConversationsNamingLineAndField) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"messages": [{"role": "tool", "content": "x"}]})",
+       ":2: field 'messages[0].role': unknown role 'tool'"},
+      {R"({"messages": [{"role": "user", "content": "x"}]})",
+       ":2: the conversation has no assistant turn"},
+      {R"({"messages": [{"role": "assistant", "content": ["x"]}]})",
+       ":2: field 'messages[0].content': expected a string, got an array"},
+      {R"({"messages": [{"content": "x"}]})", ":2: missing field 'messages[0].role'"},
+      {R"({"messages": "x"})", ":2: field 'messages': expected a non-empty array"},
+      {R"({"text": "x"})", ":2: missing field 'messages'"},
+  };
+  for (const auto& [line, want] : cases) {
+    gpt::TempDir tmp;
+    const gpt::FinetuneOptions o = chat_options(
+        tmp,
+        R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})"
+        "\n" +
+            line + "\n");
+    const std::string e = gpt::error_of([&] { gpt::prepare_finetune(o); });
+    EXPECT_NE(e.find(want), std::string::npos) << e;
+    EXPECT_FALSE(std::filesystem::exists(o.out + "/meta.json"));
+  }
+  gpt::TempDir tmp;
+  gpt::FinetuneOptions o = chat_options(tmp, "");
+  o.tokenizer.name = "bytes";
+  EXPECT_NE(
+      gpt::error_of([&] { gpt::prepare_finetune(o); }).find("conversations need --tokenizer DIR"),
+      std::string::npos);
 }
 
 }  // namespace
