@@ -16,12 +16,19 @@ apply_chat_template(tokenize=True) (transformers tokenizes the rendered text wit
 special tokens, so Llama 3's bos appears once: the template writes it). Llama 3.2's template dates
 its system header with today's date (strftime_now); it is rendered with date_string="@DATE@" and
 the test puts today's date in.
+
+Greedy completions (tests/cli/chat.sh compares gpt-generate --chat --temperature 0 with them): for
+each hub fixture and each entry of CHATS, the prompt ids of apply_chat_template(
+add_generation_prompt=True) and transformers' greedy generate() ids up to the first eos id of
+generation_config.json (the eos itself left out), MAX_NEW tokens at most. The model runs in float32
+on the bf16 weights of model.safetensors (upcast exactly), as the engine computes on the CPU.
 """
 
 import json
 import os
 
-from transformers import AutoTokenizer
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 FIX = os.path.join(ROOT, "tests", "fixtures")
@@ -51,6 +58,35 @@ CONVERSATIONS = [
 ]
 
 
+# (system message or None, user message) for gpt-generate --system / --chat.
+CHATS = [(None, "What is 2 + 2?"), ("You are brief.", "Say hello to the world.")]
+MAX_NEW = 24
+
+
+def greedy(directory, tok):
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    model.eval()
+    eos = model.generation_config.eos_token_id
+    eos = eos if isinstance(eos, list) else [eos]
+    rows = []
+    for system, user in CHATS:
+        conv = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": user}]
+        prompt = tok.apply_chat_template(conv, tokenize=True, add_generation_prompt=True)
+        prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+        with torch.no_grad():
+            out = model.generate(torch.tensor([prompt]), max_new_tokens=MAX_NEW, do_sample=False,
+                                 eos_token_id=eos, pad_token_id=eos[0])
+        new = out[0, len(prompt):].tolist()
+        for i, t in enumerate(new):
+            if t in eos:
+                new = new[:i]
+                break
+        rows.append({"system": system, "user": user, "prompt_ids": prompt, "ids": new,
+                     "text": tok.decode(new)})
+    return rows
+
+
 def read(path):
     with open(path, encoding="utf-8") as f:
         return f.read()
@@ -72,6 +108,7 @@ def main():
                 ids.append(list(r["input_ids"] if isinstance(r, dict) or hasattr(r, "keys")
                                 else r))
             entry["ids"].append(ids)
+        entry["greedy"] = greedy(d, tok)
         out["templates"][name] = entry
     for name, base, extra in (("chatml", "qwen2", {}),
                               ("llama3.2", "llama3", {"date_string": "@DATE@"})):
