@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "data/pretokenizer.h"
+#include "data/unicode_normalize.h"
 
 namespace gpt {
 namespace {
@@ -62,7 +63,16 @@ std::string printable(std::string_view bytes) {
 BpeTokenizer::BpeTokenizer(std::vector<std::string> token_bytes,
                            const std::vector<std::pair<int32_t, int32_t>>& merges,
                            const std::vector<int32_t>& special_ids, bool ignore_merges)
-    : tokens_(std::move(token_bytes)), ignore_merges_(ignore_merges) {
+    : BpeTokenizer(std::move(token_bytes), merges, special_ids, [&] {
+        BpeOptions options;
+        options.ignore_merges = ignore_merges;
+        return options;
+      }()) {}
+
+BpeTokenizer::BpeTokenizer(std::vector<std::string> token_bytes,
+                           const std::vector<std::pair<int32_t, int32_t>>& merges,
+                           const std::vector<int32_t>& special_ids, BpeOptions options)
+    : tokens_(std::move(token_bytes)), options_(std::move(options)) {
   const int32_t n = static_cast<int32_t>(tokens_.size());
   if (tokens_.empty()) throw std::invalid_argument("empty vocabulary");
   special_flag_.assign(n, 0);
@@ -136,13 +146,39 @@ BpeTokenizer::BpeTokenizer(std::vector<std::string> token_bytes,
   for (int32_t id = 0; id < n; ++id) {
     if (special_flag_[id]) continue;
     const std::string& b = tokens_[id];
-    bool whole = ignore_merges_ || b.size() == 1;
+    bool whole = options_.ignore_merges || b.size() == 1;
     if (!whole) {
       ids.clear();
       merge_piece(b, &ids);
       whole = ids.size() == 1 && ids[0] == id;
     }
     if (whole) whole_tokens_.insert(b, hash_bytes(b), &id, 1);
+  }
+
+  auto check_ids = [&](const std::vector<int32_t>& ids, const char* what, bool special) {
+    for (int32_t id : ids) {
+      if (id < 0 || id >= n)
+        throw std::invalid_argument(std::string(what) + " id " + std::to_string(id) +
+                                    " out of range");
+      if ((special_flag_[id] != 0) != special)
+        throw std::invalid_argument(std::string(what) + " id " + std::to_string(id) +
+                                    (special ? " is not special" : " is a special token"));
+    }
+  };
+  check_ids(options_.added_ids, "added token", false);
+  check_ids(options_.prefix_ids, "post-processor", true);
+  check_ids(options_.suffix_ids, "post-processor", true);
+  std::sort(options_.added_ids.begin(), options_.added_ids.end());
+  options_.added_ids.erase(std::unique(options_.added_ids.begin(), options_.added_ids.end()),
+                           options_.added_ids.end());
+  for (int32_t id : special_ids_) {
+    match_allowed_.emplace_back(tokens_[id]);
+    match_allowed_ids_.push_back(id);
+  }
+  for (int32_t id : options_.added_ids) {
+    for (auto* list : {&match_allowed_, &match_as_text_}) list->emplace_back(tokens_[id]);
+    match_allowed_ids_.push_back(id);
+    match_as_text_ids_.push_back(id);
   }
   uid_ = g_next_uid.fetch_add(1);
 }
@@ -181,21 +217,45 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text, SpecialTokens s
   return out;
 }
 
+std::vector<int32_t> BpeTokenizer::encode_with_template(std::string_view text,
+                                                        SpecialTokens special) const {
+  std::vector<int32_t> out = options_.prefix_ids;
+  encode_append(text, special, &out);
+  out.insert(out.end(), options_.suffix_ids.begin(), options_.suffix_ids.end());
+  return out;
+}
+
+// Hugging Face cuts the added tokens out of the raw text, then normalizes what lies between them.
 void BpeTokenizer::encode_append(std::string_view text, SpecialTokens special,
                                  std::vector<int32_t>* out) const {
-  if (special == SpecialTokens::kAsText || special_ids_.empty()) {
+  const bool allowed = special == SpecialTokens::kAllowed;
+  const std::vector<std::string_view>& match = allowed ? match_allowed_ : match_as_text_;
+  const std::vector<int32_t>& ids = allowed ? match_allowed_ids_ : match_as_text_ids_;
+  if (match.empty()) {
     encode_ordinary(text, out);
     return;
   }
-  std::vector<std::string_view> specials;
-  for (int32_t id : special_ids_) specials.emplace_back(tokens_[id]);
   split_on_specials(
-      text, specials, [&](std::string_view segment) { encode_ordinary(segment, out); },
-      [&](size_t k) { out->push_back(special_ids_[k]); });
+      text, match, [&](std::string_view segment) { encode_ordinary(segment, out); },
+      [&](size_t k) { out->push_back(ids[k]); });
 }
 
 void BpeTokenizer::encode_ordinary(std::string_view text, std::vector<int32_t>* out) const {
-  for_each_gpt2_piece(text, [&](std::string_view piece) { encode_piece(piece, out); });
+  if (options_.normalizer == Normalizer::kNfc) {
+    thread_local std::string buffer;
+    encode_pieces(nfc_normalize(text, &buffer), out);
+    return;
+  }
+  encode_pieces(text, out);
+}
+
+void BpeTokenizer::encode_pieces(std::string_view text, std::vector<int32_t>* out) const {
+  if (options_.pre_tokenizer == PreTokenizer::kGpt2) {  // the common case, inlined
+    for_each_gpt2_piece(text, [&](std::string_view piece) { encode_piece(piece, out); });
+    return;
+  }
+  for_each_piece(options_.pre_tokenizer, text,
+                 [&](std::string_view piece) { encode_piece(piece, out); });
 }
 
 void BpeTokenizer::encode_piece(std::string_view piece, std::vector<int32_t>* out) const {

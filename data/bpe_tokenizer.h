@@ -31,12 +31,28 @@
 #include <vector>
 
 #include "data/bpe_tables.h"
+#include "data/pretokenizer.h"
 
 namespace gpt {
 
 // Whether text that spells a special token (e.g. "<|endoftext|>") becomes that special token's id
 // (kAllowed) or is encoded as ordinary text (kAsText, like tiktoken's encode_ordinary).
 enum class SpecialTokens { kAllowed, kAsText };
+
+// Text normalization applied before pre-tokenization (tokenizer.json's "normalizer").
+enum class Normalizer { kNone, kNfc };
+
+// What a tokenizer.json adds to byte-level BPE (GPT-2's files need none of it).
+struct BpeOptions {
+  bool ignore_merges = false;  // a piece that is a whole token is that token (model.ignore_merges)
+  PreTokenizer pre_tokenizer = PreTokenizer::kGpt2;
+  Normalizer normalizer = Normalizer::kNone;
+  // Added tokens that are not special ("special": false): always matched in the text, like HF.
+  std::vector<int32_t> added_ids;
+  // Ids the post-processor puts before and after a text when asked for (HF's
+  // add_special_tokens=True; Llama 3's TemplateProcessing puts <|begin_of_text|> before).
+  std::vector<int32_t> prefix_ids, suffix_ids;
+};
 
 class BpeTokenizer {
  public:
@@ -55,11 +71,19 @@ class BpeTokenizer {
   BpeTokenizer(std::vector<std::string> token_bytes,
                const std::vector<std::pair<int32_t, int32_t>>& merges,
                const std::vector<int32_t>& special_ids, bool ignore_merges = false);
+  // The same with a tokenizer.json's options. Added tokens (options.added_ids) are ordinary tokens
+  // whose bytes are also matched as whole strings in the text, whatever SpecialTokens says.
+  BpeTokenizer(std::vector<std::string> token_bytes,
+               const std::vector<std::pair<int32_t, int32_t>>& merges,
+               const std::vector<int32_t>& special_ids, BpeOptions options);
 
   std::vector<int32_t> encode(std::string_view text,
                               SpecialTokens special = SpecialTokens::kAllowed) const;
   // Appends the ids of text to *out (no allocation once the vector and the cache are warm).
   void encode_append(std::string_view text, SpecialTokens special, std::vector<int32_t>* out) const;
+  // encode() between the post-processor's prefix and suffix ids (HF's add_special_tokens=True).
+  std::vector<int32_t> encode_with_template(std::string_view text,
+                                            SpecialTokens special = SpecialTokens::kAsText) const;
   // Encodes many documents, spread over `threads` OpenMP threads (0: OpenMP's default).
   std::vector<std::vector<int32_t>> encode_batch(const std::vector<std::string_view>& texts,
                                                  SpecialTokens special, int threads = 0) const;
@@ -80,6 +104,13 @@ class BpeTokenizer {
   bool is_special(int id) const;
   // Bytes of one token. Throws std::out_of_range for an id outside the vocabulary.
   const std::string& token_bytes(int id) const;
+  PreTokenizer pre_tokenizer() const { return options_.pre_tokenizer; }
+  Normalizer normalizer() const { return options_.normalizer; }
+  // The post-processor's ids around a text (empty for GPT-2, <|begin_of_text|> first for Llama 3).
+  const std::vector<int32_t>& prefix_ids() const { return options_.prefix_ids; }
+  const std::vector<int32_t>& suffix_ids() const { return options_.suffix_ids; }
+  // Added tokens that are not special, ascending.
+  const std::vector<int32_t>& added_ids() const { return options_.added_ids; }
   // Merges in rank order, as (left id, right id).
   const std::vector<std::pair<int32_t, int32_t>>& merges() const { return merges_; }
 
@@ -92,7 +123,9 @@ class BpeTokenizer {
   void clear_cache() const;
 
  private:
+  // Text without special or added tokens: normalized, pre-tokenized, each piece merged.
   void encode_ordinary(std::string_view text, std::vector<int32_t>* out) const;
+  void encode_pieces(std::string_view text, std::vector<int32_t>* out) const;
   void encode_piece(std::string_view piece, std::vector<int32_t>* out) const;
   // BPE of one piece from its bytes: appends the ids to *out.
   void merge_piece(std::string_view piece, std::vector<int32_t>* out) const;
@@ -106,7 +139,11 @@ class BpeTokenizer {
   bpe_detail::PairRankMap pair_ranks_;               // (left, right) -> (rank, merged)
   bpe_detail::PieceTable whole_tokens_;  // bytes -> id, for tokens BPE maps to themselves
   int eot_ = -1;
-  bool ignore_merges_ = false;
+  BpeOptions options_;
+  // Strings cut out of the text before BPE, and their ids: with SpecialTokens::kAllowed the special
+  // and added tokens, with kAsText the added tokens only.
+  std::vector<std::string_view> match_allowed_, match_as_text_;
+  std::vector<int32_t> match_allowed_ids_, match_as_text_ids_;
   uint64_t uid_ = 0;  // identifies this vocabulary to the per-thread caches
 };
 

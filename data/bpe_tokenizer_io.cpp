@@ -1,6 +1,7 @@
 // Byte-level BPE: the file formats (OpenAI's and Hugging Face's), GPT-2's byte <-> Unicode mapping,
 // and where the real GPT-2 files are found.
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -139,9 +140,118 @@ struct RawVocab {
   std::unordered_map<std::string, int32_t> id_of_text;
   std::vector<std::pair<int32_t, int32_t>> merges;
   std::vector<int32_t> merged_ids;        // rank -> id of the merged token
-  std::vector<int32_t> declared_special;  // tokenizer.json added_tokens
-  bool ignore_merges = false;
+  std::vector<int32_t> declared_special;  // tokenizer.json added_tokens with "special": true
+  std::vector<int32_t> declared_added;    // and with "special": false
+  std::vector<std::string> prefix_tokens, suffix_tokens;  // the post-processor's, by text
+  BpeOptions options;
 };
+
+// The pre-tokenizer regexes the engine knows, exactly as the published tokenizer.json files state
+// them (data/pretokenizer.h has the scanner of each).
+constexpr const char* kLlama3SplitRegex =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+constexpr const char* kQwen2SplitRegex =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+bool is_byte_level(const json& j, bool use_regex) {
+  return j.is_object() && j.value("type", std::string()) == "ByteLevel" &&
+         !j.value("add_prefix_space", false) && j.value("use_regex", true) == use_regex;
+}
+
+// normalizer, pre_tokenizer and decoder: one of the pipelines data/pretokenizer.h knows.
+void read_pipeline(const json& root, const fs::path& file, RawVocab* raw) {
+  const json normalizer = root.value("normalizer", json());
+  if (normalizer.is_object() && normalizer.value("type", std::string()) == "NFC") {
+    raw->options.normalizer = Normalizer::kNfc;
+  } else if (!normalizer.is_null()) {
+    fail_in_file(file, "normalizer " + normalizer.dump() +
+                           " is not supported (only none and {\"type\": \"NFC\"})");
+  }
+  const json pre = root.value("pre_tokenizer", json());
+  const json steps = pre.is_object() && pre.value("type", std::string()) == "Sequence"
+                         ? pre.value("pretokenizers", json::array())
+                         : json::array({pre});
+  bool known = false;
+  if (steps.size() == 1 && is_byte_level(steps[0], true)) {
+    raw->options.pre_tokenizer = PreTokenizer::kGpt2;
+    known = true;
+  } else if (steps.size() == 2 && steps[0].is_object() &&
+             steps[0].value("type", std::string()) == "Split" && is_byte_level(steps[1], false)) {
+    const json& split = steps[0];
+    const json pattern = split.value("pattern", json());
+    const std::string regex =
+        pattern.is_object() ? pattern.value("Regex", std::string()) : std::string();
+    if (split.value("behavior", std::string()) != "Isolated" || split.value("invert", false)) {
+      fail_in_file(file,
+                   "Split pre-tokenizer must have \"behavior\": \"Isolated\" and no "
+                   "\"invert\", got " +
+                       split.dump());
+    }
+    if (regex == kLlama3SplitRegex) {
+      raw->options.pre_tokenizer = PreTokenizer::kLlama3;
+    } else if (regex == kQwen2SplitRegex) {
+      raw->options.pre_tokenizer = PreTokenizer::kQwen2;
+    } else {
+      fail_in_file(file, "Split pattern " + pattern.dump() +
+                             " is not one the engine knows (Llama 3's or Qwen2's regex, "
+                             "docs/tokenizer.md)");
+    }
+    known = true;
+  } else if (steps.size() == 2 && steps[0].is_object() &&
+             steps[0].value("type", std::string()) == "Digits" &&
+             steps[0].value("individual_digits", false) && is_byte_level(steps[1], true)) {
+    raw->options.pre_tokenizer = PreTokenizer::kDigitsGpt2;
+    known = true;
+  }
+  if (!known) {
+    fail_in_file(file, "pre_tokenizer " + pre.dump() +
+                           " is not one the engine knows: GPT-2's ByteLevel regex, Llama 3's or "
+                           "Qwen2's Split regex then ByteLevel, or Digits then ByteLevel "
+                           "(docs/tokenizer.md)");
+  }
+  const json decoder = root.value("decoder", json());
+  if (!decoder.is_null() && decoder.value("type", std::string()) != "ByteLevel") {
+    fail_in_file(file, "decoder " + decoder.dump() + " is not supported (only ByteLevel)");
+  }
+}
+
+// post_processor: ByteLevel (offsets only), TemplateProcessing (special tokens around a text) or a
+// Sequence of them. Records the template's tokens around the single sequence $A.
+void resolve_post_processor(const json& root, const fs::path& file, RawVocab* raw) {
+  const json post = root.value("post_processor", json());
+  if (post.is_null()) return;
+  const json steps = post.value("type", std::string()) == "Sequence"
+                         ? post.value("processors", json::array())
+                         : json::array({post});
+  for (const json& step : steps) {
+    const std::string type = step.is_object() ? step.value("type", std::string()) : "";
+    if (type == "ByteLevel") continue;
+    if (type != "TemplateProcessing") {
+      fail_in_file(file, "post_processor " + step.dump() +
+                             " is not supported (only ByteLevel and TemplateProcessing)");
+    }
+    bool seen_sequence = false;
+    for (const json& item : step.value("single", json::array())) {
+      if (item.contains("Sequence")) {
+        if (seen_sequence || item["Sequence"].value("id", std::string()) != "A")
+          fail_in_file(file, "post_processor template " + step["single"].dump() +
+                                 " is not supported (one $A between special tokens)");
+        seen_sequence = true;
+      } else if (item.contains("SpecialToken")) {
+        const std::string name = item["SpecialToken"].value("id", std::string());
+        const json& table = step.value("special_tokens", json::object());
+        if (!table.contains(name) || !table[name].contains("tokens"))
+          fail_in_file(file, "post_processor special token '" + name + "' is not declared");
+        for (const json& token : table[name]["tokens"]) {
+          (seen_sequence ? raw->suffix_tokens : raw->prefix_tokens)
+              .push_back(token.get<std::string>());
+        }
+      }
+    }
+  }
+}
 
 void read_vocab_object(const json& vocab, const fs::path& file, RawVocab* raw) {
   if (!vocab.is_object()) fail_in_file(file, "the vocabulary must be a JSON object {token: id}");
@@ -226,18 +336,8 @@ void read_tokenizer_json(const fs::path& file, RawVocab* raw) {
     fail_in_file(file, "BPE dropout is not supported");
   }
   if (model.value("byte_fallback", false)) fail_in_file(file, "byte_fallback is not supported");
-  if (root.contains("normalizer") && !root["normalizer"].is_null()) {
-    fail_in_file(file, "a normalizer is not supported (GPT-2 has none)");
-  }
-  const json pre = root.value("pre_tokenizer", json());
-  if (!pre.is_object() || pre.value("type", std::string()) != "ByteLevel" ||
-      pre.value("add_prefix_space", false) || !pre.value("use_regex", true)) {
-    fail_in_file(file,
-                 "pre_tokenizer must be {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
-                 "\"use_regex\": true} (GPT-2 style), got " +
-                     pre.dump());
-  }
-  raw->ignore_merges = model.value("ignore_merges", false);
+  read_pipeline(root, file, raw);
+  raw->options.ignore_merges = model.value("ignore_merges", false);
   if (!model.contains("vocab")) fail_in_file(file, "no model.vocab");
   json vocab = model["vocab"];
   // Added tokens are part of the vocabulary; tokenizer.json normally lists them in both places.
@@ -252,9 +352,23 @@ void read_tokenizer_json(const fs::path& file, RawVocab* raw) {
   }
   read_vocab_object(vocab, file, raw);
   if (root.contains("added_tokens") && root["added_tokens"].is_array()) {
-    for (const json& t : root["added_tokens"])
-      raw->declared_special.push_back(t["id"].get<int32_t>());
+    for (const json& t : root["added_tokens"]) {
+      const std::string content = t["content"].get<std::string>();
+      for (const char* key : {"single_word", "lstrip", "rstrip"}) {
+        if (t.value(key, false)) {
+          fail_in_file(file, "added token '" + content + "' has \"" + key +
+                                 "\": true, which is not supported");
+        }
+      }
+      const int32_t id = t["id"].get<int32_t>();
+      if (t.value("special", true)) {
+        raw->declared_special.push_back(id);
+      } else {
+        raw->declared_added.push_back(id);
+      }
+    }
   }
+  resolve_post_processor(root, file, raw);
   if (!model.contains("merges") || !model["merges"].is_array())
     fail_in_file(file, "no model.merges array");
   int index = 0;
@@ -277,15 +391,18 @@ void read_tokenizer_json(const fs::path& file, RawVocab* raw) {
 }
 
 // Turns token texts into bytes and builds the tokenizer. A token is special when it is neither one
-// byte nor the result of a merge, and it is declared so (tokenizer.json's added_tokens), or its
-// text is not in GPT-2's byte alphabet, or it is marked like <|endoftext|> ("<|...|>"); a special
-// token's text is kept literally. Every other token is spelled in GPT-2's byte alphabet (a token
-// that no merge produces is then an ordinary token that BPE never reaches, as in Hugging Face).
+// byte nor the result of a merge, and it is declared so (tokenizer.json's added_tokens with
+// "special": true), or its text is not in GPT-2's byte alphabet, or it is marked like
+// <|endoftext|> ("<|...|>") and not declared an ordinary added token; a special token's text is
+// kept literally, as is an added token's ("special": false) that no merge produces. Every other
+// token is spelled in GPT-2's byte alphabet (a token that no merge produces is then an ordinary
+// token that BPE never reaches, as in Hugging Face).
 BpeTokenizer build(RawVocab raw, const fs::path& vocab_file) {
   const size_t n = raw.text_of_id.size();
-  std::vector<uint8_t> declared(n, 0), merged(n, 0);
+  std::vector<uint8_t> declared(n, 0), merged(n, 0), added(n, 0);
   for (int32_t id : raw.merged_ids) merged[id] = 1;
   for (int32_t id : raw.declared_special) declared[id] = 1;
+  for (int32_t id : raw.declared_added) added[id] = !declared[id];
   std::vector<std::string> token_bytes(n);
   std::vector<int32_t> special_ids;
   std::string bytes;
@@ -295,7 +412,9 @@ BpeTokenizer build(RawVocab raw, const fs::path& vocab_file) {
     const bool reachable = merged[id] || (decodes && bytes.size() == 1);
     const bool marked = text.size() > 4 && text.compare(0, 2, "<|") == 0 &&
                         text.compare(text.size() - 2, 2, "|>") == 0;
-    if (!reachable && (declared[id] || !decodes || marked)) {
+    if (added[id] && !reachable) {
+      token_bytes[id] = text;  // an added token that is not special: its text, matched as is
+    } else if (!reachable && (declared[id] || !decodes || marked)) {
       token_bytes[id] = text;
       special_ids.push_back(static_cast<int32_t>(id));
     } else if (!decodes) {
@@ -306,7 +425,21 @@ BpeTokenizer build(RawVocab raw, const fs::path& vocab_file) {
     }
   }
   try {
-    return BpeTokenizer(std::move(token_bytes), raw.merges, special_ids, raw.ignore_merges);
+    BpeOptions options = raw.options;
+    for (int32_t id : raw.declared_added) {
+      if (added[id]) options.added_ids.push_back(id);
+    }
+    auto ids_of = [&](const std::vector<std::string>& texts, std::vector<int32_t>* ids) {
+      for (const std::string& text : texts) {
+        const auto it = raw.id_of_text.find(text);
+        if (it == raw.id_of_text.end())
+          fail_in_file(vocab_file, "post_processor token '" + text + "' is not in the vocabulary");
+        ids->push_back(it->second);
+      }
+    };
+    ids_of(raw.prefix_tokens, &options.prefix_ids);
+    ids_of(raw.suffix_tokens, &options.suffix_ids);
+    return BpeTokenizer(std::move(token_bytes), raw.merges, special_ids, std::move(options));
   } catch (const std::invalid_argument& e) {
     fail_in_file(vocab_file, e.what());
   }
@@ -355,8 +488,11 @@ void BpeTokenizer::save_hf(const std::string& dir) const {
   fs::create_directories(d, ec);
   if (ec) fail_in_file(d, "cannot create the directory: " + ec.message());
 
+  auto is_added = [&](int32_t id) {
+    return std::binary_search(options_.added_ids.begin(), options_.added_ids.end(), id);
+  };
   auto text_of = [&](int32_t id) {
-    return is_special(id) ? tokens_[id] : bytes_to_gpt2_unicode(tokens_[id]);
+    return is_special(id) || is_added(id) ? tokens_[id] : bytes_to_gpt2_unicode(tokens_[id]);
   };
   nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
   for (int32_t id = 0; id < vocab_size(); ++id) vocab[text_of(id)] = id;
@@ -377,19 +513,76 @@ void BpeTokenizer::save_hf(const std::string& dir) const {
                      {"normalized", false},
                      {"special", true}});
   }
-  auto byte_level = [](bool add_prefix_space, bool trim_offsets) {
+  for (int32_t id : options_.added_ids) {
+    added.push_back({{"id", id},
+                     {"content", tokens_[id]},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", true},
+                     {"special", false}});
+  }
+  auto byte_level = [](bool add_prefix_space, bool trim_offsets, bool use_regex = true) {
     return nlohmann::ordered_json{{"type", "ByteLevel"},
                                   {"add_prefix_space", add_prefix_space},
                                   {"trim_offsets", trim_offsets},
-                                  {"use_regex", true}};
+                                  {"use_regex", use_regex}};
   };
+  nlohmann::ordered_json pre_tokenizer = byte_level(false, true);
+  auto split = [&](const char* regex) {
+    return nlohmann::ordered_json{{"type", "Sequence"},
+                                  {"pretokenizers",
+                                   {{{"type", "Split"},
+                                     {"pattern", {{"Regex", regex}}},
+                                     {"behavior", "Isolated"},
+                                     {"invert", false}},
+                                    byte_level(false, true, false)}}};
+  };
+  if (options_.pre_tokenizer == PreTokenizer::kLlama3) pre_tokenizer = split(kLlama3SplitRegex);
+  if (options_.pre_tokenizer == PreTokenizer::kQwen2) pre_tokenizer = split(kQwen2SplitRegex);
+  if (options_.pre_tokenizer == PreTokenizer::kDigitsGpt2) {
+    pre_tokenizer = {
+        {"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Digits"}, {"individual_digits", true}}, byte_level(false, true)}}};
+  }
+  nlohmann::ordered_json normalizer = nullptr;
+  if (options_.normalizer == Normalizer::kNfc) normalizer = {{"type", "NFC"}};
+  nlohmann::ordered_json post_processor = byte_level(true, false);
+  if (!options_.prefix_ids.empty() || !options_.suffix_ids.empty()) {
+    // TemplateProcessing with each special token on its own; a pair repeats the template.
+    nlohmann::ordered_json single = nlohmann::ordered_json::array(), pair, table;
+    for (int32_t id : options_.prefix_ids)
+      single.push_back({{"SpecialToken", {{"id", tokens_[id]}, {"type_id", 0}}}});
+    single.push_back({{"Sequence", {{"id", "A"}, {"type_id", 0}}}});
+    for (int32_t id : options_.suffix_ids)
+      single.push_back({{"SpecialToken", {{"id", tokens_[id]}, {"type_id", 0}}}});
+    pair = single;
+    for (nlohmann::ordered_json item : single) {
+      if (item.contains("Sequence")) item["Sequence"]["id"] = "B";
+      for (auto& [key, value] : item.items()) value["type_id"] = 1;
+      pair.push_back(item);
+    }
+    for (const auto* ids : {&options_.prefix_ids, &options_.suffix_ids}) {
+      for (int32_t id : *ids) {
+        table[tokens_[id]] = {{"id", tokens_[id]}, {"ids", {id}}, {"tokens", {tokens_[id]}}};
+      }
+    }
+    post_processor = {{"type", "Sequence"},
+                      {"processors",
+                       {post_processor,
+                        {{"type", "TemplateProcessing"},
+                         {"single", single},
+                         {"pair", pair},
+                         {"special_tokens", table}}}}};
+  }
   nlohmann::ordered_json tokenizer_json = {{"version", "1.0"},
                                            {"truncation", nullptr},
                                            {"padding", nullptr},
                                            {"added_tokens", added},
-                                           {"normalizer", nullptr},
-                                           {"pre_tokenizer", byte_level(false, true)},
-                                           {"post_processor", byte_level(true, false)},
+                                           {"normalizer", normalizer},
+                                           {"pre_tokenizer", pre_tokenizer},
+                                           {"post_processor", post_processor},
                                            {"decoder", byte_level(true, true)},
                                            {"model",
                                             {{"type", "BPE"},
@@ -399,7 +592,7 @@ void BpeTokenizer::save_hf(const std::string& dir) const {
                                              {"end_of_word_suffix", ""},
                                              {"fuse_unk", false},
                                              {"byte_fallback", false},
-                                             {"ignore_merges", ignore_merges_},
+                                             {"ignore_merges", options_.ignore_merges},
                                              {"vocab", vocab},
                                              {"merges", merges}}}};
   nlohmann::ordered_json config = {{"tokenizer_class", "GPT2Tokenizer"},
