@@ -269,15 +269,6 @@ bool python_space(uint32_t c) {
          c == 0x205F || c == 0x3000;
 }
 
-std::string today_llama_date() {
-  const std::time_t now = std::time(nullptr);
-  std::tm local{};
-  localtime_r(&now, &local);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%d %b %Y", &local);
-  return buf;
-}
-
 class Out {
  public:
   void text(const std::string& s, bool assistant = false) {
@@ -307,6 +298,15 @@ void check_roles(const std::vector<ChatMessage>& messages) {
 }
 
 }  // namespace
+
+std::string llama_today_date() {
+  const std::time_t now = std::time(nullptr);
+  std::tm local{};
+  localtime_r(&now, &local);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%d %b %Y", &local);
+  return buf;
+}
 
 std::string python_strip(const std::string& text) {
   size_t b = 0, len = 0;
@@ -422,7 +422,7 @@ ChatTemplate ChatTemplate::recognise(const std::string& jinja, const std::string
     if (std::regex_search(canon, m, fixed)) {
       t.date_ = m[1].str();
     } else if (canon.find(today) != std::string::npos) {
-      t.date_ = today_llama_date();
+      t.date_ = llama_today_date();
     } else {
       throw std::invalid_argument("chat template " + excerpt(jinja) +
                                   ": a Llama 3.1-style template whose date_string this engine "
@@ -513,8 +513,7 @@ std::vector<ChatSegment> ChatTemplate::render(const std::vector<ChatMessage>& me
             reasoning = strip_chars(before, true, false, '\n');
           }
           const bool last = i + 1 == messages.size();
-          const bool think =
-              (messages.size() > 0 && i > last_query) && (last || !reasoning.empty());
+          const bool think = i > last_query && (last || !reasoning.empty());
           out.special("<|im_start|>");
           out.text("assistant\n");
           if (think) {
@@ -600,7 +599,13 @@ ChatTokens encode_chat(const BpeTokenizer& tok, const std::vector<ChatSegment>& 
     tok.encode_append(run, SpecialTokens::kAsText, &r.ids);
     size_t decoded = 0;
     for (size_t k = before; k < r.ids.size(); ++k) decoded += tok.token_bytes(r.ids[k]).size();
-    if (decoded == run.size()) {
+    // The tokenizer's normaliser (NFC) may change the bytes; the offsets still hold when only the
+    // run's last segment can change (the ones before it are ASCII: template headers).
+    bool ascii_head = true;
+    for (size_t k = i; k + 1 < j; ++k)
+      for (char c : segments[k].text)
+        ascii_head = ascii_head && static_cast<unsigned char>(c) < 0x80;
+    if (decoded == run.size() || ascii_head) {
       // Token k is trained when any of its bytes lies in an assistant segment.
       size_t pos = 0, seg = i, seg_end = segments[i].text.size();
       for (size_t k = before; k < r.ids.size(); ++k) {
@@ -620,13 +625,12 @@ ChatTokens encode_chat(const BpeTokenizer& tok, const std::vector<ChatSegment>& 
         pos = end;
       }
     } else {
-      // The tokenizer normalised the text (its bytes changed): encode the segments one by one.
+      // The normaliser changed non-ASCII text before the last segment: encode the segments one by
+      // one (the ids may then differ from encoding the run whole).
       r.ids.resize(before);
       for (size_t k = i; k < j; ++k) {
-        const size_t n0 = r.ids.size();
         tok.encode_append(segments[k].text, SpecialTokens::kAsText, &r.ids);
         r.trained.resize(r.ids.size(), segments[k].assistant ? 1 : 0);
-        (void)n0;
       }
     }
     i = j;

@@ -100,12 +100,17 @@ class ChatTemplate {
 // A rendered conversation as token ids: text segments encoded as ordinary text, special segments
 // as their id. Text between two special tokens is encoded as one piece (as transformers encodes
 // the rendered string), and a token is trained when any of its bytes lies in an assistant span.
+// (Should the tokenizer's normaliser change non-ASCII text that precedes an assistant span within
+// one piece, which the supported templates never produce, the segments are encoded one by one.)
 struct ChatTokens {
   std::vector<int32_t> ids;
   std::vector<uint8_t> trained;  // 1 for the tokens of assistant spans
 };
 // Throws std::invalid_argument naming a special token the tokenizer does not have.
 ChatTokens encode_chat(const BpeTokenizer& tokenizer, const std::vector<ChatSegment>& segments);
+
+// Today's date as Llama 3.2's template writes it (strftime "%d %b %Y", local time).
+std::string llama_today_date();
 
 // Python's str.strip() (Jinja's trim filter) on UTF-8 text: removes leading and trailing
 // whitespace characters (ASCII and Unicode White_Space, as str.isspace()).
