@@ -3,18 +3,31 @@
 //   gpt-generate --model runs/tiny --prompt "ROMEO:" --max-new-tokens 200 --temperature 0.8
 //   echo "First Citizen:" | gpt-generate --model runs/tiny --top-k 40
 //
+//   gpt-generate --model QWEN_DIR --chat "What is 2 + 2?" --system "Answer briefly." --temperature
+//   0
+//
 // Prompts come from --prompt (repeatable), --prompt-file (one per line) or stdin (one per line).
-// Each completion is printed on stdout (with the prompt when --echo), followed by a blank line;
-// with --jsonl, one JSON object per prompt instead. Stops at <|endoftext|> unless --ignore-eot.
+// --chat TEXT (repeatable) is a user message instead: each is its own conversation (after the
+// --system message, if given), rendered with the model's chat template and the assistant header
+// (data/chat_template.h); the template comes from the tokenizer's directory (tokenizer_config.json
+// beside the model, or --tokenizer DIR). Each completion is printed on stdout (with the prompt when
+// --echo), followed by a blank line; with --jsonl, one JSON object per prompt instead. Generation
+// stops at <|endoftext|> and at the end tokens of the tokenizer's directory (generation_config.json
+// eos_token_id, tokenizer_config.json eos_token) unless --ignore-eot; the end token is not
+// printed.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "apps/app_common.h"
 #include "apps/options.h"
+#include "data/chat_template.h"
 #include "models/loader.h"
 #include "models/sampler.h"
 
@@ -22,7 +35,8 @@ namespace {
 
 struct GenerateFlags {
   std::string model_path, tokenizer_spec, prompt_file, device = "auto", dtype = "auto";
-  std::vector<std::string> prompts;
+  std::vector<std::string> prompts, chats;
+  std::string system;
   int max_new_tokens = 128, top_k = 0;
   float temperature = 0.8f, top_p = 1.0f;
   uint64_t seed = 1337;
@@ -39,6 +53,10 @@ void register_options(CLI::App& app, GenerateFlags& f) {
                  "bytes, gpt2 or a tokenizer directory (default: the one stored with the model)");
   app.add_option("--prompt", f.prompts, "a prompt (repeat for several)");
   app.add_option("--prompt-file", f.prompt_file, "a file of prompts, one per line");
+  app.add_option("--chat", f.chats,
+                 "a user message, rendered with the model's chat template (repeat for several "
+                 "conversations)");
+  app.add_option("--system", f.system, "with --chat: the system message of each conversation");
   app.add_option("--max-new-tokens", f.max_new_tokens, "tokens to generate per prompt")
       ->capture_default_str();
   app.add_option("--temperature", f.temperature, "sampling temperature (0: greedy)")
@@ -53,8 +71,9 @@ void register_options(CLI::App& app, GenerateFlags& f) {
   app.add_option("--dtype", f.dtype, "auto, f32 or bf16")->capture_default_str();
   app.add_flag("--echo", f.echo, "print the prompt before its completion");
   app.add_flag("--jsonl", f.jsonl,
-               "print one JSON object per prompt (prompt, completion, tokens, tokens_per_s)");
-  app.add_flag("--ignore-eot", f.ignore_eot, "keep generating after <|endoftext|>");
+               "print one JSON object per prompt (prompt, completion, tokens, ids, tokens_per_s)");
+  app.add_flag("--ignore-eot", f.ignore_eot,
+               "keep generating after <|endoftext|> and the model's end tokens");
 }
 
 // --prompt, then the lines of --prompt-file, else the lines of stdin.
@@ -78,16 +97,20 @@ struct Completion {
   double seconds = 0.0;
 };
 
-// Prefill the prompt (after the document-start token), then sample and decode one token at a time
-// until the budget, the context or <|endoftext|>.
+// The directory the tokenizer was loaded from ("" for bytes / gpt2).
+std::string tokenizer_dir(const gpt::PrepareTokenizer& tokenizer) {
+  if (tokenizer.kind() != "path") return "";
+  std::error_code ec;
+  const std::filesystem::path p = tokenizer.source();
+  return std::filesystem::is_directory(p, ec) ? p.string() : p.parent_path().string();
+}
+
+// Prefill the prompt ids, then sample and decode one token at a time until the budget, the
+// context or an end token.
 Completion complete(gpt::LanguageModel& model, gpt::Sampler& sampler,
-                    const gpt::PrepareTokenizer& tokenizer, const std::string& prompt,
+                    const std::vector<int32_t>& ids, const std::vector<int32_t>& stop,
                     const GenerateFlags& f) {
   const gpt::ModelShape cfg = model.shape();
-  const int eot = tokenizer.eot_token();
-  std::vector<int32_t> ids;
-  if (eot >= 0) ids.push_back(eot);  // the document start every training document had
-  tokenizer.encode_append(prompt, &ids);
   const int P = static_cast<int>(ids.size());
   if (P >= cfg.context) {
     throw std::invalid_argument("prompt of " + std::to_string(P) +
@@ -100,7 +123,7 @@ Completion complete(gpt::LanguageModel& model, gpt::Sampler& sampler,
   Completion c;
   for (int i = 0; i < budget; ++i) {
     const int32_t next = sampler.sample(logits.data(), cfg.vocab_size);
-    if (next == eot && !f.ignore_eot) break;
+    if (!f.ignore_eot && std::find(stop.begin(), stop.end(), next) != stop.end()) break;
     c.tokens.push_back(next);
     if (i + 1 < budget) logits = model.decode(&next, 1, P + i);
   }
@@ -120,9 +143,34 @@ int run(int argc, char** argv) {
   if (f.max_new_tokens <= 0) throw std::invalid_argument("--max-new-tokens must be positive");
   gpt::Sampler sampler(gpt::SamplingConfig{f.temperature, f.top_k, f.top_p},
                        f.seed);  // validates the flags
-  const std::vector<std::string> prompts = read_prompts(f);
+  if (!f.system.empty() && f.chats.empty())
+    throw std::invalid_argument("--system goes with --chat");
+  if (!f.chats.empty() && (!f.prompts.empty() || !f.prompt_file.empty()))
+    throw std::invalid_argument("--chat and --prompt/--prompt-file do not mix");
+  const std::vector<std::string> prompts = f.chats.empty() ? read_prompts(f) : f.chats;
 
   const gpt::PrepareTokenizer tokenizer = gpt::load_app_tokenizer(f.tokenizer_spec, f.model_path);
+  // End tokens: <|endoftext|>, and those the model directory names.
+  std::vector<int32_t> stop;
+  if (tokenizer.eot_token() >= 0) stop.push_back(tokenizer.eot_token());
+  const std::string dir = tokenizer_dir(tokenizer);
+  const gpt::ModelChatConfig chat =
+      dir.empty() ? gpt::ModelChatConfig{} : gpt::read_model_chat_config(dir);
+  for (int32_t id : chat.eos_ids) stop.push_back(id);
+  if (!chat.eos_token.empty() && tokenizer.bpe() != nullptr &&
+      tokenizer.bpe()->special_token_id(chat.eos_token) >= 0)
+    stop.push_back(tokenizer.bpe()->special_token_id(chat.eos_token));
+  std::optional<gpt::ChatTemplate> chat_template;
+  if (!f.chats.empty()) {
+    if (tokenizer.bpe() == nullptr || chat.chat_template.empty())
+      throw std::invalid_argument(
+          "--chat needs the model's chat template: tokenizer_config.json with \"chat_template\" "
+          "in the tokenizer's directory (" +
+          (dir.empty() ? std::string("none: the tokenizer is ") + tokenizer.kind() : dir) +
+          "); pass --tokenizer MODEL_DIR");
+    chat_template = gpt::ChatTemplate::recognise(chat.chat_template, chat.bos_token);
+  }
+
   auto backend = gpt::make_app_backend(f.device, f.dtype);
   gpt::LoadOptions load;  // the language-model head, without a checkpoint's adapter
   load.checkpoint_adapter = false;
@@ -140,17 +188,33 @@ int run(int argc, char** argv) {
                backend->description().c_str());
 
   for (const std::string& prompt : prompts) {
-    const Completion c = complete(model, sampler, tokenizer, prompt, f);
+    std::vector<int32_t> ids;
+    std::string shown = prompt;
+    if (chat_template) {
+      std::vector<gpt::ChatMessage> messages;
+      if (!f.system.empty()) messages.push_back({"system", f.system});
+      messages.push_back({"user", prompt});
+      const std::vector<gpt::ChatSegment> segments = chat_template->render(messages, true);
+      ids = gpt::encode_chat(*tokenizer.bpe(), segments).ids;
+      shown.clear();
+      for (const gpt::ChatSegment& s : segments) shown += s.text;
+    } else {
+      // The document start every training document had, then the prompt as text.
+      if (tokenizer.eot_token() >= 0) ids.push_back(tokenizer.eot_token());
+      tokenizer.encode_append(prompt, &ids);
+    }
+    const Completion c = complete(model, sampler, ids, stop, f);
     const std::string completion = tokenizer.decode(c.tokens);
     if (f.jsonl) {
       nlohmann::ordered_json j;
       j["prompt"] = prompt;
       j["completion"] = completion;
       j["tokens"] = c.tokens.size();
+      j["ids"] = c.tokens;
       j["tokens_per_s"] = c.tokens.size() / std::max(c.seconds, 1e-9);
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     } else {
-      std::cout << (f.echo ? prompt : "") << completion << "\n\n";
+      std::cout << (f.echo ? shown : "") << completion << "\n\n";
     }
     std::cout.flush();
   }

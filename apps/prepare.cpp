@@ -7,6 +7,9 @@
 //   gpt-prepare --tokenizer gpt2 --input 'books/*.txt' --split-docs blank-lines --out data/books
 //   gpt-prepare --task sft --format gsm8k --tokenizer gpt2 --input train.jsonl --out data/gsm8k
 //   gpt-prepare --task classify --format sst2 --label-words negative,positive --input train.tsv ...
+//   gpt-prepare --task sft --format chat --tokenizer MODEL_DIR --input chats.jsonl --out data/chat
+//     (conversations {"messages": [...]}, rendered with the model's chat template; the loss is on
+//     the assistant turns only: data/chat_template.h)
 //
 // Errors are one line, `gpt-prepare: error: <file>:<line>: <what>`, with a non-zero exit, and
 // nothing is written into --out unless everything was read and tokenized.
@@ -45,6 +48,7 @@ struct Flags {
   std::string source_lang = "en", target_lang = "de";
   int seq_len = 0;
   bool truncate = false;
+  bool apply_chat_template = false;
 };
 
 void add_flags(CLI::App& app, Flags& f) {
@@ -67,7 +71,11 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option(
       "--format", f.format,
       "input format. pretrain: text (default) or jsonl. sft: jsonl (default), gsm8k, seed-tasks, "
-      "dialogsum, multi30k. classify: jsonl (default), sst2, uci");
+      "dialogsum, multi30k, chat (conversations {\"messages\": [{role, content}]}, also read by "
+      "jsonl). classify: jsonl (default), sst2, uci");
+  app.add_flag("--apply-chat-template", f.apply_chat_template,
+               "sft: render every prompt/completion as the conversation [user: prompt, assistant: "
+               "completion] with the chat template of --tokenizer DIR");
   app.add_option("--field", f.field,
                  "JSONL field holding the text (pretrain, and classify with --format jsonl)")
       ->capture_default_str();
@@ -157,9 +165,11 @@ int threads_used(const Flags& f) {
 }
 
 int run_pretrain(const Flags& f, gpt::ProgressMode progress) {
-  const bool fine_tuning_flags =
-      !f.label_words.empty() || f.num_classes != 0 || f.seq_len != 0 || f.truncate;
-  require_unset(fine_tuning_flags, "--label-words/--num-classes/--seq-len/--truncate", "pretrain");
+  const bool fine_tuning_flags = !f.label_words.empty() || f.num_classes != 0 || f.seq_len != 0 ||
+                                 f.truncate || f.apply_chat_template;
+  require_unset(fine_tuning_flags,
+                "--label-words/--num-classes/--seq-len/--truncate/--apply-chat-template",
+                "pretrain");
   gpt::PrepareOptions o;
   if (f.format.empty() || f.format == "text") {
     o.format = gpt::InputFormat::kText;
@@ -219,6 +229,7 @@ int run_finetune(const Flags& f, gpt::ProgressMode progress) {
   o.shard_tokens = f.shard_tokens;
   o.seq_len = f.seq_len;
   o.truncate = f.truncate;
+  o.apply_chat_template = f.apply_chat_template;
   o.threads = f.threads;
   o.progress = progress;
   const gpt::FinetuneResult r = gpt::prepare_finetune(o);

@@ -7,7 +7,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <optional>
+
+#include <omp.h>
 
 #include "data/shard.h"
 #include "engine/errors.h"
@@ -199,6 +203,22 @@ SplitOutput write_example_shards(const OutputStage& stage, const std::string& pr
   return out;
 }
 
+// The chat template of --tokenizer DIR (tokenizer_config.json). Throws std::invalid_argument
+// saying what is missing.
+ChatTemplate tokenizer_chat_template(const TokenizerSpec& spec) {
+  const std::string dir = spec.name;
+  if (spec.train || !std::filesystem::is_directory(dir))
+    throw std::invalid_argument(
+        "conversations need --tokenizer DIR, a model directory whose tokenizer_config.json has "
+        "a chat template (got --tokenizer " +
+        (spec.train ? std::string("with --train-tokenizer") : dir) + ")");
+  const ModelChatConfig c = read_model_chat_config(dir);
+  if (c.chat_template.empty())
+    throw std::invalid_argument("conversations need a chat template, and " + dir +
+                                "/tokenizer_config.json has no \"chat_template\"");
+  return ChatTemplate::recognise(c.chat_template, c.bos_token);
+}
+
 }  // namespace
 
 FinetuneResult prepare_finetune(const FinetuneOptions& o) {
@@ -214,9 +234,26 @@ FinetuneResult prepare_finetune(const FinetuneOptions& o) {
   if (class_head && o.seq_len == 1)
     throw std::invalid_argument("--seq-len must be at least 2 for a class head");
 
+  if (o.apply_chat_template && o.task != FinetuneTask::kSft)
+    throw std::invalid_argument("--apply-chat-template is for --task sft");
+  std::optional<ChatTemplate> chat;
+  if (o.format == ExampleFormat::kChat || o.apply_chat_template)
+    chat = tokenizer_chat_template(o.tokenizer);
+
   const std::vector<std::string> files = expand_inputs(o.inputs);
-  const std::vector<TextExample> texts = read_examples(o, files);
+  std::vector<TextExample> texts = read_examples(o, files);
   const size_t n = texts.size();
+  bool conversations = o.apply_chat_template;
+  for (const TextExample& t : texts) conversations = conversations || !t.messages.empty();
+  if (conversations && !chat) chat = tokenizer_chat_template(o.tokenizer);
+  if (o.apply_chat_template) {
+    for (TextExample& t : texts) {
+      if (!t.messages.empty()) continue;
+      t.messages = {{"user", t.prompt}, {"assistant", t.completion}};
+      t.prompt.clear();
+      t.completion.clear();
+    }
+  }
   if (n == 0) {
     std::string names;
     for (const std::string& f : files) names += (names.empty() ? "" : ", ") + f;
@@ -240,9 +277,17 @@ FinetuneResult prepare_finetune(const FinetuneOptions& o) {
   }
   const PrepareTokenizer tokenizer = make_tokenizer(
       o.tokenizer, std::vector<std::string_view>(parts.begin(), parts.begin() + 2 * n_train));
+  if (conversations && tokenizer.bpe() == nullptr)
+    throw std::invalid_argument(
+        "conversations need a BPE tokenizer with the template's special "
+        "tokens (--tokenizer DIR)");
+  std::vector<std::vector<ChatSegment>> rendered(n);
+  for (size_t i = 0; i < n; ++i)
+    if (!texts[i].messages.empty()) rendered[i] = chat->render(texts[i].messages, false);
   int64_t text_bytes = 0, val_bytes = 0;
   for (size_t i = 0; i < n; ++i) {
-    const int64_t b = static_cast<int64_t>(texts[i].prompt.size() + texts[i].completion.size());
+    int64_t b = static_cast<int64_t>(texts[i].prompt.size() + texts[i].completion.size());
+    for (const ChatSegment& seg : rendered[i]) b += static_cast<int64_t>(seg.text.size());
     text_bytes += b;
     if (i >= n_train) val_bytes += b;
   }
@@ -256,9 +301,29 @@ FinetuneResult prepare_finetune(const FinetuneOptions& o) {
   r.tokenize_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   std::vector<TokenExample> examples(n);
+  if (conversations) {
+    // The rendered conversations: their own ids, trained on the assistant spans only.
+    std::string error;
+#pragma omp parallel for schedule(dynamic, 16) \
+    num_threads(o.threads > 0 ? o.threads : omp_get_max_threads())
+    for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
+      const size_t k = static_cast<size_t>(i);
+      if (rendered[k].empty()) continue;
+      try {
+        ChatTokens c = encode_chat(*tokenizer.bpe(), rendered[k]);
+        examples[k].tokens = std::move(c.ids);
+        examples[k].loss = std::move(c.trained);
+      } catch (const std::exception& e) {
+#pragma omp critical
+        if (error.empty()) error = e.what();
+      }
+    }
+    if (!error.empty()) throw std::invalid_argument(error);
+  }
   for (size_t i = 0; i < n; ++i) {
-    examples[i] = make_token_example(ids[2 * i], ids[2 * i + 1], texts[i].label,
-                                     tokenizer.eot_token(), class_head);
+    if (rendered[i].empty())
+      examples[i] = make_token_example(ids[2 * i], ids[2 * i + 1], texts[i].label,
+                                       tokenizer.eot_token(), class_head);
     std::vector<int32_t>().swap(ids[2 * i]);
     std::vector<int32_t>().swap(ids[2 * i + 1]);
     const int64_t tokens = static_cast<int64_t>(examples[i].tokens.size());
@@ -300,6 +365,10 @@ FinetuneResult prepare_finetune(const FinetuneOptions& o) {
   meta["task"] = o.task == FinetuneTask::kSft ? "sft" : "classify";
   stage_tokenizer(stage, tokenizer, &meta);
   meta["format"] = example_format_name(o.format);
+  if (conversations) {
+    meta["chat_template"] = chat->name();
+    meta["loss"] = "assistant turns: content and end-of-turn token (docs/data.md)";
+  }
   meta["inputs"] = files;
   if (o.task == FinetuneTask::kClassify) {
     meta["classification"] =

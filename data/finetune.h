@@ -23,6 +23,14 @@
 //   <summary>" multi30k    aligned line files NAME.en(.gz) + NAME.de(.gz):  "English:
 //   <en>\nGerman:" -> " <de>" sst2        TSV label<TAB>sentence with a header line (classify) uci
 //   TSV sentence<TAB>0|1 (classify)
+//   chat        {"messages": [{"role", "content"}, ...]} (TRL's and torchtune's conversation
+//               format; also recognised under --format jsonl by its "messages" field): rendered
+//               with the model's chat template (data/chat_template.h; --tokenizer names the model
+//               directory), the loss on every assistant turn's content and end-of-turn token only
+//   With apply_chat_template, the prompt/completion of every other sft format becomes the
+//   conversation [user: prompt, assistant: completion] and is rendered the same way.
+// A chat example's tokens are the template's rendering as is (its own start, e.g. Llama 3's
+// <|begin_of_text|>; no <|endoftext|> is added around it).
 // Instruction template (Alpaca's, without its preamble):
 //   "### Instruction:\n<instruction>\n\n### Input:\n<input>\n\n### Response:\n" -> "<output>"
 //   and without an input: "### Instruction:\n<instruction>\n\n### Response:\n" -> "<output>"
@@ -42,6 +50,7 @@
 #include <string>
 #include <vector>
 
+#include "data/chat_template.h"
 #include "data/prepare.h"
 
 namespace gpt {
@@ -77,20 +86,21 @@ MaskShard read_mask_shard(const std::string& path, int64_t expected_tokens = -1)
 // ---- examples -----------------------------------------------------------------------------------
 
 enum class FinetuneTask { kSft, kClassify };
-enum class ExampleFormat { kJsonl, kGsm8k, kSeedTasks, kDialogsum, kMulti30k, kSst2, kUci };
+enum class ExampleFormat { kJsonl, kGsm8k, kSeedTasks, kDialogsum, kMulti30k, kSst2, kUci, kChat };
 
-// "jsonl", "gsm8k", "seed-tasks", "dialogsum", "multi30k", "sst2", "uci"; throws
+// "jsonl", "gsm8k", "seed-tasks", "dialogsum", "multi30k", "sst2", "uci", "chat"; throws
 // std::invalid_argument listing the names for anything else.
 ExampleFormat parse_example_format(const std::string& name);
 const char* example_format_name(ExampleFormat format);
 
 // One example as text, before tokenization.
 struct TextExample {
-  std::string prompt;      // no loss
-  std::string completion;  // loss (empty for a class-head example)
-  int32_t label = -1;      // class id (classification), else -1
-  size_t input = 0;        // index into the input files
-  int64_t line = 0;        // line in that file (1-based)
+  std::string prompt;                      // no loss
+  std::string completion;                  // loss (empty for a class-head example)
+  int32_t label = -1;                      // class id (classification), else -1
+  std::vector<ChatMessage> messages = {};  // a conversation (chat), else empty
+  size_t input = 0;                        // index into the input files
+  int64_t line = 0;                        // line in that file (1-based)
 };
 
 // The instruction template applied to (instruction, input): the prompt; output is the completion.
@@ -109,15 +119,18 @@ struct FinetuneOptions {
   double val_fraction = 0.1;  // the last fraction of the examples (used when val_docs == 0)
   int64_t val_docs = 0;       // the last N examples
   int64_t shard_tokens = 100'000'000;
-  int seq_len = 0;        // > 0: every example must fit a row of seq_len (see below)
-  bool truncate = false;  // with seq_len: cut long examples instead of failing
+  int seq_len = 0;                   // > 0: every example must fit a row of seq_len (see below)
+  bool truncate = false;             // with seq_len: cut long examples instead of failing
+  bool apply_chat_template = false;  // sft: render prompt/completion through the chat template
   int threads = 0;
   ProgressMode progress = ProgressMode::none;
 };
 
 // Reads the examples of the inputs (files, already expanded) in the given format. Throws
 // InputError naming file:line for malformed records, missing fields, wrong types and labels outside
-// the label set, or std::invalid_argument when the format does not fit the task.
+// the label set (conversations: naming the field, e.g. messages[2].role, for an unknown role or
+// content that is not a string, and refusing a conversation without an assistant turn), or
+// std::invalid_argument when the format does not fit the task.
 std::vector<TextExample> read_examples(const FinetuneOptions& options,
                                        const std::vector<std::string>& files);
 

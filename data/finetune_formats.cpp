@@ -24,6 +24,7 @@ constexpr FormatName kFormats[] = {
     {ExampleFormat::kMulti30k, "multi30k", true, false},
     {ExampleFormat::kSst2, "sst2", false, true},
     {ExampleFormat::kUci, "uci", false, true},
+    {ExampleFormat::kChat, "chat", true, false},
 };
 
 const FormatName& format_entry(ExampleFormat f) {
@@ -103,6 +104,45 @@ bool has_field(const nlohmann::json& object, const char* key) {
   return it != object.end() && !it->is_null();
 }
 
+// {"messages": [{"role", "content"}, ...]}: a conversation with at least one assistant turn.
+TextExample conversation_example(const nlohmann::json& obj, const std::string& file, int64_t line) {
+  const auto it = obj.find("messages");
+  if (it == obj.end() || it->is_null()) throw InputError(file, line, "missing field 'messages'");
+  if (!it->is_array() || it->empty())
+    throw InputError(
+        file, line,
+        "field 'messages': expected a non-empty array of {role, content} objects, got " +
+            std::string(it->is_array() ? "an empty array" : json_type_name(*it)));
+  TextExample e;
+  bool assistant = false;
+  for (size_t k = 0; k < it->size(); ++k) {
+    const nlohmann::json& m = (*it)[k];
+    const std::string at = "messages[" + std::to_string(k) + "]";
+    if (!m.is_object())
+      throw InputError(file, line,
+                       at + ": expected an object with role and content, got " + json_type_name(m));
+    for (const char* key : {"role", "content"}) {
+      const auto f = m.find(key);
+      if (f == m.end() || f->is_null())
+        throw InputError(file, line, "missing field '" + at + "." + key + "'");
+      if (!f->is_string())
+        throw InputError(
+            file, line,
+            "field '" + at + "." + key + "': expected a string, got " + json_type_name(*f));
+    }
+    ChatMessage msg{m["role"].get<std::string>(), m["content"].get<std::string>()};
+    if (msg.role != "system" && msg.role != "user" && msg.role != "assistant")
+      throw InputError(file, line,
+                       "field '" + at + ".role': unknown role '" + quote_for_error(msg.role) +
+                           "' (expected system, user or assistant)");
+    assistant = assistant || msg.role == "assistant";
+    e.messages.push_back(std::move(msg));
+  }
+  if (!assistant)
+    throw InputError(file, line, "the conversation has no assistant turn (nothing to train on)");
+  return e;
+}
+
 void read_jsonl_file(const FinetuneOptions& o, const LabelSet& labels, const std::string& file,
                      size_t input, const std::string& text, std::vector<TextExample>* out) {
   for_each_line(text, [&](std::string_view line, int64_t number) {
@@ -122,16 +162,21 @@ void read_jsonl_file(const FinetuneOptions& o, const LabelSet& labels, const std
           const std::string body = str(o.field.c_str());
           if (!has_field(obj, "label")) throw InputError(file, number, "missing field 'label'");
           add(classification_example(o, body, labels.from_json(obj["label"], file, number)));
+        } else if (has_field(obj, "messages")) {
+          add(conversation_example(obj, file, number));
         } else if (has_field(obj, "prompt") || has_field(obj, "completion")) {
           add(TextExample{str("prompt"), str("completion")});
         } else if (has_field(obj, "instruction") || has_field(obj, "output")) {
           add(TextExample{instruction_prompt(str("instruction"), str("input", true)),
                           str("output")});
         } else {
-          throw InputError(
-              file, number,
-              "expected the fields prompt + completion, or instruction (+ input) + output");
+          throw InputError(file, number,
+                           "expected the fields messages, prompt + completion, or instruction (+ "
+                           "input) + output");
         }
+        break;
+      case ExampleFormat::kChat:
+        add(conversation_example(obj, file, number));
         break;
       case ExampleFormat::kGsm8k:
         add(TextExample{"Question: " + str("question") + "\nAnswer:", " " + str("answer")});

@@ -62,6 +62,11 @@ LLAMA3_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
     "{% endif %}")
 
+# Qwen3's template (reasoning and tool branches) as its tokenizer_config.json publishes it.
+with open(os.path.join(ROOT, "tests", "fixtures", "chat_templates", "qwen3.jinja"),
+          encoding="utf-8") as _f:
+    QWEN3_TEMPLATE = _f.read()
+
 VOCAB = 800  # BPE vocabulary before the added tokens
 
 
@@ -139,9 +144,7 @@ FAMILIES = {
     "qwen3": dict(
         specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         config=dict(bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                    chat_template=CHATML_DEFAULT_SYSTEM.replace(
-                        "{% if loop.first and messages[0]['role'] != 'system' %}"
-                        "{{ '<|im_start|>system\\n__SYSTEM__<|im_end|>\\n' }}{% endif %}", "")),
+                    chat_template=QWEN3_TEMPLATE),
         generation_eos=["<|im_end|>", "<|endoftext|>"],
         model=lambda v: (Qwen3ForCausalLM, Qwen3Config(
             vocab_size=v, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
