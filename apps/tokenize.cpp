@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
   std::string tokenizer_arg, input;
   bool decode = false, add_special_tokens = false;
   Records records = Records::kLines;
-  gpt::SpecialTokens special = gpt::SpecialTokens::kAllowed;
+  gpt::SpecialTokens special = gpt::SpecialTokens::kAsText;
   int threads = 1;
   app.add_option("--tokenizer", tokenizer_arg,
                  "Tokenizer directory (tokenizer.json, vocab.json + merges.txt, or encoder.json + "
@@ -160,8 +160,8 @@ int main(int argc, char** argv) {
   const std::map<std::string, gpt::SpecialTokens> special_names{
       {"allowed", gpt::SpecialTokens::kAllowed}, {"text", gpt::SpecialTokens::kAsText}};
   app.add_option("--special", special,
-                 "'allowed' (default): text such as <|endoftext|> becomes its special token; "
-                 "'text': it is encoded as ordinary text")
+                 "'text' (default): text that spells a special token such as <|endoftext|> is "
+                 "encoded as ordinary text; 'allowed': it becomes its special token")
       ->transform(CLI::CheckedTransformer(special_names, CLI::ignore_case));
   app.add_flag("--add-special-tokens", add_special_tokens,
                "Put the tokenizer.json post-processor's special tokens around each record, as "
