@@ -172,12 +172,14 @@ int run(int argc, char** argv) {
   }
 
   auto backend = gpt::make_app_backend(f.device, f.dtype);
-  gpt::LoadOptions load;  // the language-model head, without a checkpoint's adapter
-  load.checkpoint_adapter = false;
+  gpt::LoadOptions load;  // the language-model head, with a checkpoint's LoRA adapter
   load.head = gpt::HeadUse::kLanguageModel;
   load.freeze = true;  // sampling only: no gradients, one layer of activations
   gpt::LoadedModel loaded = gpt::load_model(f.model_path, *backend, load);
   gpt::LanguageModel& model = *loaded.model;
+  // A LoRA fine-tune samples as it was trained. Its adapter is folded into the weights once (W +=
+  // alpha/r · B·A): decoding then runs plain matrices, without two adapter products per token.
+  if (model.lora_enabled()) model.merge_lora();
   const gpt::ModelShape cfg = model.shape();
   if (tokenizer.vocab_size() > cfg.vocab_size) {
     throw std::invalid_argument("the tokenizer has " + std::to_string(tokenizer.vocab_size()) +

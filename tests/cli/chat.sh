@@ -81,7 +81,7 @@ for method in full lora freeze; do
   extra=()
   case $method in
     full) extra=(--lr 3e-3) ;;
-    lora) extra=(--method lora --lora-targets q_proj,k_proj,v_proj,o_proj --lr 1e-2) ;;
+    lora) extra=(--method lora --lora-targets q_proj,k_proj,v_proj,o_proj --lr 1e-2 --merge-lora true) ;;
     freeze) extra=(--method freeze --train-top 1 --lr 3e-3) ;;
   esac
   if "$BIN/gpt-finetune" "${ft[@]}" "${extra[@]}" --out "$work/ft-$method" >"$work/ft-$method.out" 2>&1 &&
@@ -90,6 +90,20 @@ for method in full lora freeze; do
     ok "gpt-finetune --task sft ($method) on conversations: loss $a -> $b"
   else bad "sft $method: ${a:-?} -> ${b:-?}: $(tail -3 "$work/ft-$method.out")"; fi
 done
+
+# A LoRA checkpoint chats with its adapter: the same greedy ids as the merged weights
+# (gpt-finetune --merge-lora), not the base model's.
+chat_ids() {  # MODEL
+  "$BIN/gpt-generate" --model "$1" --chat "What is 1 + 1?" --temperature 0 --max-new-tokens 12 \
+    --tokenizer "$qwen" --device cpu --jsonl 2>>"$work/gen.err" |
+    python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["ids"])'
+}
+lora_ids=$(chat_ids "$work/ft-lora/best")
+merged_ids=$(chat_ids "$(ls -d "$work"/ft-lora/merged/ckpt_* | tail -1)")
+base_ids=$(chat_ids "$qwen")
+if [[ -n $lora_ids && $lora_ids == "$merged_ids" && $lora_ids != "$base_ids" ]]; then
+  ok "gpt-generate on a LoRA checkpoint applies its adapter (= the merged weights, not the base)"
+else bad "LoRA chat $lora_ids, merged $merged_ids, base $base_ids"; fi
 
 # ---- 3. gpt-generate --chat == transformers' greedy completion ---------------------------------
 for name in llama3 qwen2 qwen3 smollm2; do
