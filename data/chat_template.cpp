@@ -174,6 +174,22 @@ const char* const kLlama3 =
     "%}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ "
     "'<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
 
+// Qwen2.5's template (Qwen2.5-Instruct and its derivatives): a tools branch the engine never takes
+// (it passes no tools), else ChatML after a system turn that is the first message or the default
+// below (@SYSTEM@), and assistant turns without tool calls as plain ChatML.
+const char* const kQwen25System =
+    "{%- else %}{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + "
+    "messages[0]['content'] + '<|im_end|>\\n' }}{%- else %}{{- '<|im_start|>system\\n@SYSTEM@"
+    "<|im_end|>\\n' }}{%- endif %}{%- endif %}";
+const char* const kQwen25Parts[] = {
+    "{%- if tools %}{{- '<|im_start|>system\\n' }}",
+    "{%- for message in messages %}{%- if (message.role == \"user\") or (message.role == "
+    "\"system\" and not loop.first) or (message.role == \"assistant\" and not "
+    "message.tool_calls) %}{{- '<|im_start|>' + message.role + '\\n' + message.content + "
+    "'<|im_end|>' + '\\n' }}{%- elif message.role == \"assistant\" %}",
+    "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}",
+};
+
 const char* const kQwen3Parts[] = {
     "{%- else %}{%- if messages[0].role == 'system' %}{{- '<|im_start|>system\\n' + "
     "messages[0].content + '<|im_end|>\\n' }}{%- endif %}{%- endif %}",
@@ -410,6 +426,22 @@ ChatTemplate ChatTemplate::recognise(const std::string& jinja, const std::string
   if (has_all(canon, kQwen3Parts)) {
     t.kind_ = Kind::kQwen3;
     return t;
+  }
+  if (has_all(canon, kQwen25Parts)) {  // ChatML with the default system the template writes
+    const std::string with = canonical(kQwen25System);
+    const size_t at = with.find("@SYSTEM@");
+    const size_t head_at = canon.find(with.substr(0, at));
+    const std::string tail = with.substr(at + 8);
+    if (head_at != std::string::npos) {
+      const size_t from = head_at + at;
+      const size_t to = canon.find(tail, from);
+      const std::string mid = to == std::string::npos ? "" : canon.substr(from, to - from);
+      if (!mid.empty() && mid.find('\'') == std::string::npos) {
+        t.kind_ = Kind::kChatml;
+        t.default_system_ = unescape_literal(mid);
+        return t;
+      }
+    }
   }
   if (has_all(canon, kLlama31Parts) && starts_with(canon, canonical("{{- bos_token }}"))) {
     t.kind_ = Kind::kLlama31;

@@ -10,7 +10,9 @@
 //             without a default system turn when the first message is not a system message
 //             (Qwen2-Instruct "You are a helpful assistant.", SmolLM2-Instruct "You are a helpful
 //             AI assistant named SmolLM, trained by Hugging Face", OpenHermes: none). The default
-//             system text is read out of the template.
+//             system text is read out of the template. Qwen2.5-Instruct's template (with its
+//             tools branch, never taken: the engine passes no tools) renders as ChatML with its
+//             default "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 //   qwen3     Qwen3's ChatML with reasoning: an assistant turn after the last user turn that is
 //             the last message, or carries reasoning, is written '<think>\n' + reasoning +
 //             '\n</think>\n\n' + answer (the reasoning is the part of the content before

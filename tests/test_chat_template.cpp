@@ -60,6 +60,8 @@ TEST(ChatTemplate, RecognisesEachFixtureTemplate) {
       {"smollm2",
        {"chatml", "You are a helpful AI assistant named SmolLM, trained by Hugging Face"}},
       {"chatml", {"chatml", ""}},
+      {"qwen2.5",
+       {"chatml", "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."}},
       {"llama3.2", {"llama3.1", ""}},
   };
   for (const auto& [name, entry] : reference()["templates"].items()) {

@@ -110,7 +110,7 @@ def main():
             entry["ids"].append(ids)
         entry["greedy"] = greedy(d, tok)
         out["templates"][name] = entry
-    for name, base, extra in (("chatml", "qwen2", {}),
+    for name, base, extra in (("chatml", "qwen2", {}), ("qwen2.5", "qwen2", {}),
                               ("llama3.2", "llama3", {"date_string": "@DATE@"})):
         tok = AutoTokenizer.from_pretrained(os.path.join(FIX, "hub", base))
         template = read(os.path.join(FIX, "chat_templates", name + ".jinja"))
