@@ -9,7 +9,9 @@
 #      OUT/tokenizer/ (chat template included); <|end_of_text|> separates Llama 3's documents;
 #   4. gpt-eval and gpt-generate --model MODEL_DIR find the tokenizer beside the weights;
 #   5. gpt-finetune --init MODEL_DIR writes checkpoints that carry tokenizer_config.json,
-#      special_tokens_map.json and generation_config.json.
+#      special_tokens_map.json and generation_config.json;
+#   6. gpt-finetune --init MODEL_DIR --task classify --method lora (Qwen3, QK-norm) learns a toy
+#      sentiment set prepared with the model's tokenizer.
 # Usage: hf_tokenizer.sh BIN_DIR
 source "$(dirname "$0")/lib.sh"
 BIN=$1
@@ -79,5 +81,29 @@ for f in tokenizer.json tokenizer_config.json special_tokens_map.json generation
 done
 if [[ -z $missing ]]; then ok "the fine-tuned checkpoint carries the model's tokenizer files"
 else bad "missing in $ckpt:$missing"; fi
+
+# ---- 6. classification with LoRA on a hub model (the issue's "--task classify --method lora") ----
+python3 - "$work/sent.txt" <<'PY'
+import random, sys
+random.seed(7)
+good = ["loved", "enjoyed", "adored", "liked"]; bad = ["hated", "loathed", "disliked", "despised"]
+things = ["the film", "this book", "the meal", "that song", "the play", "our trip"]
+with open(sys.argv[1], "w") as f:
+    for i in range(400):
+        label = i % 2
+        word = random.choice(good if label else bad)
+        f.write(f"We {word} {random.choice(things)}.\t{label}\n")
+PY
+run "gpt-prepare --task classify with a hub tokenizer" "$BIN/gpt-prepare" --task classify \
+  --format uci --tokenizer "$HUB/qwen3" --input "$work/sent.txt" --out "$work/cls"
+run "gpt-finetune --init MODEL_DIR --task classify --method lora" "$BIN/gpt-finetune" \
+  --init "$HUB/qwen3" --task classify --method lora --lora-targets q_proj,k_proj,v_proj,o_proj \
+  --train-data "$work/cls/train_*.bin" --val-data "$work/cls/val_*.bin" --device cpu --lr 0.01 \
+  --seq-len 16 --batch-size 16 --steps 60 --eval-every 60 --out "$work/cls-run"
+acc=$("$BIN/gpt-eval" --model "$work/cls-run/latest" --task classify --data "$work/cls/val_*.bin" \
+        --device cpu 2>/dev/null | awk '$1 == "accuracy" {print $2}')
+if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= 0.9 else 1)' "${acc:-0}"; then
+  ok "the LoRA class head learns the toy sentiment set (validation accuracy $acc)"
+else bad "classification accuracy ${acc:-?}"; fi
 
 finish
