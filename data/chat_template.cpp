@@ -471,10 +471,11 @@ ChatTemplate ChatTemplate::recognise(const std::string& jinja, const std::string
     hint =
         " (it writes <|start_header_id|>, but differs from the Llama 3 and 3.1 templates this "
         "engine renders)";
-  throw std::invalid_argument(
-      "chat template " + excerpt(jinja) + " is not one this engine knows" + hint +
-      "; the engine has no Jinja interpreter and renders ChatML (Qwen2, SmolLM2), Qwen3, Llama 3 "
-      "and Llama 3.1/3.2/3.3 Instruct (docs/data.md)");
+  throw std::invalid_argument("chat template " + excerpt(jinja) + " is not one this engine knows" +
+                              hint +
+                              "; the engine has no Jinja interpreter and renders ChatML (Qwen2, "
+                              "Qwen2.5, SmolLM2), Qwen3, Llama 3 "
+                              "and Llama 3.1/3.2/3.3 Instruct (docs/data.md)");
 }
 
 const char* ChatTemplate::name() const {
