@@ -20,30 +20,58 @@ constexpr double kSqrt2OverPi = 0.79788456080286535588;  // sqrt(2/π)
 constexpr double kCubic = 0.044715;
 }  // namespace
 
+// The loops below run over chunks of kChunk elements in three passes each: u, then exp, then the
+// result, with the exp arguments in a small stack buffer. One loop doing all three per element
+// vectorises as well, but its chain of dependent vector instructions (about 25, through the
+// polynomial and a division) is longer than the processor's scheduler can overlap across
+// iterations, so it runs at the latency of that chain; three short loops run at the throughput of
+// the arithmetic units, about twice as fast. Each element's arithmetic is the same either way.
+constexpr size_t kChunk = 256;
+
+// t[i] = exp(-2 · sqrt(2/π) · (x + 0.044715 · x³)) for the n <= kChunk elements of x, so that
+// σ(2u) = 1 / (1 + t).
 template <typename F>
-void gelu_forward(F* out, const F* inp, size_t N) {
+void gelu_exp_terms(F* t, const F* x, size_t n) {
   const F s = static_cast<F>(kSqrt2OverPi);
   const F a = static_cast<F>(kCubic);
+  for (size_t i = 0; i < n; ++i) t[i] = -2 * (s * (x[i] + a * x[i] * x[i] * x[i]));
+  for (size_t i = 0; i < n; ++i) t[i] = exp_approx(t[i]);
+}
+
+template <typename F>
+void gelu_forward(F* out, const F* inp, size_t N) {
+  const size_t num_chunks = (N + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < N; ++i) {
-    const F x = inp[i];
-    const F u = s * (x + a * x * x * x);
-    const F sigma = F(1) / (F(1) + exp_approx(-2 * u));
-    out[i] = x * sigma;
+  for (size_t chunk = 0; chunk < num_chunks; ++chunk) {
+    const size_t i0 = chunk * kChunk;
+    const size_t n = N - i0 < kChunk ? N - i0 : kChunk;
+    const F* x = inp + i0;
+    F t[kChunk];
+    gelu_exp_terms(t, x, n);
+    F* y = out + i0;
+    for (size_t i = 0; i < n; ++i) y[i] = x[i] / (F(1) + t[i]);  // x · σ
   }
 }
 
 template <typename F>
 void gelu_backward(F* dinp, const F* inp, const F* dout, size_t N) {
   const F s = static_cast<F>(kSqrt2OverPi);
-  const F a = static_cast<F>(kCubic);
+  const F a3 = static_cast<F>(3 * kCubic);
+  const size_t num_chunks = (N + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < N; ++i) {
-    const F x = inp[i];
-    const F u = s * (x + a * x * x * x);
-    const F sigma = F(1) / (F(1) + exp_approx(-2 * u));
-    const F grad = sigma + 2 * x * sigma * (F(1) - sigma) * s * (F(1) + 3 * a * x * x);
-    dinp[i] = dout[i] * grad;  // dinp may alias dout: same index, read before write
+  for (size_t chunk = 0; chunk < num_chunks; ++chunk) {
+    const size_t i0 = chunk * kChunk;
+    const size_t n = N - i0 < kChunk ? N - i0 : kChunk;
+    const F* x = inp + i0;
+    F t[kChunk];
+    gelu_exp_terms(t, x, n);
+    const F* dy = dout + i0;
+    F* dx = dinp + i0;  // dinp may alias dout: same index, read before write
+    for (size_t i = 0; i < n; ++i) {
+      const F sigma = F(1) / (F(1) + t[i]);
+      const F grad = sigma + 2 * x[i] * sigma * (F(1) - sigma) * s * (F(1) + a3 * x[i] * x[i]);
+      dx[i] = dy[i] * grad;
+    }
   }
 }
 
