@@ -1,7 +1,8 @@
 // One row at a time: (1) the max of the real logits, (2) exp(x - max) summed in double and, when a
 // gradient is wanted, written straight into dlogits, (3) dlogits scaled into dloss · (p - onehot).
 // exp runs once per element, and the target's logit is read before (2) because dlogits may alias
-// the logits.
+// the logits. exp is exp_approx (kernels/cpu_fast_math.h: vectorised for float, std::exp for
+// double), and the sum runs in 8 fixed double lanes, so its order depends on V alone.
 #include "kernels/crossentropy.h"
 
 #include <cmath>
@@ -9,7 +10,25 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cpu_fast_math.h"
+
 namespace gpt::cpu {
+namespace {
+
+// Logits of a row per chunk of the exp pass below (a stack buffer when there is no dlogits).
+constexpr int kChunk = 512;
+
+// e[j] = exp(x[j] - max_x) for j < n, and their sum added to 8 double lanes in a fixed order.
+template <typename F>
+void exp_and_sum(F* e, const F* x, int n, F max_x, double lane[8]) {
+  for (int j = 0; j < n; ++j) e[j] = exp_approx(x[j] - max_x);
+  int j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += static_cast<double>(e[j + l]);
+  for (int l = 0; j < n; ++j, ++l) lane[l] += static_cast<double>(e[j]);
+}
+
+}  // namespace
 
 template <typename F>
 void crossentropy_forward_backward(F* losses, F* dlogits, const F* logits, const int32_t* targets,
@@ -38,16 +57,16 @@ void crossentropy_forward_backward(F* losses, F* dlogits, const F* logits, const
     F max_x = x[0];
     for (int j = 1; j < V; ++j) max_x = x[j] > max_x ? x[j] : max_x;
     const F x_target = x[target];
-    double sum = 0.0;
-    if (dx != nullptr) {
-      for (int j = 0; j < V; ++j) {
-        const F e = std::exp(x[j] - max_x);
-        dx[j] = e;
-        sum += e;
-      }
-    } else {
-      for (int j = 0; j < V; ++j) sum += std::exp(x[j] - max_x);
+    // Chunks start at multiples of kChunk (a multiple of 8): the lanes see the same order as one
+    // pass over the row would give them.
+    double lane[8] = {};
+    for (int j0 = 0; j0 < V; j0 += kChunk) {
+      const int n = V - j0 < kChunk ? V - j0 : kChunk;
+      F e[kChunk];
+      exp_and_sum(dx != nullptr ? dx + j0 : e, x + j0, n, max_x, lane);
     }
+    const double sum =
+        ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
     losses[i] = static_cast<F>(std::log(sum) + (static_cast<double>(max_x) - x_target));
     if (dx != nullptr) {
       const F scale = static_cast<F>(dloss / sum);
