@@ -2,25 +2,28 @@
 // (batch, key/value head) pair in the backward (it owns that head's dK and dV).
 //
 // Q, K and V of a head are read in place from the packed qkv tensor: row t of Q starts at
-// qkv[b, t, h·HS] and consecutive rows are W = (NH + 2·NKV)·HS apart, so every product is a gemm
-// with leading dimension W (no copies; grouped-query heads index their key/value head, never a
-// copy of it). Queries are processed in tiles of kQueryTile rows; a tile [t0, t1)
-// needs the keys [0, t1), so its score block S is (t1 - t0) × t1, lives in a per-thread scratch
-// buffer, and holds zeros above the diagonal once turned into probabilities. The softmax loops
-// vectorise: exp is exp_approx (kernels/cpu_fast_math.h) and sums run in 8 fixed lanes (lane_sum).
+// qkv[b, t, h·HS] and consecutive rows are W = (NH + 2·NKV)·HS apart (grouped-query heads index
+// their key/value head, never a copy of it). The products where K or V appear transposed (S = Q Kᵀ,
+// dP = dO Vᵀ) read Kᵀ or Vᵀ from a per-thread copy made once per head. Queries are processed in
+// tiles of kQueryTile rows; a tile [t0, t1) needs the keys [0, t1), so its score block S is (t1 -
+// t0) × t1, lives in a per-thread scratch buffer, and holds zeros above the diagonal once turned
+// into probabilities. The softmax loops vectorise: exp is exp_approx (kernels/cpu_fast_math.h) and
+// sums run in 8 fixed lanes (lane_sum).
 //
-// Inside the parallel region OpenBLAS (OpenMP build) and the plain-loop gemm run single-threaded,
-// and each (b, h) pair is handled by exactly one thread in a fixed order of tiles, so the results
-// do not depend on the thread count.
+// The products are small (one side is the head size, 32-128) and many, so they run through
+// tile_gemm below rather than BLAS, whose per-call packing and zeroing of C cost as much as the
+// arithmetic at these sizes. Each (b, h) pair is handled by exactly one thread in a fixed order of
+// tiles, and tile_gemm's order of additions depends on the shape alone, so the results do not
+// depend on the thread count.
 #include "kernels/attention.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 #include <vector>
 
 #include "kernels/cpu_fast_math.h"
-#include "kernels/matmul.h"
 
 namespace gpt::cpu {
 namespace {
@@ -38,6 +41,31 @@ F lane_sum(const F* x, int n) {
   return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
 }
 
+// Max of x[0..n), n >= 1, in 8 lanes: vectorises, and a max does not depend on the order anyway.
+template <typename F>
+F lane_max(const F* x, int n) {
+  F lane[8];
+  for (int l = 0; l < 8; ++l) lane[l] = x[0];
+  int u = 0;
+  for (; u + 8 <= n; u += 8)
+    for (int l = 0; l < 8; ++l) lane[l] = x[u + l] > lane[l] ? x[u + l] : lane[l];
+  F m = x[0];
+  for (; u < n; ++u) m = x[u] > m ? x[u] : m;
+  for (int l = 0; l < 8; ++l) m = lane[l] > m ? lane[l] : m;
+  return m;
+}
+
+// Dot product of x[0..n) and y[0..n) in 8 fixed lanes, like lane_sum.
+template <typename F>
+F lane_dot(const F* x, const F* y, int n) {
+  F lane[8] = {};
+  int u = 0;
+  for (; u + 8 <= n; u += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += x[u + l] * y[u + l];
+  for (int l = 0; u < n; ++u, ++l) lane[l] += x[u] * y[u];
+  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+
 // A per-thread scratch buffer of at least n elements (grows, never shrinks).
 template <typename F>
 F* scratch(std::vector<F>& buffer, size_t n) {
@@ -45,11 +73,141 @@ F* scratch(std::vector<F>& buffer, size_t n) {
   return buffer.data();
 }
 
-// S (rows × cols, ld = cols) = scale · Q_tile · K[0:cols]ᵀ.
+// C (M × N, row-major, ldc) = alpha · A · B, or C += alpha · A · B when accumulate, where
+// A(i, k) = a[i · a_row + k · a_col] (so Aᵀ of a row-major matrix is a_row = 1, a_col = its ld) and
+// B is row-major: B(k, j) = b[k · ldb + j]. The work is cut into register tiles of up to
+// kTileRows rows by two vectors of columns (16 floats or 8 doubles; GCC/Clang vector types, which
+// the compiler maps to the widest registers the build targets, or to pairs of narrower ones). A
+// tile keeps its outputs in 12 accumulator registers: for each k it loads the vectors of B's row k
+// and adds A(i, k) times them to every row, so the loop is loads and multiply-adds, with enough
+// independent accumulators to hide the latency of a multiply-add. Every output sums
+// k = 0, 1, ... K-1 in order, whichever tile shape or the scalar edge computes it, so the result
+// depends on the shape alone.
+constexpr int kTileRows = 6;
+
 template <typename F>
-void scores(F* S, const F* q_tile, const F* k, int rows, int cols, int HS, int ld_qkv, F scale) {
-  gemm(Transpose::no, Transpose::yes, rows, cols, HS, scale, q_tile, ld_qkv, k, ld_qkv, F(0), S,
-       cols);
+struct Simd {
+  typedef F Vec __attribute__((vector_size(32)));
+  static constexpr int kLanes = 32 / sizeof(F);
+  static Vec load(const F* p) {
+    Vec v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(F* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+};
+
+// One tile: R rows (R <= kTileRows) and NV vectors of columns, at a (row 0, k 0), b (k 0, column 0)
+// and c (row 0, column 0). K >= 1.
+template <typename F, int R, int NV>
+void gemm_tile(int K, F alpha, const F* a, size_t a_row, size_t a_col, const F* b, size_t ldb, F* c,
+               size_t ldc, bool accumulate) {
+  using S = Simd<F>;
+  using Vec = typename S::Vec;
+  // acc starts as the k = 0 term, which spares a zeroing the compiler would do through memory.
+  Vec acc[R][NV];
+  for (int v = 0; v < NV; ++v) {
+    const Vec b_v = S::load(b + v * S::kLanes);
+    for (int i = 0; i < R; ++i) acc[i][v] = a[i * a_row] * b_v;
+  }
+  for (int k = 1; k < K; ++k) {
+    const F* b_k = b + static_cast<size_t>(k) * ldb;
+    const F* a_k = a + static_cast<size_t>(k) * a_col;
+    Vec b_v[NV];
+    for (int v = 0; v < NV; ++v) b_v[v] = S::load(b_k + v * S::kLanes);
+    for (int i = 0; i < R; ++i) {
+      const F a_ik = a_k[i * a_row];
+      for (int v = 0; v < NV; ++v) acc[i][v] += a_ik * b_v[v];
+    }
+  }
+  for (int i = 0; i < R; ++i) {
+    for (int v = 0; v < NV; ++v) {
+      F* out = c + static_cast<size_t>(i) * ldc + v * S::kLanes;
+      S::store(out, accumulate ? S::load(out) + alpha * acc[i][v] : alpha * acc[i][v]);
+    }
+  }
+}
+
+// Rows [0, R) of C: column tiles of two vectors, one vector, then single columns.
+template <typename F, int R>
+void gemm_rows(int N, int K, F alpha, const F* a, size_t a_row, size_t a_col, const F* b,
+               size_t ldb, F* c, size_t ldc, bool accumulate) {
+  constexpr int kLanes = Simd<F>::kLanes;
+  int j0 = 0;
+  for (; j0 + 2 * kLanes <= N; j0 += 2 * kLanes)
+    gemm_tile<F, R, 2>(K, alpha, a, a_row, a_col, b + j0, ldb, c + j0, ldc, accumulate);
+  for (; j0 + kLanes <= N; j0 += kLanes)
+    gemm_tile<F, R, 1>(K, alpha, a, a_row, a_col, b + j0, ldb, c + j0, ldc, accumulate);
+  for (; j0 < N; ++j0) {
+    for (int i = 0; i < R; ++i) {
+      F sum = 0;
+      for (int k = 0; k < K; ++k)
+        sum += a[i * a_row + k * a_col] * b[static_cast<size_t>(k) * ldb + j0];
+      F* out = c + static_cast<size_t>(i) * ldc + j0;
+      *out = accumulate ? *out + alpha * sum : alpha * sum;
+    }
+  }
+}
+
+template <typename F>
+void tile_gemm(int M, int N, int K, F alpha, const F* a, size_t a_row, size_t a_col, const F* b,
+               size_t ldb, F* c, size_t ldc, bool accumulate) {
+  if (K <= 0) {  // no products: C = 0, or C unchanged when accumulating
+    if (!accumulate)
+      for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) c[static_cast<size_t>(i) * ldc + j] = 0;
+    return;
+  }
+  for (int i0 = 0; i0 < M; i0 += kTileRows) {
+    const F* a_i = a + static_cast<size_t>(i0) * a_row;
+    F* c_i = c + static_cast<size_t>(i0) * ldc;
+    switch (std::min(kTileRows, M - i0)) {
+      case 6:
+        gemm_rows<F, 6>(N, K, alpha, a_i, a_row, a_col, b, ldb, c_i, ldc, accumulate);
+        break;
+      case 5:
+        gemm_rows<F, 5>(N, K, alpha, a_i, a_row, a_col, b, ldb, c_i, ldc, accumulate);
+        break;
+      case 4:
+        gemm_rows<F, 4>(N, K, alpha, a_i, a_row, a_col, b, ldb, c_i, ldc, accumulate);
+        break;
+      case 3:
+        gemm_rows<F, 3>(N, K, alpha, a_i, a_row, a_col, b, ldb, c_i, ldc, accumulate);
+        break;
+      case 2:
+        gemm_rows<F, 2>(N, K, alpha, a_i, a_row, a_col, b, ldb, c_i, ldc, accumulate);
+        break;
+      default:
+        gemm_rows<F, 1>(N, K, alpha, a_i, a_row, a_col, b, ldb, c_i, ldc, accumulate);
+        break;
+    }
+  }
+}
+
+// dst (HS × T, row-major) = the T × HS matrix whose rows are src[t · ld_src ...]: Kᵀ or Vᵀ of a
+// head. Eight rows at a time, so that each write is a run of 8 consecutive values rather than one
+// value T apart from the last (a stride of a power of two that the caches handle badly).
+template <typename F>
+void transpose_head(F* dst, const F* src, int T, int HS, int ld_src) {
+  constexpr int kRows = 8;
+  int t0 = 0;
+  for (; t0 + kRows <= T; t0 += kRows) {
+    const F* rows = src + static_cast<size_t>(t0) * ld_src;
+    for (int c = 0; c < HS; ++c) {
+      F* d = dst + static_cast<size_t>(c) * T + t0;
+      for (int r = 0; r < kRows; ++r) d[r] = rows[static_cast<size_t>(r) * ld_src + c];
+    }
+  }
+  for (; t0 < T; ++t0)
+    for (int c = 0; c < HS; ++c)
+      dst[static_cast<size_t>(c) * T + t0] = src[static_cast<size_t>(t0) * ld_src + c];
+}
+
+// S (rows × cols, ld = cols) = scale · Q_tile · K[0:cols]ᵀ, Kᵀ given as kt (HS × T).
+template <typename F>
+void scores(F* S, const F* q_tile, const F* kt, int rows, int cols, int HS, int T, int ld_qkv,
+            F scale) {
+  tile_gemm(rows, cols, HS, scale, q_tile, ld_qkv, 1, kt, T, S, cols, false);
 }
 
 }  // namespace
@@ -65,7 +223,9 @@ void attention_forward(F* out, F* lse, const F* qkv, const AttentionShape& a) {
 #pragma omp parallel for schedule(static)
   for (int bh = 0; bh < a.B * a.n_head; ++bh) {
     thread_local std::vector<F> score_buffer;
+    thread_local std::vector<F> kt_buffer;
     F* P = scratch(score_buffer, static_cast<size_t>(kQueryTile) * T);
+    F* kt = scratch(kt_buffer, static_cast<size_t>(HS) * T);
     const int b = bh / a.n_head;
     const int h = bh % a.n_head;
     const F* row0 = qkv + static_cast<size_t>(b) * T * ld_qkv;
@@ -74,15 +234,15 @@ void attention_forward(F* out, F* lse, const F* qkv, const AttentionShape& a) {
     const F* v = row0 + a.value_offset(h / group);
     F* out_bh = out + static_cast<size_t>(b) * T * ld_out + static_cast<size_t>(h) * HS;
     F* lse_bh = lse + static_cast<size_t>(bh) * T;
+    transpose_head(kt, k, T, HS, ld_qkv);
     for (int t0 = 0; t0 < T; t0 += kQueryTile) {
       const int t1 = std::min(t0 + kQueryTile, T);
       const int rows = t1 - t0;
-      scores(P, q + static_cast<size_t>(t0) * ld_qkv, k, rows, t1, HS, ld_qkv, scale);
+      scores(P, q + static_cast<size_t>(t0) * ld_qkv, kt, rows, t1, HS, T, ld_qkv, scale);
       for (int r = 0; r < rows; ++r) {
         const int t = t0 + r;
         F* p = P + static_cast<size_t>(r) * t1;
-        F max_s = p[0];
-        for (int u = 1; u <= t; ++u) max_s = p[u] > max_s ? p[u] : max_s;
+        const F max_s = lane_max(p, t + 1);
         for (int u = 0; u <= t; ++u) p[u] = exp_approx(p[u] - max_s);
         const F sum = lane_sum(p, t + 1);
         const F inv_sum = F(1) / sum;
@@ -91,8 +251,8 @@ void attention_forward(F* out, F* lse, const F* qkv, const AttentionShape& a) {
         lse_bh[t] = max_s + std::log(sum);
       }
       // out_tile (rows × HS) = P (rows × t1) · V[0:t1] (t1 × HS)
-      gemm(Transpose::no, Transpose::no, rows, HS, t1, F(1), P, t1, v, ld_qkv, F(0),
-           out_bh + static_cast<size_t>(t0) * ld_out, ld_out);
+      tile_gemm(rows, HS, t1, F(1), P, t1, 1, v, ld_qkv, out_bh + static_cast<size_t>(t0) * ld_out,
+                ld_out, false);
     }
   }
 }
@@ -119,6 +279,10 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, cons
     thread_local std::vector<F> ds_buffer;
     F* P = scratch(p_buffer, static_cast<size_t>(kQueryTile) * T);
     F* dS = scratch(ds_buffer, static_cast<size_t>(kQueryTile) * T);
+    thread_local std::vector<F> kt_buffer;
+    thread_local std::vector<F> vt_buffer;
+    F* kt = scratch(kt_buffer, static_cast<size_t>(HS) * T);
+    F* vt = scratch(vt_buffer, static_cast<size_t>(HS) * T);
     const int b = bkv / a.n_kv_head;
     const int kv = bkv % a.n_kv_head;
     const size_t row0 = static_cast<size_t>(b) * T * ld_qkv;
@@ -126,6 +290,8 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, cons
     const F* v = qkv + row0 + a.value_offset(kv);
     F* dk = dqkv + row0 + a.key_offset(kv);
     F* dv = dqkv + row0 + a.value_offset(kv);
+    transpose_head(kt, k, T, HS, ld_qkv);
+    transpose_head(vt, v, T, HS, ld_qkv);
     // dK and dV gather contributions from every query tile of every query head of the group:
     // start them at zero (this pair owns these columns of dqkv for all t).
     for (int t = 0; t < T; ++t) {
@@ -146,7 +312,7 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, cons
         const F* q_tile = q + static_cast<size_t>(t0) * ld_qkv;
         const F* dout_tile = dout_bh + static_cast<size_t>(t0) * ld_out;
         // P = exp(S - lse), recomputed; zero above the diagonal.
-        scores(P, q_tile, k, rows, t1, HS, ld_qkv, scale);
+        scores(P, q_tile, kt, rows, t1, HS, T, ld_qkv, scale);
         for (int r = 0; r < rows; ++r) {
           const int t = t0 + r;
           F* p = P + static_cast<size_t>(r) * t1;
@@ -155,29 +321,25 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, cons
           for (int u = t + 1; u < t1; ++u) p[u] = 0;
         }
         // dV[0:t1] += Pᵀ · dout_tile
-        gemm(Transpose::yes, Transpose::no, t1, HS, rows, F(1), P, t1, dout_tile, ld_out, F(1), dv,
-             ld_qkv);
+        tile_gemm(t1, HS, rows, F(1), P, 1, t1, dout_tile, ld_out, dv, ld_qkv, true);
         // dP = dout_tile · V[0:t1]ᵀ, then dS = P ⊙ (dP - D) · scale with D_t = dout_t · out_t.
         // The scale of S = scale · Q Kᵀ is folded into dS here.
-        gemm(Transpose::no, Transpose::yes, rows, t1, HS, F(1), dout_tile, ld_out, v, ld_qkv, F(0),
-             dS, t1);
+        tile_gemm(rows, t1, HS, F(1), dout_tile, ld_out, 1, vt, T, dS, t1, false);
         for (int r = 0; r < rows; ++r) {
           const int t = t0 + r;
           const F* do_t = dout_bh + static_cast<size_t>(t) * ld_out;
           const F* o_t = out_bh + static_cast<size_t>(t) * ld_out;
-          F D = 0;
-          for (int c = 0; c < HS; ++c) D += do_t[c] * o_t[c];
+          const F D = lane_dot(do_t, o_t, HS);
           const F* p = P + static_cast<size_t>(r) * t1;
           F* ds = dS + static_cast<size_t>(r) * t1;
           for (int u = 0; u <= t; ++u) ds[u] = p[u] * (ds[u] - D) * scale;
           for (int u = t + 1; u < t1; ++u) ds[u] = 0;
         }
         // dQ_tile = dS · K[0:t1]   (each query row belongs to exactly one tile: overwrite)
-        gemm(Transpose::no, Transpose::no, rows, HS, t1, F(1), dS, t1, k, ld_qkv, F(0),
-             dq + static_cast<size_t>(t0) * ld_qkv, ld_qkv);
+        tile_gemm(rows, HS, t1, F(1), dS, t1, 1, k, ld_qkv, dq + static_cast<size_t>(t0) * ld_qkv,
+                  ld_qkv, false);
         // dK[0:t1] += dSᵀ · Q_tile
-        gemm(Transpose::yes, Transpose::no, t1, HS, rows, F(1), dS, t1, q_tile, ld_qkv, F(1), dk,
-             ld_qkv);
+        tile_gemm(t1, HS, rows, F(1), dS, 1, t1, q_tile, ld_qkv, dk, ld_qkv, true);
       }
     }
   }

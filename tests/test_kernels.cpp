@@ -568,6 +568,65 @@ INSTANTIATE_TEST_SUITE_P(Shapes, AttentionTest,
                                   std::to_string(s.NH) + "_HS" + std::to_string(s.HS);
                          });
 
+// Head sizes of real models (and ones between the vector widths): the CPU kernel's register tiles
+// are two vectors of columns (16 floats, 8 doubles), then one vector, then single columns, and
+// 6 rows, then fewer, so these cover every tile shape in float and in double. Finite differences
+// over every input would be slow at these sizes: the gradient is checked along one random
+// direction instead (a central difference of the loss against dqkv · direction), and float against
+// double.
+class AttentionWideHeadTest : public ::testing::TestWithParam<AttentionShape> {};
+
+TEST_P(AttentionWideHeadTest, ForwardMatchesDirectSoftmaxAndBackwardItsDerivative) {
+  const auto [B, T, NH, HS] = GetParam();
+  const int C = NH * HS;
+  std::mt19937_64 rng(31 + T + HS);
+  Vec qkv = random_vector(static_cast<size_t>(B) * T * 3 * C, rng, -1.0, 1.0);
+  const Vec R = random_vector(static_cast<size_t>(B) * T * C, rng);
+  Vec ref(R.size()), ref_lse(static_cast<size_t>(B) * NH * T);
+  attention_reference(ref, ref_lse, qkv, B, T, C, NH);
+
+  Vec out(ref.size(), kNaN), lse(ref_lse.size(), kNaN);
+  attention_forward(out.data(), lse.data(), qkv.data(), B, T, C, NH);
+  EXPECT_LT(rel_error(out, ref), kDoubleTol);
+  EXPECT_LT(rel_error(lse, ref_lse), kDoubleTol);
+  const std::vector<float> qkvf = to_float(qkv), Rf = to_float(R);
+  std::vector<float> outf(ref.size(), NAN), lsef(ref_lse.size(), NAN);
+  attention_forward(outf.data(), lsef.data(), qkvf.data(), B, T, C, NH);
+  EXPECT_LT(rel_error(outf, ref), kFloatTol);
+  EXPECT_LT(rel_error(lsef, ref_lse), kFloatTol);
+
+  Vec dqkv(qkv.size(), kNaN);
+  attention_backward(dqkv.data(), R.data(), qkv.data(), out.data(), lse.data(), B, T, C, NH);
+  const Vec direction = random_vector(qkv.size(), rng);
+  auto loss_along = [&](double step) {
+    Vec moved = qkv;
+    for (size_t i = 0; i < moved.size(); ++i) moved[i] += step * direction[i];
+    Vec o(R.size()), l(lse.size());
+    attention_forward(o.data(), l.data(), moved.data(), B, T, C, NH);
+    return dot(o, R);
+  };
+  const double h = 1e-5;
+  const double numeric = (loss_along(h) - loss_along(-h)) / (2 * h);
+  const double analytic = dot(dqkv, direction);
+  EXPECT_NEAR(analytic, numeric, 1e-6 * std::max(1.0, std::abs(numeric)));
+
+  std::vector<float> dqkvf(qkv.size(), NAN);
+  attention_backward(dqkvf.data(), Rf.data(), qkvf.data(), outf.data(), lsef.data(), B, T, C, NH);
+  EXPECT_LT(rel_error(dqkvf, dqkv), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, AttentionWideHeadTest,
+                         ::testing::Values(AttentionShape{1, 70, 2, 32},
+                                           AttentionShape{1, 67, 1, 20},
+                                           AttentionShape{2, 33, 2, 12},
+                                           AttentionShape{1, 130, 1, 64},
+                                           AttentionShape{1, 9, 3, 8}),
+                         [](const ::testing::TestParamInfo<AttentionShape>& info) {
+                           const AttentionShape& s = info.param;
+                           return "B" + std::to_string(s.B) + "_T" + std::to_string(s.T) + "_NH" +
+                                  std::to_string(s.NH) + "_HS" + std::to_string(s.HS);
+                         });
+
 // ------------------------------------------------------------------------------------------------
 // cross-entropy
 
