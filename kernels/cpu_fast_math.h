@@ -1,4 +1,5 @@
-// Elementwise math for the CPU kernels' inner loops, written so that the compiler vectorises them.
+// Elementwise math and row sums for the CPU kernels' inner loops, written so that the compiler
+// vectorises them.
 //
 // glibc's expf is a function call per element: a loop that calls it stays scalar. exp_approx below
 // is branch-free arithmetic (a range reduction, a polynomial and an exponent built from bits), so a
@@ -46,6 +47,34 @@ inline float exp_approx(float x) {
 
 inline double exp_approx(double x) {
   return std::exp(x);
+}
+
+// Sums over a row in kSumLanes double lanes, lane l taking the terms l, l + kSumLanes, ..., added
+// in a fixed order at the end: the order depends on the row's length alone (the bits do not depend
+// on the thread count), and the lanes are independent, so the loop vectorises and no addition waits
+// for the one before (one accumulator makes a chain of n dependent adds; the compiler may not
+// reorder floating-point sums on its own).
+constexpr int kSumLanes = 8;
+
+inline double combine_lanes(const double lane[kSumLanes]) {
+  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+
+// add(c, l) for c in [0, n), with l the lane of c (add accumulates into lane arrays of its own).
+template <typename Add>
+void for_each_lane(int n, Add add) {
+  int c = 0;
+  for (; c + kSumLanes <= n; c += kSumLanes)
+    for (int l = 0; l < kSumLanes; ++l) add(c + l, l);
+  for (int l = 0; c < n; ++c, ++l) add(c, l);
+}
+
+// term(c) summed over c in [0, n) in lanes.
+template <typename Term>
+double lane_sum(int n, Term term) {
+  double lane[kSumLanes] = {};
+  for_each_lane(n, [&](int c, int l) { lane[l] += term(c); });
+  return combine_lanes(lane);
 }
 
 }  // namespace gpt::cpu

@@ -1,10 +1,13 @@
 // Sums (row statistics, parameter gradients) are accumulated in double: a few extra conversions on
-// memory-bound loops, for sums that stay accurate over long rows and many rows. The elementwise
-// loops that write out and dinp are simple enough for the compiler to vectorise.
+// memory-bound loops, for sums that stay accurate over long rows and many rows. A row's sums run in
+// independent double lanes (lane_sum, kernels/cpu_fast_math.h). The elementwise loops that write
+// out and dinp are simple enough for the compiler to vectorise.
 #include "kernels/layernorm.h"
 
 #include <cmath>
 #include <cstddef>
+
+#include "kernels/cpu_fast_math.h"
 
 namespace gpt::cpu {
 
@@ -15,11 +18,11 @@ void layernorm_forward(F* out, F* mean, F* rstd, const F* inp, const F* weight, 
   for (int i = 0; i < N; ++i) {
     const F* x = inp + static_cast<size_t>(i) * C;
     F* y = out + static_cast<size_t>(i) * C;
-    double sum = 0.0;
-    for (int c = 0; c < C; ++c) sum += x[c];
-    const double m = sum / C;
-    double sum_sq = 0.0;
-    for (int c = 0; c < C; ++c) sum_sq += (x[c] - m) * (x[c] - m);
+    const double m = lane_sum(C, [&](int c) { return static_cast<double>(x[c]); }) / C;
+    const double sum_sq = lane_sum(C, [&](int c) {
+      const double d = x[c] - m;
+      return d * d;
+    });
     const F mean_i = static_cast<F>(m);
     const F rstd_i = static_cast<F>(1.0 / std::sqrt(sum_sq / C + kLayerNormEps));
     for (int c = 0; c < C; ++c) y[c] = (x[c] - mean_i) * rstd_i * weight[c] + bias[c];
@@ -40,14 +43,16 @@ void layernorm_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* i
       const F mean_i = mean[i];
       const F rstd_i = rstd[i];
       // mean_c(g_c) and mean_c(g_c · xhat_c), with g = dout · w
-      double sum_g = 0.0;
-      double sum_g_xhat = 0.0;
-      for (int c = 0; c < C; ++c) {
+      double lane_g[kSumLanes] = {};
+      double lane_g_xhat[kSumLanes] = {};
+      for_each_lane(C, [&](int c, int l) {
         const F g = dy[c] * weight[c];
         const F xhat = (x[c] - mean_i) * rstd_i;
-        sum_g += g;
-        sum_g_xhat += g * xhat;
-      }
+        lane_g[l] += g;
+        lane_g_xhat[l] += g * xhat;
+      });
+      const double sum_g = combine_lanes(lane_g);
+      const double sum_g_xhat = combine_lanes(lane_g_xhat);
       const F mean_g = static_cast<F>(sum_g / C);
       const F mean_g_xhat = static_cast<F>(sum_g_xhat / C);
       for (int c = 0; c < C; ++c) {

@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cpu_fast_math.h"
+
 namespace gpt::cpu {
 
 namespace {
@@ -15,8 +17,7 @@ namespace {
 // y = x · rstd · w over one row of C values; returns rstd.
 template <typename F>
 F forward_row(F* y, const F* x, const F* weight, int C, double eps) {
-  double sum_sq = 0.0;
-  for (int c = 0; c < C; ++c) sum_sq += static_cast<double>(x[c]) * x[c];
+  const double sum_sq = lane_sum(C, [&](int c) { return static_cast<double>(x[c]) * x[c]; });
   const F rstd = static_cast<F>(1.0 / std::sqrt(sum_sq / C + eps));
   for (int c = 0; c < C; ++c) y[c] = x[c] * rstd * weight[c];
   return rstd;
@@ -26,8 +27,8 @@ F forward_row(F* y, const F* x, const F* weight, int C, double eps) {
 // element of dy is read before the element of dx at the same place is written.
 template <bool kAccumulate, typename F>
 void backward_row(F* dx, const F* dy, const F* x, const F* weight, F rstd, int C) {
-  double sum_g_xhat = 0.0;  // sum_c g_c · xhat_c, with g = dout · w
-  for (int c = 0; c < C; ++c) sum_g_xhat += (dy[c] * weight[c]) * (x[c] * rstd);
+  // sum_c g_c · xhat_c, with g = dout · w
+  const double sum_g_xhat = lane_sum(C, [&](int c) { return (dy[c] * weight[c]) * (x[c] * rstd); });
   const F mean_g_xhat = static_cast<F>(sum_g_xhat / C);
   for (int c = 0; c < C; ++c) {
     const F xhat = x[c] * rstd;
