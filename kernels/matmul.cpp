@@ -1,11 +1,12 @@
-// CPU matmuls: the Linear layer (forward, backward) and the general strided gemm used by attention.
+// CPU matmuls: the Linear layer (forward, backward) and the general strided gemm under them.
 //
 // float goes through CBLAS sgemm when the build found OpenBLAS (GPT_HAVE_CBLAS); double, and float
 // without CBLAS, go through plain loops. The plain loops parallelise over output rows and reduce
 // every output element over k in a fixed order. The sgemm path splits C into blocks that depend on
 // the shape only (see sgemm_blocked); a long weight gradient splits the rows instead
 // (weight_gradient_by_chunks). Either way the bits of the result do not depend on the thread
-// count (the determinism test in tests/test_kernels.cpp checks it).
+// count (the determinism test in tests/test_kernels.cpp checks it). A product whose C is small next
+// to K splits K instead (sgemm_split_reduction), again by the shape alone.
 #include "kernels/matmul.h"
 
 #include <omp.h>
@@ -124,6 +125,66 @@ void sgemm_blocked(Transpose trans_a, Transpose trans_b, int M, int N, int K, fl
           Cm + static_cast<size_t>(i0) * ldc + j0, ldc);
   }
 }
+
+// Rows of op(B) (and columns of op(A)) per chunk of a split reduction, at least.
+constexpr int kMinChunkK = 256;
+
+// Whether to split the reduction dimension K rather than C: when C is small next to K (the input
+// gradient of the classifier, 256 x 768 outputs summed over 50,304 logits). Blocking C into enough
+// tasks would give each thread small blocks whose long panels OpenBLAS packs again for every block
+// (about 100 GF/s instead of 160 on the 2-core VM).
+bool split_reduction(int M, int N, int K) {
+  const long blocks_of_512 = ((M + 511) / 512) * static_cast<long>((N + 511) / 512);
+  return blocks_of_512 < 8 && K >= 2 * std::max(M, N) && K >= 4 * kMinChunkK;
+}
+
+// C = alpha · op(A) · op(B) + beta · C with K cut into chunks (their number and length depend on
+// M, N and K only): each chunk's product goes to its own slice of a scratch buffer (one sgemm per
+// chunk and block of C, one thread each), then the chunks are added in order, element by element.
+void sgemm_split_reduction(Transpose trans_a, Transpose trans_b, int M, int N, int K, float alpha,
+                           const float* A, int lda, const float* Bm, int ldb, float beta, float* Cm,
+                           int ldc) {
+  constexpr int kBlock = 512;
+  constexpr int kTargetTasks = 32;
+  const int row_blocks = (M + kBlock - 1) / kBlock;
+  const int col_blocks = (N + kBlock - 1) / kBlock;
+  const int blocks = row_blocks * col_blocks;
+  const int chunks = std::max(1, std::min((kTargetTasks + blocks - 1) / blocks, K / kMinChunkK));
+  const int chunk_k = ((K + chunks - 1) / chunks + 7) / 8 * 8;
+  const int num_chunks = (K + chunk_k - 1) / chunk_k;
+  const size_t c_size = static_cast<size_t>(M) * N;
+  thread_local std::vector<float> partial_buffer;  // num_chunks x M x N; the calling thread's
+  if (partial_buffer.size() < num_chunks * c_size) partial_buffer.resize(num_chunks * c_size);
+  float* partial = partial_buffer.data();
+#pragma omp parallel for schedule(dynamic)
+  for (int task = 0; task < num_chunks * blocks; ++task) {
+    const int chunk = task / blocks;
+    const int blk = task % blocks;
+    const int k0 = chunk * chunk_k;
+    const int depth = std::min(chunk_k, K - k0);
+    const int i0 = (blk / col_blocks) * kBlock;
+    const int j0 = (blk % col_blocks) * kBlock;
+    const int rows = std::min(kBlock, M - i0);
+    const int cols = std::min(kBlock, N - j0);
+    // op(A)[i0.., k0..] and op(B)[k0.., j0..]
+    const float* a = trans_a == Transpose::no ? A + static_cast<size_t>(i0) * lda + k0
+                                              : A + static_cast<size_t>(k0) * lda + i0;
+    const float* b = trans_b == Transpose::no ? Bm + static_cast<size_t>(k0) * ldb + j0
+                                              : Bm + static_cast<size_t>(j0) * ldb + k0;
+    sgemm(trans_a, trans_b, rows, cols, depth, alpha, a, lda, b, ldb, 0.0f,
+          partial + chunk * c_size + static_cast<size_t>(i0) * N + j0, N);
+  }
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < M; ++i) {
+    float* c_row = Cm + static_cast<size_t>(i) * ldc;
+    const float* p_row = partial + static_cast<size_t>(i) * N;
+    for (int j = 0; j < N; ++j) {
+      float sum = p_row[j];
+      for (int chunk = 1; chunk < num_chunks; ++chunk) sum += p_row[chunk * c_size + j];
+      c_row[j] = beta == 0.0f ? sum : beta * c_row[j] + sum;
+    }
+  }
+}
 #endif
 
 }  // namespace
@@ -139,6 +200,8 @@ void gemm(Transpose trans_a, Transpose trans_b, int M, int N, int K, F alpha, co
     } else if (omp_get_level() > 0) {
       // Already inside a parallel region (attention's loop over heads): one call on this thread.
       sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, Bm, ldb, beta, Cm, ldc);
+    } else if (split_reduction(M, N, K)) {
+      sgemm_split_reduction(trans_a, trans_b, M, N, K, alpha, A, lda, Bm, ldb, beta, Cm, ldc);
     } else {
       sgemm_blocked(trans_a, trans_b, M, N, K, alpha, A, lda, Bm, ldb, beta, Cm, ldc);
     }

@@ -15,7 +15,9 @@
 // in another order, so the CPU code splits C into blocks fixed by the shape and runs one
 // single-threaded sgemm per block; called inside a parallel region, gemm runs on that thread.
 // When N is long against the weight, dweight and dbias are instead summed over fixed chunks of
-// rows, one sgemm per chunk, and the chunks added in order.)
+// rows, one sgemm per chunk, and the chunks added in order; likewise any product whose C is small
+// next to its reduction, e.g. the classifier's dinp, splits the reduction into chunks fixed by
+// the shape.)
 #pragma once
 
 namespace gpt::cpu {

@@ -330,6 +330,8 @@ TEST(Matmul, GemmAllTransposesStrided) {
         // Large enough for the float path to split C into several blocks, with ragged edges.
         check_gemm<double>(ta, tb, 150, 140, 33, 0.7, beta, kDoubleTol);
         check_gemm<float>(ta, tb, 150, 140, 33, 0.7, beta, kFloatTol);
+        // C small next to K: the float path splits K into chunks (8: 7 of 288, the last of 284).
+        check_gemm<float>(ta, tb, 9, 13, 2300, 0.7, beta, kFloatTol);
       }
 }
 
@@ -889,7 +891,7 @@ TEST(GlobalNorm, ClipScaleAndScale) {
 
 struct ReductionResults {
   std::vector<float> ln_dinp, ln_dweight, ln_dbias, dwte, dwpe, dqkv, mm_out, mm_dinp, mm_dweight,
-      mm_dbias, mm_chunked_dweight, mm_chunked_dbias, ce_losses, ce_dlogits;
+      mm_dbias, mm_chunked_dweight, mm_chunked_dbias, mm_split_dinp, ce_losses, ce_dlogits;
   double sum_sq = 0.0;
 };
 
@@ -948,6 +950,15 @@ ReductionResults run_reductions() {
                     r.mm_chunked_dbias.data(), dout.data(), inp.data(), w.data(), N, C, OC);
   }
   {
+    // An input gradient whose reduction (OC = 2100) is long next to its output (24 x 40): the
+    // float gemm splits the reduction into chunks.
+    const int N = 24, C = 40, OC = 2100;
+    const std::vector<float> inp = rand_f(N * C), w = rand_f(OC * C), dout = rand_f(N * OC);
+    r.mm_split_dinp.assign(N * C, NAN);
+    matmul_backward(r.mm_split_dinp.data(), static_cast<float*>(nullptr),
+                    static_cast<float*>(nullptr), dout.data(), inp.data(), w.data(), N, C, OC);
+  }
+  {
     const int N = 64, V = 1000, Vp = 1024;
     std::vector<int32_t> targets(N);
     for (int i = 0; i < N; ++i) targets[i] = i % 5 == 0 ? kIgnoreIndex : (i * 37) % V;
@@ -983,6 +994,7 @@ TEST(Determinism, SameBitsWhateverTheThreadCount) {
     EXPECT_TRUE(same_bits(r.mm_dbias, one.mm_dbias));
     EXPECT_TRUE(same_bits(r.mm_chunked_dweight, one.mm_chunked_dweight));
     EXPECT_TRUE(same_bits(r.mm_chunked_dbias, one.mm_chunked_dbias));
+    EXPECT_TRUE(same_bits(r.mm_split_dinp, one.mm_split_dinp));
     EXPECT_TRUE(same_bits(r.ce_losses, one.ce_losses));
     EXPECT_TRUE(same_bits(r.ce_dlogits, one.ce_dlogits));
     EXPECT_EQ(std::memcmp(&r.sum_sq, &one.sum_sq, sizeof(double)), 0);
