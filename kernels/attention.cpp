@@ -149,9 +149,21 @@ void gemm_rows(int N, int K, F alpha, const F* a, size_t a_row, size_t a_col, co
   }
 }
 
+// Which products of a query tile [t0, t0 + rows) tile_gemm may skip because the causal mask makes
+// them zero. Row i of the tile is the query t0 + i, and it sees the keys u <= t0 + i:
+//   columns:    C's row i needs only its columns j <= t0 + i (S = Q Kᵀ, dP = dO Vᵀ); the columns
+//               beyond are left unwritten, and the caller zeroes them;
+//   reduction:  row i of A is zero beyond k = t0 + i (O = P V, dQ = dS K), so those terms are
+//               skipped (they would add exact zeros);
+//   transposed: C's row u sums over the queries k of the tile, and A(u, k) = P(k, u) is zero for
+//               k < u - t0 (dV += Pᵀ dO, dK += dSᵀ Q), so the sum starts there.
+// Whole tiles of kTileRows rows are kept or skipped, so what is computed depends on the shape only.
+enum class Causal { none, columns, reduction, transposed };
+
 template <typename F>
 void tile_gemm(int M, int N, int K, F alpha, const F* a, size_t a_row, size_t a_col, const F* b,
-               size_t ldb, F* c, size_t ldc, bool accumulate) {
+               size_t ldb, F* c, size_t ldc, bool accumulate, Causal causal = Causal::none,
+               int t0 = 0) {
   if (K <= 0) {  // no products: C = 0, or C unchanged when accumulating
     if (!accumulate)
       for (int i = 0; i < M; ++i)
@@ -159,26 +171,38 @@ void tile_gemm(int M, int N, int K, F alpha, const F* a, size_t a_row, size_t a_
     return;
   }
   for (int i0 = 0; i0 < M; i0 += kTileRows) {
-    const F* a_i = a + static_cast<size_t>(i0) * a_row;
+    const int R = std::min(kTileRows, M - i0);
+    int n = N, k_begin = 0, k_end = K;
+    // Up to a whole tile of two vectors: columns past the last full vector would take the
+    // scalar edge, slower than computing them.
+    constexpr int kTileCols = 2 * Simd<F>::kLanes;
+    if (causal == Causal::columns) {
+      n = std::min(N, (t0 + i0 + R + kTileCols - 1) / kTileCols * kTileCols);
+    }
+    if (causal == Causal::reduction) k_end = std::min(K, t0 + i0 + R);
+    if (causal == Causal::transposed) k_begin = std::min(K - 1, std::max(0, i0 - t0));
+    const int depth = k_end - k_begin;
+    const F* a_i = a + static_cast<size_t>(i0) * a_row + static_cast<size_t>(k_begin) * a_col;
+    const F* b_k = b + static_cast<size_t>(k_begin) * ldb;
     F* c_i = c + static_cast<size_t>(i0) * ldc;
-    switch (std::min(kTileRows, M - i0)) {
+    switch (R) {
       case 6:
-        gemm_rows<F, 6>(N, K, alpha, a_i, a_row, a_col, b, ldb, c_i, ldc, accumulate);
+        gemm_rows<F, 6>(n, depth, alpha, a_i, a_row, a_col, b_k, ldb, c_i, ldc, accumulate);
         break;
       case 5:
-        gemm_rows<F, 5>(N, K, alpha, a_i, a_row, a_col, b, ldb, c_i, ldc, accumulate);
+        gemm_rows<F, 5>(n, depth, alpha, a_i, a_row, a_col, b_k, ldb, c_i, ldc, accumulate);
         break;
       case 4:
-        gemm_rows<F, 4>(N, K, alpha, a_i, a_row, a_col, b, ldb, c_i, ldc, accumulate);
+        gemm_rows<F, 4>(n, depth, alpha, a_i, a_row, a_col, b_k, ldb, c_i, ldc, accumulate);
         break;
       case 3:
-        gemm_rows<F, 3>(N, K, alpha, a_i, a_row, a_col, b, ldb, c_i, ldc, accumulate);
+        gemm_rows<F, 3>(n, depth, alpha, a_i, a_row, a_col, b_k, ldb, c_i, ldc, accumulate);
         break;
       case 2:
-        gemm_rows<F, 2>(N, K, alpha, a_i, a_row, a_col, b, ldb, c_i, ldc, accumulate);
+        gemm_rows<F, 2>(n, depth, alpha, a_i, a_row, a_col, b_k, ldb, c_i, ldc, accumulate);
         break;
       default:
-        gemm_rows<F, 1>(N, K, alpha, a_i, a_row, a_col, b, ldb, c_i, ldc, accumulate);
+        gemm_rows<F, 1>(n, depth, alpha, a_i, a_row, a_col, b_k, ldb, c_i, ldc, accumulate);
         break;
     }
   }
@@ -203,11 +227,12 @@ void transpose_head(F* dst, const F* src, int T, int HS, int ld_src) {
       dst[static_cast<size_t>(c) * T + t0] = src[static_cast<size_t>(t0) * ld_src + c];
 }
 
-// S (rows × cols, ld = cols) = scale · Q_tile · K[0:cols]ᵀ, Kᵀ given as kt (HS × T).
+// S (rows × cols, ld = cols) = scale · Q_tile · K[0:cols]ᵀ for the query tile starting at t0, Kᵀ
+// given as kt (HS × T). Entries above the diagonal may be left unwritten.
 template <typename F>
-void scores(F* S, const F* q_tile, const F* kt, int rows, int cols, int HS, int T, int ld_qkv,
-            F scale) {
-  tile_gemm(rows, cols, HS, scale, q_tile, ld_qkv, 1, kt, T, S, cols, false);
+void scores(F* S, const F* q_tile, const F* kt, int t0, int rows, int cols, int HS, int T,
+            int ld_qkv, F scale) {
+  tile_gemm(rows, cols, HS, scale, q_tile, ld_qkv, 1, kt, T, S, cols, false, Causal::columns, t0);
 }
 
 }  // namespace
@@ -238,7 +263,7 @@ void attention_forward(F* out, F* lse, const F* qkv, const AttentionShape& a) {
     for (int t0 = 0; t0 < T; t0 += kQueryTile) {
       const int t1 = std::min(t0 + kQueryTile, T);
       const int rows = t1 - t0;
-      scores(P, q + static_cast<size_t>(t0) * ld_qkv, kt, rows, t1, HS, T, ld_qkv, scale);
+      scores(P, q + static_cast<size_t>(t0) * ld_qkv, kt, t0, rows, t1, HS, T, ld_qkv, scale);
       for (int r = 0; r < rows; ++r) {
         const int t = t0 + r;
         F* p = P + static_cast<size_t>(r) * t1;
@@ -252,7 +277,7 @@ void attention_forward(F* out, F* lse, const F* qkv, const AttentionShape& a) {
       }
       // out_tile (rows × HS) = P (rows × t1) · V[0:t1] (t1 × HS)
       tile_gemm(rows, HS, t1, F(1), P, t1, 1, v, ld_qkv, out_bh + static_cast<size_t>(t0) * ld_out,
-                ld_out, false);
+                ld_out, false, Causal::reduction, t0);
     }
   }
 }
@@ -312,7 +337,7 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, cons
         const F* q_tile = q + static_cast<size_t>(t0) * ld_qkv;
         const F* dout_tile = dout_bh + static_cast<size_t>(t0) * ld_out;
         // P = exp(S - lse), recomputed; zero above the diagonal.
-        scores(P, q_tile, kt, rows, t1, HS, T, ld_qkv, scale);
+        scores(P, q_tile, kt, t0, rows, t1, HS, T, ld_qkv, scale);
         for (int r = 0; r < rows; ++r) {
           const int t = t0 + r;
           F* p = P + static_cast<size_t>(r) * t1;
@@ -321,10 +346,12 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, cons
           for (int u = t + 1; u < t1; ++u) p[u] = 0;
         }
         // dV[0:t1] += Pᵀ · dout_tile
-        tile_gemm(t1, HS, rows, F(1), P, 1, t1, dout_tile, ld_out, dv, ld_qkv, true);
+        tile_gemm(t1, HS, rows, F(1), P, 1, t1, dout_tile, ld_out, dv, ld_qkv, true,
+                  Causal::transposed, t0);
         // dP = dout_tile · V[0:t1]ᵀ, then dS = P ⊙ (dP - D) · scale with D_t = dout_t · out_t.
         // The scale of S = scale · Q Kᵀ is folded into dS here.
-        tile_gemm(rows, t1, HS, F(1), dout_tile, ld_out, 1, vt, T, dS, t1, false);
+        tile_gemm(rows, t1, HS, F(1), dout_tile, ld_out, 1, vt, T, dS, t1, false, Causal::columns,
+                  t0);
         for (int r = 0; r < rows; ++r) {
           const int t = t0 + r;
           const F* do_t = dout_bh + static_cast<size_t>(t) * ld_out;
@@ -337,9 +364,10 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, cons
         }
         // dQ_tile = dS · K[0:t1]   (each query row belongs to exactly one tile: overwrite)
         tile_gemm(rows, HS, t1, F(1), dS, t1, 1, k, ld_qkv, dq + static_cast<size_t>(t0) * ld_qkv,
-                  ld_qkv, false);
+                  ld_qkv, false, Causal::reduction, t0);
         // dK[0:t1] += dSᵀ · Q_tile
-        tile_gemm(t1, HS, rows, F(1), dS, 1, t1, q_tile, ld_qkv, dk, ld_qkv, true);
+        tile_gemm(t1, HS, rows, F(1), dS, 1, t1, q_tile, ld_qkv, dk, ld_qkv, true,
+                  Causal::transposed, t0);
       }
     }
   }
