@@ -76,19 +76,25 @@ F* scratch(std::vector<F>& buffer, size_t n) {
 // C (M × N, row-major, ldc) = alpha · A · B, or C += alpha · A · B when accumulate, where
 // A(i, k) = a[i · a_row + k · a_col] (so Aᵀ of a row-major matrix is a_row = 1, a_col = its ld) and
 // B is row-major: B(k, j) = b[k · ldb + j]. The work is cut into register tiles of up to
-// kTileRows rows by two vectors of columns (16 floats or 8 doubles; GCC/Clang vector types, which
-// the compiler maps to the widest registers the build targets, or to pairs of narrower ones). A
-// tile keeps its outputs in 12 accumulator registers: for each k it loads the vectors of B's row k
+// kTileRows rows by two vectors of columns (GCC/Clang vector types of kVectorBytes: with AVX, 16
+// floats or 8 doubles; else, as with SSE or NEON, 8 floats or 4 doubles). A tile keeps its outputs
+// in 12 accumulator registers: for each k it loads the vectors of B's row k
 // and adds A(i, k) times them to every row, so the loop is loads and multiply-adds, with enough
 // independent accumulators to hide the latency of a multiply-add. Every output sums
 // k = 0, 1, ... K-1 in order, whichever tile shape or the scalar edge computes it, so the result
 // depends on the shape alone.
 constexpr int kTileRows = 6;
+#if defined(__AVX__)
+constexpr int kVectorBytes = 32;
+#else
+constexpr int kVectorBytes =
+    16;  // wider vector types would be passed in memory, pairs of registers
+#endif
 
 template <typename F>
 struct Simd {
-  typedef F Vec __attribute__((vector_size(32)));
-  static constexpr int kLanes = 32 / sizeof(F);
+  typedef F Vec __attribute__((vector_size(kVectorBytes)));
+  static constexpr int kLanes = kVectorBytes / sizeof(F);
   static Vec load(const F* p) {
     Vec v;
     std::memcpy(&v, p, sizeof v);
