@@ -25,9 +25,9 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "apps/app_common.h"
 #include "apps/options.h"
 #include "data/chat_template.h"
+#include "data/tokenizer_finder.h"
 #include "models/loader.h"
 #include "models/sampler.h"
 
@@ -149,7 +149,7 @@ int run(int argc, char** argv) {
     throw std::invalid_argument("--chat and --prompt/--prompt-file do not mix");
   const std::vector<std::string> prompts = f.chats.empty() ? read_prompts(f) : f.chats;
 
-  const gpt::PrepareTokenizer tokenizer = gpt::load_app_tokenizer(f.tokenizer_spec, f.model_path);
+  const gpt::PrepareTokenizer tokenizer = gpt::find_tokenizer(f.tokenizer_spec, f.model_path);
   // End tokens: <|endoftext|>, and those the model directory names.
   std::vector<int32_t> stop;
   if (tokenizer.eot_token() >= 0) stop.push_back(tokenizer.eot_token());
@@ -171,7 +171,7 @@ int run(int argc, char** argv) {
     chat_template = gpt::ChatTemplate::recognise(chat.chat_template, chat.bos_token);
   }
 
-  auto backend = gpt::make_app_backend(f.device, f.dtype);
+  auto backend = gpt::make_backend_from_names(f.device, f.dtype);
   gpt::LoadOptions load;  // the language-model head, with a checkpoint's LoRA adapter
   load.head = gpt::HeadUse::kLanguageModel;
   load.freeze = true;  // sampling only: no gradients, one layer of activations
