@@ -11,6 +11,7 @@
 
 #include "data/loader.h"
 #include "data/shard.h"
+#include "data/text_input.h"
 #include "data/tokenizer_finder.h"
 #include "engine/files.h"
 #include "tests/temp_dir.h"
@@ -200,6 +201,12 @@ TEST(ValidationSet, ScoresEveryTokenExactlyOnce) {
   EXPECT_EQ(total, 22);
   EXPECT_EQ(seen.size(), 22u);
   for (int i = 1; i < 23; ++i) EXPECT_EQ(seen.count(i), 1u);
+}
+
+TEST(TextInput, SplitsCommaLists) {
+  EXPECT_EQ(split_commas("negative, positive"), (std::vector<std::string>{"negative", "positive"}));
+  EXPECT_EQ(split_commas("a,\tb ,"), (std::vector<std::string>{"a", "b", ""}));
+  EXPECT_EQ(split_commas(""), (std::vector<std::string>{""}));
 }
 
 // The tokenizer beside a model or data set: tokenizer.json there or in tokenizer/, else a meta.json
