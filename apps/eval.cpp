@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "apps/app_common.h"
 #include "apps/options.h"
+#include "data/tokenizer_finder.h"
 #include "engine/files.h"
 #include "eval/tasks.h"
 
@@ -152,10 +152,10 @@ int run(int argc, char** argv) {
   const gpt::ProgressMode progress = gpt::progress_mode_from_name(c.progress, "--progress");
 
   const nlohmann::json resolved = options.to_json();
-  auto backend = gpt::make_app_backend(c.device, c.dtype);
+  auto backend = gpt::make_backend_from_names(c.device, c.dtype);
   gpt::EvalConsole console(
       progress, "config: " + resolved.dump() + "\nbackend: " + backend->description() + "\n");
-  gpt::EvalContext context{*backend, gpt::load_app_tokenizer, console};
+  gpt::EvalContext context{*backend, gpt::find_tokenizer, console};
   const gpt::EvalReport report = gpt::run_eval_task(s, context);
 
   nlohmann::ordered_json out;

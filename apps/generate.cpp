@@ -25,9 +25,10 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "apps/app_common.h"
 #include "apps/options.h"
-#include "data/chat_template.h"
+#include "data/generation_prompt.h"
+#include "data/tokenizer_finder.h"
+#include "models/generation.h"
 #include "models/loader.h"
 #include "models/sampler.h"
 
@@ -92,43 +93,39 @@ std::vector<std::string> read_prompts(const GenerateFlags& f) {
   return prompts;
 }
 
-struct Completion {
-  std::vector<int32_t> tokens;
-  double seconds = 0.0;
-};
-
-// The directory the tokenizer was loaded from ("" for bytes / gpt2).
-std::string tokenizer_dir(const gpt::PrepareTokenizer& tokenizer) {
-  if (tokenizer.kind() != "path") return "";
-  std::error_code ec;
-  const std::filesystem::path p = tokenizer.source();
-  return std::filesystem::is_directory(p, ec) ? p.string() : p.parent_path().string();
+// The line --jsonl prints for one prompt.
+std::string jsonl_line(const std::string& prompt, const std::string& completion,
+                       const std::vector<int32_t>& tokens, double seconds) {
+  nlohmann::ordered_json j;
+  j["prompt"] = prompt;
+  j["completion"] = completion;
+  j["tokens"] = tokens.size();
+  j["ids"] = tokens;
+  j["tokens_per_s"] = tokens.size() / std::max(seconds, 1e-9);
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-// Prefill the prompt ids, then sample and decode one token at a time until the budget, the
-// context or an end token.
-Completion complete(gpt::LanguageModel& model, gpt::Sampler& sampler,
-                    const std::vector<int32_t>& ids, const std::vector<int32_t>& stop,
-                    const GenerateFlags& f) {
+// The model of --model for sampling, with a LoRA fine-tune's adapter folded in, checked against
+// the tokenizer; prints what was loaded.
+gpt::LoadedModel load_for_sampling(const GenerateFlags& f, gpt::Backend& backend,
+                                   const gpt::PrepareTokenizer& tokenizer) {
+  gpt::LoadOptions load;  // the language-model head, with a checkpoint's LoRA adapter
+  load.head = gpt::HeadUse::kLanguageModel;
+  load.freeze = true;  // sampling only: no gradients, one layer of activations
+  gpt::LoadedModel loaded = gpt::load_model(f.model_path, backend, load);
+  gpt::LanguageModel& model = *loaded.model;
+  // A LoRA fine-tune samples as it was trained. Its adapter is folded into the weights once (W +=
+  // alpha/r · B·A): decoding then runs plain matrices, without two adapter products per token.
+  if (model.lora_enabled()) model.merge_lora();
   const gpt::ModelShape cfg = model.shape();
-  const int P = static_cast<int>(ids.size());
-  if (P >= cfg.context) {
-    throw std::invalid_argument("prompt of " + std::to_string(P) +
-                                " tokens does not fit the context of " +
-                                std::to_string(cfg.context) + " tokens");
+  if (tokenizer.vocab_size() > cfg.vocab_size) {
+    throw std::invalid_argument("the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
+                                " tokens but the model only " + std::to_string(cfg.vocab_size));
   }
-  const int budget = std::min(f.max_new_tokens, cfg.context - P);
-  const auto t0 = std::chrono::steady_clock::now();
-  std::vector<float> logits = model.prefill(ids.data(), 1, P);
-  Completion c;
-  for (int i = 0; i < budget; ++i) {
-    const int32_t next = sampler.sample(logits.data(), cfg.vocab_size);
-    if (!f.ignore_eot && std::find(stop.begin(), stop.end(), next) != stop.end()) break;
-    c.tokens.push_back(next);
-    if (i + 1 < budget) logits = model.decode(&next, 1, P + i);
-  }
-  c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return c;
+  std::fprintf(stderr, "gpt-generate: %s model (%d layers, width %d, context %d) on %s\n",
+               loaded.format.c_str(), cfg.n_layer, cfg.n_embd, cfg.context,
+               backend.description().c_str());
+  return loaded;
 }
 
 int run(int argc, char** argv) {
@@ -149,75 +146,32 @@ int run(int argc, char** argv) {
     throw std::invalid_argument("--chat and --prompt/--prompt-file do not mix");
   const std::vector<std::string> prompts = f.chats.empty() ? read_prompts(f) : f.chats;
 
-  const gpt::PrepareTokenizer tokenizer = gpt::load_app_tokenizer(f.tokenizer_spec, f.model_path);
-  // End tokens: <|endoftext|>, and those the model directory names.
-  std::vector<int32_t> stop;
-  if (tokenizer.eot_token() >= 0) stop.push_back(tokenizer.eot_token());
-  const std::string dir = tokenizer_dir(tokenizer);
-  const gpt::ModelChatConfig chat =
-      dir.empty() ? gpt::ModelChatConfig{} : gpt::read_model_chat_config(dir);
-  for (int32_t id : chat.eos_ids) stop.push_back(id);
-  if (!chat.eos_token.empty() && tokenizer.bpe() != nullptr &&
-      tokenizer.bpe()->special_token_id(chat.eos_token) >= 0)
-    stop.push_back(tokenizer.bpe()->special_token_id(chat.eos_token));
-  std::optional<gpt::ChatTemplate> chat_template;
-  if (!f.chats.empty()) {
-    if (tokenizer.bpe() == nullptr || chat.chat_template.empty())
-      throw std::invalid_argument(
-          "--chat needs the model's chat template: tokenizer_config.json with \"chat_template\" "
-          "in the tokenizer's directory (" +
-          (dir.empty() ? std::string("none: the tokenizer is ") + tokenizer.kind() : dir) +
-          "); pass --tokenizer MODEL_DIR");
-    chat_template = gpt::ChatTemplate::recognise(chat.chat_template, chat.bos_token);
-  }
-
-  auto backend = gpt::make_app_backend(f.device, f.dtype);
-  gpt::LoadOptions load;  // the language-model head, with a checkpoint's LoRA adapter
-  load.head = gpt::HeadUse::kLanguageModel;
-  load.freeze = true;  // sampling only: no gradients, one layer of activations
-  gpt::LoadedModel loaded = gpt::load_model(f.model_path, *backend, load);
+  const gpt::PrepareTokenizer tokenizer = gpt::find_tokenizer(f.tokenizer_spec, f.model_path);
+  const gpt::GenerationPrompts encoder(tokenizer, !f.chats.empty(), f.system);
+  const std::vector<int32_t> no_stop;
+  const std::vector<int32_t>& stop = f.ignore_eot ? no_stop : encoder.end_tokens();
+  auto backend = gpt::make_backend_from_names(f.device, f.dtype);
+  gpt::LoadedModel loaded = load_for_sampling(f, *backend, tokenizer);
   gpt::LanguageModel& model = *loaded.model;
-  // A LoRA fine-tune samples as it was trained. Its adapter is folded into the weights once (W +=
-  // alpha/r · B·A): decoding then runs plain matrices, without two adapter products per token.
-  if (model.lora_enabled()) model.merge_lora();
-  const gpt::ModelShape cfg = model.shape();
-  if (tokenizer.vocab_size() > cfg.vocab_size) {
-    throw std::invalid_argument("the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
-                                " tokens but the model only " + std::to_string(cfg.vocab_size));
-  }
-  std::fprintf(stderr, "gpt-generate: %s model (%d layers, width %d, context %d) on %s\n",
-               loaded.format.c_str(), cfg.n_layer, cfg.n_embd, cfg.context,
-               backend->description().c_str());
+  const int context = model.shape().context;
 
   for (const std::string& prompt : prompts) {
-    std::vector<int32_t> ids;
-    std::string shown = prompt;
-    if (chat_template) {
-      std::vector<gpt::ChatMessage> messages;
-      if (!f.system.empty()) messages.push_back({"system", f.system});
-      messages.push_back({"user", prompt});
-      const std::vector<gpt::ChatSegment> segments = chat_template->render(messages, true);
-      ids = gpt::encode_chat(*tokenizer.bpe(), segments).ids;
-      shown.clear();
-      for (const gpt::ChatSegment& s : segments) shown += s.text;
-    } else {
-      // The document start every training document had, then the prompt as text.
-      if (tokenizer.eot_token() >= 0) ids.push_back(tokenizer.eot_token());
-      tokenizer.encode_append(prompt, &ids);
-    }
-    const Completion c = complete(model, sampler, ids, stop, f);
-    const std::string completion = tokenizer.decode(c.tokens);
-    if (f.jsonl) {
-      nlohmann::ordered_json j;
-      j["prompt"] = prompt;
-      j["completion"] = completion;
-      j["tokens"] = c.tokens.size();
-      j["ids"] = c.tokens;
-      j["tokens_per_s"] = c.tokens.size() / std::max(c.seconds, 1e-9);
-      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-    } else {
-      std::cout << (f.echo ? shown : "") << completion << "\n\n";
-    }
+    const gpt::GenerationPrompts::Prompt p = encoder.encode(prompt);
+    const int P = static_cast<int>(p.ids.size());
+    if (P >= context)
+      throw std::invalid_argument("prompt of " + std::to_string(P) +
+                                  " tokens does not fit the context of " + std::to_string(context) +
+                                  " tokens");
+    const auto t0 = std::chrono::steady_clock::now();
+    const gpt::Generated g =
+        gpt::generate_tokens(model, sampler, p.ids, std::min(f.max_new_tokens, context - P), stop);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const std::string completion = tokenizer.decode(g.tokens);
+    if (f.jsonl)
+      std::cout << jsonl_line(prompt, completion, g.tokens, seconds) << "\n";
+    else
+      std::cout << (f.echo ? p.text : "") << completion << "\n\n";
     std::cout.flush();
   }
   return 0;

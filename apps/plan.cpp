@@ -10,7 +10,7 @@
 //   gpt-plan --config run.json --device cpu --json
 //
 // The bytes come from the engine's own set-up code run on a backend that counts allocations and
-// allocates nothing (apps/memory_plan.h); docs/plan.md says what is and is not counted.
+// allocates nothing (models/memory_plan.h); docs/plan.md says what is and is not counted.
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
@@ -19,9 +19,9 @@
 #include <optional>
 #include <string>
 
-#include "apps/memory_plan.h"
 #include "apps/options.h"
 #include "apps/presets.h"  // generated from configs/*.json (apps/CMakeLists.txt)
+#include "models/memory_plan.h"
 
 namespace {
 
@@ -224,49 +224,26 @@ void set_run(gpt::PlanRequest& r, const PlanFlags& f, const nlohmann::json& cfg,
   r.zero = f.zero;
 }
 
-// The time-estimate flags are checked after --device-memory, as the table needs them all.
-void check_estimate_flags(const PlanFlags& f) {
-  if (f.tokens && !(*f.tokens > 0)) throw std::invalid_argument("--tokens must be positive");
-  if (f.tokens_per_s && !(*f.tokens_per_s > 0))
-    throw std::invalid_argument("--tokens-per-s must be positive");
-  if (f.mfu && !(*f.mfu > 0 && *f.mfu <= 1)) throw std::invalid_argument("--mfu must be in (0, 1]");
-  if (f.peak_tflops && !(*f.peak_tflops > 0))
-    throw std::invalid_argument("--peak-tflops must be positive");
-  if (f.mfu.has_value() != f.peak_tflops.has_value())
-    throw std::invalid_argument("--mfu and --peak-tflops go together");
-  if (f.tokens_per_s && f.mfu)
-    throw std::invalid_argument("give --tokens-per-s or --mfu/--peak-tflops, not both");
-}
-
-// What the plan says, besides the memory plan itself.
+// What the plan says: the memory plan, the largest batch that fits and the time estimate.
 struct Estimate {
   gpt::MemoryPlan p;
   size_t budget = 0;
   int best_batch = 0;
   bool fits = false;
-  double flops_per_token = 0.0;
-  double tokens = 0.0;
-  double rate = 0.0;
-  double seconds = 0.0;
+  gpt::TimeEstimate time;
   const char* scratch_note = "";
 };
 
-Estimate estimate(const gpt::PlanRequest& r, const PlanFlags& f, const nlohmann::json& cfg,
-                  const std::string& source, size_t budget) {
+Estimate estimate(const gpt::PlanRequest& r, gpt::TimeRequest t, const PlanFlags& f,
+                  const nlohmann::json& cfg, const std::string& source, size_t budget) {
   Estimate e;
   e.budget = budget;
   e.p = gpt::plan_memory(r);
   e.best_batch = gpt::largest_fitting_batch(r, budget);
   e.fits = e.p.peak <= budget;
-  e.flops_per_token = r.model.flops_per_token(r.seq_len);
-  const long step_tokens = pick(f.total_batch_tokens, cfg, "total_batch_tokens", 0L, source);
-  const long global_batch =
-      step_tokens > 0 ? step_tokens : static_cast<long>(r.batch) * r.seq_len * r.world_size;
-  const long steps = pick(f.steps, cfg, "steps", 0L, source);
-  e.tokens = f.tokens ? *f.tokens : static_cast<double>(steps) * global_batch;
-  if (f.tokens_per_s) e.rate = *f.tokens_per_s;
-  if (f.mfu) e.rate = r.world_size * *f.mfu * *f.peak_tflops * 1e12 / e.flops_per_token;
-  e.seconds = e.rate > 0 && e.tokens > 0 ? e.tokens / e.rate : 0.0;
+  t.total_batch_tokens = pick(f.total_batch_tokens, cfg, "total_batch_tokens", 0L, source);
+  t.steps = pick(f.steps, cfg, "steps", 0L, source);
+  e.time = gpt::estimate_time(r, t);
   e.scratch_note =
       r.device == gpt::DeviceKind::cuda
           ? "not counted: the CUDA backend's scratch (attention, the encoder's sort, partial "
@@ -304,10 +281,10 @@ void print_json(const gpt::PlanRequest& r, const PlanFlags& f, const Estimate& e
   j["device_memory_bytes"] = e.budget;
   j["fits"] = e.fits;
   j["largest_batch"] = e.best_batch;
-  j["flops_per_token"] = e.flops_per_token;
-  j["tokens"] = e.tokens;
-  j["tokens_per_s"] = e.rate;
-  j["seconds"] = e.seconds;
+  j["flops_per_token"] = e.time.flops_per_token;
+  j["tokens"] = e.time.tokens;
+  j["tokens_per_s"] = e.time.tokens_per_s;
+  j["seconds"] = e.time.seconds;
   j["not_counted"] = e.scratch_note;
   std::printf("%s\n", j.dump(2).c_str());
 }
@@ -359,15 +336,16 @@ void print_table(const gpt::PlanRequest& r, const PlanFlags& f, const Estimate& 
   else
     std::printf("largest micro-batch that fits at T=%d: none (B=1 does not fit)\n", r.seq_len);
   std::printf("FLOPs per token: %.3g (training: 6 x matmul parameters + 6·L·T·NH·HS attention)\n",
-              e.flops_per_token);
-  if (e.seconds > 0) {
-    std::printf("time: %.4g tokens at %.4g tokens/s: %.2f h (%.1f days)\n", e.tokens, e.rate,
-                e.seconds / 3600.0, e.seconds / 86400.0);
-  } else if (e.tokens > 0) {
+              e.time.flops_per_token);
+  const gpt::TimeEstimate& t = e.time;
+  if (t.seconds > 0) {
+    std::printf("time: %.4g tokens at %.4g tokens/s: %.2f h (%.1f days)\n", t.tokens,
+                t.tokens_per_s, t.seconds / 3600.0, t.seconds / 86400.0);
+  } else if (t.tokens > 0) {
     std::printf(
         "time: %.4g tokens; give --tokens-per-s R (or --mfu and --peak-tflops) for an "
         "estimate\n",
-        e.tokens);
+        t.tokens);
   }
   std::printf("%s\n", e.scratch_note);
 }
@@ -389,8 +367,9 @@ int run(int argc, char** argv) {
   set_model(r, f, cfg, source);
   set_run(r, f, cfg, source);
   const size_t budget = gpt::parse_byte_size(f.device_memory, "--device-memory");
-  check_estimate_flags(f);
-  const Estimate e = estimate(r, f, cfg, source, budget);
+  const gpt::TimeRequest time{f.tokens, 0, 0, f.tokens_per_s, f.mfu, f.peak_tflops};
+  gpt::check_time_request(time);
+  const Estimate e = estimate(r, time, f, cfg, source, budget);
   if (f.json)
     print_json(r, f, e);
   else

@@ -115,6 +115,10 @@ void add_flags(CLI::App& app, Flags& f) {
       "--progress", f.progress,
       "progress on stderr: auto (line on a terminal, else plain), line (one line redrawn in "
       "place) or plain (a line every 10 s, and the last when it took over 2 s)");
+}
+
+// The flags of --task sft and classify only.
+void add_finetune_flags(CLI::App& app, Flags& f) {
   app.add_option(
       "--label-words", f.label_words,
       "classify: comma-separated words for labels 0, 1, ... (\"negative,positive\"); the target "
@@ -132,20 +136,6 @@ void add_flags(CLI::App& app, Flags& f) {
       "example otherwise); 0: no check");
   app.add_flag("--truncate", f.truncate,
                "with --seq-len: cut long examples to fit instead of failing");
-}
-
-// "negative, positive" -> {"negative", "positive"} (blanks around each word dropped).
-std::vector<std::string> split_commas(const std::string& text) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  for (;;) {
-    const size_t comma = text.find(',', pos);
-    const std::string_view word(text.data() + pos,
-                                (comma == std::string::npos ? text.size() : comma) - pos);
-    out.emplace_back(gpt::trim_blanks(word));
-    if (comma == std::string::npos) return out;
-    pos = comma + 1;
-  }
 }
 
 gpt::TokenizerSpec tokenizer_spec(const Flags& f) {
@@ -219,7 +209,7 @@ int run_finetune(const Flags& f, gpt::ProgressMode progress) {
   o.inputs = f.inputs;
   o.out = f.out;
   o.field = f.field;
-  if (!f.label_words.empty()) o.label_words = split_commas(f.label_words);
+  if (!f.label_words.empty()) o.label_words = gpt::split_commas(f.label_words);
   o.num_classes = f.num_classes;
   o.source_lang = f.source_lang;
   o.target_lang = f.target_lang;
@@ -253,6 +243,7 @@ int run(int argc, char** argv) {
       "into token shards with loss masks. Formats, templates and examples: docs/data.md."};
   Flags f;
   add_flags(app, f);
+  add_finetune_flags(app, f);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -9,22 +9,21 @@
 //
 // Input is split into records (lines, NUL-separated strings, or the whole input); each record is
 // encoded independently and its ids are printed space-separated on one output line. --decode reads
-// one record of ids per line and writes each record's text followed by the record separator.
+// one record of ids per line and writes each record's text followed by the record separator
+// (data/token_text.h).
 #include <CLI/CLI.hpp>
-#include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
 #include <string>
-#include <vector>
+#include <string_view>
 
 #include "data/bpe_tokenizer.h"
+#include "data/token_text.h"
 
 namespace {
-
-enum class Records { kLines, kNul, kWhole };
 
 std::string read_all(const std::string& path) {
   if (path.empty() || path == "-") {
@@ -39,96 +38,9 @@ std::string read_all(const std::string& path) {
   return ss.str();
 }
 
-// Splits text into records. With a separator, a trailing separator does not start an empty record.
-std::vector<std::string_view> split_records(std::string_view text, Records mode) {
-  std::vector<std::string_view> out;
-  if (mode == Records::kWhole) {
-    out.push_back(text);
-    return out;
-  }
-  const char sep = mode == Records::kLines ? '\n' : '\0';
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find(sep, pos);
-    if (end == std::string_view::npos) end = text.size();
-    out.push_back(text.substr(pos, end - pos));
-    pos = end + 1;
-  }
-  return out;
-}
-
-void append_ids(const std::vector<int32_t>& ids, std::string* out) {
-  char buf[16];
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (i > 0) *out += ' ';
-    const auto r = std::to_chars(buf, buf + sizeof(buf), ids[i]);
-    out->append(buf, r.ptr);
-  }
-  *out += '\n';
-}
-
-void encode_stream(const gpt::BpeTokenizer& tok, const std::string& text, Records mode,
-                   gpt::SpecialTokens special, bool add_special_tokens, int threads) {
-  const std::vector<std::string_view> records = split_records(text, mode);
-  constexpr size_t kChunk = 8192;  // records encoded in parallel, then printed in order
-  std::string out;
-  for (size_t begin = 0; begin < records.size(); begin += kChunk) {
-    const size_t end = std::min(records.size(), begin + kChunk);
-    const std::vector<std::string_view> chunk(records.begin() + begin, records.begin() + end);
-    const auto ids = tok.encode_batch(chunk, special, threads);
-    out.clear();
-    for (const auto& r : ids) {
-      if (add_special_tokens) {  // the post-processor's tokens around each record
-        std::vector<int32_t> around = tok.prefix_ids();
-        around.insert(around.end(), r.begin(), r.end());
-        around.insert(around.end(), tok.suffix_ids().begin(), tok.suffix_ids().end());
-        append_ids(around, &out);
-      } else {
-        append_ids(r, &out);
-      }
-    }
-    std::fwrite(out.data(), 1, out.size(), stdout);
-  }
-}
-
-void decode_stream(const gpt::BpeTokenizer& tok, const std::string& text, Records mode) {
-  const std::string sep = mode == Records::kLines ? "\n"
-                          : mode == Records::kNul ? std::string(1, '\0')
-                                                  : "";
-  std::vector<int32_t> ids;
-  size_t pos = 0;
-  int line_no = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    ++line_no;
-    ids.clear();
-    const char* p = text.data() + pos;
-    const char* e = text.data() + end;
-    while (p < e) {
-      if (*p == ' ' || *p == '\t' || *p == '\r') {
-        ++p;
-        continue;
-      }
-      int32_t id = 0;
-      const auto r = std::from_chars(p, e, id);
-      if (r.ec != std::errc() || (r.ptr < e && *r.ptr != ' ' && *r.ptr != '\t' && *r.ptr != '\r')) {
-        throw std::runtime_error("input line " + std::to_string(line_no) + ": '" +
-                                 std::string(p, std::min<size_t>(e - p, 20)) +
-                                 "' is not a token id");
-      }
-      if (id < 0 || id >= tok.vocab_size()) {
-        throw std::runtime_error("input line " + std::to_string(line_no) + ": token id " +
-                                 std::to_string(id) + " outside the vocabulary [0, " +
-                                 std::to_string(tok.vocab_size()) + ")");
-      }
-      ids.push_back(id);
-      p = r.ptr;
-    }
-    const std::string bytes = tok.decode(ids) + sep;
-    std::fwrite(bytes.data(), 1, bytes.size(), stdout);
-    pos = end + 1;
-  }
+// Standard output, piece by piece.
+void write_stdout(std::string_view bytes) {
+  std::fwrite(bytes.data(), 1, bytes.size(), stdout);
 }
 
 }  // namespace
@@ -139,7 +51,7 @@ int main(int argc, char** argv) {
       "or ids back to text with --decode"};
   std::string tokenizer_arg, input;
   bool decode = false, add_special_tokens = false;
-  Records records = Records::kLines;
+  gpt::Records records = gpt::Records::kLines;
   gpt::SpecialTokens special = gpt::SpecialTokens::kAsText;
   int threads = 1;
   app.add_option("--tokenizer", tokenizer_arg,
@@ -151,8 +63,9 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--input", input, "Input file (default: standard input)");
   app.add_flag("--decode", decode, "Read lines of space-separated ids and write their text");
-  const std::map<std::string, Records> record_names{
-      {"lines", Records::kLines}, {"nul", Records::kNul}, {"whole", Records::kWhole}};
+  const std::map<std::string, gpt::Records> record_names{{"lines", gpt::Records::kLines},
+                                                         {"nul", gpt::Records::kNul},
+                                                         {"whole", gpt::Records::kWhole}};
   app.add_option("--records", records,
                  "How the text is split into records: 'lines' (default; the newline is not part "
                  "of the record), 'nul' (NUL-separated strings), 'whole' (all input is one record)")
@@ -176,9 +89,9 @@ int main(int argc, char** argv) {
         gpt::BpeTokenizer::load(gpt::resolve_tokenizer_path(tokenizer_arg));
     const std::string text = read_all(input);
     if (decode) {
-      decode_stream(tok, text, records);
+      gpt::decode_records(tok, text, records, write_stdout);
     } else {
-      encode_stream(tok, text, records, special, add_special_tokens, threads);
+      gpt::encode_records(tok, text, records, special, add_special_tokens, threads, write_stdout);
     }
     std::fflush(stdout);
     if (std::ferror(stdout)) throw std::runtime_error("write error on standard output");

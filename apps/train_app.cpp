@@ -3,8 +3,6 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "apps/app_common.h"
-
 namespace fs = std::filesystem;
 
 namespace gpt {
@@ -52,7 +50,7 @@ std::optional<Checkpoint> parse_training_command_line(CLI::App& app, Options& op
 
 RunHooks app_run_hooks() {
   RunHooks hooks;
-  hooks.make_backend = make_app_backend;
+  hooks.make_backend = make_backend_from_names;
   hooks.set_error_handler = set_app_error_handler;
   return hooks;
 }

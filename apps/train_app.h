@@ -29,7 +29,7 @@ bool is_invocation_setting(const std::string& key);
 std::optional<Checkpoint> parse_training_command_line(CLI::App& app, Options& options,
                                                       std::string& resume, const std::string& out,
                                                       int argc, char** argv, int& status);
-// The backend of --device/--dtype (make_app_backend) and the app's error handler.
+// The backend of --device/--dtype (make_backend_from_names) and the app's error handler.
 RunHooks app_run_hooks();
 
 }  // namespace gpt

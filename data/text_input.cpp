@@ -155,6 +155,18 @@ std::string_view trim_blanks(std::string_view text) {
   return text;
 }
 
+std::vector<std::string> split_commas(std::string_view text) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  for (;;) {
+    const size_t comma = text.find(',', pos);
+    const size_t end = comma == std::string_view::npos ? text.size() : comma;
+    out.emplace_back(trim_blanks(text.substr(pos, end - pos)));
+    if (comma == std::string_view::npos) return out;
+    pos = comma + 1;
+  }
+}
+
 std::vector<DocumentView> split_documents(std::string_view file_text, DocumentSplit split) {
   if (split == DocumentSplit::kWholeFile) return {DocumentView{file_text, 1}};
   std::vector<DocumentView> docs;

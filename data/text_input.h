@@ -82,4 +82,8 @@ std::vector<std::string_view> split_tabs(std::string_view line);
 // Spaces, tabs and '\r' removed from both ends.
 std::string_view trim_blanks(std::string_view text);
 
+// A comma-separated list, each item trimmed (trim_blanks): "negative, positive" -> {"negative",
+// "positive"}. Every comma separates two items, so "a," gives {"a", ""} and "" gives {""}.
+std::vector<std::string> split_commas(std::string_view text);
+
 }  // namespace gpt

@@ -184,4 +184,16 @@ void Backend::attention_decode(Tensor out, const Tensor& q, const Tensor& kv_cac
   upload_f32(out, host.data());
 }
 
+std::unique_ptr<Backend> make_backend_from_names(const std::string& device,
+                                                 const std::string& dtype) {
+  DType dt;
+  if (dtype == "auto") {
+    const bool cuda = device == "cuda" || (device == "auto" && cuda_available());
+    dt = cuda ? DType::bf16 : DType::f32;
+  } else {
+    dt = dtype_from_name(dtype);
+  }
+  return make_backend(device, dt);
+}
+
 }  // namespace gpt

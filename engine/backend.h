@@ -222,6 +222,11 @@ QkNormDims check_qk_norm_backward(const Tensor& dinp, const Tensor& dq_weight,
 // present and the build has CUDA, else cpu). Throws std::invalid_argument for an unknown device or
 // a dtype the device does not support, std::runtime_error when CUDA is asked for and absent.
 std::unique_ptr<Backend> make_backend(const std::string& device, DType dtype);
+// The same from the apps' --device and --dtype: dtype "auto" is bf16 on CUDA (device "cuda", or
+// "auto" with a device present) and f32 on the CPU; else a dtype name (f32, bf16, f64). Throws
+// std::invalid_argument for an unknown device or dtype.
+std::unique_ptr<Backend> make_backend_from_names(const std::string& device,
+                                                 const std::string& dtype);
 // Whether a CUDA device is usable from this build.
 bool cuda_available();
 // The GPU that make_backend("cuda"/"auto") uses from now on (data parallel: the local rank).

@@ -5,7 +5,7 @@
 // bytes exactly as the CPU and CUDA backends count them (allocation_bytes per allocation), and
 // turns every op, copy and fill into a no-op. Building a model on it therefore costs no memory
 // and no time, and its peak_bytes() is the peak the same sequence of allocations reaches on a real
-// backend. gpt-plan (apps/memory_plan.h) is built on it: the plan is the engine's own allocation
+// backend. gpt-plan (models/memory_plan.h) is built on it: the plan is the engine's own allocation
 // code, not a second formula beside it.
 //
 // What it cannot know: memory a backend sizes inside an op at run time (the CUDA backend's

@@ -120,17 +120,9 @@ void tally_label_words(const std::vector<float>& logits, int Vp, const int32_t* 
 namespace {
 
 std::vector<std::string> split_words(const std::string& list) {
-  std::vector<std::string> words;
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t end = list.find(',', start);
-    const std::string w(
-        trim_blanks(list.substr(start, end == std::string::npos ? end : end - start)));
+  std::vector<std::string> words = split_commas(list);
+  for (const std::string& w : words)
     if (w.empty()) throw std::invalid_argument("--label-words '" + list + "': empty label word");
-    words.push_back(w);
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
   return words;
 }
 

@@ -13,7 +13,7 @@
 #include "eval/metrics.h"
 #include "eval/tasks.h"
 #include "eval/text.h"
-#include "models/sampler.h"
+#include "models/generation.h"
 
 namespace gpt {
 
@@ -148,26 +148,6 @@ double teacher_forced_loss(LanguageModel& model, const TokenExample& teacher,
   return model.forward(inputs.data(), targets.data(), 1, T);
 }
 
-// Up to `budget` tokens after the prompt with the KV cache; stops at <|endoftext|> (not kept).
-std::vector<int32_t> generate_tokens(LanguageModel& model, Sampler& sampler,
-                                     const std::vector<int32_t>& prompt, int budget, int32_t eot,
-                                     bool& hit_eot) {
-  const int P = static_cast<int>(prompt.size());
-  std::vector<float> logits = model.prefill(prompt.data(), 1, P);
-  std::vector<int32_t> out;
-  hit_eot = false;
-  for (int k = 0; k < budget; ++k) {
-    const int32_t next = sampler.sample(logits.data(), model.shape().vocab_size);
-    if (next == eot) {
-      hit_eot = true;
-      break;
-    }
-    out.push_back(next);
-    if (k + 1 < budget) logits = model.decode(&next, 1, P + k);
-  }
-  return out;
-}
-
 // One example at a time: prompts differ in length, and the KV cache is per row.
 Generations generate_all(LanguageModel& model, Sampler& sampler, const PrepareTokenizer& tok,
                          const std::vector<GenerateExample>& examples, int ctx, int max_new_tokens,
@@ -178,9 +158,10 @@ Generations generate_all(LanguageModel& model, Sampler& sampler, const PrepareTo
     const GenerateExample& g = examples[i];
     gens.loss_sum += teacher_forced_loss(model, g.teacher, gens.loss_tokens);
     const int budget = std::min(max_new_tokens, ctx - static_cast<int>(g.prompt_ids.size()));
-    bool hit_eot = false;
-    const std::vector<int32_t> out =
-        generate_tokens(model, sampler, g.prompt_ids, budget, tok.eot_token(), hit_eot);
+    const Generated generated =
+        generate_tokens(model, sampler, g.prompt_ids, budget, {tok.eot_token()});
+    const std::vector<int32_t>& out = generated.tokens;
+    const bool hit_eot = generated.stopped;
     gens.completions.push_back(to_valid_utf8(tok.decode(out)));
     gens.lengths.push_back(static_cast<int64_t>(out.size()));
     gens.stopped_at_eot.push_back(hit_eot);

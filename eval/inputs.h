@@ -26,7 +26,7 @@ LoadedModel build_eval_model(GptWeights weights, const std::string& path,
                              int max_seq, HeadUse use);
 
 // Finds a tokenizer: `spec` ("bytes", "gpt2", a directory) when not empty, else the one next to
-// `near` (the apps' load_app_tokenizer). Throws when there is none.
+// `near` (data/tokenizer_finder.h). Throws when there is none.
 using TokenizerLoader =
     std::function<PrepareTokenizer(const std::string& spec, const std::string& near)>;
 

@@ -13,6 +13,7 @@
 #include "data/bpe_tokenizer.h"
 #include "data/bpe_trainer.h"
 #include "data/pretokenizer.h"
+#include "data/token_text.h"
 #include "data/unicode_classes.h"
 
 namespace gpt {
@@ -351,6 +352,32 @@ TEST(Malformed, TinyVocabularyLoads) {
   EXPECT_EQ(tok.vocab_size(), 259);
   EXPECT_EQ(tok.eot_token(), 258);
   EXPECT_EQ(tok.encode("abcab<|endoftext|>"), (std::vector<int32_t>{257, 256, 258}));
+}
+
+// gpt-tokenize's formats: records split, encoded a line of ids each, and decoded back.
+TEST(TokenText, RecordsEncodeAndDecode) {
+  TempDir tmp;
+  write_file(tmp.path() / "vocab.json", tiny_vocab_json());
+  write_file(tmp.path() / "merges.txt", "#version: 0.2\na b\nab c\n");
+  const BpeTokenizer tok = BpeTokenizer::load(tmp.path().string());
+  EXPECT_EQ(split_records("ab\nc\n", Records::kLines), (std::vector<std::string_view>{"ab", "c"}));
+  EXPECT_EQ(split_records(std::string_view("ab\0\0c", 5), Records::kNul),
+            (std::vector<std::string_view>{"ab", "", "c"}));
+  EXPECT_EQ(split_records("ab\nc\n", Records::kWhole).size(), 1u);
+  std::string out;
+  auto append = [&](std::string_view piece) { out += piece; };
+  encode_records(tok, "abcab\nc<|endoftext|>\n", Records::kLines, SpecialTokens::kAllowed, false, 1,
+                 append);
+  EXPECT_EQ(out, "257 256\n" + std::to_string(tok.encode("c")[0]) + " 258\n");
+  const std::string ids = out;
+  out.clear();
+  decode_records(tok, ids, Records::kLines, append);
+  EXPECT_EQ(out, "abcab\nc<|endoftext|>\n");
+  out.clear();
+  decode_records(tok, " 257\t256\r\n", Records::kNul, append);
+  EXPECT_EQ(out, std::string("abcab\0", 6));
+  EXPECT_THROW(decode_records(tok, "1\n2x\n", Records::kLines, append), std::runtime_error);
+  EXPECT_THROW(decode_records(tok, "259\n", Records::kLines, append), std::runtime_error);
 }
 
 TEST(Malformed, RepeatedMergeKeepsItsLastRank) {

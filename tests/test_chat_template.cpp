@@ -10,6 +10,7 @@
 #include "data/bpe_tokenizer.h"
 #include "data/chat_template.h"
 #include "data/finetune.h"
+#include "data/generation_prompt.h"
 #include "data/shard.h"
 #include "tests/temp_dir.h"
 
@@ -122,6 +123,41 @@ TEST(ChatTemplate, ReadsTheModelConfig) {
   const gpt::ModelChatConfig s = gpt::read_model_chat_config(fixture("hub/smollm2"));
   EXPECT_EQ(s.eos_ids, (std::vector<int32_t>{802}));
   EXPECT_EQ(s.pad_token, "<|im_end|>");
+}
+
+// gpt-generate's prompts: plain (<|endoftext|> + text) or rendered with the directory's template,
+// and the end tokens the directory names.
+TEST(GenerationPrompts, PlainAndChatPromptsAndEndTokens) {
+  const std::string dir = fixture("hub/qwen2");
+  const gpt::PrepareTokenizer tok(gpt::BpeTokenizer::load(dir), "path", dir);
+  EXPECT_EQ(gpt::tokenizer_directory(tok), dir);
+  EXPECT_EQ(gpt::tokenizer_directory(gpt::PrepareTokenizer::bytes()), "");
+  const gpt::ModelChatConfig c = gpt::read_model_chat_config(dir);
+  const int32_t im_end = tok.bpe()->special_token_id("<|im_end|>");
+  std::vector<int32_t> ends;
+  if (tok.eot_token() >= 0) ends.push_back(tok.eot_token());
+  ends.insert(ends.end(), c.eos_ids.begin(), c.eos_ids.end());
+  ends.push_back(im_end);  // tokenizer_config.json eos_token
+  const gpt::GenerationPrompts plain(tok, false, "");
+  EXPECT_EQ(plain.end_tokens(), ends);
+  const gpt::GenerationPrompts::Prompt p = plain.encode("Hello");
+  std::vector<int32_t> ids;
+  if (tok.eot_token() >= 0) ids.push_back(tok.eot_token());
+  tok.encode_append("Hello", &ids);
+  EXPECT_EQ(p.ids, ids);
+  EXPECT_EQ(p.text, "Hello");
+
+  const gpt::GenerationPrompts chat(tok, true, "Be brief.");
+  const gpt::GenerationPrompts::Prompt q = chat.encode("Hello");
+  const ChatTemplate t = ChatTemplate::recognise(c.chat_template, c.bos_token);
+  const std::vector<ChatSegment> segments =
+      t.render({{"system", "Be brief."}, {"user", "Hello"}}, true);
+  EXPECT_EQ(q.ids, gpt::encode_chat(*tok.bpe(), segments).ids);
+  EXPECT_EQ(q.text, t.render_text({{"system", "Be brief."}, {"user", "Hello"}}, true));
+  // No template to render with: bytes, or a directory without tokenizer_config.json.
+  EXPECT_THROW(gpt::GenerationPrompts(gpt::PrepareTokenizer::bytes(), true, ""),
+               std::invalid_argument);
+  EXPECT_NO_THROW(gpt::GenerationPrompts(gpt::PrepareTokenizer::bytes(), false, ""));
 }
 
 TEST(ChatTemplate, FixedDateLlama31) {

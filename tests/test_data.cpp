@@ -11,6 +11,8 @@
 
 #include "data/loader.h"
 #include "data/shard.h"
+#include "data/text_input.h"
+#include "data/tokenizer_finder.h"
 #include "engine/files.h"
 #include "tests/temp_dir.h"
 
@@ -199,6 +201,35 @@ TEST(ValidationSet, ScoresEveryTokenExactlyOnce) {
   EXPECT_EQ(total, 22);
   EXPECT_EQ(seen.size(), 22u);
   for (int i = 1; i < 23; ++i) EXPECT_EQ(seen.count(i), 1u);
+}
+
+TEST(TextInput, SplitsCommaLists) {
+  EXPECT_EQ(split_commas("negative, positive"), (std::vector<std::string>{"negative", "positive"}));
+  EXPECT_EQ(split_commas("a,\tb ,"), (std::vector<std::string>{"a", "b", ""}));
+  EXPECT_EQ(split_commas(""), (std::vector<std::string>{""}));
+}
+
+// The tokenizer beside a model or data set: tokenizer.json there or in tokenizer/, else a meta.json
+// naming one; nothing found is an error naming the directory.
+TEST(FindTokenizer, LooksBesideTheModelOrData) {
+  EXPECT_EQ(find_tokenizer("bytes", "").kind(), "bytes");
+  EXPECT_THROW(find_tokenizer("", ""), std::invalid_argument);
+  TempDir dir;
+  const std::string hf = std::string(GPT_SOURCE_DIR) + "/tests/fixtures/hub/qwen2";
+  EXPECT_EQ(find_tokenizer("", hf).source(), hf);
+  std::filesystem::create_directories(dir.file("run/tokenizer"));
+  std::filesystem::copy_file(hf + "/tokenizer.json", dir.file("run/tokenizer/tokenizer.json"));
+  const PrepareTokenizer nested = find_tokenizer("", dir.file("run"));
+  EXPECT_EQ(nested.kind(), "path");
+  EXPECT_EQ(nested.source(), dir.file("run/tokenizer"));
+  EXPECT_EQ(find_tokenizer("", dir.file("run/tokenizer/tokenizer.json")).source(),
+            dir.file("run/tokenizer"));  // a file: its directory
+  std::filesystem::create_directories(dir.file("data"));
+  std::ofstream(dir.file("data/meta.json")) << R"({"tokenizer": "bytes"})";
+  EXPECT_EQ(find_tokenizer("", dir.file("data")).kind(), "bytes");
+  std::filesystem::create_directories(dir.file("empty"));
+  EXPECT_NE(error_of([&] { find_tokenizer("", dir.file("empty")); }).find(dir.file("empty")),
+            std::string::npos);
 }
 
 }  // namespace

@@ -6,11 +6,11 @@
 #include <memory>
 #include <string>
 
-#include "apps/memory_plan.h"
 #include "engine/backend.h"
 #include "engine/data_parallel.h"
 #include "engine/sizing.h"
 #include "models/gpt.h"
+#include "models/memory_plan.h"
 
 namespace gpt {
 namespace {
@@ -214,6 +214,55 @@ TEST(MemoryPlan, ParsesByteSizes) {
       EXPECT_NE(std::string(e.what()).find("--device-memory"), std::string::npos) << e.what();
     }
   }
+}
+
+TEST(MemoryPlan, EstimatesTime) {
+  PlanRequest r = cpu_request("pretrain");
+  r.world_size = 2;
+  const double flops = r.model.flops_per_token(r.seq_len);
+  TimeRequest t;
+  t.steps = 10;  // the global batch: B x T x ranks = 3 x 16 x 2
+  TimeEstimate e = estimate_time(r, t);
+  EXPECT_EQ(e.flops_per_token, flops);
+  EXPECT_EQ(e.tokens, 960.0);
+  EXPECT_EQ(e.seconds, 0.0);  // no rate given
+  t.total_batch_tokens = 1000;
+  t.tokens_per_s = 100.0;
+  e = estimate_time(r, t);
+  EXPECT_EQ(e.tokens, 10000.0);
+  EXPECT_EQ(e.seconds, 100.0);
+  t.tokens = 5e6;  // over the steps
+  t.tokens_per_s.reset();
+  t.mfu = 0.5;
+  t.peak_tflops = 1.0;
+  e = estimate_time(r, t);
+  EXPECT_EQ(e.tokens_per_s, 2 * 0.5 * 1e12 / flops);
+  EXPECT_EQ(e.seconds, 5e6 / e.tokens_per_s);
+}
+
+TEST(MemoryPlan, RefusesBadTimeRequests) {
+  auto refused = [](const TimeRequest& t, const std::string& flag) {
+    try {
+      check_time_request(t);
+      ADD_FAILURE() << "accepted a bad " << flag;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(flag), std::string::npos) << e.what();
+    }
+  };
+  TimeRequest t;
+  t.tokens = 0.0;
+  refused(t, "--tokens");
+  t = TimeRequest{};
+  t.mfu = 1.5;
+  t.peak_tflops = 100.0;
+  refused(t, "--mfu");
+  t.mfu = 0.5;
+  t.peak_tflops.reset();
+  refused(t, "--peak-tflops");
+  t.peak_tflops = 100.0;
+  t.tokens_per_s = 1e5;
+  refused(t, "--tokens-per-s");
+  EXPECT_THROW(estimate_time(cpu_request("pretrain"), t), std::invalid_argument);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "engine/backend.h"
 #include "engine/tensor.h"
 
 namespace gpt {
@@ -31,6 +32,17 @@ TEST(Tensor, ChecksNameTheArgument) {
   EXPECT_EQ(t.reshape({3, 2}).shape, (Shape{3, 2}));
   EXPECT_EQ(dtype_from_name("bf16"), DType::bf16);
   EXPECT_THROW(dtype_from_name("f16"), std::invalid_argument);
+}
+
+// --device/--dtype as the apps take them: auto is f32 on the CPU.
+TEST(Backend, FromTheAppsNames) {
+  EXPECT_EQ(make_backend_from_names("cpu", "auto")->dtype(), DType::f32);
+  EXPECT_EQ(make_backend_from_names("cpu", "f64")->dtype(), DType::f64);
+  if (!cuda_available()) {
+    EXPECT_EQ(make_backend_from_names("auto", "auto")->dtype(), DType::f32);
+  }
+  EXPECT_THROW(make_backend_from_names("cpu", "f16"), std::invalid_argument);
+  EXPECT_THROW(make_backend_from_names("tpu", "auto"), std::invalid_argument);
 }
 
 }  // namespace gpt

@@ -1,4 +1,4 @@
-#include "apps/memory_plan.h"
+#include "models/memory_plan.h"
 
 #include <cctype>
 #include <cmath>
@@ -88,6 +88,33 @@ int largest_fitting_batch(PlanRequest request, size_t budget, int limit) {
       hi = mid;
   }
   return lo;
+}
+
+void check_time_request(const TimeRequest& t) {
+  if (t.tokens && !(*t.tokens > 0)) throw std::invalid_argument("--tokens must be positive");
+  if (t.tokens_per_s && !(*t.tokens_per_s > 0))
+    throw std::invalid_argument("--tokens-per-s must be positive");
+  if (t.mfu && !(*t.mfu > 0 && *t.mfu <= 1)) throw std::invalid_argument("--mfu must be in (0, 1]");
+  if (t.peak_tflops && !(*t.peak_tflops > 0))
+    throw std::invalid_argument("--peak-tflops must be positive");
+  if (t.mfu.has_value() != t.peak_tflops.has_value())
+    throw std::invalid_argument("--mfu and --peak-tflops go together");
+  if (t.tokens_per_s && t.mfu)
+    throw std::invalid_argument("give --tokens-per-s or --mfu/--peak-tflops, not both");
+}
+
+TimeEstimate estimate_time(const PlanRequest& r, const TimeRequest& t) {
+  check_time_request(t);
+  TimeEstimate e;
+  e.flops_per_token = r.model.flops_per_token(r.seq_len);
+  const long global_batch = t.total_batch_tokens > 0
+                                ? t.total_batch_tokens
+                                : static_cast<long>(r.batch) * r.seq_len * r.world_size;
+  e.tokens = t.tokens ? *t.tokens : static_cast<double>(t.steps) * global_batch;
+  if (t.tokens_per_s) e.tokens_per_s = *t.tokens_per_s;
+  if (t.mfu) e.tokens_per_s = r.world_size * *t.mfu * *t.peak_tflops * 1e12 / e.flops_per_token;
+  e.seconds = e.tokens_per_s > 0 && e.tokens > 0 ? e.tokens / e.tokens_per_s : 0.0;
+  return e;
 }
 
 size_t parse_byte_size(const std::string& text, const std::string& flag) {

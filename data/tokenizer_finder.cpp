@@ -1,4 +1,4 @@
-#include "apps/app_common.h"
+#include "data/tokenizer_finder.h"
 
 #include <filesystem>
 #include <fstream>
@@ -10,17 +10,6 @@
 namespace fs = std::filesystem;
 
 namespace gpt {
-
-std::unique_ptr<Backend> make_app_backend(const std::string& device, const std::string& dtype) {
-  DType dt;
-  if (dtype == "auto") {
-    const bool cuda = device == "cuda" || (device == "auto" && cuda_available());
-    dt = cuda ? DType::bf16 : DType::f32;
-  } else {
-    dt = dtype_from_name(dtype);
-  }
-  return make_backend(device, dt);
-}
 
 namespace {
 
@@ -39,7 +28,7 @@ PrepareTokenizer bpe_from(const fs::path& dir, const std::string& kind) {
 
 }  // namespace
 
-PrepareTokenizer load_app_tokenizer(const std::string& spec, const std::string& near) {
+PrepareTokenizer find_tokenizer(const std::string& spec, const std::string& near) {
   if (spec == "bytes") return PrepareTokenizer::bytes();
   if (spec == "gpt2") return bpe_from(resolve_tokenizer_path("gpt2"), "gpt2");
   if (!spec.empty()) return bpe_from(spec, "path");

@@ -4,11 +4,13 @@
 // therefore those gpt-pretrain and gpt-finetune allocate, arena by arena, with no second formula
 // to drift from them (tests/test_memory_plan.cpp builds the same models on the CPU backend and
 // compares). Not counted: memory a backend sizes inside an op at run time (the CUDA backend's
-// scratch), the CUDA context, host memory.
+// scratch), the CUDA context, host memory. Beside it, the run's time from its training FLOPs per
+// token and a throughput (estimate_time).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "engine/backend.h"
@@ -62,6 +64,32 @@ MemoryPlan plan_memory(const PlanRequest& request);
 // The largest micro-batch B (<= limit) whose planned peak fits in budget bytes; 0 when B = 1 does
 // not fit. The peak grows with B (activations), so a doubling then bisection search finds it.
 int largest_fitting_batch(PlanRequest request, size_t budget, int limit = 1 << 16);
+
+// The time side of a plan: how many tokens, and how fast (gpt-plan --tokens, --steps,
+// --total-batch-tokens, --tokens-per-s, --mfu, --peak-tflops).
+struct TimeRequest {
+  std::optional<double> tokens;            // training tokens; unset: steps x the global batch
+  long steps = 0;                          // optimizer steps (for tokens unset)
+  long total_batch_tokens = 0;             // the global batch in tokens (0: B x T x ranks)
+  std::optional<double> tokens_per_s;      // the throughput of the whole job, or ...
+  std::optional<double> mfu, peak_tflops;  // ... model FLOPs utilisation and one device's peak
+};
+
+// Throws std::invalid_argument naming the flag: a rate or count that is not positive, an MFU
+// outside (0, 1], --mfu without --peak-tflops (or the reverse), or both kinds of rate.
+void check_time_request(const TimeRequest& request);
+
+struct TimeEstimate {
+  double flops_per_token = 0.0;  // training: 6 x matmul parameters + the attention's
+  double tokens = 0.0;           // 0 when neither tokens nor steps are known
+  double tokens_per_s = 0.0;     // 0 when no rate was given
+  double seconds = 0.0;          // tokens / tokens_per_s; 0 when either is unknown
+};
+
+// The training FLOPs per token of the run's model at its T, and the time of `time.tokens` (else
+// steps x the global batch) at the given rate; with MFU, the rate is world_size x mfu x peak /
+// FLOPs per token.
+TimeEstimate estimate_time(const PlanRequest& run, const TimeRequest& time);
 
 // "80GB", "80 GiB", "512MiB", "1.5TB" (k/M/G/T: powers of 1000; Ki/Mi/Gi/Ti: of 1024; B optional
 // after a prefix, a bare number is refused). Throws std::invalid_argument naming `flag`.
