@@ -155,6 +155,19 @@ void gemm_rows(int N, int K, F alpha, const F* a, size_t a_row, size_t a_col, co
   }
 }
 
+// gemm_rows for a row count known only at run time (1 <= rows <= R): the largest tile shape first.
+template <typename F, int R = kTileRows>
+void gemm_rows_of(int rows, int N, int K, F alpha, const F* a, size_t a_row, size_t a_col,
+                  const F* b, size_t ldb, F* c, size_t ldc, bool accumulate) {
+  if constexpr (R > 1) {
+    if (rows < R) {
+      gemm_rows_of<F, R - 1>(rows, N, K, alpha, a, a_row, a_col, b, ldb, c, ldc, accumulate);
+      return;
+    }
+  }
+  gemm_rows<F, R>(N, K, alpha, a, a_row, a_col, b, ldb, c, ldc, accumulate);
+}
+
 // Which products of a query tile [t0, t0 + rows) tile_gemm may skip because the causal mask makes
 // them zero. Row i of the tile is the query t0 + i, and it sees the keys u <= t0 + i:
 //   columns:    C's row i needs only its columns j <= t0 + i (S = Q Kᵀ, dP = dO Vᵀ); the columns
@@ -191,26 +204,7 @@ void tile_gemm(int M, int N, int K, F alpha, const F* a, size_t a_row, size_t a_
     const F* a_i = a + static_cast<size_t>(i0) * a_row + static_cast<size_t>(k_begin) * a_col;
     const F* b_k = b + static_cast<size_t>(k_begin) * ldb;
     F* c_i = c + static_cast<size_t>(i0) * ldc;
-    switch (R) {
-      case 6:
-        gemm_rows<F, 6>(n, depth, alpha, a_i, a_row, a_col, b_k, ldb, c_i, ldc, accumulate);
-        break;
-      case 5:
-        gemm_rows<F, 5>(n, depth, alpha, a_i, a_row, a_col, b_k, ldb, c_i, ldc, accumulate);
-        break;
-      case 4:
-        gemm_rows<F, 4>(n, depth, alpha, a_i, a_row, a_col, b_k, ldb, c_i, ldc, accumulate);
-        break;
-      case 3:
-        gemm_rows<F, 3>(n, depth, alpha, a_i, a_row, a_col, b_k, ldb, c_i, ldc, accumulate);
-        break;
-      case 2:
-        gemm_rows<F, 2>(n, depth, alpha, a_i, a_row, a_col, b_k, ldb, c_i, ldc, accumulate);
-        break;
-      default:
-        gemm_rows<F, 1>(n, depth, alpha, a_i, a_row, a_col, b_k, ldb, c_i, ldc, accumulate);
-        break;
-    }
+    gemm_rows_of<F>(R, n, depth, alpha, a_i, a_row, a_col, b_k, ldb, c_i, ldc, accumulate);
   }
 }
 

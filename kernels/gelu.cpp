@@ -38,33 +38,34 @@ void gelu_exp_terms(F* t, const F* x, size_t n) {
   for (size_t i = 0; i < n; ++i) t[i] = exp_approx(t[i]);
 }
 
-template <typename F>
-void gelu_forward(F* out, const F* inp, size_t N) {
+// body(x, t, i0, n) for each chunk [i0, i0 + n) of the N elements, in parallel, with t the
+// chunk's exp terms.
+template <typename F, typename Body>
+void for_each_chunk(const F* inp, size_t N, Body body) {
   const size_t num_chunks = (N + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static)
   for (size_t chunk = 0; chunk < num_chunks; ++chunk) {
     const size_t i0 = chunk * kChunk;
     const size_t n = N - i0 < kChunk ? N - i0 : kChunk;
-    const F* x = inp + i0;
     F t[kChunk];
-    gelu_exp_terms(t, x, n);
+    gelu_exp_terms(t, inp + i0, n);
+    body(inp + i0, t, i0, n);
+  }
+}
+
+template <typename F>
+void gelu_forward(F* out, const F* inp, size_t N) {
+  for_each_chunk(inp, N, [&](const F* x, const F* t, size_t i0, size_t n) {
     F* y = out + i0;
     for (size_t i = 0; i < n; ++i) y[i] = x[i] / (F(1) + t[i]);  // x · σ
-  }
+  });
 }
 
 template <typename F>
 void gelu_backward(F* dinp, const F* inp, const F* dout, size_t N) {
   const F s = static_cast<F>(kSqrt2OverPi);
   const F a3 = static_cast<F>(3 * kCubic);
-  const size_t num_chunks = (N + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static)
-  for (size_t chunk = 0; chunk < num_chunks; ++chunk) {
-    const size_t i0 = chunk * kChunk;
-    const size_t n = N - i0 < kChunk ? N - i0 : kChunk;
-    const F* x = inp + i0;
-    F t[kChunk];
-    gelu_exp_terms(t, x, n);
+  for_each_chunk(inp, N, [&](const F* x, const F* t, size_t i0, size_t n) {
     const F* dy = dout + i0;
     F* dx = dinp + i0;  // dinp may alias dout: same index, read before write
     for (size_t i = 0; i < n; ++i) {
@@ -72,7 +73,7 @@ void gelu_backward(F* dinp, const F* inp, const F* dout, size_t N) {
       const F grad = sigma + 2 * x[i] * sigma * (F(1) - sigma) * s * (F(1) + a3 * x[i] * x[i]);
       dx[i] = dy[i] * grad;
     }
-  }
+  });
 }
 
 template void gelu_forward<float>(float*, const float*, size_t);
