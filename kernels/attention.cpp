@@ -8,7 +8,7 @@
 // tiles of kQueryTile rows; a tile [t0, t1) needs the keys [0, t1), so its score block S is (t1 -
 // t0) × t1, lives in a per-thread scratch buffer, and holds zeros above the diagonal once turned
 // into probabilities. The softmax loops vectorise: exp is exp_approx (kernels/cpu_fast_math.h) and
-// sums run in 8 fixed lanes (lane_sum).
+// sums run in 8 fixed lanes (row_sum).
 //
 // The products are small (one side is the head size, 32-128) and many, so they run through
 // tile_gemm below rather than BLAS, whose per-call packing and zeroing of C cost as much as the
@@ -32,18 +32,18 @@ constexpr int kQueryTile = 64;
 
 // Sum of x[0..n) in 8 fixed lanes: vectorises, and the order of the additions depends on n only.
 template <typename F>
-F lane_sum(const F* x, int n) {
+F row_sum(const F* x, int n) {
   F lane[8] = {};
   int u = 0;
   for (; u + 8 <= n; u += 8)
     for (int l = 0; l < 8; ++l) lane[l] += x[u + l];
   for (int l = 0; u < n; ++u, ++l) lane[l] += x[u];
-  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  return combine_lanes(lane);
 }
 
 // Max of x[0..n), n >= 1, in 8 lanes: vectorises, and a max does not depend on the order anyway.
 template <typename F>
-F lane_max(const F* x, int n) {
+F row_max(const F* x, int n) {
   F lane[8];
   for (int l = 0; l < 8; ++l) lane[l] = x[0];
   int u = 0;
@@ -55,15 +55,15 @@ F lane_max(const F* x, int n) {
   return m;
 }
 
-// Dot product of x[0..n) and y[0..n) in 8 fixed lanes, like lane_sum.
+// Dot product of x[0..n) and y[0..n) in 8 fixed lanes, like row_sum.
 template <typename F>
-F lane_dot(const F* x, const F* y, int n) {
+F row_dot(const F* x, const F* y, int n) {
   F lane[8] = {};
   int u = 0;
   for (; u + 8 <= n; u += 8)
     for (int l = 0; l < 8; ++l) lane[l] += x[u + l] * y[u + l];
   for (int l = 0; u < n; ++u, ++l) lane[l] += x[u] * y[u];
-  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  return combine_lanes(lane);
 }
 
 // A per-thread scratch buffer of at least n elements (grows, never shrinks).
@@ -267,9 +267,9 @@ void attention_forward(F* out, F* lse, const F* qkv, const AttentionShape& a) {
       for (int r = 0; r < rows; ++r) {
         const int t = t0 + r;
         F* p = P + static_cast<size_t>(r) * t1;
-        const F max_s = lane_max(p, t + 1);
+        const F max_s = row_max(p, t + 1);
         for (int u = 0; u <= t; ++u) p[u] = exp_approx(p[u] - max_s);
-        const F sum = lane_sum(p, t + 1);
+        const F sum = row_sum(p, t + 1);
         const F inv_sum = F(1) / sum;
         for (int u = 0; u <= t; ++u) p[u] *= inv_sum;
         for (int u = t + 1; u < t1; ++u) p[u] = 0;  // causal mask
@@ -356,7 +356,7 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, cons
           const int t = t0 + r;
           const F* do_t = dout_bh + static_cast<size_t>(t) * ld_out;
           const F* o_t = out_bh + static_cast<size_t>(t) * ld_out;
-          const F D = lane_dot(do_t, o_t, HS);
+          const F D = row_dot(do_t, o_t, HS);
           const F* p = P + static_cast<size_t>(r) * t1;
           F* ds = dS + static_cast<size_t>(r) * t1;
           for (int u = 0; u <= t; ++u) ds[u] = p[u] * (ds[u] - D) * scale;

@@ -56,7 +56,9 @@ inline double exp_approx(double x) {
 // reorder floating-point sums on its own).
 constexpr int kSumLanes = 8;
 
-inline double combine_lanes(const double lane[kSumLanes]) {
+// The lanes' total, pairwise in a fixed order (float lanes too: attention's row sums).
+template <typename T>
+T combine_lanes(const T lane[kSumLanes]) {
   return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
 }
 

@@ -18,13 +18,13 @@ namespace {
 // Logits of a row per chunk of the exp pass below (a stack buffer when there is no dlogits).
 constexpr int kChunk = 512;
 
-// e[j] = exp(x[j] - max_x) for j < n, and their sum added to 8 double lanes in a fixed order.
+// e[j] = exp(x[j] - max_x) for j < n, and their sum added to the double lanes in a fixed order.
 template <typename F>
-void exp_and_sum(F* e, const F* x, int n, F max_x, double lane[8]) {
+void exp_and_sum(F* e, const F* x, int n, F max_x, double lane[kSumLanes]) {
   for (int j = 0; j < n; ++j) e[j] = exp_approx(x[j] - max_x);
   int j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; ++l) lane[l] += static_cast<double>(e[j + l]);
+  for (; j + kSumLanes <= n; j += kSumLanes)
+    for (int l = 0; l < kSumLanes; ++l) lane[l] += static_cast<double>(e[j + l]);
   for (int l = 0; j < n; ++j, ++l) lane[l] += static_cast<double>(e[j]);
 }
 
@@ -59,14 +59,13 @@ void crossentropy_forward_backward(F* losses, F* dlogits, const F* logits, const
     const F x_target = x[target];
     // Chunks start at multiples of kChunk (a multiple of 8): the lanes see the same order as one
     // pass over the row would give them.
-    double lane[8] = {};
+    double lane[kSumLanes] = {};
     for (int j0 = 0; j0 < V; j0 += kChunk) {
       const int n = V - j0 < kChunk ? V - j0 : kChunk;
       F e[kChunk];
       exp_and_sum(dx != nullptr ? dx + j0 : e, x + j0, n, max_x, lane);
     }
-    const double sum =
-        ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+    const double sum = combine_lanes(lane);
     losses[i] = static_cast<F>(std::log(sum) + (static_cast<double>(max_x) - x_target));
     if (dx != nullptr) {
       const F scale = static_cast<F>(dloss / sum);
